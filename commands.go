@@ -1,0 +1,18 @@
+package main
+
+import (
+	"context"
+	"io"
+)
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// commands lists every subcommand, in the order `gibbon help` shows them.
+// Each command lives in its own cmd_<name>.go file.
+func commands() []command {
+	return []command{}
+}
