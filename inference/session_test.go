@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"gibbon/inference"
-	"gibbon/inference/internal/testrt"
+	"gibbon/internal/testrt"
 	"gibbon/inference/onnx"
 )
 
