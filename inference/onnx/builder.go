@@ -95,16 +95,21 @@ func (b *Builder) Output(name, value string, shape ...int64) {
 
 // Init adds a float initializer (a weight) and returns its name.
 func (b *Builder) Init(name string, shape []int64, data []float32) string {
+	return b.initFloat(b.claim(name), shape, data)
+}
+
+func (b *Builder) initFloat(name string, shape []int64, data []float32) string {
 	if len(data) != numel(shape) {
 		panic(fmt.Sprintf("onnx builder: initializer %q shape %v needs %d values, got %d", name, shape, numel(shape), len(data)))
 	}
-	b.g.Initializer = append(b.g.Initializer, FloatTensor(b.claim(name), shape, data))
+	b.g.Initializer = append(b.g.Initializer, FloatTensor(name, shape, data))
 	return name
 }
 
 // Const adds an anonymous float constant initializer.
 func (b *Builder) Const(shape []int64, data ...float32) string {
-	return b.Init(b.Fresh("const"), shape, data)
+	// Fresh has already reserved the name; Init would claim it a second time.
+	return b.initFloat(b.Fresh("const"), shape, data)
 }
 
 // Scalar adds a 0-d float constant.
@@ -112,7 +117,7 @@ func (b *Builder) Scalar(v float32) string { return b.Const([]int64{}, v) }
 
 // Ints adds a 1-d int64 constant (shapes, axes, pads).
 func (b *Builder) Ints(vals ...int64) string {
-	name := b.claim(b.Fresh("ints"))
+	name := b.Fresh("ints") // Fresh reserves the name
 	b.g.Initializer = append(b.g.Initializer, Int64Tensor(name, []int64{int64(len(vals))}, vals))
 	return name
 }
