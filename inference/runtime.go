@@ -3,10 +3,10 @@ package inference
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -18,14 +18,21 @@ const ORTVersion = "1.24.1"
 // ErrNoRuntime is returned when no usable ONNX Runtime library was found.
 var ErrNoRuntime = errors.New("ONNX Runtime library not found: run `gibbon runtime install`")
 
+// ErrWrongVersion is wrapped by the error for a library of another ORT version.
+var ErrWrongVersion = errors.New("wrong ONNX Runtime version")
+
 // RuntimeConfig says where the library is and how sessions run.
 type RuntimeConfig struct {
 	// LibPath is the shared library; empty means GIBBON_ORT_LIB, then the cache.
 	LibPath string
 	// IntraOpThreads per session; 0 means 1 (faster and steadier on 2 vCPUs, see autodiff.md).
 	IntraOpThreads int
-	// EP is the execution provider: "cpu" (default), "webgpu", "cuda" or "auto".
+	// EP is the execution provider: "cpu", "webgpu", "cuda" or "auto"; empty means
+	// GIBBON_EP, then cpu. A provider that does not start falls back to the next
+	// (auto: cuda, webgpu, cpu) with one warning; Session.Provider says which ran.
 	EP string
+	// Logger gets that warning; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // Runtime owns the process-wide ONNX Runtime environment. Open exactly one; close it
@@ -33,9 +40,11 @@ type RuntimeConfig struct {
 type Runtime struct {
 	cfg     RuntimeConfig
 	libPath string
+	lib     LibraryInfo
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
+	eps      map[string]*providerState
 	closed   bool
 }
 
@@ -92,11 +101,27 @@ func FindLibrary(explicit string) (string, error) {
 
 var envOnce sync.Mutex
 
-// OpenRuntime loads the library and initialises the environment.
+// OpenRuntime checks and loads the library and initialises the environment. Every
+// error is one line that says how to fix it.
 func OpenRuntime(cfg RuntimeConfig) (*Runtime, error) {
+	ep, err := ResolveEP(cfg.EP)
+	if err != nil {
+		return nil, err
+	}
+	cfg.EP = ep
 	lib, err := FindLibrary(cfg.LibPath)
 	if err != nil {
 		return nil, err
+	}
+	// Ask the library its version before ORT's environment touches it: a wrong
+	// version then gets a clear message instead of whatever the C API mismatch does.
+	info, err := ReadLibraryInfo(lib)
+	switch {
+	case errors.Is(err, errLibraryInfoUnsupported):
+	case err != nil:
+		return nil, fmt.Errorf("%s is not a usable ONNX Runtime library (%s): run `gibbon runtime install`", lib, oneLine(err.Error()))
+	case !versionMatches(info.Version):
+		return nil, fmt.Errorf("%w: %s is ONNX Runtime %s, Gibbon needs %s: run `gibbon runtime install`", ErrWrongVersion, lib, info.Version, ORTVersion)
 	}
 	envOnce.Lock()
 	defer envOnce.Unlock()
@@ -105,19 +130,28 @@ func OpenRuntime(cfg RuntimeConfig) (*Runtime, error) {
 	}
 	ort.SetSharedLibraryPath(lib)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
-		return nil, fmt.Errorf("load ONNX Runtime %s: %w (it must be version %s: run `gibbon runtime install`)", lib, err, ORTVersion)
+		return nil, fmt.Errorf("load ONNX Runtime %s: %s (it must be version %s: run `gibbon runtime install`)", lib, oneLine(err.Error()), ORTVersion)
 	}
-	if v := ort.GetVersion(); !strings.HasPrefix(v, ORTVersion) {
+	if v := ort.GetVersion(); !versionMatches(v) {
 		_ = ort.DestroyEnvironment()
-		return nil, fmt.Errorf("ONNX Runtime at %s is version %s, Gibbon needs %s: run `gibbon runtime install`", lib, v, ORTVersion)
+		return nil, fmt.Errorf("%w: %s is ONNX Runtime %s, Gibbon needs %s: run `gibbon runtime install`", ErrWrongVersion, lib, v, ORTVersion)
+	}
+	if info.Version == "" {
+		info.Version = ort.GetVersion()
 	}
 	if cfg.IntraOpThreads <= 0 {
 		cfg.IntraOpThreads = 1
 	}
-	if cfg.EP == "" {
-		cfg.EP = "cpu"
+	return &Runtime{cfg: cfg, libPath: lib, lib: info,
+		sessions: map[*Session]struct{}{}, eps: map[string]*providerState{}}, nil
+}
+
+// logger is cfg.Logger, else the default logger at the time of logging.
+func (r *Runtime) logger() *slog.Logger {
+	if r.cfg.Logger != nil {
+		return r.cfg.Logger
 	}
-	return &Runtime{cfg: cfg, libPath: lib, sessions: map[*Session]struct{}{}}, nil
+	return slog.Default()
 }
 
 // LibPath is the library in use.
@@ -125,6 +159,13 @@ func (r *Runtime) LibPath() string { return r.libPath }
 
 // Version is the loaded library's version string.
 func (r *Runtime) Version() string { return ort.GetVersion() }
+
+// Library is what the loaded library says about itself (version, providers).
+func (r *Runtime) Library() LibraryInfo { return r.lib }
+
+// EP is the requested execution provider (after GIBBON_EP); each Session.Provider
+// says where that session actually runs.
+func (r *Runtime) EP() string { return r.cfg.EP }
 
 // Close destroys every open session, then the environment.
 func (r *Runtime) Close() error {

@@ -10,10 +10,11 @@ import (
 
 // Session is one loaded ONNX graph. It is safe for concurrent Run calls (ORT sessions are).
 type Session struct {
-	rt      *Runtime
-	s       *ort.DynamicAdvancedSession
-	inputs  []ort.InputOutputInfo
-	outputs []ort.InputOutputInfo
+	rt       *Runtime
+	s        *ort.DynamicAdvancedSession
+	inputs   []ort.InputOutputInfo
+	outputs  []ort.InputOutputInfo
+	provider string
 
 	closeOnce sync.Once
 }
@@ -26,8 +27,27 @@ type IOInfo struct {
 	Type  string
 }
 
-// NewSession loads a serialized ONNX model.
+// NewSession loads a serialized ONNX model on the runtime's execution provider,
+// falling back (one warning per provider) to the next one that starts.
 func (r *Runtime) NewSession(model []byte) (*Session, error) {
+	return r.newSession(model, r.cfg.EP, "")
+}
+
+// NewSessionOn is NewSession with another execution provider than the runtime's
+// (auto, cpu, webgpu or cuda), e.g. to compare a GPU provider with the CPU.
+func (r *Runtime) NewSessionOn(model []byte, ep string) (*Session, error) {
+	ep, err := ParseEP(ep)
+	if err != nil {
+		return nil, err
+	}
+	return r.newSession(model, ep, "")
+}
+
+// newSession tries the candidate providers in order. A provider's failure is only
+// blamed on the provider (warned about, not tried again) once a later one loaded the
+// same model: when every provider fails, the model is at fault and its CPU error
+// is returned. profilePrefix, when set, turns on ORT's profiler.
+func (r *Runtime) newSession(model []byte, ep, profilePrefix string) (*Session, error) {
 	r.mu.Lock()
 	closed := r.closed
 	r.mu.Unlock()
@@ -36,8 +56,45 @@ func (r *Runtime) NewSession(model []byte) (*Session, error) {
 	}
 	ins, outs, err := ort.GetInputOutputInfoWithONNXData(model)
 	if err != nil {
-		return nil, fmt.Errorf("read model inputs/outputs: %w", err)
+		return nil, fmt.Errorf("read model inputs/outputs: %s", oneLine(err.Error()))
 	}
+	type failure struct {
+		ep  string
+		err error
+	}
+	var failed []failure
+	for _, p := range r.candidates(ep) {
+		s, err := r.createSession(model, ins, outs, p, profilePrefix)
+		if err != nil {
+			if p == EPCPU {
+				return nil, err
+			}
+			failed = append(failed, failure{p, err})
+			continue
+		}
+		for _, f := range failed {
+			r.mu.Lock()
+			st := r.eps[f.ep]
+			everStarted := st != nil && st.started
+			r.mu.Unlock()
+			if everStarted {
+				// It works for other models: warn about this one only.
+				r.logger().Warn("execution provider could not load this model; falling back", "ep", f.ep, "using", p, "err", oneLine(f.err.Error()))
+				continue
+			}
+			r.giveUp(f.ep, f.err, p)
+		}
+		r.started(p)
+		sess := &Session{rt: r, s: s, inputs: ins, outputs: outs, provider: p}
+		r.mu.Lock()
+		r.sessions[sess] = struct{}{}
+		r.mu.Unlock()
+		return sess, nil
+	}
+	return nil, fmt.Errorf("no execution provider to try for %q", ep)
+}
+
+func (r *Runtime) createSession(model []byte, ins, outs []ort.InputOutputInfo, p, profilePrefix string) (*ort.DynamicAdvancedSession, error) {
 	opts, err := ort.NewSessionOptions()
 	if err != nil {
 		return nil, fmt.Errorf("session options: %w", err)
@@ -49,6 +106,20 @@ func (r *Runtime) NewSession(model []byte) (*Session, error) {
 	if err := opts.SetInterOpNumThreads(1); err != nil {
 		return nil, err
 	}
+	var forceCPU []string
+	if p == EPWebGPU {
+		if model, forceCPU, err = webgpuForceCPU(model); err != nil {
+			return nil, fmt.Errorf("read model: %w", err)
+		}
+	}
+	if err := appendProvider(opts, p, forceCPU); err != nil {
+		return nil, fmt.Errorf("%s: %s", ORTProviderName(p), oneLine(err.Error()))
+	}
+	if profilePrefix != "" {
+		if err := opts.EnableProfiling(profilePrefix); err != nil {
+			return nil, fmt.Errorf("enable profiling: %w", err)
+		}
+	}
 	names := func(infos []ort.InputOutputInfo) []string {
 		n := make([]string, len(infos))
 		for i, v := range infos {
@@ -58,14 +129,14 @@ func (r *Runtime) NewSession(model []byte) (*Session, error) {
 	}
 	s, err := ort.NewDynamicAdvancedSessionWithONNXData(model, names(ins), names(outs), opts)
 	if err != nil {
-		return nil, fmt.Errorf("create session: %w", err)
+		return nil, fmt.Errorf("create session on %s: %s", p, oneLine(err.Error()))
 	}
-	sess := &Session{rt: r, s: s, inputs: ins, outputs: outs}
-	r.mu.Lock()
-	r.sessions[sess] = struct{}{}
-	r.mu.Unlock()
-	return sess, nil
+	return s, nil
 }
+
+// Provider is the execution provider this session runs on (cpu, webgpu or cuda).
+// Nodes the provider has no kernel for still run on the CPU: see Runtime.Placement.
+func (s *Session) Provider() string { return s.provider }
 
 // Inputs describes the graph inputs.
 func (s *Session) Inputs() []IOInfo { return ioInfos(s.inputs) }
