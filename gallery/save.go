@@ -1,0 +1,142 @@
+package gallery
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Save checks e, stores it in one transaction and returns its slug and secret
+// delete token. e is updated with what the store filled in: Slug, CreatedAt when
+// zero, image checksums and LInfMeasured.
+func (s *Store) Save(ctx context.Context, e *Entry) (Receipt, error) {
+	p, err := prepare(e)
+	if err != nil {
+		return Receipt{}, err
+	}
+	if e.CreatedAt.IsZero() {
+		e.CreatedAt = s.now()
+	}
+	e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Millisecond)
+	token, hash := newToken()
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		for range 5 {
+			e.Slug = newSlug()
+			var n int
+			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM entries WHERE slug = ?", e.Slug).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				return insert(ctx, tx, e, p, hash)
+			}
+		}
+		return fmt.Errorf("no free slug after 5 tries")
+	})
+	if err != nil {
+		e.Slug = ""
+		return Receipt{}, fmt.Errorf("save gallery entry: %w", err)
+	}
+	return Receipt{Slug: e.Slug, DeleteToken: token}, nil
+}
+
+// writeTx runs fn in an immediate transaction (the write lock is taken at BEGIN,
+// so a busy file waits here rather than failing on the first write).
+func (s *Store) writeTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// insert writes a prepared entry under e.Slug: images first (once each), then the
+// entry, its models, steps and facet counts.
+func insert(ctx context.Context, tx *sql.Tx, e *Entry, p *prepared, deleteHash []byte) error {
+	var origSHA, advSHA any
+	for _, im := range []*imageInfo{p.orig, p.adv} {
+		if im == nil {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx,
+			"INSERT INTO images (sha256, png, width, height, channels) VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
+			im.sha, im.png, im.width, im.height, im.channels); err != nil {
+			return fmt.Errorf("store image: %w", err)
+		}
+	}
+	if p.orig != nil {
+		origSHA = p.orig.sha
+	}
+	if p.adv != nil {
+		advSHA = p.adv.sha
+	}
+	var linfMeasured any
+	if p.linfMeasured != nil {
+		linfMeasured = *p.linfMeasured
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO entries (slug, delete_hash, kind, created_at, title, gibbon_version,
+		model, attack, eps, eps_unit, linf, linf_measured, seed, original_label, adversarial_label,
+		original_sha, adversarial_sha, step_count, model_count, record)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Slug, deleteHash, string(e.Kind), e.CreatedAt.UnixMilli(), p.title, e.GibbonVersion,
+		p.model, e.Attack, e.Eps, e.EpsUnit, e.LInf, linfMeasured, e.Seed, p.origLabel, p.advLabel,
+		origSHA, advSHA, len(e.Steps), len(e.Models), string(p.record))
+	if err != nil {
+		return fmt.Errorf("store entry: %w", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	created := e.CreatedAt.UnixMilli()
+	for i, m := range e.Models {
+		if _, err := tx.ExecContext(ctx,
+			"INSERT INTO entry_models (entry_id, position, name, sha256, attacked, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+			id, i, m.Name, m.SHA256, m.Attacked, created); err != nil {
+			return fmt.Errorf("store models: %w", err)
+		}
+	}
+	if len(e.Steps) > 0 {
+		stmt, err := tx.PrepareContext(ctx, "INSERT INTO steps (entry_id, step, loss, top1) VALUES (?, ?, ?, ?)")
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i, st := range e.Steps {
+			if _, err := stmt.ExecContext(ctx, id, st.Step, st.Loss, string(p.steps[i])); err != nil {
+				return fmt.Errorf("store steps: %w", err)
+			}
+		}
+	}
+	for _, f := range facetsOf(e) {
+		if _, err := tx.ExecContext(ctx,
+			"INSERT INTO facets (facet, value, count) VALUES (?, ?, 1) ON CONFLICT (facet, value) DO UPDATE SET count = count + 1",
+			f[0], f[1]); err != nil {
+			return fmt.Errorf("store facets: %w", err)
+		}
+	}
+	return nil
+}
+
+// facetsOf lists the filter values an entry counts towards.
+func facetsOf(e *Entry) [][2]string {
+	var out [][2]string
+	for _, m := range e.Models {
+		out = append(out, [2]string{"model", m.Name})
+	}
+	if e.Attack != "" {
+		out = append(out, [2]string{"attack", e.Attack})
+	}
+	out = append(out, [2]string{"eps", FormatEps(e.Eps, e.EpsUnit)})
+	return out
+}
+
+// FormatEps writes eps with its unit, e.g. "8/255" or "0.3/1"; ParseEps reads it.
+func FormatEps(eps float64, unit string) string {
+	return strconv.FormatFloat(eps, 'g', -1, 64) + unit
+}
