@@ -19,9 +19,9 @@ func TestListPagesNewestFirstWithFilters(t *testing.T) {
 	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	type saved struct {
 		slug, attack, eps string
-		models          []string
-		kind            gallery.Kind
-		at              time.Time
+		models            []string
+		kind              gallery.Kind
+		at                time.Time
 	}
 	var all []saved
 	for i := range 45 {
