@@ -14,5 +14,7 @@ type command struct {
 // commands lists every subcommand, in the order `gibbon help` shows them.
 // Each command lives in its own cmd_<name>.go file.
 func commands() []command {
-	return []command{}
+	return []command{
+		{"gallery", "back up, restore or check the gallery: export DIR, import DIR, check", cmdGallery},
+	}
 }
