@@ -1,0 +1,385 @@
+package inference
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"math"
+	"strings"
+
+	xdraw "golang.org/x/image/draw"
+)
+
+// DefaultWorkingSide bounds the longer side of a Picture: a large photo is scaled
+// down once, with area averaging, rather than once per model.
+const DefaultWorkingSide = 1024
+
+// Picture is an image ready for preprocessing: RGB values in [0,1], transparent
+// areas composited onto white (how the image looks on a page).
+type Picture struct {
+	W, H    int
+	R, G, B []float32
+	// Gray is true when every pixel has R == G == B.
+	Gray bool
+	// SrcW, SrcH is the size before any working downscale.
+	SrcW, SrcH int
+}
+
+// NewPicture converts img. When maxSide > 0 and img is larger, it is scaled down
+// (keeping its aspect ratio) so that its longer side is maxSide.
+func NewPicture(img image.Image, maxSide int) *Picture {
+	b := img.Bounds()
+	sw, sh := b.Dx(), b.Dy()
+	w, h := sw, sh
+	if maxSide > 0 && max(sw, sh) > maxSide {
+		s := float64(maxSide) / float64(max(sw, sh))
+		w = max(1, int(math.Round(float64(sw)*s)))
+		h = max(1, int(math.Round(float64(sh)*s)))
+	}
+	p := &Picture{W: w, H: h, SrcW: sw, SrcH: sh, Gray: true}
+	if w <= 0 || h <= 0 {
+		return p
+	}
+	dst := image.NewRGBA(image.Rect(0, 0, w, h))
+	draw.Draw(dst, dst.Bounds(), image.White, image.Point{}, draw.Src)
+	if w == sw && h == sh {
+		draw.Draw(dst, dst.Bounds(), img, b.Min, draw.Over)
+	} else {
+		xdraw.BiLinear.Scale(dst, dst.Bounds(), img, b, xdraw.Over, nil)
+	}
+	n := w * h
+	p.R, p.G, p.B = make([]float32, n), make([]float32, n), make([]float32, n)
+	for i := range n {
+		r, g, bl := dst.Pix[4*i], dst.Pix[4*i+1], dst.Pix[4*i+2]
+		p.R[i], p.G[i], p.B[i] = float32(r)/255, float32(g)/255, float32(bl)/255
+		if r != g || g != bl {
+			p.Gray = false
+		}
+	}
+	return p
+}
+
+// Luma weights (ITU-R BT.601), the ones PIL's convert("L") and Go's color.GrayModel use.
+const lumaR, lumaG, lumaB = 0.299, 0.587, 0.114
+
+func (p *Picture) luma() plane {
+	out := newPlane(p.W, p.H)
+	for i := range out.px {
+		out.px[i] = lumaR*p.R[i] + lumaG*p.G[i] + lumaB*p.B[i]
+	}
+	return out
+}
+
+func (p *Picture) rgb() []plane {
+	return []plane{
+		{w: p.W, h: p.H, px: append([]float32(nil), p.R...)},
+		{w: p.W, h: p.H, px: append([]float32(nil), p.G...)},
+		{w: p.W, h: p.H, px: append([]float32(nil), p.B...)},
+	}
+}
+
+// Thumbnail is the picture scaled to fit side×side (never enlarged), for display.
+func (p *Picture) Thumbnail(side int) image.Image {
+	w, h := p.W, p.H
+	if s := float64(side) / float64(max(w, h, 1)); s < 1 {
+		w, h = max(1, int(math.Round(float64(w)*s))), max(1, int(math.Round(float64(h)*s)))
+	}
+	planes := p.rgb()
+	for i := range planes {
+		planes[i] = resample(planes[i], w, h, kernelBilinear)
+	}
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for i := range w * h {
+		img.Pix[4*i] = to8(planes[0].px[i])
+		img.Pix[4*i+1] = to8(planes[1].px[i])
+		img.Pix[4*i+2] = to8(planes[2].px[i])
+		img.Pix[4*i+3] = 255
+	}
+	return img
+}
+
+func to8(v float32) uint8 { return uint8(math.Round(float64(min(max(v, 0), 1)) * 255)) }
+
+// Resize policies of an InputContract.
+const (
+	ResizeMNIST   = "mnist"
+	ResizeCrop    = "crop"
+	ResizeStretch = "stretch"
+)
+
+// ErrBadContract marks an InputContract Gibbon cannot follow.
+var ErrBadContract = errors.New("bad input contract")
+
+// Check reports an input contract that is incomplete or that Gibbon cannot follow.
+func (c InputContract) Check() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadContract, fmt.Sprintf(format, args...))
+	}
+	if !strings.EqualFold(c.Layout, "NCHW") && !strings.EqualFold(c.Layout, "NHWC") {
+		return bad("layout is %q, want NCHW or NHWC", c.Layout)
+	}
+	switch c.Channels {
+	case 1:
+		if !strings.EqualFold(c.Color, "gray") {
+			return bad("1 channel needs color \"gray\", not %q", c.Color)
+		}
+	case 3:
+		if !strings.EqualFold(c.Color, "RGB") && !strings.EqualFold(c.Color, "BGR") {
+			return bad("3 channels need color \"RGB\" or \"BGR\", not %q", c.Color)
+		}
+	default:
+		return bad("channels is %d, want 1 or 3", c.Channels)
+	}
+	if c.Height < 1 || c.Width < 1 || c.Height > 4096 || c.Width > 4096 {
+		return bad("size is %d×%d pixels, want 1 to 4096 each way", c.Width, c.Height)
+	}
+	if lo, hi := c.valueRange(); !(hi > lo) {
+		return bad("range [%g, %g] is empty", lo, hi)
+	}
+	if len(c.Mean) != 0 && len(c.Mean) != c.Channels {
+		return bad("mean has %d values for %d channels", len(c.Mean), c.Channels)
+	}
+	if len(c.Std) != 0 && len(c.Std) != c.Channels {
+		return bad("std has %d values for %d channels", len(c.Std), c.Channels)
+	}
+	for _, s := range c.Std {
+		if s == 0 || math.IsNaN(s) || math.IsInf(s, 0) {
+			return bad("std %v cannot divide", c.Std)
+		}
+	}
+	switch c.resize() {
+	case ResizeMNIST, ResizeStretch:
+	case ResizeCrop:
+		if c.CropPct < 0 || c.CropPct > 1 {
+			return bad("crop_pct is %g, want a fraction in (0, 1]", c.CropPct)
+		}
+	default:
+		return bad("resize is %q, want mnist, crop or stretch", c.Resize)
+	}
+	if c.Interp != "" && !strings.EqualFold(c.Interp, "bilinear") && !strings.EqualFold(c.Interp, "bicubic") {
+		return bad("interp is %q, want bilinear or bicubic", c.Interp)
+	}
+	return nil
+}
+
+// valueRange is Range, with the zero value meaning [0, 1].
+func (c InputContract) valueRange() (lo, hi float64) {
+	if c.Range == [2]float64{} {
+		return 0, 1
+	}
+	return c.Range[0], c.Range[1]
+}
+
+func (c InputContract) resize() string {
+	if c.Resize == "" {
+		return ResizeStretch
+	}
+	return strings.ToLower(c.Resize)
+}
+
+func (c InputContract) nhwc() bool { return strings.EqualFold(c.Layout, "NHWC") }
+
+// Shape is the tensor shape of one image under c (batch 1).
+func (c InputContract) Shape() []int64 {
+	if c.nhwc() {
+		return []int64{1, int64(c.Height), int64(c.Width), int64(c.Channels)}
+	}
+	return []int64{1, int64(c.Channels), int64(c.Height), int64(c.Width)}
+}
+
+// Preprocessed is what one model is fed, and how it came to be.
+type Preprocessed struct {
+	Tensor *Tensor
+	// Steps says what was done, in order, in words for the page.
+	Steps []string
+	// Display is the tensor turned back into an image at the model's resolution:
+	// exactly what the model sees, before value scaling.
+	Display image.Image
+}
+
+// Preprocess turns img into the input tensor c describes.
+func Preprocess(img image.Image, c InputContract) (*Preprocessed, error) {
+	return NewPicture(img, DefaultWorkingSide).Preprocess(c)
+}
+
+// Preprocess turns the picture into the input tensor c describes.
+func (p *Picture) Preprocess(c InputContract) (*Preprocessed, error) {
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
+	if p.W <= 0 || p.H <= 0 || len(p.R) != p.W*p.H {
+		return nil, imageErr(ErrBadImage, "The image is empty (0 pixels).")
+	}
+	var steps []string
+	k := kernelFor(c.Interp)
+	mode := c.resize()
+
+	var planes []plane // RGB order, or one gray plane
+	if c.Channels == 1 || mode == ResizeMNIST {
+		if !p.Gray {
+			steps = append(steps, "colour → gray (luma 0.299 R + 0.587 G + 0.114 B)")
+		}
+		planes = []plane{p.luma()}
+	} else {
+		planes = p.rgb()
+	}
+
+	switch mode {
+	case ResizeMNIST:
+		out, s, err := mnistCentre(planes[0], c.Width, c.Height, k)
+		if err != nil {
+			return nil, err
+		}
+		planes[0] = out
+		steps = append(steps, s...)
+	case ResizeCrop:
+		pct := c.CropPct
+		if pct == 0 {
+			pct = 1
+		}
+		// Scale so the image covers (W/pct)×(H/pct), then take the centre W×H.
+		s := math.Max(float64(c.Width)/pct/float64(p.W), float64(c.Height)/pct/float64(p.H))
+		rw := max(c.Width, int(math.Round(float64(p.W)*s)))
+		rh := max(c.Height, int(math.Round(float64(p.H)*s)))
+		x0, y0 := (rw-c.Width)/2, (rh-c.Height)/2
+		for i := range planes {
+			planes[i] = resample(planes[i], rw, rh, k).crop(x0, y0, c.Width, c.Height)
+		}
+		if rw != p.W || rh != p.H {
+			steps = append(steps, fmt.Sprintf("scaled to %d×%d px (aspect kept)", rw, rh))
+		}
+		if rw != c.Width || rh != c.Height {
+			steps = append(steps, fmt.Sprintf("centre %d×%d px cropped", c.Width, c.Height))
+		}
+	case ResizeStretch:
+		if p.W != c.Width || p.H != c.Height {
+			for i := range planes {
+				planes[i] = resample(planes[i], c.Width, c.Height, k)
+			}
+			steps = append(steps, fmt.Sprintf("scaled to %d×%d px (aspect not kept)", c.Width, c.Height))
+		}
+	}
+	for i := range planes {
+		planes[i].clamp01()
+	}
+	if c.Channels == 3 && len(planes) == 1 {
+		planes = []plane{planes[0], planes[0].clone(), planes[0].clone()}
+		steps = append(steps, "gray → RGB (the value copied to all 3 channels)")
+	} else if c.Channels == 3 && p.Gray {
+		steps = append(steps, "gray image fed as RGB (equal channels)")
+	}
+	if c.Channels == 3 && strings.EqualFold(c.Color, "BGR") {
+		planes[0], planes[2] = planes[2], planes[0]
+		steps = append(steps, "channels reordered to BGR")
+	}
+
+	t := packTensor(planes, c)
+	lo, hi := c.valueRange()
+	desc := fmt.Sprintf("tensor %s %s, pixel values in [%g, %g]", shapeString(t.Shape), strings.ToUpper(c.Layout), lo, hi)
+	if len(c.Mean) > 0 || len(c.Std) > 0 {
+		desc += fmt.Sprintf(", then (x − mean %s) / std %s per channel", floatsString(c.Mean, 0), floatsString(c.Std, 1))
+	}
+	steps = append(steps, desc)
+	disp, err := TensorImage(t, c)
+	if err != nil {
+		return nil, err
+	}
+	return &Preprocessed{Tensor: t, Steps: steps, Display: disp}, nil
+}
+
+func shapeString(s []int64) string {
+	parts := make([]string, len(s))
+	for i, d := range s {
+		parts[i] = fmt.Sprint(d)
+	}
+	return strings.Join(parts, "×")
+}
+
+func floatsString(v []float64, def float64) string {
+	if len(v) == 0 {
+		return fmt.Sprint(def)
+	}
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprintf("%g", x)
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
+}
+
+// channelNorm is what maps a [0,1] pixel value of channel ch to the tensor: v·a + b.
+func (c InputContract) channelNorm(ch int) (a, b float64) {
+	lo, hi := c.valueRange()
+	mean, std := 0.0, 1.0
+	if len(c.Mean) > ch {
+		mean = c.Mean[ch]
+	}
+	if len(c.Std) > ch {
+		std = c.Std[ch]
+	}
+	return (hi - lo) / std, (lo - mean) / std
+}
+
+// packTensor lays planes (values in [0,1], in the model's channel order) out as c says.
+func packTensor(planes []plane, c InputContract) *Tensor {
+	t := NewTensor(c.Shape()...)
+	hw := c.Width * c.Height
+	for ch, pl := range planes {
+		a, b := c.channelNorm(ch)
+		for i, v := range pl.px {
+			x := float32(float64(v)*a + b)
+			if c.nhwc() {
+				t.Data[i*c.Channels+ch] = x
+			} else {
+				t.Data[ch*hw+i] = x
+			}
+		}
+	}
+	return t
+}
+
+// TensorImage turns one input tensor back into the image it encodes under c: the
+// inverse of the value scaling and layout (values are clamped to the pixel range).
+// It returns *image.Gray for one channel and *image.NRGBA for three.
+func TensorImage(t *Tensor, c InputContract) (image.Image, error) {
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	hw := c.Width * c.Height
+	if len(t.Data) != hw*c.Channels {
+		return nil, fmt.Errorf("tensor %v holds %d values, one %d×%d×%d image needs %d",
+			t.Shape, len(t.Data), c.Channels, c.Height, c.Width, hw*c.Channels)
+	}
+	value := func(ch, i int) uint8 {
+		var x float32
+		if c.nhwc() {
+			x = t.Data[i*c.Channels+ch]
+		} else {
+			x = t.Data[ch*hw+i]
+		}
+		a, b := c.channelNorm(ch)
+		return to8(float32((float64(x) - b) / a))
+	}
+	r := image.Rect(0, 0, c.Width, c.Height)
+	if c.Channels == 1 {
+		img := image.NewGray(r)
+		for i := range hw {
+			img.Pix[i] = value(0, i)
+		}
+		return img, nil
+	}
+	img := image.NewNRGBA(r)
+	bgr := strings.EqualFold(c.Color, "BGR")
+	for i := range hw {
+		px := color.NRGBA{value(0, i), value(1, i), value(2, i), 255}
+		if bgr {
+			px.R, px.B = px.B, px.R
+		}
+		img.SetNRGBA(i%c.Width, i/c.Width, px)
+	}
+	return img, nil
+}
