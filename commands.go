@@ -15,6 +15,7 @@ type command struct {
 // Each command lives in its own cmd_<name>.go file.
 func commands() []command {
 	return []command{
+		{"runtime", "ONNX Runtime: install the library, info (version, providers), placement of a model's nodes", cmdRuntime},
 		{"gallery", "back up, restore or check the gallery: export DIR, import DIR, check", cmdGallery},
 	}
 }

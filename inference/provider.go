@@ -209,6 +209,10 @@ func (r *Runtime) started(p string) {
 	st.started = true
 }
 
+// cudaHint says what the CUDA provider needs beyond the npm library.
+const cudaHint = "(CUDA needs libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so of ORT " + ORTVersion +
+	" beside the library, with CUDA 12 and cuDNN 9, or --ort-lib pointing at an ORT " + ORTVersion + " GPU build)"
+
 // appendProvider adds provider p to the session options; cpu needs nothing.
 // forceCPU names nodes the provider must leave to the CPU (WebGPU only).
 func appendProvider(opts *ort.SessionOptions, p string, forceCPU []string) error {
@@ -216,7 +220,7 @@ func appendProvider(opts *ort.SessionOptions, p string, forceCPU []string) error
 	case EPCUDA:
 		co, err := ort.NewCUDAProviderOptions()
 		if err != nil {
-			return fmt.Errorf("CUDA provider options: %w (the CUDA provider needs libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so of ORT %s beside the library, with CUDA 12 and cuDNN 9; or --ort-lib pointing at an ORT %s GPU build)", err, ORTVersion, ORTVersion)
+			return fmt.Errorf("CUDA provider options: %w", err)
 		}
 		defer co.Destroy()
 		if err := co.Update(map[string]string{"device_id": "0"}); err != nil {

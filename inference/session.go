@@ -112,8 +112,12 @@ func (r *Runtime) createSession(model []byte, ins, outs []ort.InputOutputInfo, p
 			return nil, fmt.Errorf("read model: %w", err)
 		}
 	}
+	hint := ""
+	if p == EPCUDA {
+		hint = " " + cudaHint
+	}
 	if err := appendProvider(opts, p, forceCPU); err != nil {
-		return nil, fmt.Errorf("%s: %s", ORTProviderName(p), oneLine(err.Error()))
+		return nil, fmt.Errorf("%s: %s%s", ORTProviderName(p), oneLine(err.Error()), hint)
 	}
 	if profilePrefix != "" {
 		if err := opts.EnableProfiling(profilePrefix); err != nil {
@@ -129,7 +133,7 @@ func (r *Runtime) createSession(model []byte, ins, outs []ort.InputOutputInfo, p
 	}
 	s, err := ort.NewDynamicAdvancedSessionWithONNXData(model, names(ins), names(outs), opts)
 	if err != nil {
-		return nil, fmt.Errorf("create session on %s: %s", p, oneLine(err.Error()))
+		return nil, fmt.Errorf("create session on %s: %s%s", p, oneLine(err.Error()), hint)
 	}
 	return s, nil
 }

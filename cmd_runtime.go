@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+
+	"gibbon/inference"
+	"gibbon/inference/onnx"
+	"gibbon/inference/ortinstall"
+	"gibbon/models"
+)
+
+// runtimeFlags are the flags of every command that runs models: where the ONNX
+// Runtime library is and which execution provider to use.
+type runtimeFlags struct{ lib, ep string }
+
+func addRuntimeFlags(fs *flag.FlagSet) *runtimeFlags {
+	f := &runtimeFlags{}
+	fs.StringVar(&f.lib, "ort-lib", "", "ONNX Runtime "+inference.ORTVersion+" library (default: GIBBON_ORT_LIB, then the one `gibbon runtime install` put in the cache); a CUDA build of that version works too")
+	fs.StringVar(&f.ep, "ep", "", "execution provider: auto (CUDA, else WebGPU, else CPU), cpu, webgpu or cuda (default: GIBBON_EP, else cpu)")
+	return f
+}
+
+func (f *runtimeFlags) config(threads int) inference.RuntimeConfig {
+	return inference.RuntimeConfig{LibPath: f.lib, EP: f.ep, IntraOpThreads: threads}
+}
+
+func cmdRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	usage := "gibbon runtime install | info | placement (gibbon runtime SUBCOMMAND -h for flags)"
+	if len(args) == 0 {
+		return usageError{"runtime needs a subcommand: " + usage}
+	}
+	switch args[0] {
+	case "install":
+		return runtimeInstall(ctx, args[1:], stdout, stderr)
+	case "info":
+		return runtimeInfo(ctx, args[1:], stdout, stderr)
+	case "placement":
+		return runtimePlacement(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, "Usage:", usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown runtime subcommand %q: %s", args[0], usage)}
+}
+
+func runtimeInstall(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("runtime install", stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: gibbon runtime install [--registry URL]\n")
+		fmt.Fprintf(stderr, "Downloads onnxruntime-node %s from an npm registry, verifies it against the pinned\n", inference.ORTVersion)
+		fmt.Fprintf(stderr, "sha512, and puts this machine's ONNX Runtime library into the user cache. Does nothing\n")
+		fmt.Fprintf(stderr, "when the library is already there and intact.\n")
+		fmt.Fprintf(stderr, "Registry: --registry, then GIBBON_NPM_REGISTRY, npm_config_registry, ~/.npmrc, `npm config get registry`.\n")
+		fs.PrintDefaults()
+	}
+	registry := fs.String("registry", "", "npm registry base URL")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{"runtime install takes no arguments"}
+	}
+	inst := &ortinstall.Installer{Progress: stderr, Terminal: isTerminal(stderr)}
+	// Already installed: no registry needed, nothing fetched.
+	lib, ok, _, err := inst.Check()
+	if err != nil {
+		return err
+	}
+	if ok {
+		fmt.Fprintf(stdout, "ONNX Runtime %s is already installed: %s\n", inference.ORTVersion, lib)
+		return nil
+	}
+	reg, from, err := ortinstall.ResolveRegistry(ctx, *registry, ortinstall.RegistrySources{})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "registry %s (from %s)\n", reg, from)
+	inst.Registry = reg
+	res, err := inst.Install(ctx)
+	if err != nil {
+		return fmt.Errorf("runtime install: %w", err)
+	}
+	switch {
+	case res.AlreadyInstalled:
+		fmt.Fprintf(stdout, "ONNX Runtime %s is already installed: %s\n", inference.ORTVersion, res.Path)
+	case res.Replaced:
+		fmt.Fprintf(stdout, "replaced a damaged or different library with ONNX Runtime %s: %s\n", inference.ORTVersion, res.Path)
+	default:
+		fmt.Fprintf(stdout, "installed ONNX Runtime %s: %s\n", inference.ORTVersion, res.Path)
+	}
+	return nil
+}
+
+func runtimeInfo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("runtime info", stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: gibbon runtime info [--ort-lib PATH] [--ep EP]")
+		fmt.Fprintln(stderr, "Prints the ONNX Runtime library in use, its version, the execution providers it")
+		fmt.Fprintln(stderr, "offers, and the provider a session actually runs on with --ep.")
+		fs.PrintDefaults()
+	}
+	rf := addRuntimeFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{"runtime info takes no arguments"}
+	}
+	ep, err := inference.ResolveEP(rf.ep)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	lib, err := inference.FindLibrary(rf.lib)
+	if err != nil {
+		return err
+	}
+	from := "cache"
+	switch {
+	case rf.lib != "":
+		from = "--ort-lib"
+	case os.Getenv("GIBBON_ORT_LIB") != "":
+		from = "GIBBON_ORT_LIB"
+	}
+	info, err := inference.ReadLibraryInfo(lib)
+	line := func(k, v string) { fmt.Fprintf(stdout, "%-10s %s\n", k, v) }
+	line("library", lib+" (from "+from+")")
+	if info.Version != "" {
+		line("version", info.Version)
+	}
+	if info.Build != "" {
+		line("build", strings.TrimPrefix(info.Build, "ORT Build Info: "))
+	}
+	if len(info.Providers) > 0 {
+		line("providers", strings.Join(info.Providers, ", ")+" (built in; a GPU provider may still fail to start)")
+	}
+	if err != nil && info.Version == "" {
+		return fmt.Errorf("%s is not a usable ONNX Runtime library (%v): run `gibbon runtime install`", lib, err)
+	}
+	rt, err := inference.OpenRuntime(inference.RuntimeConfig{LibPath: lib, EP: ep})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	s, err := rt.NewSession(probeModel())
+	if err != nil {
+		return fmt.Errorf("test session: %w", err)
+	}
+	defer s.Close()
+	line("ep", ep+" requested; a session runs on "+s.Provider())
+	return nil
+}
+
+// probeModel is a one-node graph for trying a provider.
+func probeModel() []byte {
+	b := onnx.NewBuilder("probe")
+	x := b.Input("x", 1, 4)
+	b.Output("y", b.Op("Relu", []string{x}), 1, 4)
+	return b.Bytes()
+}
+
+func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("runtime placement", stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: gibbon runtime placement [--ep webgpu] [--nodes] MODEL.onnx|BUILTIN...")
+		fmt.Fprintln(stderr, "       gibbon runtime placement [--ep webgpu] --builtin")
+		fmt.Fprintln(stderr, "Runs each model once on constant inputs with ONNX Runtime's profiler and reports which")
+		fmt.Fprintln(stderr, "provider ran each node: the nodes a GPU provider hands back to the CPU, and the copies.")
+		fs.PrintDefaults()
+	}
+	rf := addRuntimeFlags(fs)
+	builtin := fs.Bool("builtin", false, "report every built-in model")
+	nodes := fs.Bool("nodes", false, "list every node that left the provider, not just their op types")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	names := fs.Args()
+	if *builtin {
+		m, err := builtinManifest()
+		if err != nil {
+			return err
+		}
+		for _, e := range m.Models {
+			names = append(names, e.Name)
+		}
+		if len(names) == 0 {
+			fmt.Fprintln(stdout, "no built-in models yet")
+			return nil
+		}
+	}
+	if len(names) == 0 {
+		return usageError{"runtime placement needs a MODEL.onnx, a built-in model's name, or --builtin"}
+	}
+	if _, err := inference.ResolveEP(rf.ep); err != nil {
+		return usageError{err.Error()}
+	}
+	models := make([][]byte, len(names))
+	var err error
+	for i, n := range names {
+		if models[i], err = loadModelArg(n); err != nil {
+			return err
+		}
+	}
+	rt, err := inference.OpenRuntime(rf.config(1))
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	for i, n := range names {
+		p, err := rt.Placement(ctx, models[i], rt.EP())
+		if err != nil {
+			return fmt.Errorf("%s: %w", n, err)
+		}
+		printPlacement(stdout, n, rt.EP(), p, *nodes)
+	}
+	return nil
+}
+
+func printPlacement(w io.Writer, name, ep string, p *inference.Placement, nodes bool) {
+	counts := make([]string, 0, 2)
+	for _, c := range p.Counts() {
+		counts = append(counts, fmt.Sprintf("%s %d", c.Provider, c.Nodes))
+	}
+	fmt.Fprintf(w, "%s: %s requested, runs on %s; nodes: %s; %d copies between providers\n",
+		name, ep, p.Provider, strings.Join(counts, ", "), p.Copies())
+	off := p.OffProvider()
+	if p.Provider == inference.EPCPU || len(off) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  handed to the CPU: %s\n", strings.Join(p.OffProviderOps(), ", "))
+	if nodes {
+		for _, n := range off {
+			fmt.Fprintf(w, "    %-40s %s\n", n.Name, n.OpType)
+		}
+	}
+}
+
+// loadModelArg reads a model file, or a built-in model by its manifest name.
+func loadModelArg(arg string) ([]byte, error) {
+	data, err := os.ReadFile(arg)
+	if err == nil {
+		return data, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	m, merr := builtinManifest()
+	if merr != nil {
+		return nil, merr
+	}
+	for _, e := range m.Models {
+		if e.Name == arg {
+			return fs.ReadFile(models.FS(), e.File)
+		}
+	}
+	return nil, fmt.Errorf("%s: no such file or built-in model", arg)
+}
+
+func builtinManifest() (*inference.Manifest, error) {
+	data, err := fs.ReadFile(models.FS(), "manifest.json")
+	if err != nil {
+		return nil, fmt.Errorf("built-in manifest: %w", err)
+	}
+	return inference.ParseManifest(data)
+}
+
+// isTerminal reports whether w is a terminal (a character device), where a
+// redrawn progress bar makes sense.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
+}
