@@ -1,0 +1,307 @@
+package inference_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"image"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"gibbon/inference"
+	"gibbon/inference/onnx"
+	"gibbon/internal/testrt"
+	"gibbon/models"
+)
+
+var mnistInput = inference.InputContract{Name: "image", Layout: "NCHW", Channels: 1, Height: 28, Width: 28,
+	Color: "gray", Range: [2]float64{0, 1}, Resize: "mnist"}
+
+// linearModel is logits = flatten(image) · W + b, W[i][k] = scale·((i*7+k*13)%17 − 8).
+func linearModel(softmax, declareOutput bool, scale float32) []byte {
+	b := onnx.NewBuilder("linear")
+	x := b.Input("image", 1, 1, 28, 28)
+	flat := b.Op("Reshape", []string{x, b.Ints(1, 784)})
+	w := make([]float32, 784*10)
+	for i := range 784 {
+		for k := range 10 {
+			w[i*10+k] = scale * float32((i*7+k*13)%17-8)
+		}
+	}
+	bias := []float32{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}
+	y := b.Op("Add", []string{b.Op("MatMul", []string{flat, b.Init("W", []int64{784, 10}, w)}), b.Init("b", []int64{10}, bias)})
+	if softmax {
+		y = b.Op("Softmax", []string{y}, onnx.AttrInt("axis", 1))
+	}
+	if declareOutput {
+		b.Output("scores", y, 1, 10)
+	} else {
+		b.Output("scores", y)
+	}
+	return b.Bytes()
+}
+
+func sha(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+func writeManifest(t *testing.T, dir string, entries []inference.ModelEntry) {
+	t.Helper()
+	data, err := json.MarshalIndent(inference.Manifest{Models: entries}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeFile(t *testing.T, dir, name string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func digits() []string { return []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"} }
+
+func TestRegistryServesGoodModelsAndReportsBadOnes(t *testing.T) {
+	rt := testrt.Open(t)
+	dir := t.TempDir()
+	lin := linearModel(false, true, 0.01)
+	soft := linearModel(true, true, 0.01)
+	dyn := linearModel(false, false, 0.01)
+	writeFile(t, dir, "linear.onnx", lin)
+	writeFile(t, dir, "soft.onnx", soft)
+	writeFile(t, dir, "dyn.onnx", dyn)
+	writeFile(t, dir, "junk.onnx", []byte("not a model"))
+	writeFile(t, dir, "labels.txt", []byte("zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n"))
+	entry := func(name, file, sum string, edit func(*inference.ModelEntry)) inference.ModelEntry {
+		e := inference.ModelEntry{Name: name, File: file, SHA256: sum, Input: mnistInput, Labels: digits(), OutputsLogits: true,
+			Architecture: "linear 784→10"}
+		if edit != nil {
+			edit(&e)
+		}
+		return e
+	}
+	writeManifest(t, dir, []inference.ModelEntry{
+		entry("good", "linear.onnx", sha(lin), nil),
+		entry("softmax", "soft.onnx", strings.ToUpper(sha(soft)), func(e *inference.ModelEntry) {
+			e.OutputsLogits, e.Labels, e.LabelsFile = false, nil, "labels.txt"
+		}),
+		entry("dynamic", "dyn.onnx", sha(dyn), func(e *inference.ModelEntry) { e.Labels = nil }),
+		entry("bad-sum", "linear.onnx", sha(soft), nil),
+		entry("no-sum", "linear.onnx", "", nil),
+		entry("missing", "nope.onnx", sha(lin), nil),
+		entry("escape", "../linear.onnx", sha(lin), nil),
+		entry("junk", "junk.onnx", sha([]byte("not a model")), nil),
+		entry("wrong-size", "linear.onnx", sha(lin), func(e *inference.ModelEntry) { e.Input.Width, e.Input.Height = 32, 32 }),
+		entry("wrong-input", "linear.onnx", sha(lin), func(e *inference.ModelEntry) { e.Input.Name = "pixels" }),
+		entry("wrong-labels", "linear.onnx", sha(lin), func(e *inference.ModelEntry) { e.Labels = e.Labels[:5] }),
+		entry("bad-contract", "linear.onnx", sha(lin), func(e *inference.ModelEntry) { e.Input.Layout = "CHW" }),
+		entry("bad-task", "linear.onnx", sha(lin), func(e *inference.ModelEntry) { e.Task = "detector" }),
+	})
+
+	reg, err := inference.LoadRegistry(context.Background(), rt, inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	var names []string
+	for _, m := range reg.Classifiers() {
+		names = append(names, m.Name)
+	}
+	if !slices.Equal(names, []string{"good", "softmax", "dynamic"}) {
+		t.Fatalf("served %v, want good, softmax, dynamic", names)
+	}
+	if m, _ := reg.Model("softmax"); m.Labels[3] != "three" {
+		t.Fatalf("labels file not read: %v", m.Labels)
+	}
+	if m, _ := reg.Model("dynamic"); len(m.Labels) != 10 || m.Labels[9] != "9" {
+		t.Fatalf("labels of a model without labels: %v", m.Labels)
+	}
+
+	want := map[string]string{
+		"bad-sum":      "checksum mismatch: the file's sha256 is " + sha(lin),
+		"no-sum":       "gives no sha256; the file's is " + sha(lin),
+		"missing":      "read model file",
+		"escape":       "not a path inside the models directory",
+		"junk":         "ONNX Runtime cannot load it",
+		"wrong-size":   `input "image" has shape [1, 1, 28, 28], the manifest's contract (NCHW, 1 channel(s), 32×32) means [1, 1, 32, 32]`,
+		"wrong-input":  `input "pixels" is not a graph input`,
+		"wrong-labels": `5 labels, output "scores" has 10 scores`,
+		"bad-contract": `layout is "CHW"`,
+		"bad-task":     `task "detector" is unknown`,
+	}
+	got := map[string]string{}
+	for _, p := range reg.Problems() {
+		got[p.Model] = p.Error()
+		if p.Source != dir {
+			t.Errorf("problem %v: source %q", p, p.Source)
+		}
+	}
+	for name, msg := range want {
+		if !strings.Contains(got[name], msg) {
+			t.Errorf("problem for %s = %q, want it to say %q", name, got[name], msg)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("problems %v, want exactly %d", got, len(want))
+	}
+}
+
+func TestRegistryManifestProblemsAndDuplicateNames(t *testing.T) {
+	rt := testrt.Open(t)
+	a, b, empty, broken := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	lin := linearModel(false, true, 0.01)
+	for _, dir := range []string{a, b} {
+		writeFile(t, dir, "linear.onnx", lin)
+		writeManifest(t, dir, []inference.ModelEntry{{Name: "same", File: "linear.onnx", SHA256: sha(lin), Input: mnistInput, OutputsLogits: true}})
+	}
+	writeFile(t, broken, "manifest.json", []byte(`{"models": [`))
+	reg, err := inference.LoadRegistry(context.Background(), rt,
+		inference.ModelSource{Name: "first", FS: os.DirFS(a)},
+		inference.ModelSource{Name: "second", FS: os.DirFS(b)},
+		inference.ModelSource{Name: "empty", FS: os.DirFS(empty)},
+		inference.ModelSource{Name: "broken", FS: os.DirFS(broken)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	if all := reg.All(); len(all) != 1 || all[0].Source != "first" {
+		t.Fatalf("models %v", all)
+	}
+	probs := reg.Problems()
+	if len(probs) != 3 {
+		t.Fatalf("problems %v", probs)
+	}
+	for i, want := range []string{
+		`second model "same" (linear.onnx): the name is already used by a first model`,
+		"empty models: read manifest.json",
+		"broken models: manifest:",
+	} {
+		if !strings.Contains(probs[i].Error(), want) {
+			t.Errorf("problem %d = %q, want %q", i, probs[i], want)
+		}
+	}
+}
+
+func TestModelProbabilitiesAndTopK(t *testing.T) {
+	rt := testrt.Open(t)
+	dir := t.TempDir()
+	lin, soft := linearModel(false, true, 0.01), linearModel(true, true, 0.01)
+	writeFile(t, dir, "lin.onnx", lin)
+	writeFile(t, dir, "soft.onnx", soft)
+	writeManifest(t, dir, []inference.ModelEntry{
+		{Name: "logits", File: "lin.onnx", SHA256: sha(lin), Input: mnistInput, Labels: digits(), OutputsLogits: true},
+		{Name: "probs", File: "soft.onnx", SHA256: sha(soft), Input: mnistInput, Labels: digits(), OutputsLogits: false},
+	})
+	reg, err := inference.LoadRegistry(context.Background(), rt, inference.ModelSource{Name: "t", FS: os.DirFS(dir)})
+	if err != nil || len(reg.Problems()) > 0 {
+		t.Fatal(err, reg.Problems())
+	}
+	defer reg.Close()
+	x := inference.NewTensor(1, 1, 28, 28)
+	for i := range x.Data {
+		x.Data[i] = float32(i%5) / 4
+	}
+	// The expected logits, computed here in float64.
+	want := make([]float64, 10)
+	for k := range 10 {
+		want[k] = 0.1 * float64(k)
+		for i := range 784 {
+			want[k] += float64(x.Data[i]) * 0.01 * float64((i*7+k*13)%17-8)
+		}
+	}
+	hi := slices.Max(want)
+	var sum float64
+	for k := range want {
+		want[k] = math.Exp(want[k] - hi)
+		sum += want[k]
+	}
+	for _, name := range []string{"logits", "probs"} {
+		m, _ := reg.Model(name)
+		p, err := m.Probabilities(context.Background(), x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range p {
+			if math.Abs(float64(p[k])-want[k]/sum) > 1e-4 {
+				t.Fatalf("%s: p[%d] = %v, want %v", name, k, p[k], want[k]/sum)
+			}
+		}
+		top := m.TopK(p, 5)
+		if len(top) != 5 {
+			t.Fatalf("top-5 has %d", len(top))
+		}
+		for i := 1; i < len(top); i++ {
+			if top[i].Prob > top[i-1].Prob {
+				t.Fatalf("top-5 not sorted: %v", top)
+			}
+		}
+		best := 0
+		for k := range p {
+			if p[k] > p[best] {
+				best = k
+			}
+		}
+		if top[0].Index != best || top[0].Label != m.Labels[best] {
+			t.Fatalf("top-1 %v, want class %d", top[0], best)
+		}
+	}
+	m, _ := reg.Model("logits")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := m.Probabilities(ctx, x); err == nil {
+		t.Fatal("a cancelled context still ran")
+	}
+}
+
+func TestBuiltinModelsLoadWithoutProblems(t *testing.T) {
+	rt := testrt.Open(t)
+	reg, err := inference.LoadRegistry(context.Background(), rt, inference.ModelSource{Name: "built-in", FS: models.FS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	for _, p := range reg.Problems() {
+		t.Errorf("built-in model problem: %v", p)
+	}
+	for _, m := range reg.Classifiers() {
+		pre, err := inference.Preprocess(blankDigit(), m.Input)
+		if err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		p, err := m.Probabilities(context.Background(), pre.Tensor)
+		if err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		var sum float32
+		for _, v := range p {
+			sum += v
+		}
+		if math.Abs(float64(sum)-1) > 1e-3 {
+			t.Fatalf("%s: probabilities sum to %v", m.Name, sum)
+		}
+	}
+}
+
+// blankDigit is a "1": a black bar on white paper.
+func blankDigit() image.Image {
+	img := image.NewGray(image.Rect(0, 0, 60, 60))
+	for i := range img.Pix {
+		img.Pix[i] = 255
+	}
+	for y := 10; y < 50; y++ {
+		for x := 27; x < 33; x++ {
+			img.Pix[y*60+x] = 0
+		}
+	}
+	return img
+}
