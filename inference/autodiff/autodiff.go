@@ -1,0 +1,584 @@
+// Package autodiff turns a forward ONNX classifier into a graph that also computes
+// gradients, written entirely in standard ONNX ops so the stock, inference-only ONNX
+// Runtime can run it (see shared/design/autodiff.md for why and what was measured).
+//
+// Build appends a reverse-mode backward pass to the model: it marks the tensors that
+// depend on the differentiated inputs, walks the nodes in reverse and emits, for every
+// forward node, the standard ops that compute its vector-Jacobian product. Shapes come
+// from running the forward model once per probe batch size through ORT (probe.go); the
+// spatial size is fixed per built graph, the batch stays dynamic.
+package autodiff
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"gibbon/inference"
+	"gibbon/inference/onnx"
+)
+
+// LossKind picks the scalar-per-sample function whose gradient the built graph computes.
+type LossKind int
+
+const (
+	// CrossEntropy adds input "label_weights" [N,C] (one-hot or soft labels);
+	// "loss" [N] is the softmax cross-entropy -sum_c w_c log softmax(logits)_c per sample.
+	CrossEntropy LossKind = iota
+	// LogitSeed adds input "logit_seed" [N,C]; "loss" [N] is sum_c seed_c*logits_c per
+	// sample (margin losses, targeted attacks: the caller chooses the seed).
+	LogitSeed
+)
+
+func (k LossKind) String() string {
+	switch k {
+	case CrossEntropy:
+		return "ce"
+	case LogitSeed:
+		return "seed"
+	}
+	return fmt.Sprintf("LossKind(%d)", int(k))
+}
+
+// Names of the inputs and outputs Build adds.
+const (
+	InputLabelWeights = "label_weights"
+	InputLogitSeed    = "logit_seed"
+	OutputLogits      = "logits"
+	OutputLoss        = "loss"
+	OutputInputGrad   = "input_grad"
+	GradPrefix        = "grad_"
+)
+
+// Options configures Build.
+type Options struct {
+	// Input is the differentiated image input; "" means the first float graph input.
+	Input string
+	// Loss is the per-sample loss whose gradient is computed.
+	Loss LossKind
+	// Params are initializer names to differentiate: each becomes a graph input of the
+	// same name (the caller feeds the current weights) and yields output "grad_"+name.
+	Params []string
+	// NoInputGrad skips "input_grad" (training only needs the parameters).
+	NoInputGrad bool
+}
+
+// Opset range Build accepts. Models at 13–16 are re-declared at 17: the ops whose
+// definitions changed between 13 and 17 only gained types or optional attributes with
+// backward-compatible defaults, and the backward pass needs 16+ (ScatterElements with
+// reduction=add).
+const (
+	MinOpset   = 13
+	MaxOpset   = 17
+	BuiltOpset = 17
+)
+
+// Build returns a new model: the original inputs, plus "label_weights" or "logit_seed"
+// [N,C], plus the Params as inputs; outputs "logits" [N,C] (the forward logits; a
+// terminal Softmax is differentiated from its input, and "logits" are that input),
+// "loss" [N], "input_grad" (the image's shape) unless NoInputGrad, and "grad_<param>"
+// for each param. All gradients are of sum_i loss_i over the batch: divide by N for a
+// mean. m is not modified.
+func Build(rt *inference.Runtime, m *onnx.ModelProto, opts Options) (*onnx.ModelProto, error) {
+	if rt == nil {
+		return nil, fmt.Errorf("autodiff: no ONNX Runtime")
+	}
+	if m == nil || m.Graph == nil || len(m.Graph.Node) == 0 {
+		return nil, fmt.Errorf("autodiff: not an ONNX model (no graph)")
+	}
+	if opts.Loss != CrossEntropy && opts.Loss != LogitSeed {
+		return nil, fmt.Errorf("autodiff: unknown loss kind %d", int(opts.Loss))
+	}
+	if err := checkOpset(m); err != nil {
+		return nil, err
+	}
+	work := proto.Clone(m).(*onnx.ModelProto)
+	prepareModel(work)
+	g := work.Graph
+	if err := sortNodes(g); err != nil {
+		return nil, err
+	}
+	ctx := &buildCtx{rt: rt, m: work, g: g, opts: opts}
+	if err := ctx.resolveInputs(); err != nil {
+		return nil, err
+	}
+	if err := ctx.run(); err != nil {
+		return nil, err
+	}
+	return work, nil
+}
+
+func checkOpset(m *onnx.ModelProto) error {
+	for _, o := range m.OpsetImport {
+		d := o.GetDomain()
+		if d != "" && d != "ai.onnx" {
+			continue
+		}
+		v := o.GetVersion()
+		if v < MinOpset {
+			return fmt.Errorf("autodiff: model uses ONNX opset %d; Gibbon differentiates opsets %d-%d: re-export it at opset %d (torch.onnx.export(..., opset_version=%d))", v, MinOpset, MaxOpset, BuiltOpset, BuiltOpset)
+		}
+		if v > MaxOpset {
+			return fmt.Errorf("autodiff: model uses ONNX opset %d; Gibbon differentiates opsets %d-%d: re-export it at opset %d", v, MinOpset, MaxOpset, BuiltOpset)
+		}
+		return nil
+	}
+	return fmt.Errorf("autodiff: model imports no default-domain ONNX opset")
+}
+
+// prepareModel re-declares the opset, raises the IR version to one that opset needs,
+// and drops intermediate shape annotations (they may pin the batch size).
+func prepareModel(m *onnx.ModelProto) {
+	for _, o := range m.OpsetImport {
+		if d := o.GetDomain(); d == "" || d == "ai.onnx" {
+			v := int64(BuiltOpset)
+			o.Version = &v
+		}
+	}
+	if m.GetIrVersion() < 8 {
+		ir := int64(8)
+		m.IrVersion = &ir
+	}
+	m.Graph.ValueInfo = nil
+}
+
+type buildCtx struct {
+	rt   *inference.Runtime
+	m    *onnx.ModelProto
+	g    *onnx.GraphProto
+	opts Options
+
+	inits      map[string]*onnx.TensorProto
+	image      string
+	imageShape []int64 // dim 0 is the batch (-1)
+	params     []string
+
+	isFloat map[string]bool
+	logits  string
+	live    map[string]bool // depends on a differentiated input
+	path    []*onnx.NodeProto
+
+	pr       *probeResult
+	e        *emitter
+	avgProbe map[*onnx.NodeProto]string // AveragePool node -> its divisor probe output
+}
+
+func (c *buildCtx) resolveInputs() error {
+	g := c.g
+	c.inits = map[string]*onnx.TensorProto{}
+	for _, t := range g.Initializer {
+		c.inits[t.GetName()] = t
+	}
+	var real []*onnx.ValueInfoProto
+	for _, v := range g.Input {
+		if c.inits[v.GetName()] == nil {
+			real = append(real, v)
+		}
+	}
+	var img *onnx.ValueInfoProto
+	for _, v := range real {
+		if c.opts.Input != "" && v.GetName() == c.opts.Input {
+			img = v
+		}
+		if c.opts.Input == "" && img == nil && elemType(v) == onnx.TensorProto_FLOAT {
+			img = v
+		}
+	}
+	if img == nil {
+		if c.opts.Input != "" {
+			return fmt.Errorf("autodiff: model has no input %q (inputs: %s)", c.opts.Input, strings.Join(valueNames(real), ", "))
+		}
+		return fmt.Errorf("autodiff: model has no float image input (inputs: %s)", strings.Join(describeInputs(real), ", "))
+	}
+	if et := elemType(img); et != onnx.TensorProto_FLOAT {
+		return fmt.Errorf("autodiff: input %q is %s, not float: Gibbon differentiates float image inputs", img.GetName(), et)
+	}
+	for _, v := range real {
+		if v != img {
+			return fmt.Errorf("autodiff: model has inputs besides the image %q (%s): Gibbon differentiates single-input classifiers", img.GetName(), strings.Join(describeInputs(real), ", "))
+		}
+	}
+	c.image = img.GetName()
+	tt := img.GetType().GetTensorType()
+	if tt == nil || tt.GetShape() == nil {
+		return fmt.Errorf("autodiff: input %q has no declared shape: Gibbon needs a fixed image size", c.image)
+	}
+	dims := tt.GetShape().GetDim()
+	if len(dims) < 2 {
+		return fmt.Errorf("autodiff: input %q has rank %d; want a batch dimension and at least one more", c.image, len(dims))
+	}
+	c.imageShape = make([]int64, len(dims))
+	c.imageShape[0] = -1
+	for i, d := range dims[1:] {
+		v := d.GetDimValue()
+		if _, isParam := d.GetValue().(*onnx.TensorShapeProto_Dimension_DimParam); isParam || v <= 0 {
+			return fmt.Errorf("autodiff: input %q has a dynamic dimension %d (%s): Gibbon needs fixed image sizes; re-export the model with a fixed size", c.image, i+1, dimString(d))
+		}
+		c.imageShape[i+1] = v
+	}
+	// The batch is dynamic in the built graph, whatever the file declared.
+	batch := "N"
+	if p := dims[0].GetDimParam(); p != "" {
+		batch = p
+	}
+	dims[0].Value = &onnx.TensorShapeProto_Dimension_DimParam{DimParam: batch}
+
+	seen := map[string]bool{}
+	for _, p := range c.opts.Params {
+		if seen[p] {
+			return fmt.Errorf("autodiff: parameter %q listed twice", p)
+		}
+		seen[p] = true
+		t := c.inits[p]
+		if t == nil {
+			return fmt.Errorf("autodiff: parameter %q is not an initializer of the model", p)
+		}
+		if onnx.TensorProto_DataType(t.GetDataType()) != onnx.TensorProto_FLOAT {
+			return fmt.Errorf("autodiff: parameter %q is %s, not float", p, onnx.TensorProto_DataType(t.GetDataType()))
+		}
+		if p == c.image {
+			return fmt.Errorf("autodiff: parameter %q is the image input", p)
+		}
+		c.params = append(c.params, p)
+	}
+	if c.opts.NoInputGrad && len(c.params) == 0 {
+		return fmt.Errorf("autodiff: nothing to differentiate: NoInputGrad is set and no Params are given")
+	}
+	return nil
+}
+
+func (c *buildCtx) run() error {
+	var err error
+	if c.isFloat, err = probeTypes(c.rt, c.m); err != nil {
+		return err
+	}
+	if err := c.findLogits(); err != nil {
+		return err
+	}
+	if err := c.renameClashes(); err != nil {
+		return err
+	}
+	c.markPath()
+	if err := c.checkSupported(); err != nil {
+		return err
+	}
+	if c.pr, err = probeShapes(c.rt, c.m, c.image, c.imageShape, c.probeRequests()); err != nil {
+		return err
+	}
+	ls := c.pr.shape2[c.logits]
+	if len(ls) != 2 || !c.pr.batch[c.logits][0] || c.pr.batch[c.logits][1] {
+		return fmt.Errorf("autodiff: the model's output %q has shape %v at batch 2: want logits [N, classes] with N the batch", c.logits, ls)
+	}
+	c.e = newEmitter(c.g, c.pr)
+	return c.backward()
+}
+
+// findLogits takes the first graph output, looks through trailing Identity nodes and
+// a terminal Softmax (differentiated from its input, the logits).
+func (c *buildCtx) findLogits() error {
+	if len(c.g.Output) == 0 {
+		return fmt.Errorf("autodiff: model has no outputs")
+	}
+	out := c.g.Output[0].GetName()
+	prod := producers(c.g)
+	for {
+		n := prod[out]
+		if n == nil {
+			break
+		}
+		if n.GetOpType() == "Identity" && n.GetDomain() == "" {
+			out = n.Input[0]
+			continue
+		}
+		if n.GetOpType() == "Softmax" && n.GetDomain() == "" {
+			out = n.Input[0]
+		}
+		break
+	}
+	if !c.isFloat[out] && c.inits[out] == nil && out != c.image {
+		return fmt.Errorf("autodiff: the model's output %q is not a float tensor", out)
+	}
+	c.logits = out
+	return nil
+}
+
+// markPath finds the tensors that depend on a differentiated input (live) and the
+// nodes between those inputs and the logits.
+func (c *buildCtx) markPath() {
+	c.live = map[string]bool{}
+	if !c.opts.NoInputGrad {
+		c.live[c.image] = true
+	}
+	for _, p := range c.params {
+		c.live[p] = true
+	}
+	for _, n := range c.g.Node {
+		if zeroGradOps[n.GetOpType()] && n.GetDomain() == "" {
+			continue
+		}
+		any := false
+		for i, in := range n.Input {
+			if c.live[in] && !nonDiffInput(n, i) {
+				any = true
+			}
+		}
+		if !any {
+			continue
+		}
+		for _, o := range n.Output {
+			if o != "" && c.isFloat[o] {
+				c.live[o] = true
+			}
+		}
+	}
+	needed := map[string]bool{c.logits: true}
+	for i := len(c.g.Node) - 1; i >= 0; i-- {
+		n := c.g.Node[i]
+		on := false
+		for _, o := range n.Output {
+			if needed[o] && c.live[o] {
+				on = true
+			}
+		}
+		if !on {
+			continue
+		}
+		c.path = append(c.path, n)
+		for _, in := range n.Input {
+			if in != "" {
+				needed[in] = true
+			}
+		}
+	}
+	slices.Reverse(c.path)
+}
+
+// checkSupported lists every op type on the gradient path that has no backward rule,
+// and every node whose attributes a rule cannot handle, in one error.
+func (c *buildCtx) checkSupported() error {
+	missing := map[string]bool{}
+	var bad []string
+	for _, n := range c.path {
+		key := n.GetOpType()
+		if d := n.GetDomain(); d != "" && d != "ai.onnx" {
+			key = d + "." + key
+			missing[key] = true
+			continue
+		}
+		r, ok := rules[key]
+		if !ok {
+			missing[key] = true
+			continue
+		}
+		if r.check != nil {
+			if err := r.check(c, n); err != nil {
+				bad = append(bad, fmt.Sprintf("%s %q: %v", key, n.GetName(), err))
+			}
+		}
+	}
+	if len(missing) == 0 && len(bad) == 0 {
+		return nil
+	}
+	var parts []string
+	if len(missing) > 0 {
+		ops := make([]string, 0, len(missing))
+		for k := range missing {
+			ops = append(ops, k)
+		}
+		sort.Strings(ops)
+		parts = append(parts, "unsupported op types on the gradient path: "+strings.Join(ops, ", "))
+	}
+	if len(bad) > 0 {
+		parts = append(parts, "unsupported node settings: "+strings.Join(bad, "; "))
+	}
+	return fmt.Errorf("autodiff: %s", strings.Join(parts, "; "))
+}
+
+// probeRequests collects the constant-valued inputs the rules need and any extra
+// probe nodes (AveragePool divisor maps).
+func (c *buildCtx) probeRequests() probeRequest {
+	req := probeRequest{}
+	consts := constantValues(c.g)
+	for _, n := range c.path {
+		r := rules[n.GetOpType()]
+		for _, i := range r.values {
+			if i < len(n.Input) && n.Input[i] != "" {
+				name := n.Input[i]
+				if _, ok := consts[name]; !ok {
+					req.values = append(req.values, name)
+				}
+			}
+		}
+		if r.extra != nil {
+			r.extra(c, n, &req)
+		}
+	}
+	return req
+}
+
+func (c *buildCtx) backward() error {
+	e := c.e
+	consts := constantValues(c.g)
+	for k, v := range consts {
+		c.pr.values[k] = v
+	}
+	// The loss and its gradient with respect to the logits.
+	var dz string
+	nc := c.pr.shape2[c.logits][1]
+	switch c.opts.Loss {
+	case CrossEntropy:
+		y := c.addInput(InputLabelWeights, []int64{-1, nc})
+		ls := e.opA("LogSoftmax", []string{c.logits}, onnx.AttrInt("axis", 1))
+		e.node("Neg", []string{e.reduceSum(e.op("Mul", y, ls), []int64{1}, false)}, OutputLoss)
+		// d/dz of -sum_c y_c log softmax(z)_c is softmax(z)*sum_c y_c - y (y need not sum to 1).
+		p := e.op("Exp", ls)
+		dz = e.op("Sub", e.op("Mul", p, e.reduceSum(y, []int64{1}, true)), y)
+	case LogitSeed:
+		s := c.addInput(InputLogitSeed, []int64{-1, nc})
+		e.node("Identity", []string{e.reduceSum(e.op("Mul", s, c.logits), []int64{1}, false)}, OutputLoss)
+		dz = s
+	}
+	grads := map[string][]string{c.logits: {dz}}
+	var errs []string
+	for i := len(c.path) - 1; i >= 0; i-- {
+		n := c.path[i]
+		dys := make([]string, len(n.Output))
+		anyGrad := false
+		for j, o := range n.Output {
+			if gs := grads[o]; len(gs) > 0 && c.live[o] {
+				dys[j] = e.sum(gs)
+				grads[o] = []string{dys[j]}
+				anyGrad = true
+			}
+		}
+		if !anyGrad {
+			continue
+		}
+		need := make([]bool, len(n.Input))
+		anyNeed := false
+		for j, in := range n.Input {
+			need[j] = in != "" && c.live[in] && !nonDiffInput(n, j)
+			anyNeed = anyNeed || need[j]
+		}
+		if !anyNeed {
+			continue
+		}
+		dxs, err := rules[n.GetOpType()].grad(c, n, dys, need)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s %q: %v", n.GetOpType(), n.GetName(), err))
+			continue
+		}
+		for j, dx := range dxs {
+			if dx != "" && need[j] {
+				grads[n.Input[j]] = append(grads[n.Input[j]], dx)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("autodiff: cannot differentiate: %s", strings.Join(errs, "; "))
+	}
+
+	// Outputs replace the model's own.
+	c.g.Output = nil
+	if c.logits != OutputLogits {
+		e.node("Identity", []string{c.logits}, OutputLogits)
+	}
+	c.addOutput(OutputLogits, []int64{-1, nc})
+	c.addOutput(OutputLoss, []int64{-1})
+	if !c.opts.NoInputGrad {
+		c.finishGrad(grads[c.image], c.image, OutputInputGrad, c.imageShape)
+	}
+	for _, p := range c.params {
+		c.finishGrad(grads[p], p, GradPrefix+p, c.inits[p].Dims)
+	}
+	c.paramsToInputs()
+	pruneDead(c.g)
+	return nil
+}
+
+// finishGrad sums a tensor's gradient contributions into the named output (zeros when
+// the logits do not depend on it).
+func (c *buildCtx) finishGrad(gs []string, of, name string, shape []int64) {
+	e := c.e
+	if len(gs) == 0 {
+		e.node("ConstantOfShape", []string{e.op("Shape", of)}, name)
+	} else {
+		e.node("Identity", []string{e.sum(gs)}, name)
+	}
+	c.addOutput(name, shape)
+}
+
+func (c *buildCtx) addInput(name string, shape []int64) string {
+	c.g.Input = append(c.g.Input, valueInfo(name, shape))
+	return name
+}
+
+func (c *buildCtx) addOutput(name string, shape []int64) {
+	c.g.Output = append(c.g.Output, valueInfo(name, shape))
+}
+
+// paramsToInputs turns the differentiated initializers into graph inputs of the same
+// name, so the caller feeds the current weights.
+func (c *buildCtx) paramsToInputs() {
+	if len(c.params) == 0 {
+		return
+	}
+	isParam := map[string]bool{}
+	for _, p := range c.params {
+		isParam[p] = true
+	}
+	var keep []*onnx.TensorProto
+	for _, t := range c.g.Initializer {
+		if !isParam[t.GetName()] {
+			keep = append(keep, t)
+		}
+	}
+	c.g.Initializer = keep
+	declared := map[string]bool{}
+	for _, v := range c.g.Input {
+		declared[v.GetName()] = true
+	}
+	for _, p := range c.params {
+		if !declared[p] {
+			c.g.Input = append(c.g.Input, valueInfo(p, c.inits[p].Dims))
+		}
+	}
+}
+
+// renameClashes moves any model tensor whose name is one Build adds out of the way
+// (a model may well call its own output "logits").
+func (c *buildCtx) renameClashes() error {
+	reserved := []string{OutputLogits, OutputLoss, OutputInputGrad, InputLabelWeights, InputLogitSeed}
+	for _, p := range c.params {
+		reserved = append(reserved, GradPrefix+p)
+	}
+	used := usedNames(c.g)
+	for _, r := range reserved {
+		if !used[r] || (r == OutputLogits && c.logits == OutputLogits) {
+			continue
+		}
+		if r == c.image || slices.Contains(c.params, r) {
+			return fmt.Errorf("autodiff: input %q has a name Gibbon reserves for its gradient graph; rename it", r)
+		}
+		to := r
+		for i := 1; used[to]; i++ {
+			to = fmt.Sprintf("%s_model_%d", r, i)
+		}
+		used[to] = true
+		renameTensor(c.g, r, to)
+		if c.isFloat[r] {
+			c.isFloat[to] = true
+		}
+		if c.logits == r {
+			c.logits = to
+		}
+	}
+	c.inits = map[string]*onnx.TensorProto{}
+	for _, t := range c.g.Initializer {
+		c.inits[t.GetName()] = t
+	}
+	return nil
+}

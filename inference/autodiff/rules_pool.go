@@ -1,0 +1,412 @@
+package autodiff
+
+import (
+	"fmt"
+	"math"
+
+	"gibbon/inference/onnx"
+)
+
+func checkMaxPool(c *buildCtx, n *onnx.NodeProto) error {
+	if attrInt(n, "storage_order", 0) != 0 {
+		return fmt.Errorf("MaxPool storage_order=1 is not supported")
+	}
+	return nil
+}
+
+// gradMaxPool routes each output's gradient to the input element it took: the forward
+// node is given its optional Indices output (flat over N*C*spatial) and the gradient is
+// scatter-added (windows may overlap, so add, never overwrite).
+func gradMaxPool(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]string, error) {
+	e := c.e
+	x := n.Input[0]
+	if len(n.Output) < 2 || n.Output[1] == "" {
+		idx := e.b.Fresh("maxpool_indices")
+		if len(n.Output) < 2 {
+			n.Output = append(n.Output, idx)
+		} else {
+			n.Output[1] = idx
+		}
+	}
+	idx := n.Output[1]
+	flat := e.ints(-1)
+	zeros := e.zerosLike(e.op("Reshape", x, flat))
+	dx := e.opA("ScatterElements", []string{zeros, e.op("Reshape", idx, flat), e.op("Reshape", dys[0], flat)},
+		onnx.AttrInt("axis", 0), onnx.AttrString("reduction", "add"))
+	return only0(e.reshapeLike(dx, x), len(need)), nil
+}
+
+// poolGeom resolves a pooling node's window geometry (auto_pad as ONNX Runtime does).
+type poolGeom struct {
+	k, s, pb, pe, in, out []int64
+}
+
+func poolGeometry(c *buildCtx, n *onnx.NodeProto) (poolGeom, error) {
+	xs, ys := c.pr.shape2[n.Input[0]], c.pr.shape2[n.Output[0]]
+	k := attrInts(n, "kernel_shape")
+	r := len(k)
+	if r == 0 || len(xs) != r+2 || len(ys) != r+2 {
+		return poolGeom{}, fmt.Errorf("unexpected kernel %v for shapes X %v Y %v", k, xs, ys)
+	}
+	g := poolGeom{k: k, s: defaults(attrInts(n, "strides"), r, 1), in: xs[2:], out: ys[2:]}
+	pads := defaults(attrInts(n, "pads"), 2*r, 0)
+	g.pb, g.pe = append([]int64(nil), pads[:r]...), append([]int64(nil), pads[r:]...)
+	switch ap := attrString(n, "auto_pad", "NOTSET"); ap {
+	case "NOTSET":
+	case "VALID":
+		for i := range g.pb {
+			g.pb[i], g.pe[i] = 0, 0
+		}
+	case "SAME_UPPER", "SAME_LOWER":
+		for i := 0; i < r; i++ {
+			target := (g.in[i] + g.s[i] - 1) / g.s[i]
+			need := max(0, (target-1)*g.s[i]+g.k[i]-g.in[i])
+			if ap == "SAME_LOWER" {
+				g.pb[i] = (need + 1) / 2
+			} else {
+				g.pb[i] = need / 2
+			}
+			g.pe[i] = need - g.pb[i]
+		}
+	default:
+		return poolGeom{}, fmt.Errorf("unknown auto_pad %q", ap)
+	}
+	return g, nil
+}
+
+func checkAveragePool(c *buildCtx, n *onnx.NodeProto) error {
+	for _, d := range attrInts(n, "dilations") {
+		if d != 1 {
+			return fmt.Errorf("AveragePool dilations are not supported")
+		}
+	}
+	return nil
+}
+
+// extraAveragePool asks the probe to run the pool on ones shaped like one channel of
+// its input: with the number of real (non-pad) elements in each window known, that
+// gives ORT's divisor for every output position, whatever count_include_pad and
+// ceil_mode make of the windows at the edges.
+func extraAveragePool(c *buildCtx, n *onnx.NodeProto, req *probeRequest) {
+	if c.avgProbe == nil {
+		c.avgProbe = map[*onnx.NodeProto]string{}
+	}
+	id := len(req.nodes)
+	name := func(s string) string { return fmt.Sprintf("__gibbon_probe_%d_%s", id, s) }
+	req.inits = append(req.inits,
+		onnx.Int64Tensor(name("zeros"), []int64{2}, []int64{0, 0}),
+		onnx.Int64Tensor(name("ones"), []int64{2}, []int64{1, 1}),
+		onnx.Int64Tensor(name("axes"), []int64{2}, []int64{0, 1}))
+	node := func(op string, in []string, out string, attrs ...*onnx.AttributeProto) {
+		opType, nn := op, out+"_node"
+		req.nodes = append(req.nodes, &onnx.NodeProto{OpType: &opType, Name: &nn, Input: in, Output: []string{out}, Attribute: attrs})
+	}
+	node("Slice", []string{n.Input[0], name("zeros"), name("ones"), name("axes")}, name("one_channel"))
+	node("Shape", []string{name("one_channel")}, name("shape"))
+	node("ConstantOfShape", []string{name("shape")}, name("all_ones"),
+		onnx.AttrTensor("value", onnx.FloatTensor("", []int64{1}, []float32{1})))
+	node("AveragePool", []string{name("all_ones")}, name("pool"), n.Attribute...)
+	req.outs = append(req.outs, name("pool"))
+	c.avgProbe[n] = name("pool")
+}
+
+func numel(shape []int64) int {
+	n := 1
+	for _, d := range shape {
+		n *= int(d)
+	}
+	return n
+}
+
+func gradAveragePool(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]string, error) {
+	e := c.e
+	g, err := poolGeometry(c, n)
+	if err != nil {
+		return nil, err
+	}
+	r := len(g.k)
+	pname, ok := c.avgProbe[n]
+	yOnes := c.pr.values[pname]
+	if !ok || len(yOnes) != numel(g.out) {
+		return nil, fmt.Errorf("the divisor map probe failed")
+	}
+	// scale[o] = 1/divisor[o] = pool(ones)[o] / (real elements in window o)
+	scale := make([]float32, len(yOnes))
+	for flat := range yOnes {
+		rest, cnt := flat, int64(1)
+		for i := r - 1; i >= 0; i-- {
+			o := int64(rest) % g.out[i]
+			rest /= int(g.out[i])
+			start := o*g.s[i] - g.pb[i]
+			lo, hi := max(start, 0), min(start+g.k[i], g.in[i])
+			cnt *= max(hi-lo, 0)
+		}
+		if cnt > 0 {
+			scale[flat] = float32(yOnes[flat] / float64(cnt))
+		}
+	}
+	sc := e.floats(append([]int64{1, 1}, g.out...), scale)
+	ch := c.pr.shape2[n.Input[0]][1]
+	kshape := append([]int64{ch, 1}, g.k...)
+	ones := make([]float32, numel(kshape))
+	for i := range ones {
+		ones[i] = 1
+	}
+	pads := make([]int64, 2*r)
+	op := make([]int64, r)
+	for i := 0; i < r; i++ {
+		l := g.s[i]*(g.out[i]-1) + g.k[i]
+		pads[i] = g.pb[i]
+		if l-g.pb[i] >= g.in[i] {
+			pads[i+r] = l - g.pb[i] - g.in[i]
+		} else {
+			op[i] = g.in[i] + g.pb[i] - l
+			if op[i] >= g.s[i] {
+				return nil, fmt.Errorf("cannot map the windows back onto the input (shapes %v -> %v)", g.in, g.out)
+			}
+		}
+	}
+	dx := e.opA("ConvTranspose", []string{e.op("Mul", dys[0], sc), e.floats(kshape, ones)},
+		onnx.AttrInts("strides", g.s...), onnx.AttrInts("pads", pads...),
+		onnx.AttrInts("output_padding", op...), onnx.AttrInt("group", ch))
+	return only0(dx, len(need)), nil
+}
+
+func gradGlobalAveragePool(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]string, error) {
+	e := c.e
+	x := n.Input[0]
+	hw := int64(1)
+	for _, d := range c.pr.shape2[x][2:] {
+		hw *= d
+	}
+	dx := e.op("Expand", e.op("Mul", dys[0], e.scalar(float32(1/float64(hw)))), e.op("Shape", x))
+	return only0(dx, len(need)), nil
+}
+
+func checkBatchNorm(c *buildCtx, n *onnx.NodeProto) error {
+	if attrInt(n, "training_mode", 0) != 0 {
+		return fmt.Errorf("BatchNormalization in training mode is not supported")
+	}
+	for _, o := range n.Output[1:] {
+		if o != "" {
+			return fmt.Errorf("BatchNormalization with running-statistics outputs is not supported")
+		}
+	}
+	return nil
+}
+
+// gradBatchNorm differentiates the inference form y = (x-mean)/sqrt(var+eps)*scale + b.
+func gradBatchNorm(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]string, error) {
+	e := c.e
+	x, scale, mean, vr := n.Input[0], n.Input[1], n.Input[3], n.Input[4]
+	dy := dys[0]
+	rank := len(c.pr.shape2[x])
+	eps := attrFloat(n, "epsilon", 1e-5)
+	// per-channel vectors broadcast as [C,1,...,1]
+	bshape := append([]int64{-1}, make([]int64, rank-2)...)
+	for i := 1; i < len(bshape); i++ {
+		bshape[i] = 1
+	}
+	bc := func(v string) string { return e.op("Reshape", v, e.ints(bshape...)) }
+	rstd := e.op("Reciprocal", e.op("Sqrt", e.op("Add", vr, e.scalar(eps))))
+	axes := append([]int64{0}, seq(2, int64(rank))...)
+	out := make([]string, 5)
+	if need[0] {
+		out[0] = e.op("Mul", dy, bc(e.op("Mul", scale, rstd)))
+	}
+	var sumDyXc string
+	if need[1] || need[4] {
+		sumDyXc = e.reduceSum(e.op("Mul", dy, e.op("Sub", x, bc(mean))), axes, false)
+	}
+	if need[1] {
+		out[1] = e.op("Mul", sumDyXc, rstd)
+	}
+	var sumDy string
+	if need[2] || need[3] {
+		sumDy = e.reduceSum(dy, axes, false)
+	}
+	if need[2] {
+		out[2] = sumDy
+	}
+	if need[3] {
+		out[3] = e.op("Neg", e.op("Mul", sumDy, e.op("Mul", scale, rstd)))
+	}
+	if need[4] {
+		// d/dvar of (x-mean)*scale*(var+eps)^-1/2 = -1/2 (x-mean)*scale*rstd^3
+		r3 := e.op("Mul", rstd, e.op("Mul", rstd, rstd))
+		out[4] = e.op("Mul", e.op("Mul", sumDyXc, scale), e.op("Mul", r3, e.scalar(-0.5)))
+	}
+	return out, nil
+}
+
+var resizeModes = map[string]bool{"half_pixel": true, "pytorch_half_pixel": true, "align_corners": true,
+	"asymmetric": true, "tf_half_pixel_for_nn": true}
+
+func checkResize(c *buildCtx, n *onnx.NodeProto) error {
+	if m := attrString(n, "mode", "nearest"); m != "nearest" {
+		return fmt.Errorf("Resize mode %q is not supported (only nearest)", m)
+	}
+	if m := attrString(n, "coordinate_transformation_mode", "half_pixel"); !resizeModes[m] {
+		return fmt.Errorf("Resize coordinate_transformation_mode %q is not supported", m)
+	}
+	return nil
+}
+
+// nearestIndex is the input index ONNX nearest Resize reads for output index o.
+func nearestIndex(o, in, out int64, scale float64, ctm, nm string) int64 {
+	var x float64
+	fo := float64(o)
+	switch ctm {
+	case "half_pixel":
+		x = (fo+0.5)/scale - 0.5
+	case "pytorch_half_pixel":
+		if out > 1 {
+			x = (fo+0.5)/scale - 0.5
+		}
+	case "align_corners":
+		if out > 1 {
+			x = fo * float64(in-1) / float64(out-1)
+		}
+	case "asymmetric":
+		x = fo / scale
+	case "tf_half_pixel_for_nn":
+		x = (fo + 0.5) / scale
+	}
+	var i float64
+	switch nm {
+	case "floor":
+		i = math.Floor(x)
+	case "ceil":
+		i = math.Ceil(x)
+	case "round_prefer_ceil":
+		if x-math.Floor(x) == 0.5 {
+			i = math.Ceil(x)
+		} else {
+			i = math.Round(x)
+		}
+	default: // round_prefer_floor
+		if x-math.Floor(x) == 0.5 {
+			i = math.Floor(x)
+		} else {
+			i = math.Round(x)
+		}
+	}
+	return clamp(int64(i), 0, in-1)
+}
+
+// gradResize sums each output's gradient into the input element nearest-neighbour
+// resizing copied it from: a reshape-and-sum for integer upscales that replicate
+// blocks, otherwise a MatMul with the 0/1 selection matrix on the last two axes.
+func gradResize(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]string, error) {
+	e := c.e
+	x, y := n.Input[0], n.Output[0]
+	xs, ys := c.pr.shape2[x], c.pr.shape2[y]
+	rank := len(xs)
+	if len(ys) != rank {
+		return nil, fmt.Errorf("rank changes from %v to %v", xs, ys)
+	}
+	var scales []float64
+	if input(n, 2) != "" {
+		v, _, err := c.value(n, 2)
+		if err != nil {
+			return nil, err
+		}
+		if len(v) > 0 {
+			if len(v) != rank {
+				return nil, fmt.Errorf("scales has %d values for rank %d", len(v), rank)
+			}
+			scales = v
+		}
+	}
+	ctm := attrString(n, "coordinate_transformation_mode", "half_pixel")
+	nm := attrString(n, "nearest_mode", "round_prefer_floor")
+	maps := make([][]int64, rank)
+	var resized []int
+	for a := 0; a < rank; a++ {
+		scale := float64(ys[a]) / float64(xs[a])
+		if scales != nil {
+			scale = scales[a]
+		}
+		m := make([]int64, ys[a])
+		ident := xs[a] == ys[a]
+		for o := range m {
+			m[o] = nearestIndex(int64(o), xs[a], ys[a], scale, ctm, nm)
+			ident = ident && m[o] == int64(o)
+		}
+		if ident {
+			continue
+		}
+		if c.pr.batch[x][a] {
+			return nil, fmt.Errorf("resizing the batch axis is not supported")
+		}
+		maps[a] = m
+		resized = append(resized, a)
+	}
+	dy := dys[0]
+	if len(resized) == 0 {
+		return only0(dy, len(need)), nil
+	}
+	// Block replication: out = f*in and out index o reads o/f.
+	block := true
+	factor := make([]int64, rank)
+	for a := 0; a < rank; a++ {
+		factor[a] = 1
+		if maps[a] == nil {
+			continue
+		}
+		if ys[a]%xs[a] != 0 {
+			block = false
+			continue
+		}
+		f := ys[a] / xs[a]
+		factor[a] = f
+		for o, i := range maps[a] {
+			if i != int64(o)/f {
+				block = false
+			}
+		}
+	}
+	if block {
+		var target, axes []int64
+		for a := 0; a < rank; a++ {
+			d := xs[a]
+			if c.pr.batch[x][a] {
+				d = 0 // copy: the axes before any split keep their index
+				for _, r := range resized {
+					if r < a {
+						return nil, fmt.Errorf("a batch axis after a resized axis is not supported")
+					}
+				}
+			}
+			target = append(target, d)
+			if maps[a] != nil {
+				target = append(target, factor[a])
+				axes = append(axes, int64(len(target)-1))
+			}
+		}
+		return only0(e.reduceSum(e.op("Reshape", dy, e.ints(target...)), axes, false), len(need)), nil
+	}
+	for _, a := range resized {
+		if a < rank-2 {
+			return nil, fmt.Errorf("non-block nearest resizing of axis %d (not one of the last two) is not supported", a)
+		}
+	}
+	g := dy
+	for _, a := range resized {
+		in, out := xs[a], ys[a]
+		if a == rank-1 {
+			sel := make([]float32, out*in) // [out, in]
+			for o, i := range maps[a] {
+				sel[int64(o)*in+i] = 1
+			}
+			g = e.op("MatMul", g, e.floats([]int64{out, in}, sel))
+		} else {
+			sel := make([]float32, in*out) // [in, out]
+			for o, i := range maps[a] {
+				sel[i*out+int64(o)] = 1
+			}
+			g = e.op("MatMul", e.floats([]int64{in, out}, sel), g)
+		}
+	}
+	return only0(g, len(need)), nil
+}
