@@ -1,0 +1,188 @@
+// Package catalog is Gibbon's curated list of public ImageNet classifiers and the
+// machinery that brings one onto a user's machine: download (with resume), SHA-256
+// verification, graph preparation (opset upgrade, batch-dynamic input, terminal
+// Softmax detection, checked against the model as published by running both in ONNX
+// Runtime) and registration in a models directory's manifest.json. Nothing is
+// registered unless its bytes match a pinned or user-given checksum.
+package catalog
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+
+	"gibbon/inference"
+)
+
+// Entry is one downloadable classifier.
+type Entry struct {
+	Name         string `json:"name"`
+	Architecture string `json:"architecture"`
+	Description  string `json:"description"`
+	// URLs are mirrors of the same bytes, tried in order.
+	URLs []string `json:"urls"`
+	// SHA256 pins the file; empty means no checksum could be sourced and the entry
+	// is only importable with `pull --from FILE --sha256 HASH`.
+	SHA256 string `json:"sha256,omitempty"`
+	// Size in bytes; 0 when only the checksum is known.
+	Size  int64 `json:"size,omitempty"`
+	Opset int   `json:"opset,omitempty"`
+	// PinSource says where the checksum (or the lack of one) comes from.
+	PinSource string `json:"pin_source"`
+	License   string `json:"license,omitempty"`
+	// Robust marks adversarially trained models.
+	Robust bool                    `json:"robust,omitempty"`
+	Input  inference.InputContract `json:"input"`
+	// OutputsLogits is what the publisher documents; the graph is checked on pull.
+	OutputsLogits bool `json:"outputs_logits"`
+	Classes       int  `json:"classes"`
+}
+
+// PinRequired reports whether the entry lacks a pinned checksum.
+func (e *Entry) PinRequired() bool { return e.SHA256 == "" }
+
+// ErrPinRequired marks a pull refused for want of a checksum.
+var ErrPinRequired = errors.New("pin required")
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidName reports whether s can name a model (and its file).
+func ValidName(s string) bool { return nameRE.MatchString(s) && !strings.Contains(s, "..") }
+
+// NormalizeSHA256 lower-cases a hex SHA-256 and checks its form.
+func NormalizeSHA256(s string) (string, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if b, err := hex.DecodeString(s); err != nil || len(b) != 32 {
+		return "", fmt.Errorf("%q is not a SHA-256 (64 hex digits)", s)
+	}
+	return s, nil
+}
+
+// Validate checks an entry's fields, so a bad custom catalog fails before any download.
+func (e *Entry) Validate() error {
+	if !ValidName(e.Name) {
+		return fmt.Errorf("catalog: %q is not a usable model name (letters, digits, '.', '_', '-')", e.Name)
+	}
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("catalog entry %s: %s", e.Name, fmt.Sprintf(format, a...))
+	}
+	if len(e.URLs) == 0 {
+		return fail("no URLs")
+	}
+	for _, u := range e.URLs {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+			return fail("%q is not an http(s) URL", u)
+		}
+	}
+	if e.SHA256 != "" {
+		s, err := NormalizeSHA256(e.SHA256)
+		if err != nil {
+			return fail("%v", err)
+		}
+		e.SHA256 = s
+	}
+	if e.Size < 0 {
+		return fail("negative size")
+	}
+	if e.Classes <= 0 {
+		return fail("classes must be positive")
+	}
+	return ValidateContract(e.Input)
+}
+
+// ValidateContract checks an input contract is one the preprocessing understands.
+func ValidateContract(c inference.InputContract) error {
+	switch {
+	case c.Layout != "NCHW" && c.Layout != "NHWC":
+		return fmt.Errorf("input layout %q: want NCHW or NHWC", c.Layout)
+	case c.Channels != 1 && c.Channels != 3:
+		return fmt.Errorf("input channels %d: want 1 or 3", c.Channels)
+	case c.Height <= 0 || c.Width <= 0:
+		return fmt.Errorf("input size %dx%d", c.Width, c.Height)
+	case c.Color != "RGB" && c.Color != "BGR" && c.Color != "gray":
+		return fmt.Errorf("input colour %q: want RGB, BGR or gray", c.Color)
+	case c.Range[1] <= c.Range[0]:
+		return fmt.Errorf("input range %v is empty", c.Range)
+	case c.Mean != nil && len(c.Mean) != c.Channels, c.Std != nil && len(c.Std) != c.Channels:
+		return fmt.Errorf("mean/std need %d values each", c.Channels)
+	case c.Resize != "crop" && c.Resize != "stretch" && c.Resize != "mnist":
+		return fmt.Errorf("resize %q: want crop, stretch or mnist", c.Resize)
+	case c.Resize == "crop" && (c.CropPct <= 0 || c.CropPct > 1):
+		return fmt.Errorf("crop_pct %g: want (0, 1]", c.CropPct)
+	case c.Interp != "" && c.Interp != "bilinear" && c.Interp != "bicubic":
+		return fmt.Errorf("interp %q: want bilinear or bicubic", c.Interp)
+	}
+	for _, s := range c.Std {
+		if s == 0 {
+			return fmt.Errorf("std has a zero")
+		}
+	}
+	return nil
+}
+
+// Catalog is an ordered list of entries with unique names.
+type Catalog []Entry
+
+// Lookup finds an entry by name (case-sensitive).
+func (c Catalog) Lookup(name string) (*Entry, bool) {
+	for i := range c {
+		if c[i].Name == name {
+			return &c[i], true
+		}
+	}
+	return nil, false
+}
+
+// Names lists the entry names in order.
+func (c Catalog) Names() []string {
+	out := make([]string, len(c))
+	for i, e := range c {
+		out[i] = e.Name
+	}
+	return out
+}
+
+// Validate checks every entry and that names are unique.
+func (c Catalog) Validate() error {
+	seen := map[string]bool{}
+	for i := range c {
+		if err := c[i].Validate(); err != nil {
+			return err
+		}
+		if seen[c[i].Name] {
+			return fmt.Errorf("catalog: %q appears twice", c[i].Name)
+		}
+		seen[c[i].Name] = true
+	}
+	return nil
+}
+
+// LoadFile reads a catalog from JSON ({"models": [...]}, the entries in Entry's
+// format): a mirror or an organisation's own list in place of the built-in one.
+func LoadFile(path string) (Catalog, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	var doc struct {
+		Models Catalog `json:"models"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", path, err)
+	}
+	if len(doc.Models) == 0 {
+		return nil, fmt.Errorf("catalog %s: no models", path)
+	}
+	if err := doc.Models.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return doc.Models, nil
+}
