@@ -1,0 +1,117 @@
+package attack
+
+import (
+	"fmt"
+	"math"
+)
+
+// ball is the feasible set around the clean images: per value the interval
+// [max(lo, x0−ε), min(hi, x0+ε)], checked in float64 so that |float64(x)−float64(x0)| ≤ ε
+// holds exactly for every float32 the attack emits.
+type ball struct {
+	x0     []float32
+	lo, hi []float64 // per value bounds
+	rlo    float64   // range start
+	step   float64   // quantisation level spacing; 0 disables quantisation
+}
+
+func newBall(x0 []float32, eps float32, rng [2]float32, quantize bool) (*ball, error) {
+	b := &ball{x0: x0, lo: make([]float64, len(x0)), hi: make([]float64, len(x0)), rlo: float64(rng[0])}
+	if quantize {
+		b.step = (float64(rng[1]) - float64(rng[0])) / 255
+	}
+	e := float64(eps)
+	for i, v := range x0 {
+		f := float64(v)
+		if !(f >= float64(rng[0]) && f <= float64(rng[1])) {
+			return nil, fmt.Errorf("image value %g at index %d is outside the model's input range [%g,%g]", v, i, rng[0], rng[1])
+		}
+		b.lo[i] = math.Max(float64(rng[0]), f-e)
+		b.hi[i] = math.Min(float64(rng[1]), f+e)
+	}
+	return b, nil
+}
+
+// fit returns the float32 nearest v inside value i's interval.
+func (b *ball) fit(i int, v float64) float32 {
+	lo, hi := b.lo[i], b.hi[i]
+	if !(v >= lo) { // also catches NaN
+		v = lo
+	}
+	if v > hi {
+		v = hi
+	}
+	f := float32(v)
+	if float64(f) > hi {
+		f = math.Nextafter32(f, float32(math.Inf(-1)))
+	}
+	if float64(f) < lo {
+		f = math.Nextafter32(f, float32(math.Inf(1)))
+	}
+	if float64(f) < lo || float64(f) > hi {
+		f = b.x0[i]
+	}
+	return f
+}
+
+// project clips x into the ball in place.
+func (b *ball) project(x []float32) {
+	for i, v := range x {
+		x[i] = b.fit(i, float64(v))
+	}
+}
+
+// quantize puts x on the 256-level grid inside the ball, in place, choosing the level
+// nearest x among those inside. A value whose interval holds no level keeps its clean
+// value; quantize returns how many did.
+func (b *ball) quantize(x []float32) (offGrid int) {
+	if b.step == 0 {
+		b.project(x)
+		return 0
+	}
+	for i, v := range x {
+		lo, hi := b.lo[i], b.hi[i]
+		// Levels whose exact value lies just outside may round, as float32, to inside
+		// (and the reverse): bracket loosely, then check each candidate's float32 value.
+		kLo := math.Floor((lo - b.rlo) / b.step)
+		kHi := math.Ceil((hi - b.rlo) / b.step)
+		if v != v { // NaN
+			v = b.x0[i]
+		}
+		kc := math.Round((float64(v) - b.rlo) / b.step)
+		kc = math.Min(math.Max(kc, kLo), kHi)
+		best, bestD := float32(0), math.Inf(1)
+		for k := kc - 2; k <= kc+2; k++ {
+			q := float32(b.rlo + k*b.step)
+			if float64(q) < lo || float64(q) > hi {
+				continue
+			}
+			if d := math.Abs(float64(q) - float64(v)); d < bestD {
+				best, bestD = q, d
+			}
+		}
+		if math.IsInf(bestD, 1) {
+			x[i] = b.x0[i]
+			offGrid++
+			continue
+		}
+		x[i] = best
+	}
+	return offGrid
+}
+
+// norms returns per-image L∞ and L2 distances to the clean images (float64 sums).
+func norms(x, x0 []float32, n int) (linf, l2 []float32) {
+	linf, l2 = make([]float32, n), make([]float32, n)
+	per := len(x) / n
+	for i := range n {
+		var m, s float64
+		for j := i * per; j < (i+1)*per; j++ {
+			d := math.Abs(float64(x[j]) - float64(x0[j]))
+			m = math.Max(m, d)
+			s += d * d
+		}
+		linf[i], l2[i] = float32(m), float32(math.Sqrt(s))
+	}
+	return linf, l2
+}

@@ -1,0 +1,154 @@
+package attack
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// inBall is the bound every emitted value must meet, checked in float64.
+func inBall(v, x0, eps, lo, hi float32) bool {
+	d := math.Abs(float64(v) - float64(x0))
+	return d <= float64(eps) && float64(v) >= float64(lo) && float64(v) <= float64(hi)
+}
+
+func onGrid(v, lo, hi float32) bool {
+	step := (float64(hi) - float64(lo)) / 255
+	k := math.Round((float64(v) - float64(lo)) / step)
+	return float32(float64(lo)+k*step) == v
+}
+
+func TestQuantizeKeepsBoundAndGrid(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	cases := []struct {
+		name   string
+		rng    [2]float32
+		eps    float32
+		onGrid bool // clean values on the 8-bit grid
+	}{
+		{"mnist eps 0.3", [2]float32{0, 1}, 0.3, true},
+		{"8/255", [2]float32{0, 1}, 8.0 / 255, true},
+		{"1/255", [2]float32{0, 1}, 1.0 / 255, true},
+		{"half a level, grid clean", [2]float32{0, 1}, 0.4 / 255, true},
+		{"off-grid clean", [2]float32{0, 1}, 3.3 / 255, false},
+		{"0..255 range", [2]float32{0, 255}, 8, true},
+		{"-1..1 range", [2]float32{-1, 1}, 0.1, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n := 5000
+			x0 := make([]float32, n)
+			for i := range x0 {
+				if c.onGrid {
+					x0[i] = c.rng[0] + float32(rng.IntN(256))*(c.rng[1]-c.rng[0])/255
+					if i%7 == 0 {
+						x0[i] = c.rng[rng.IntN(2)] // the range's ends
+					}
+				} else {
+					x0[i] = c.rng[0] + rng.Float32()*(c.rng[1]-c.rng[0])
+				}
+			}
+			b, err := newBall(x0, c.eps, c.rng, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := make([]float32, n)
+			for i := range x {
+				// Far outside, just outside, and inside the ball; NaN too.
+				switch i % 4 {
+				case 0:
+					x[i] = x0[i] + (2*rng.Float32()-1)*3*c.eps
+				case 1:
+					x[i] = x0[i] + c.eps*float32(1+1e-7)
+				case 2:
+					x[i] = x0[i] - c.eps
+				default:
+					x[i] = float32(math.NaN())
+				}
+			}
+			off := b.quantize(x)
+			gridMisses := 0
+			for i, v := range x {
+				if !inBall(v, x0[i], c.eps, c.rng[0], c.rng[1]) {
+					t.Fatalf("value %d: %v is outside the ball around %v (eps %v)", i, v, x0[i], c.eps)
+				}
+				if !onGrid(v, c.rng[0], c.rng[1]) {
+					gridMisses++
+					if v != x0[i] {
+						t.Fatalf("value %d: %v is neither on the grid nor the clean value %v", i, v, x0[i])
+					}
+				}
+			}
+			if gridMisses != off {
+				t.Fatalf("quantize reported %d off-grid values, found %d", off, gridMisses)
+			}
+			if c.onGrid && off != 0 {
+				t.Fatalf("%d values off the grid although the clean image is on it", off)
+			}
+			if c.eps > 1.0/255*(c.rng[1]-c.rng[0]) && off != 0 {
+				t.Fatalf("%d values off the grid although eps spans a level", off)
+			}
+		})
+	}
+}
+
+func TestQuantizeChoosesNearestLevelInside(t *testing.T) {
+	x0 := []float32{100.0 / 255, 0, 1}
+	b, err := newBall(x0, 0.3, [2]float32{0, 1}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := []float32{100.0/255 + 0.3, -0.5, 1.2}
+	b.quantize(x)
+	// 0.3 is 76.5 levels: the nearest level inside is 76 up.
+	if want := float32(176.0 / 255); x[0] != want {
+		t.Fatalf("got %v (%v/255), want %v", x[0], x[0]*255, want)
+	}
+	if x[1] != 0 || x[2] != 1 {
+		t.Fatalf("range ends not kept: %v", x[1:])
+	}
+}
+
+func TestProjectFloatEdges(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := range 20000 {
+		x0 := []float32{rng.Float32()}
+		eps := rng.Float32() * 0.5
+		if trial%3 == 0 {
+			eps = float32(0.1) * float32(1+trial%5)
+		}
+		b, err := newBall(x0, eps, [2]float32{0, 1}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := []float32{x0[0] + eps, x0[0] - eps}
+		b.project(x[:1])
+		b2, _ := newBall(x0, eps, [2]float32{0, 1}, false)
+		b2.project(x[1:])
+		for _, v := range x {
+			if !inBall(v, x0[0], eps, 0, 1) {
+				t.Fatalf("x0=%v eps=%v: projected %v is outside (|d|=%v)", x0[0], eps, v, math.Abs(float64(v)-float64(x0[0])))
+			}
+		}
+	}
+}
+
+func TestNewBallRejectsOutOfRangeImages(t *testing.T) {
+	for _, v := range []float32{-0.01, 1.5, float32(math.NaN())} {
+		if _, err := newBall([]float32{0.5, v}, 0.1, [2]float32{0, 1}, true); err == nil {
+			t.Fatalf("value %v outside [0,1] was accepted", v)
+		}
+	}
+}
+
+func TestNorms(t *testing.T) {
+	x0 := []float32{0, 0, 0, 0, 1, 1}
+	x := []float32{0.3, -0.4, 0, 0, 1, 0.5}
+	linf, l2 := norms(x, x0, 2)
+	if math.Abs(float64(linf[0])-0.4) > 1e-7 || math.Abs(float64(l2[0])-0.5) > 1e-7 {
+		t.Fatalf("image 0: linf %v l2 %v, want 0.4 0.5", linf[0], l2[0])
+	}
+	if math.Abs(float64(linf[1])-0.5) > 1e-7 || math.Abs(float64(l2[1])-0.5) > 1e-7 {
+		t.Fatalf("image 1: linf %v l2 %v, want 0.5 0.5", linf[1], l2[1])
+	}
+}

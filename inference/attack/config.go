@@ -1,0 +1,280 @@
+package attack
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Method names an attack.
+type Method string
+
+const (
+	FGSM     Method = "fgsm"
+	BIM      Method = "bim" // also called I-FGSM
+	PGD      Method = "pgd"
+	MIFGSM   Method = "mi-fgsm"
+	DIFGSM   Method = "di-fgsm"
+	MDI2FGSM Method = "m-di2-fgsm"
+	Square   Method = "square"
+	Noise    Method = "noise"
+)
+
+// Methods lists every attack, in the order menus show them.
+var Methods = []Method{FGSM, BIM, PGD, MIFGSM, DIFGSM, MDI2FGSM, Square, Noise}
+
+// ParseMethod accepts a method's name in any case, with or without dashes
+// (e.g. "mifgsm", "I-FGSM", "mdi2fgsm").
+func ParseMethod(s string) (Method, error) {
+	key := strings.NewReplacer("-", "", "_", "", " ", "").Replace(strings.ToLower(strings.TrimSpace(s)))
+	switch key {
+	case "fgsm":
+		return FGSM, nil
+	case "bim", "ifgsm":
+		return BIM, nil
+	case "pgd":
+		return PGD, nil
+	case "mifgsm", "mim":
+		return MIFGSM, nil
+	case "difgsm", "di2fgsm":
+		return DIFGSM, nil
+	case "mdi2fgsm", "mdifgsm":
+		return MDI2FGSM, nil
+	case "square", "squareattack":
+		return Square, nil
+	case "noise", "random", "randomnoise":
+		return Noise, nil
+	}
+	names := make([]string, len(Methods))
+	for i, m := range Methods {
+		names[i] = string(m)
+	}
+	return "", fmt.Errorf("unknown attack %q (choose one of %s)", s, strings.Join(names, ", "))
+}
+
+// BlackBox reports whether the method uses predictions only.
+func (m Method) BlackBox() bool { return m == Square || m == Noise }
+
+// Loss is the objective gradient attacks climb.
+type Loss string
+
+const (
+	// LossCE is softmax cross-entropy: of the label (untargeted, maximised) or of the
+	// target (targeted, minimised).
+	LossCE Loss = "ce"
+	// LossMargin is the C&W-style logit margin: max_{j≠y} z_j − z_y (untargeted) or
+	// z_t − max_{j≠t} z_j (targeted), maximised.
+	LossMargin Loss = "margin"
+)
+
+// TargetMode says which class the attack aims for.
+type TargetMode string
+
+const (
+	Untargeted  TargetMode = ""
+	TargetClass TargetMode = "class"        // Config.TargetClass for every image
+	LeastLikely TargetMode = "least-likely" // the surrogates' least likely clean class
+)
+
+// Config is an attack's parameters. Zero values take the method's defaults (Defaults).
+type Config struct {
+	Method Method `json:"method"`
+	// Eps is the L∞ budget on the input range (0.3 on [0,1] is 76.5/255).
+	Eps float32 `json:"eps"`
+	// Range is the valid input range; zero means [0,1].
+	Range [2]float32 `json:"range"`
+	// Steps of gradient attacks (FGSM: 1).
+	Steps int `json:"steps,omitempty"`
+	// Alpha is the step size; 0 means ε/Steps (2.5ε/Steps for PGD).
+	Alpha float32 `json:"alpha,omitempty"`
+	// Restarts of PGD from random starts; the best per image is kept.
+	Restarts int `json:"restarts,omitempty"`
+	// NoRandomStart starts PGD at the clean image.
+	NoRandomStart bool `json:"no_random_start,omitempty"`
+	// Momentum μ of MI-FGSM and M-DI²-FGSM (default 1).
+	Momentum float32 `json:"momentum,omitempty"`
+	// DiversityProb is the chance an image is transformed at a DI step (default 0.5);
+	// DiversityMin the smallest resize ratio (default 0.9): the image is resized to
+	// [ratio·H, H] by nearest neighbour and padded back to H×W at a random offset.
+	DiversityProb float32 `json:"diversity_prob,omitempty"`
+	DiversityMin  float32 `json:"diversity_min,omitempty"`
+	Loss          Loss    `json:"loss,omitempty"`
+	// Target and TargetClass select a targeted attack.
+	Target      TargetMode `json:"target,omitempty"`
+	TargetClass int        `json:"target_class,omitempty"`
+	// Queries is the per-image budget of Square Attack (default 1000) and the number of
+	// random draws of Noise (default 1).
+	Queries int `json:"queries,omitempty"`
+	// SquareP is Square Attack's initial fraction of pixels changed per query (default
+	// 0.05; the paper used 0.8 on MNIST).
+	SquareP float32 `json:"square_p,omitempty"`
+	// NoQuantize keeps float values instead of 256 levels over Range.
+	NoQuantize bool `json:"no_quantize,omitempty"`
+	// Layout of images: "NCHW" (default) or "NHWC"; used by DI and Square.
+	Layout string `json:"layout,omitempty"`
+	Seed   int64  `json:"seed"`
+}
+
+// Defaults returns c with every zero field set to the method's default.
+func (c Config) Defaults() Config {
+	if c.Range == [2]float32{} {
+		c.Range = [2]float32{0, 1}
+	}
+	if c.Loss == "" {
+		c.Loss = LossCE
+	}
+	if c.Layout == "" {
+		c.Layout = "NCHW"
+	}
+	switch c.Method {
+	case FGSM:
+		c.Steps = 1
+		if c.Alpha == 0 {
+			c.Alpha = c.Eps
+		}
+	case BIM, PGD, MIFGSM, DIFGSM, MDI2FGSM:
+		if c.Steps == 0 {
+			c.Steps = 10
+			if c.Method == PGD {
+				c.Steps = 40
+			}
+		}
+		if c.Alpha == 0 && c.Steps > 0 {
+			c.Alpha = c.Eps / float32(c.Steps)
+			if c.Method == PGD {
+				c.Alpha = 2.5 * c.Eps / float32(c.Steps)
+			}
+		}
+	}
+	if c.Method == PGD && c.Restarts == 0 {
+		c.Restarts = 1
+	}
+	if (c.Method == MIFGSM || c.Method == MDI2FGSM) && c.Momentum == 0 {
+		c.Momentum = 1
+	}
+	if c.Method == DIFGSM || c.Method == MDI2FGSM {
+		if c.DiversityProb == 0 {
+			c.DiversityProb = 0.5
+		}
+		if c.DiversityMin == 0 {
+			c.DiversityMin = 0.9
+		}
+	}
+	if c.Method == Square {
+		if c.Queries == 0 {
+			c.Queries = 1000
+		}
+		if c.SquareP == 0 {
+			c.SquareP = 0.05
+		}
+	}
+	if c.Method == Noise && c.Queries == 0 {
+		c.Queries = 1
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot run (call it on Defaults()).
+func (c Config) Validate() error {
+	if _, err := ParseMethod(string(c.Method)); err != nil || c.Method == "" {
+		return fmt.Errorf("unknown attack %q", c.Method)
+	}
+	lo, hi := c.Range[0], c.Range[1]
+	if !finite(lo) || !finite(hi) || !(lo < hi) {
+		return fmt.Errorf("input range [%g,%g] is empty", lo, hi)
+	}
+	if !finite(c.Eps) || c.Eps <= 0 {
+		return fmt.Errorf("eps must be a positive number, got %g", c.Eps)
+	}
+	if c.Eps > hi-lo {
+		return fmt.Errorf("eps %g exceeds the input range [%g,%g]", c.Eps, lo, hi)
+	}
+	if !c.Method.BlackBox() {
+		if c.Steps < 1 || c.Steps > 100000 {
+			return fmt.Errorf("steps must be between 1 and 100000, got %d", c.Steps)
+		}
+		if !finite(c.Alpha) || c.Alpha <= 0 {
+			return fmt.Errorf("step size must be positive, got %g", c.Alpha)
+		}
+	}
+	if c.Restarts < 0 || c.Restarts > 1000 {
+		return fmt.Errorf("restarts must be between 1 and 1000, got %d", c.Restarts)
+	}
+	if !finite(c.Momentum) || c.Momentum < 0 {
+		return fmt.Errorf("momentum must be ≥ 0, got %g", c.Momentum)
+	}
+	if !finite(c.DiversityProb) || c.DiversityProb < 0 || c.DiversityProb > 1 {
+		return fmt.Errorf("diversity probability must be in [0,1], got %g", c.DiversityProb)
+	}
+	if c.DiversityProb > 0 && (!finite(c.DiversityMin) || c.DiversityMin <= 0 || c.DiversityMin > 1) {
+		return fmt.Errorf("diversity resize ratio must be in (0,1], got %g", c.DiversityMin)
+	}
+	switch c.Loss {
+	case LossCE, LossMargin:
+	default:
+		return fmt.Errorf("unknown loss %q (choose ce or margin)", c.Loss)
+	}
+	switch c.Target {
+	case Untargeted, LeastLikely:
+	case TargetClass:
+		if c.TargetClass < 0 {
+			return fmt.Errorf("target class must be ≥ 0, got %d", c.TargetClass)
+		}
+	default:
+		return fmt.Errorf("unknown target mode %q (choose class or least-likely)", c.Target)
+	}
+	if c.Method.BlackBox() && (c.Queries < 1 || c.Queries > 1000000) {
+		return fmt.Errorf("queries must be between 1 and 1000000, got %d", c.Queries)
+	}
+	if c.Method == Square && (!finite(c.SquareP) || c.SquareP <= 0 || c.SquareP > 1) {
+		return fmt.Errorf("square fraction p must be in (0,1], got %g", c.SquareP)
+	}
+	if c.Layout != "NCHW" && c.Layout != "NHWC" {
+		return fmt.Errorf("layout must be NCHW or NHWC, got %q", c.Layout)
+	}
+	return nil
+}
+
+func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+
+// ParseEps reads a budget written as a number ("0.3") or a fraction of pixel levels
+// ("8/255"). The result is on the model's input range.
+func ParseEps(s string) (float32, error) {
+	s = strings.TrimSpace(s)
+	num, den, frac := strings.Cut(s, "/")
+	a, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil {
+		return 0, fmt.Errorf("eps %q is not a number or a fraction like 8/255", s)
+	}
+	if frac {
+		b, err := strconv.ParseFloat(strings.TrimSpace(den), 64)
+		if err != nil || b == 0 {
+			return 0, fmt.Errorf("eps %q is not a fraction like 8/255", s)
+		}
+		a /= b
+	}
+	if math.IsNaN(a) || math.IsInf(a, 0) || a <= 0 {
+		return 0, fmt.Errorf("eps %q must be positive", s)
+	}
+	return float32(a), nil
+}
+
+// FormatEps writes a budget with its unit: on a [0,1] range as a fraction and in /255
+// pixel steps ("0.3 (76.5/255)"); on other ranges in the range's units and in /255 of
+// the range ("8 on [0,255] (8/255)").
+func FormatEps(eps float32, rng [2]float32) string {
+	width := float64(rng[1]) - float64(rng[0])
+	if width <= 0 {
+		width = 1
+	}
+	levels := float64(eps) / width * 255
+	if rng == [2]float32{0, 1} || rng == [2]float32{} {
+		return fmt.Sprintf("%s (%s/255)", fmtNum(float64(eps)), fmtNum(levels))
+	}
+	return fmt.Sprintf("%s on [%s,%s] (%s/255)", fmtNum(float64(eps)), fmtNum(float64(rng[0])), fmtNum(float64(rng[1])), fmtNum(levels))
+}
+
+func fmtNum(v float64) string {
+	return strconv.FormatFloat(math.Round(v*1e4)/1e4, 'f', -1, 64)
+}

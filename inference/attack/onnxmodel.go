@@ -1,0 +1,467 @@
+package attack
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/protobuf/proto"
+
+	"gibbon/inference"
+	"gibbon/inference/onnx"
+)
+
+// ModelOptions says how to adapt an ONNX classifier.
+type ModelOptions struct {
+	Name string
+	// Input is the image input; "" means the graph's only non-initializer input.
+	Input string
+	// Mean and Std, per channel, are folded into the graph as (x−mean)/std in front, so
+	// attacks work on the pixel range (the manifest's input contract).
+	Mean, Std []float64
+	// Layout places the channel axis for Mean/Std: "NCHW" (default) or "NHWC".
+	Layout string
+}
+
+// ONNXModel runs an ONNX classifier on ONNX Runtime: a forward session for Predict and,
+// built on first use, autodiff graphs for Gradient. A terminal Softmax is cut off, so
+// Predict returns logits. It is safe for concurrent use.
+type ONNXModel struct {
+	name    string
+	rt      *inference.Runtime
+	model   *onnx.ModelProto // image in pixel range → logits, single output
+	input   string
+	output  string
+	shape   []int64 // image shape, batch -1
+	classes int
+
+	fwd *inference.Session
+
+	mu    sync.Mutex
+	grads map[LossKind]*inference.Session
+
+	forwards, backwards atomic.Int64
+}
+
+// NewONNXModel adapts m (not modified) and checks it with one forward pass.
+func NewONNXModel(ctx context.Context, rt *inference.Runtime, m *onnx.ModelProto, opts ModelOptions) (*ONNXModel, error) {
+	if rt == nil {
+		return nil, fmt.Errorf("no ONNX Runtime")
+	}
+	if m == nil || m.Graph == nil || len(m.Graph.Node) == 0 {
+		return nil, fmt.Errorf("model %s: not an ONNX model (no graph)", opts.Name)
+	}
+	work := proto.Clone(m).(*onnx.ModelProto)
+	input, shape, err := imageInput(work.Graph, opts.Input)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", opts.Name, err)
+	}
+	if err := logitsOnly(work); err != nil {
+		return nil, fmt.Errorf("model %s: %w", opts.Name, err)
+	}
+	if len(opts.Mean) > 0 || len(opts.Std) > 0 {
+		if err := foldNormalization(work, input, shape, opts); err != nil {
+			return nil, fmt.Errorf("model %s: %w", opts.Name, err)
+		}
+	}
+	return newFromPrepared(ctx, rt, opts.Name, work, input, shape)
+}
+
+func newFromPrepared(ctx context.Context, rt *inference.Runtime, name string, m *onnx.ModelProto, input string, shape []int64) (*ONNXModel, error) {
+	data, err := onnx.Encode(m)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: encode: %w", name, err)
+	}
+	s, err := rt.NewSession(data)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", name, err)
+	}
+	om := &ONNXModel{name: name, rt: rt, model: m, input: input, output: m.Graph.Output[0].GetName(), shape: shape, fwd: s, grads: map[LossKind]*inference.Session{}}
+	probe := append([]int64{1}, shape[1:]...)
+	l, err := om.Predict(ctx, inference.NewTensor(probe...))
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("model %s: test run on a blank image %v: %w", name, probe, err)
+	}
+	om.forwards.Store(0)
+	if len(l.Shape) != 2 || l.Shape[0] != 1 || l.Shape[1] < 2 {
+		s.Close()
+		return nil, fmt.Errorf("model %s: output has shape %v for one image, want logits [1, classes]", name, l.Shape)
+	}
+	om.classes = int(l.Shape[1])
+	return om, nil
+}
+
+// LoadModel reads a manifest entry's file from fsys, checks its SHA-256 when the
+// manifest records one, and adapts it with the entry's input contract.
+func LoadModel(ctx context.Context, rt *inference.Runtime, fsys fs.FS, e inference.ModelEntry) (*ONNXModel, error) {
+	data, err := fs.ReadFile(fsys, e.File)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", e.Name, err)
+	}
+	if e.SHA256 != "" {
+		sum := sha256.Sum256(data)
+		if got := hex.EncodeToString(sum[:]); !strings.EqualFold(got, e.SHA256) {
+			return nil, fmt.Errorf("model %s: %s has SHA-256 %s, the manifest says %s (replace the file or fix the manifest)", e.Name, e.File, got, e.SHA256)
+		}
+	}
+	m, err := onnx.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %s: %w", e.Name, e.File, err)
+	}
+	return NewONNXModel(ctx, rt, m, ModelOptions{Name: e.Name, Input: e.Input.Name, Mean: e.Input.Mean, Std: e.Input.Std, Layout: e.Input.Layout})
+}
+
+// Name is the model's name.
+func (m *ONNXModel) Name() string { return m.name }
+
+// Classes is the number of logits.
+func (m *ONNXModel) Classes() int { return m.classes }
+
+// InputShape is the image shape with the batch as −1.
+func (m *ONNXModel) InputShape() []int64 { return append([]int64(nil), m.shape...) }
+
+// Proto is the adapted graph (pixel-range image → logits); do not modify it.
+func (m *ONNXModel) Proto() *onnx.ModelProto { return m.model }
+
+// Passes counts the images this model has passed forward and backward.
+func (m *ONNXModel) Passes() (forward, backward int64) {
+	return m.forwards.Load(), m.backwards.Load()
+}
+
+// Predict returns logits [N, classes].
+func (m *ONNXModel) Predict(ctx context.Context, x *inference.Tensor) (*inference.Tensor, error) {
+	if err := m.checkImages(x); err != nil {
+		return nil, err
+	}
+	out, err := m.fwd.Run(ctx, map[string]*inference.Tensor{m.input: x})
+	if err != nil {
+		return nil, err
+	}
+	l := out[m.output]
+	if l == nil {
+		return nil, fmt.Errorf("the graph returned no float output %q", m.output)
+	}
+	m.forwards.Add(x.Shape[0])
+	return l, nil
+}
+
+// Gradient runs the autodiff graph for kind (built and cached on first use).
+func (m *ONNXModel) Gradient(ctx context.Context, x *inference.Tensor, kind LossKind, w *inference.Tensor) (*Gradient, error) {
+	if err := m.checkImages(x); err != nil {
+		return nil, err
+	}
+	if w == nil || w.Validate() != nil || len(w.Shape) != 2 || w.Shape[0] != x.Shape[0] || int(w.Shape[1]) != m.classes {
+		var shape []int64
+		if w != nil {
+			shape = w.Shape
+		}
+		return nil, fmt.Errorf("loss weights have shape %v, want [%d %d]", shape, x.Shape[0], m.classes)
+	}
+	s, err := m.gradSession(kind)
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.Run(ctx, map[string]*inference.Tensor{m.input: x, weightsInput(kind): w})
+	if err != nil {
+		return nil, err
+	}
+	g := &Gradient{Logits: out[outLogits], Input: out[outInputGrad]}
+	if loss := out[outLoss]; loss != nil {
+		g.Loss = loss.Data
+	}
+	if g.Logits == nil || g.Input == nil {
+		return nil, fmt.Errorf("the gradient graph returned no %q or %q", outLogits, outInputGrad)
+	}
+	m.forwards.Add(x.Shape[0])
+	m.backwards.Add(x.Shape[0])
+	return g, nil
+}
+
+func (m *ONNXModel) gradSession(kind LossKind) (*inference.Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.grads[kind]; s != nil {
+		return s, nil
+	}
+	gm, err := buildGradient(m.rt, m.model, m.input, kind)
+	if err != nil {
+		return nil, fmt.Errorf("gradient graph: %w", err)
+	}
+	data, err := onnx.Encode(gm)
+	if err != nil {
+		return nil, fmt.Errorf("gradient graph: %w", err)
+	}
+	s, err := m.rt.NewSession(data)
+	if err != nil {
+		return nil, fmt.Errorf("gradient graph: %w", err)
+	}
+	m.grads[kind] = s
+	return s, nil
+}
+
+// Close releases the sessions.
+func (m *ONNXModel) Close() {
+	m.fwd.Close()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, s := range m.grads {
+		s.Close()
+		delete(m.grads, k)
+	}
+}
+
+func (m *ONNXModel) checkImages(x *inference.Tensor) error {
+	if x == nil {
+		return fmt.Errorf("no images")
+	}
+	if err := x.Validate(); err != nil {
+		return err
+	}
+	if len(x.Shape) != len(m.shape) || x.Shape[0] < 1 || !sameShape(x.Shape[1:], m.shape[1:]) {
+		return fmt.Errorf("images have shape %v, model %s takes %v (N images)", x.Shape, m.name, append([]int64{-1}, m.shape[1:]...))
+	}
+	return nil
+}
+
+// imageInput finds the image input and its fixed shape (batch −1).
+func imageInput(g *onnx.GraphProto, want string) (string, []int64, error) {
+	inits := map[string]bool{}
+	for _, t := range g.Initializer {
+		inits[t.GetName()] = true
+	}
+	var real []*onnx.ValueInfoProto
+	var names []string
+	for _, v := range g.Input {
+		if !inits[v.GetName()] {
+			real = append(real, v)
+			names = append(names, v.GetName())
+		}
+	}
+	var img *onnx.ValueInfoProto
+	switch {
+	case want != "":
+		for _, v := range real {
+			if v.GetName() == want {
+				img = v
+			}
+		}
+		if img == nil {
+			return "", nil, fmt.Errorf("no input %q (inputs: %s)", want, strings.Join(names, ", "))
+		}
+		if len(real) > 1 {
+			return "", nil, fmt.Errorf("inputs besides the image %q (%s): attacks need single-input classifiers", want, strings.Join(names, ", "))
+		}
+	case len(real) == 1:
+		img = real[0]
+	default:
+		return "", nil, fmt.Errorf("want exactly one image input, the graph has %d (%s)", len(real), strings.Join(names, ", "))
+	}
+	tt := img.GetType().GetTensorType()
+	if tt == nil || onnx.TensorProto_DataType(tt.GetElemType()) != onnx.TensorProto_FLOAT {
+		return "", nil, fmt.Errorf("input %q is not a float tensor", img.GetName())
+	}
+	dims := tt.GetShape().GetDim()
+	if len(dims) < 2 {
+		return "", nil, fmt.Errorf("input %q has rank %d; want [N, ...]", img.GetName(), len(dims))
+	}
+	shape := []int64{-1}
+	for i, d := range dims[1:] {
+		if d.GetDimValue() <= 0 {
+			return "", nil, fmt.Errorf("input %q has a dynamic dimension %d: re-export the model with a fixed image size", img.GetName(), i+1)
+		}
+		shape = append(shape, d.GetDimValue())
+	}
+	return img.GetName(), shape, nil
+}
+
+// logitsOnly leaves the graph one output: the first output, or the input of a
+// terminal Softmax (through Identity nodes). Nodes that no longer feed it are dropped.
+func logitsOnly(m *onnx.ModelProto) error {
+	g := m.Graph
+	if len(g.Output) == 0 {
+		return fmt.Errorf("the graph has no outputs")
+	}
+	prod := map[string]*onnx.NodeProto{}
+	for _, n := range g.Node {
+		for _, o := range n.Output {
+			prod[o] = n
+		}
+	}
+	out := g.Output[0].GetName()
+	for {
+		n := prod[out]
+		if n == nil || (n.GetDomain() != "" && n.GetDomain() != "ai.onnx") {
+			break
+		}
+		if n.GetOpType() == "Identity" {
+			out = n.Input[0]
+			continue
+		}
+		if n.GetOpType() == "Softmax" {
+			out = n.Input[0]
+		}
+		break
+	}
+	if out != g.Output[0].GetName() {
+		b := onnx.BuilderOn(g, onnx.Opset(m))
+		name := "logits"
+		if b.Used(name) {
+			name = b.Fresh("logits")
+		} else {
+			b.Reserve(name)
+		}
+		g.Output = nil
+		g.Node = append(g.Node, &onnx.NodeProto{OpType: proto.String("Identity"), Name: proto.String(b.Fresh("n_logits")),
+			Input: []string{out}, Output: []string{name}})
+		et := int32(onnx.TensorProto_FLOAT)
+		g.Output = []*onnx.ValueInfoProto{{Name: proto.String(name), Type: &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{ElemType: &et}}}}}
+	} else {
+		g.Output = g.Output[:1]
+	}
+	prune(g)
+	return nil
+}
+
+// prune drops nodes whose outputs reach no graph output.
+func prune(g *onnx.GraphProto) {
+	need := map[string]bool{}
+	for _, o := range g.Output {
+		need[o.GetName()] = true
+	}
+	keep := make([]bool, len(g.Node))
+	for i := len(g.Node) - 1; i >= 0; i-- {
+		n := g.Node[i]
+		for _, o := range n.Output {
+			if need[o] {
+				keep[i] = true
+			}
+		}
+		if keep[i] {
+			for _, in := range n.Input {
+				need[in] = true
+			}
+			for _, a := range n.Attribute {
+				// Subgraphs read outer values by name: keep whatever they might use.
+				if a.G != nil || len(a.Graphs) > 0 {
+					for _, v := range g.Node {
+						for _, o := range v.Output {
+							need[o] = true
+						}
+					}
+				}
+			}
+		}
+	}
+	var nodes []*onnx.NodeProto
+	for i, n := range g.Node {
+		if keep[i] {
+			nodes = append(nodes, n)
+		}
+	}
+	// Nodes listed out of order could be dropped wrongly by one reverse sweep: keep all then.
+	if len(nodes) != len(g.Node) && topoOrdered(g) {
+		g.Node = nodes
+	}
+}
+
+func topoOrdered(g *onnx.GraphProto) bool {
+	have := map[string]bool{"": true}
+	for _, v := range g.Input {
+		have[v.GetName()] = true
+	}
+	for _, t := range g.Initializer {
+		have[t.GetName()] = true
+	}
+	for _, n := range g.Node {
+		for _, a := range n.Attribute {
+			if a.G != nil || len(a.Graphs) > 0 {
+				return false
+			}
+		}
+		for _, in := range n.Input {
+			if !have[in] {
+				return false
+			}
+		}
+		for _, o := range n.Output {
+			have[o] = true
+		}
+	}
+	return true
+}
+
+// foldNormalization puts (x − mean)/std in front of the graph under the image's name.
+func foldNormalization(m *onnx.ModelProto, input string, shape []int64, opts ModelOptions) error {
+	if len(shape) != 4 {
+		return fmt.Errorf("mean/std need a 4-d image input, %q has shape %v", input, shape)
+	}
+	cAxis := 1
+	if opts.Layout == "NHWC" {
+		cAxis = 3
+	} else if opts.Layout != "" && opts.Layout != "NCHW" {
+		return fmt.Errorf("layout %q: want NCHW or NHWC", opts.Layout)
+	}
+	c := int(shape[cAxis])
+	expand := func(v []float64, what string, def float64) ([]float32, error) {
+		out := make([]float32, c)
+		switch len(v) {
+		case 0:
+			for i := range out {
+				out[i] = float32(def)
+			}
+		case 1:
+			for i := range out {
+				out[i] = float32(v[0])
+			}
+		case c:
+			for i := range out {
+				out[i] = float32(v[i])
+			}
+		default:
+			return nil, fmt.Errorf("%s has %d values for %d channels", what, len(v), c)
+		}
+		return out, nil
+	}
+	mean, err := expand(opts.Mean, "mean", 0)
+	if err != nil {
+		return err
+	}
+	std, err := expand(opts.Std, "std", 1)
+	if err != nil {
+		return err
+	}
+	for i, s := range std {
+		if !(s > 0) {
+			return fmt.Errorf("std[%d] is %g; it must be positive", i, s)
+		}
+	}
+	bshape := []int64{1, 1, 1, 1}
+	bshape[cAxis] = int64(c)
+	g := m.Graph
+	for _, o := range g.Output {
+		if o.GetName() == input {
+			return fmt.Errorf("the image input is also an output")
+		}
+	}
+	b := onnx.BuilderOn(g, onnx.Opset(m))
+	before := len(g.Node)
+	sub := b.Op("Sub", []string{input, b.Const(bshape, mean...)})
+	inner := b.Op("Div", []string{sub, b.Const(bshape, std...)})
+	for _, n := range g.Node[:before] {
+		for i, in := range n.Input {
+			if in == input {
+				n.Input[i] = inner
+			}
+		}
+	}
+	// Move the new nodes to the front (graphs are topologically sorted).
+	added := append([]*onnx.NodeProto(nil), g.Node[before:]...)
+	g.Node = append(added, g.Node[:before]...)
+	return nil
+}

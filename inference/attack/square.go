@@ -1,0 +1,207 @@
+package attack
+
+import (
+	"context"
+	"math"
+
+	"gibbon/inference"
+)
+
+// square is the L∞ Square Attack (Andriushchenko et al., ECCV 2020): random search
+// over square patches of ±ε, using predictions only. It starts from vertical stripes of
+// ±ε, then each query changes one random square (its side shrinking on the paper's
+// schedule) to a random ±ε per channel and keeps the change if the loss drops: the
+// margin z_y − max_{j≠y} z_j untargeted, cross-entropy of the target targeted. Images
+// stop once fooled; each image gets at most Queries predictions, every one quantised.
+func (a *attacker) square(ctx context.Context) error {
+	cfg := a.cfg
+	x0 := a.req.Images
+	geo, _ := newGeometry(x0.Shape, cfg.Layout)
+	eps := float64(cfg.Eps)
+
+	// delta holds the perturbation as ±ε per value before clipping to the ball.
+	delta := make([]float64, len(x0.Data))
+	for i := range a.n {
+		for c := range geo.c {
+			for xx := range geo.w {
+				s := eps
+				if a.rng.IntN(2) == 0 {
+					s = -eps
+				}
+				for y := range geo.h {
+					delta[geo.at(i, c, y, xx)] = s
+				}
+			}
+		}
+	}
+	best := inference.NewTensor(x0.Shape...)
+	a.compose(best.Data, delta, nil)
+	logits, err := a.predictAll(ctx, best, true)
+	if err != nil {
+		return err
+	}
+	for i := range a.queries {
+		a.queries[i]++
+	}
+	fused := meanLogits(logits)
+	bestLoss := make([]float64, a.n)
+	done := make([]bool, a.n)
+	for i := range a.n {
+		bestLoss[i] = a.squareLoss(row(fused, i), i)
+		done[i] = a.obj.success(argmax(row(fused, i)), i)
+	}
+	a.adv, a.advLogits = best, logits
+	last := 0
+	if err := a.reportBlackBox(0, false, logits); err != nil {
+		return err
+	}
+
+	side := func(it int) int {
+		p := squareP(float64(cfg.SquareP), it, cfg.Queries)
+		s := int(math.Round(math.Sqrt(p * float64(geo.h*geo.w))))
+		return min(max(s, 1), max(geo.h-1, 1), max(geo.w-1, 1))
+	}
+	cand := best.Clone()
+	for it := 1; ; it++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var active []int
+		for i := range a.n {
+			if !done[i] && a.queries[i] < cfg.Queries {
+				active = append(active, i)
+			}
+		}
+		if len(active) == 0 {
+			break
+		}
+		s := side(it - 1)
+		saved := make([][]float64, len(active)) // each active image's delta before this query
+		for j, i := range active {
+			lo, hi := i*a.per, (i+1)*a.per
+			saved[j] = append([]float64(nil), delta[lo:hi]...)
+			y0 := a.rng.IntN(geo.h - s + 1)
+			x0w := a.rng.IntN(geo.w - s + 1)
+			// Draw until the square changes the image (a patch can repeat the current one).
+			for try := 0; try < 10; try++ {
+				for c := range geo.c {
+					v := eps
+					if a.rng.IntN(2) == 0 {
+						v = -eps
+					}
+					for y := y0; y < y0+s; y++ {
+						for xx := x0w; xx < x0w+s; xx++ {
+							delta[geo.at(i, c, y, xx)] = v
+						}
+					}
+				}
+				a.compose(cand.Data[lo:hi], delta[lo:hi], &span{lo, hi})
+				if !equalWindow(cand.Data[lo:hi], best.Data[lo:hi]) {
+					break
+				}
+			}
+		}
+		xs := gatherRows(cand, active)
+		ls, err := a.predictAll(ctx, xs, true)
+		if err != nil {
+			return err
+		}
+		f := meanLogits(ls)
+		for j, i := range active {
+			a.queries[i]++
+			loss := a.squareLoss(row(f, j), i)
+			if loss < bestLoss[i] {
+				bestLoss[i] = loss
+				lo, hi := i*a.per, (i+1)*a.per
+				copy(best.Data[lo:hi], cand.Data[lo:hi])
+				for k := range logits {
+					copy(row(logits[k], i), row(ls[k], j))
+				}
+				done[i] = a.obj.success(argmax(row(f, j)), i)
+			} else {
+				copy(delta[i*a.per:(i+1)*a.per], saved[j])
+			}
+		}
+		last = it
+		if err := a.reportBlackBox(it, false, logits); err != nil {
+			return err
+		}
+	}
+	a.offGrid = countOffGrid(a.ball, best.Data)
+	return a.reportBlackBox(last, true, logits)
+}
+
+type span struct{ lo, hi int }
+
+// compose writes x0 + delta, put into the ball and quantised, into dst (the values
+// dst covers: all, or one image's span).
+func (a *attacker) compose(dst []float32, delta []float64, sp *span) {
+	lo := 0
+	if sp != nil {
+		lo = sp.lo
+	}
+	for j := range dst {
+		dst[j] = float32(float64(a.req.Images.Data[lo+j]) + delta[j])
+	}
+	b := *a.ball
+	if sp != nil {
+		b.x0, b.lo, b.hi = b.x0[sp.lo:sp.hi], b.lo[sp.lo:sp.hi], b.hi[sp.lo:sp.hi]
+	}
+	b.quantize(dst)
+}
+
+func equalWindow(a, b []float32) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// squareLoss is what Square Attack minimises for image i's logits z: the margin
+// untargeted, the target's cross-entropy targeted.
+func (a *attacker) squareLoss(z []float32, i int) float64 {
+	c := a.obj.cls[i]
+	if a.obj.targeted {
+		return float64(crossEntropy(z, c))
+	}
+	return float64(z[c] - z[runnerUp(z, c)])
+}
+
+// squareP is the paper's schedule for the fraction of pixels a square covers,
+// rescaled from 10,000 iterations to the budget.
+func squareP(pInit float64, it, budget int) float64 {
+	it = int(float64(it) / float64(budget) * 10000)
+	switch {
+	case it <= 10:
+		return pInit
+	case it <= 50:
+		return pInit / 2
+	case it <= 200:
+		return pInit / 4
+	case it <= 500:
+		return pInit / 8
+	case it <= 1000:
+		return pInit / 16
+	case it <= 2000:
+		return pInit / 32
+	case it <= 4000:
+		return pInit / 64
+	case it <= 6000:
+		return pInit / 128
+	case it <= 8000:
+		return pInit / 256
+	default:
+		return pInit / 512
+	}
+}
+
+// reportBlackBox reports the best images so far (a.adv, with the surrogates' logits).
+func (a *attacker) reportBlackBox(it int, final bool, logits []*inference.Tensor) error {
+	if a.onStep == nil {
+		return nil
+	}
+	return a.report(Step{Step: it, Steps: a.cfg.Queries - 1, Restarts: 1, Final: final, Adv: a.adv,
+		Loss: a.meanObjective(logits), Pred: preds(meanLogits(logits)), Logits: logits, Queries: append([]int(nil), a.queries...)})
+}
