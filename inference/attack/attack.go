@@ -77,8 +77,8 @@ type Step struct {
 	// each restart ends in a quantised step, and a last Best step follows.
 	Final bool
 	// Best marks the per-image best of all restarts (reported once, after them).
-	Best     bool
-	Adv      *inference.Tensor
+	Best bool
+	Adv  *inference.Tensor
 	// Loss is the objective the attack maximises, per image, averaged over surrogates:
 	// cross-entropy of the label (untargeted) or minus that of the target (targeted),
 	// or the margin (see Loss).
