@@ -96,32 +96,14 @@ func (e *Entry) Validate() error {
 	return ValidateContract(e.Input)
 }
 
-// ValidateContract checks an input contract is one the preprocessing understands.
+// ValidateContract checks an input contract is one the preprocessing follows, and
+// that a centre crop says how much it keeps.
 func ValidateContract(c inference.InputContract) error {
-	switch {
-	case c.Layout != "NCHW" && c.Layout != "NHWC":
-		return fmt.Errorf("input layout %q: want NCHW or NHWC", c.Layout)
-	case c.Channels != 1 && c.Channels != 3:
-		return fmt.Errorf("input channels %d: want 1 or 3", c.Channels)
-	case c.Height <= 0 || c.Width <= 0:
-		return fmt.Errorf("input size %dx%d", c.Width, c.Height)
-	case c.Color != "RGB" && c.Color != "BGR" && c.Color != "gray":
-		return fmt.Errorf("input colour %q: want RGB, BGR or gray", c.Color)
-	case c.Range[1] <= c.Range[0]:
-		return fmt.Errorf("input range %v is empty", c.Range)
-	case c.Mean != nil && len(c.Mean) != c.Channels, c.Std != nil && len(c.Std) != c.Channels:
-		return fmt.Errorf("mean/std need %d values each", c.Channels)
-	case c.Resize != "crop" && c.Resize != "stretch" && c.Resize != "mnist":
-		return fmt.Errorf("resize %q: want crop, stretch or mnist", c.Resize)
-	case c.Resize == "crop" && (c.CropPct <= 0 || c.CropPct > 1):
-		return fmt.Errorf("crop_pct %g: want (0, 1]", c.CropPct)
-	case c.Interp != "" && c.Interp != "bilinear" && c.Interp != "bicubic":
-		return fmt.Errorf("interp %q: want bilinear or bicubic", c.Interp)
+	if err := c.Check(); err != nil {
+		return err
 	}
-	for _, s := range c.Std {
-		if s == 0 {
-			return fmt.Errorf("std has a zero")
-		}
+	if strings.EqualFold(c.Resize, inference.ResizeCrop) && c.CropPct <= 0 {
+		return fmt.Errorf("%w: resize crop needs crop_pct in (0, 1]", inference.ErrBadContract)
 	}
 	return nil
 }

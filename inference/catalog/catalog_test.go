@@ -81,7 +81,7 @@ func TestLoadFileValidates(t *testing.T) {
 		{`"name": "m1"`, `"name": "../m1"`, "model name"},
 		{`"layout": "NCHW"`, `"layout": "CHW"`, "layout"},
 		{`"crop_pct": 0.875`, `"crop_pct": 1.5`, "crop_pct"},
-		{`"std": [0.5, 0.5, 0.5]`, `"std": [0.5, 0, 0.5]`, "zero"},
+		{`"std": [0.5, 0.5, 0.5]`, `"std": [0.5, 0, 0.5]`, "std"},
 		{`"classes": 1000`, `"classes": 1000, "colour": 1`, "unknown field"},
 	} {
 		_, err := catalog.LoadFile(write(strings.Replace(good, bad.from, bad.to, 1)))

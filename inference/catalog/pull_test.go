@@ -158,6 +158,18 @@ func TestPullDownloadsPreparesAndRegisters(t *testing.T) {
 				maxDiff(got.Data[:1000], want0.Data), maxDiff(got.Data[1000:], want1.Data))
 		}
 	}
+	// The app's model registry serves every pulled model, labels and all.
+	reg, err := inference.LoadRegistry(context.Background(), testrt.Open(t), inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	if probs := reg.Problems(); len(probs) != 0 || len(reg.Classifiers()) != len(cases) {
+		t.Fatalf("registry: %d classifiers, problems %v", len(reg.Classifiers()), probs)
+	}
+	if m, _ := reg.Model(cases[0].name); len(m.Labels) != 1000 || m.Labels[999] != "class 999" {
+		t.Fatalf("registry labels: %d", len(m.Labels))
+	}
 	left, _ := os.ReadDir(filepath.Join(dir, catalog.DownloadsDir))
 	if len(left) != 0 {
 		t.Errorf("downloads left behind: %v", left)
