@@ -269,8 +269,11 @@ func (c *buildCtx) run() error {
 		return err
 	}
 	ls := c.pr.shape2[c.logits]
-	if len(ls) != 2 || !c.pr.batch[c.logits][0] || c.pr.batch[c.logits][1] {
-		return fmt.Errorf("autodiff: the model's output %q has shape %v at batch 2: want logits [N, classes] with N the batch", c.logits, ls)
+	if len(ls) != 2 {
+		return fmt.Errorf("autodiff: the model's output %q has shape %v at batch %d: want logits [N, classes] with N the batch", c.logits, ls, probeBatch2)
+	}
+	if !c.pr.batch[c.logits][0] || c.pr.batch[c.logits][1] {
+		return fmt.Errorf("autodiff: the model's output %q has shape %v whatever the batch size: want logits [N, classes] with N the batch (does the graph pin its batch size, e.g. in a Reshape?)", c.logits, ls)
 	}
 	c.e = newEmitter(c.g, c.pr)
 	return c.backward()

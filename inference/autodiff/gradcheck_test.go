@@ -252,3 +252,22 @@ func weights(b *onnx.Builder, rng *rand.Rand, name string, fanIn int, shape ...i
 	}
 	return b.Init(name, shape, v)
 }
+
+// runModel runs a forward model once.
+func runModel(t *testing.T, m *onnx.ModelProto, feeds map[string]*inference.Tensor) map[string]*inference.Tensor {
+	t.Helper()
+	data, err := onnx.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := testrt.Open(t).NewSession(data)
+	if err != nil {
+		t.Fatalf("load model: %v", err)
+	}
+	defer s.Close()
+	out, err := s.Run(context.Background(), feeds)
+	if err != nil {
+		t.Fatalf("run model: %v", err)
+	}
+	return out
+}

@@ -1,0 +1,232 @@
+package autodiff_test
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"gibbon/inference"
+	"gibbon/inference/autodiff"
+	"gibbon/inference/onnx"
+)
+
+// opCase is a small model built around a few ops, with a smooth Flatten+Gemm head so
+// the logits depend on every element. Together the cases cover every op Build supports.
+type opCase struct {
+	name   string
+	build  func(b *onnx.Builder, rng *rand.Rand, x string) string // returns a [N,F] or larger tensor
+	input  []int64                                                // without the batch
+	lo, hi float32                                                // input range
+	params []string
+	loss   autodiff.LossKind
+	// spread draws inputs as a shuffled grid of well-separated values (max pools: no
+	// near-ties for the finite differences to trip on)
+	spread bool
+}
+
+const classes = 3
+
+func (oc opCase) model(rng *rand.Rand) *onnx.ModelProto {
+	b := onnx.NewBuilder(oc.name)
+	x := b.Input("x", append([]int64{-1}, oc.input...)...)
+	b.Output("features", b.Op("Flatten", []string{oc.build(b, rng, x)}))
+	return b.Model()
+}
+
+func opCases() []opCase {
+	return []opCase{
+		{name: "conv_stride_pads_dilation_group_bias", input: []int64{4, 9, 9}, lo: -1, hi: 1,
+			params: []string{"w", "b"},
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				w := weights(b, rng, "w", 18, 6, 2, 3, 3)
+				bb := weights(b, rng, "b", 18, 6)
+				h := b.Op("Conv", []string{x, w, bb}, onnx.AttrInts("strides", 2, 1), onnx.AttrInts("pads", 1, 0, 2, 1),
+					onnx.AttrInts("dilations", 1, 2), onnx.AttrInt("group", 2))
+				return b.Op("Tanh", []string{h})
+			}},
+		{name: "conv_depthwise_same_upper", input: []int64{3, 7, 7}, lo: -1, hi: 1, params: []string{"w"},
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				w := weights(b, rng, "w", 9, 3, 1, 3, 3)
+				return b.Op("Conv", []string{x, w}, onnx.AttrString("auto_pad", "SAME_UPPER"), onnx.AttrInts("strides", 2, 2), onnx.AttrInt("group", 3))
+			}},
+		{name: "conv_same_lower_even_kernel_then_valid", input: []int64{2, 6, 6}, lo: -1, hi: 1, params: []string{"w1", "w2"},
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				w1 := weights(b, rng, "w1", 8, 3, 2, 2, 2)
+				h := b.Op("Conv", []string{x, w1}, onnx.AttrString("auto_pad", "SAME_LOWER"))
+				w2 := weights(b, rng, "w2", 27, 2, 3, 3, 3)
+				return b.Op("Conv", []string{h, w2}, onnx.AttrString("auto_pad", "VALID"), onnx.AttrInts("strides", 2, 2))
+			}},
+		{name: "conv_transpose", input: []int64{4, 4, 4}, lo: -1, hi: 1, params: []string{"w1", "b1", "w2"},
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				w1 := weights(b, rng, "w1", 18, 4, 3, 3, 3) // group 2: [Cin, Cout/g, k, k]
+				b1 := weights(b, rng, "b1", 18, 6)
+				h := b.Op("ConvTranspose", []string{x, w1, b1}, onnx.AttrInts("strides", 2, 2), onnx.AttrInts("pads", 1, 0, 1, 1),
+					onnx.AttrInts("output_padding", 1, 0), onnx.AttrInt("group", 2))
+				w2 := weights(b, rng, "w2", 12, 6, 2, 2, 2)
+				return b.Op("ConvTranspose", []string{h, w2}, onnx.AttrInts("dilations", 2, 2))
+			}},
+		{name: "maxpool_overlap_ceil_dilation", input: []int64{2, 7, 7}, spread: true,
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				p1 := b.Op("MaxPool", []string{x}, onnx.AttrInts("kernel_shape", 3, 3), onnx.AttrInts("strides", 2, 2), onnx.AttrInt("ceil_mode", 1))
+				p2 := b.Op("MaxPool", []string{x}, onnx.AttrInts("kernel_shape", 2, 2), onnx.AttrInts("dilations", 2, 2), onnx.AttrInts("pads", 1, 1, 0, 0))
+				return b.Op("Concat", []string{b.Op("Flatten", []string{p1}), b.Op("Flatten", []string{p2})}, onnx.AttrInt("axis", 1))
+			}},
+		{name: "averagepool_pads_ceil_global", input: []int64{2, 7, 7}, lo: -1, hi: 1,
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				a1 := b.Op("AveragePool", []string{x}, onnx.AttrInts("kernel_shape", 3, 3), onnx.AttrInts("strides", 2, 2),
+					onnx.AttrInts("pads", 1, 1, 1, 1), onnx.AttrInt("ceil_mode", 1))
+				a2 := b.Op("AveragePool", []string{x}, onnx.AttrInts("kernel_shape", 3, 2), onnx.AttrInts("strides", 2, 3),
+					onnx.AttrInts("pads", 1, 0, 1, 1), onnx.AttrInt("count_include_pad", 1), onnx.AttrInt("ceil_mode", 1))
+				a3 := b.Op("AveragePool", []string{x}, onnx.AttrInts("kernel_shape", 2, 2), onnx.AttrString("auto_pad", "SAME_UPPER"))
+				g := b.Op("GlobalAveragePool", []string{b.Op("Mul", []string{x, x})})
+				parts := []string{}
+				for _, p := range []string{a1, a2, a3, g} {
+					parts = append(parts, b.Op("Flatten", []string{p}))
+				}
+				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
+			}},
+		{name: "batchnorm_all_params", input: []int64{3, 4, 4}, lo: -1, hi: 1, params: []string{"scale", "bias", "mean", "var"},
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				b.Init("scale", []int64{3}, []float32{1.5, -0.7, 0.9})
+				b.Init("bias", []int64{3}, []float32{0.1, 0.2, -0.3})
+				b.Init("mean", []int64{3}, []float32{0.05, -0.1, 0.2})
+				b.Init("var", []int64{3}, []float32{0.8, 1.3, 0.5})
+				h := b.Op("BatchNormalization", []string{x, "scale", "bias", "mean", "var"}, onnx.AttrFloat("epsilon", 1e-3))
+				return b.Op("Mul", []string{h, h})
+			}},
+		{name: "activations_split_concat", input: []int64{8, 3, 3}, lo: -5, hi: 5,
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				parts := b.OpN("Split", []string{x, b.Ints(1, 1, 1, 1, 1, 1, 1, 1)}, 8, onnx.AttrInt("axis", 1))
+				acts := []string{
+					b.Op("Relu", []string{parts[0]}),
+					b.Op("LeakyRelu", []string{parts[1]}, onnx.AttrFloat("alpha", 0.1)),
+					b.Op("Clip", []string{parts[2], b.Scalar(-2), b.Scalar(3)}),
+					b.Op("Sigmoid", []string{parts[3]}),
+					b.Op("Tanh", []string{b.Op("Mul", []string{parts[4], b.Scalar(0.3)})}),
+					b.Op("HardSigmoid", []string{parts[5]}, onnx.AttrFloat("alpha", 0.25)),
+					b.Op("HardSwish", []string{parts[6]}),
+					b.Op("Clip", []string{parts[7], "", b.Scalar(1)}),
+				}
+				return b.Op("Concat", acts, onnx.AttrInt("axis", 1))
+			}},
+		{name: "broadcast_arithmetic", input: []int64{3, 4, 5}, lo: 0.5, hi: 1.5, params: []string{"c", "w", "d"},
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				c := weights(b, rng, "c", 1, 3, 1, 1)
+				w := weights(b, rng, "w", 1, 1, 3, 1, 5)
+				d := b.Init("d", []int64{4, 5}, func() []float32 {
+					v := make([]float32, 20)
+					for i := range v {
+						v[i] = 1 + rng.Float32()
+					}
+					return v
+				}())
+				h := b.Op("Add", []string{x, c})
+				h = b.Op("Sub", []string{b.Scalar(0.5), h})
+				h = b.Op("Mul", []string{h, w})
+				h = b.Op("Div", []string{h, d})
+				r := b.Op("Div", []string{b.Scalar(1), x}) // x in the denominator
+				s := b.Op("Sum", []string{h, r, x})
+				return b.Op("Add", []string{s, b.Op("Sqrt", []string{b.Op("Exp", []string{b.Op("Neg", []string{b.Op("Log", []string{x})})})})})
+			}},
+		{name: "gemm_flags_matmul_batch", input: []int64{4, 6}, lo: -1, hi: 1, params: []string{"a", "bm", "c", "m"},
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				a := weights(b, rng, "a", 6, 6, 5)
+				bm := weights(b, rng, "bm", 5, 3, 5)
+				c := weights(b, rng, "c", 1, 1, 3)
+				m := weights(b, rng, "m", 6, 2, 6, 5)
+				// [N,4,6] @ [2,1?] : MatMul with broadcasting of batch dims: x[N,1,4,6] @ m[2,6,5] -> [N,2,4,5]
+				mm := b.Op("MatMul", []string{b.Op("Unsqueeze", []string{x, b.Ints(1)}), m})
+				f := b.Op("Flatten", []string{x})                                            // [N,24]
+				g1 := b.Op("Gemm", []string{b.Op("Reshape", []string{f, b.Ints(-1, 6)}), a}) // [4N,5]
+				g2 := b.Op("Gemm", []string{b.Op("Transpose", []string{g1}), bm, c}, onnx.AttrInt("transA", 1), onnx.AttrInt("transB", 1),
+					onnx.AttrFloat("alpha", 0.5), onnx.AttrFloat("beta", 2)) // [4N,3]
+				g3 := b.Op("Gemm", []string{bm, b.Op("Transpose", []string{g1})}, onnx.AttrFloat("alpha", 1.5)) // [3,4N]... transposed use below
+				g3 = b.Op("Transpose", []string{g3})                                                            // [4N,3]
+				return b.Op("Concat", []string{b.Op("Reshape", []string{g2, b.Ints(-1, 12)}), b.Op("Reshape", []string{g3, b.Ints(-1, 12)}),
+					b.Op("Flatten", []string{mm})}, onnx.AttrInt("axis", 1))
+			}},
+		{name: "shape_ops", input: []int64{3, 6, 5}, lo: -1, hi: 1,
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				s1 := b.Op("Slice", []string{x, b.Ints(1, -5), b.Ints(100, 6), b.Ints(2, 3), b.Ints(2, 1)}) // rows 1,3,5; cols 0..4
+				s2 := b.Op("Slice", []string{x, b.Ints(0), b.Ints(2), b.Ints(1)})
+				p := b.Op("Pad", []string{x, b.Ints(0, 0, 1, -1, 0, 1, 2, -2)}) // pad and crop
+				t := b.Op("Transpose", []string{x}, onnx.AttrInts("perm", 0, 2, 3, 1))
+				u := b.Op("Squeeze", []string{b.Op("Unsqueeze", []string{t, b.Ints(2)}), b.Ints(2)})
+				sm := b.Op("Softmax", []string{b.Op("Identity", []string{u})}, onnx.AttrInt("axis", 2))
+				d := b.OpN("Dropout", []string{s2}, 1)[0]
+				ls := b.Op("LogSoftmax", []string{p}, onnx.AttrInt("axis", 1))
+				parts := []string{}
+				for _, v := range []string{s1, d, ls, sm} {
+					parts = append(parts, b.Op("Flatten", []string{v}))
+				}
+				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
+			}},
+		{name: "resize_nearest", input: []int64{2, 3, 4}, lo: -1, hi: 1,
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				r1 := b.Op("Resize", []string{x, "", b.Const([]int64{4}, 1, 1, 2, 3)},
+					onnx.AttrString("mode", "nearest"), onnx.AttrString("coordinate_transformation_mode", "asymmetric"), onnx.AttrString("nearest_mode", "floor"))
+				r2 := b.Op("Resize", []string{x, "", b.Const([]int64{4}, 1, 1, 3, 2)}, onnx.AttrString("mode", "nearest"))
+				r3 := b.Op("Resize", []string{x, "", b.Const([]int64{4}, 1, 1, 5.0/3, 1.5)}, onnx.AttrString("mode", "nearest"),
+					onnx.AttrString("coordinate_transformation_mode", "align_corners"), onnx.AttrString("nearest_mode", "round_prefer_ceil"))
+				parts := []string{}
+				for _, v := range []string{r1, r2, r3} {
+					parts = append(parts, b.Op("Flatten", []string{b.Op("Tanh", []string{v})}))
+				}
+				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
+			}},
+		{name: "logit_seed_mode", input: []int64{1, 5, 5}, lo: -1, hi: 1, params: []string{"w"}, loss: autodiff.LogitSeed,
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				w := weights(b, rng, "w", 9, 2, 1, 3, 3)
+				return b.Op("Sigmoid", []string{b.Op("Conv", []string{x, w})})
+			}},
+	}
+}
+
+// withHead appends a Gemm to `classes` logits once the feature width is known.
+func withHead(t *testing.T, m *onnx.ModelProto, rng *rand.Rand, features int64) *onnx.ModelProto {
+	t.Helper()
+	g := m.Graph
+	out := g.Output[0].GetName()
+	g.Output = nil
+	b := onnx.BuilderOn(g, onnx.DefaultOpset)
+	w := weights(b, rng, "head.w", int(features), classes, features)
+	hb := weights(b, rng, "head.b", 1, classes)
+	b.Output("logits", b.Op("Gemm", []string{out, w, hb}, onnx.AttrInt("transB", 1)), -1, classes)
+	m.Graph = b.Graph()
+	return m
+}
+
+func featureWidth(t *testing.T, m *onnx.ModelProto, x *inference.Tensor) int64 {
+	t.Helper()
+	out := runModel(t, m, map[string]*inference.Tensor{"x": x})
+	f := out["features"]
+	if len(f.Shape) != 2 {
+		t.Fatalf("features shape %v", f.Shape)
+	}
+	return f.Shape[1]
+}
+
+func spreadTensor(rng *rand.Rand, shape ...int64) *inference.Tensor {
+	t := inference.NewTensor(shape...)
+	perm := rng.Perm(len(t.Data))
+	for i, p := range perm {
+		t.Data[i] = 0.01 * float32(p-len(perm)/2)
+	}
+	return t
+}
+
+func TestOpGradients(t *testing.T) {
+	for _, oc := range opCases() {
+		t.Run(oc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(11, 12))
+			m := oc.model(rng)
+			shape := append([]int64{2}, oc.input...)
+			x := randTensor(rng, oc.lo, oc.hi, shape...)
+			if oc.spread {
+				x = spreadTensor(rng, shape...)
+			}
+			m = withHead(t, m, rng, featureWidth(t, m, x))
+			h := newHarness(t, m, autodiff.Options{Loss: oc.loss, Params: oc.params}, x, classes, 5)
+			h.check()
+		})
+	}
+}
