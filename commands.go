@@ -17,5 +17,6 @@ func commands() []command {
 	return []command{
 		{"runtime", "ONNX Runtime: install the library, info (version, providers), placement of a model's nodes", cmdRuntime},
 		{"gallery", "back up, restore or check the gallery: export DIR, import DIR, check", cmdGallery},
+		{"models", "ImageNet classifiers: list [--available], pull NAME (download, verify, prepare, register)", cmdModels},
 	}
 }

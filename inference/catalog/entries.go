@@ -164,22 +164,22 @@ func builtin() Catalog {
 		{
 			Name: "deit_tiny_patch16_224-opset16", Architecture: "DeiT-Ti/16 (vision transformer)",
 			Description: "timm deit_tiny_patch16_224 exported at opset 16 by the ONNX Model Zoo, input x fixed at batch 1, logits out",
-			URLs:        exportURLs("deit_tiny_patch16_224_Opset16", "timm"),
-			PinSource:   "none found: verify the file yourself", License: "Apache-2.0",
+			URLs:        exportURLs("deit_tiny_patch16_224_Opset16", "timm"), Opset: 16,
+			PinSource: "none found: verify the file yourself", License: "Apache-2.0",
 			Input: imagenetBicubic, OutputsLogits: true, Classes: 1000,
 		},
 		{
 			Name: "adv_inception_v3-opset17", Architecture: "Inception v3, adversarially trained",
 			Description: "NIPS'17 defence: Inception v3 adversarially trained (Kurakin et al.), TensorFlow weights via timm, exported at opset 17 by the ONNX Model Zoo",
-			URLs:        exportURLs("adv_inception_v3_Opset17", "timm"),
-			PinSource:   "none found: verify the file yourself", License: "Apache-2.0", Robust: true,
+			URLs:        exportURLs("adv_inception_v3_Opset17", "timm"), Opset: 17,
+			PinSource: "none found: verify the file yourself", License: "Apache-2.0", Robust: true,
 			Input: inception299(0.875), OutputsLogits: true, Classes: 1000,
 		},
 		{
 			Name: "ens_adv_inception_resnet_v2-opset17", Architecture: "Inception-ResNet v2, ensemble adversarial training",
 			Description: "NIPS'17 defence: Inception-ResNet v2 with ensemble adversarial training (Tramèr et al.), TensorFlow weights via timm, exported at opset 17 by the ONNX Model Zoo",
-			URLs:        exportURLs("ens_adv_inception_resnet_v2_Opset17", "timm"),
-			PinSource:   "none found: verify the file yourself", License: "Apache-2.0", Robust: true,
+			URLs:        exportURLs("ens_adv_inception_resnet_v2_Opset17", "timm"), Opset: 17,
+			PinSource: "none found: verify the file yourself", License: "Apache-2.0", Robust: true,
 			Input: inception299(0.8975), OutputsLogits: true, Classes: 1000,
 		},
 	}

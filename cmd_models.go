@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"gibbon/inference"
+	"gibbon/inference/catalog"
+	"gibbon/models/imagenet"
+)
+
+func cmdModels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	usage := "gibbon models list [--available] | pull NAME... | pull --from FILE [--sha256 HASH] NAME (gibbon models SUBCOMMAND -h for flags)"
+	if len(args) == 0 {
+		return usageError{"models needs a subcommand: " + usage}
+	}
+	switch args[0] {
+	case "list":
+		return modelsList(args[1:], stdout, stderr)
+	case "pull":
+		return modelsPull(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, "Usage:", usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown models subcommand %q: %s", args[0], usage)}
+}
+
+// modelsDirFlags are the flags both subcommands share.
+type modelsDirFlags struct{ dir, catalog string }
+
+func addModelsDirFlags(fs *flag.FlagSet) *modelsDirFlags {
+	f := &modelsDirFlags{}
+	fs.StringVar(&f.dir, "models", "", "your models directory (default: <user data dir>/gibbon/models, e.g. ~/.local/share/gibbon/models)")
+	fs.StringVar(&f.catalog, "catalog", "", "a catalog JSON file ({\"models\": [...]}) to use instead of the built-in one, e.g. a mirror's")
+	return f
+}
+
+func (f *modelsDirFlags) resolve() (string, catalog.Catalog, error) {
+	dir := f.dir
+	if dir == "" {
+		d, err := catalog.DefaultModelsDir()
+		if err != nil {
+			return "", nil, err
+		}
+		dir = d
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	cat := catalog.Default()
+	if f.catalog != "" {
+		if cat, err = catalog.LoadFile(f.catalog); err != nil {
+			return "", nil, err
+		}
+	}
+	return dir, cat, nil
+}
+
+func modelsList(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("models list", stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: gibbon models list [--available] [--models DIR] [--catalog FILE]")
+		fmt.Fprintln(stderr, "Lists the models registered in your models directory, or with --available the")
+		fmt.Fprintln(stderr, "ImageNet classifiers `gibbon models pull` can fetch.")
+		fs.PrintDefaults()
+	}
+	available := fs.Bool("available", false, "list the catalog of downloadable models instead")
+	df := addModelsDirFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{"models list takes no arguments"}
+	}
+	dir, cat, err := df.resolve()
+	if err != nil {
+		return err
+	}
+	man, err := catalog.ReadManifest(dir)
+	if err != nil {
+		return err
+	}
+	installed := map[string]bool{}
+	for _, m := range man.Models {
+		installed[m.Name] = true
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	if *available {
+		fmt.Fprintln(tw, "NAME\tARCHITECTURE\tINPUT\tSIZE\tOPSET\tSTATUS")
+		for _, e := range cat {
+			status := ""
+			switch {
+			case installed[e.Name]:
+				status = "installed"
+			case e.PinRequired():
+				status = "pin required: see pull"
+			}
+			if e.Robust {
+				status = strings.TrimPrefix(status+", adversarially trained", ", ")
+			}
+			size := "?"
+			if e.Size > 0 {
+				size = fmt.Sprintf("%.0f MB", float64(e.Size)/1e6)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", e.Name, e.Architecture, contractText(e.Input), size, e.Opset, status)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\nPull one with `gibbon models pull NAME` (into %s).\n", dir)
+		return nil
+	}
+	if len(man.Models) == 0 {
+		fmt.Fprintf(stdout, "No models in %s yet: `gibbon models list --available` shows what `gibbon models pull` can fetch.\n", dir)
+		return nil
+	}
+	fmt.Fprintln(tw, "NAME\tARCHITECTURE\tINPUT\tOUTPUT\tFILE")
+	for _, m := range man.Models {
+		out := "logits"
+		if !m.OutputsLogits {
+			out = "probabilities"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Architecture, contractText(m.Input), out, m.File)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\n%d model(s) in %s\n", len(man.Models), filepath.Join(dir, catalog.ManifestFile))
+	return nil
+}
+
+// contractText is a short description of an input contract: "224 NCHW RGB [0,1] crop 0.875 bicubic".
+func contractText(c inference.InputContract) string {
+	s := fmt.Sprintf("%d %s %s [%g,%g]", c.Height, c.Layout, c.Color, c.Range[0], c.Range[1])
+	if c.Height != c.Width {
+		s = fmt.Sprintf("%dx%d %s %s [%g,%g]", c.Width, c.Height, c.Layout, c.Color, c.Range[0], c.Range[1])
+	}
+	if c.Resize == inference.ResizeCrop {
+		s += fmt.Sprintf(" crop %g", c.CropPct)
+	} else {
+		s += " " + c.Resize
+	}
+	if c.Interp != "" {
+		s += " " + c.Interp
+	}
+	return s
+}
+
+func modelsPull(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("models pull", stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: gibbon models pull [--models DIR] NAME...")
+		fmt.Fprintln(stderr, "       gibbon models pull --from FILE [--sha256 HASH] NAME")
+		fmt.Fprintln(stderr, "Downloads a catalog model (resuming an interrupted download), checks its SHA-256,")
+		fmt.Fprintln(stderr, "prepares it (opset upgrade, dynamic batch, Softmax detection, each checked by running")
+		fmt.Fprintln(stderr, "it in ONNX Runtime) and registers it in DIR/manifest.json with its preprocessing and")
+		fmt.Fprintln(stderr, "the ImageNet labels. --from imports a file you already have; models the catalog")
+		fmt.Fprintln(stderr, "lists as \"pin required\" need --sha256 with a checksum you verified.")
+		fmt.Fprintln(stderr, "Names: gibbon models list --available")
+		fs.PrintDefaults()
+	}
+	from := fs.String("from", "", "import this local .onnx file instead of downloading")
+	sum := fs.String("sha256", "", "the file's SHA-256, verified by you (needed for pin-required models)")
+	df := addModelsDirFlags(fs)
+	rf := addRuntimeFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	names := fs.Args()
+	switch {
+	case len(names) == 0:
+		return usageError{"models pull needs a model NAME (see `gibbon models list --available`)"}
+	case (*from != "" || *sum != "") && len(names) != 1:
+		return usageError{"--from and --sha256 apply to one model NAME"}
+	}
+	dir, cat, err := df.resolve()
+	if err != nil {
+		return err
+	}
+	entries := make([]*catalog.Entry, len(names))
+	for i, n := range names {
+		e, ok := cat.Lookup(n)
+		if !ok {
+			return usageError{fmt.Sprintf("unknown model %q: `gibbon models list --available` shows the catalog (%s)", n, strings.Join(cat.Names(), ", "))}
+		}
+		entries[i] = e
+	}
+
+	var rt *inference.Runtime
+	defer func() {
+		if rt != nil {
+			rt.Close()
+		}
+	}()
+	opt := catalog.Options{
+		Dir: dir, From: *from, SHA256: *sum,
+		Labels: imagenet.Labels(), LabelsFile: imagenet.FileName,
+		Progress: catalog.NewBar(stderr, isTerminal(stderr)), Log: stdout,
+		Runtime: func() (*inference.Runtime, error) {
+			if rt == nil {
+				r, err := inference.OpenRuntime(rf.config(1))
+				if err != nil {
+					return nil, err
+				}
+				rt = r
+			}
+			return rt, nil
+		},
+	}
+	for _, e := range entries {
+		if e.Classes != imagenet.NumClasses {
+			return fmt.Errorf("%s has %d classes; `gibbon models pull` registers ImageNet-1k classifiers (%d)", e.Name, e.Classes, imagenet.NumClasses)
+		}
+		res, err := catalog.Pull(ctx, *e, opt)
+		if errors.Is(err, catalog.ErrPinRequired) {
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("pull %s: %w", e.Name, err)
+		}
+		p := res.Prepared
+		out := "logits"
+		if !p.OutputsLogits {
+			out = "probabilities (ends in Softmax; gradients start at " + p.Logits + ")"
+		}
+		batch := "batch 1 only"
+		if p.BatchDynamic {
+			batch = "any batch"
+		}
+		fmt.Fprintf(stdout, "registered %s in %s\n", e.Name, filepath.Join(dir, catalog.ManifestFile))
+		fmt.Fprintf(stdout, "  file     %s\n", res.Entry.File)
+		fmt.Fprintf(stdout, "  graph    %s, %s, input %q %v, output %s\n", p.Upgrade, batch, p.InputName, p.InputShape, out)
+		fmt.Fprintf(stdout, "  input    %s\n", contractText(res.Entry.Input))
+		for _, n := range p.Notes {
+			fmt.Fprintf(stdout, "  note     %s\n", n)
+		}
+	}
+	return nil
+}
