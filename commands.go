@@ -16,6 +16,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"runtime", "ONNX Runtime: install the library, info (version, providers), placement of a model's nodes", cmdRuntime},
+		{"grad", "write a classifier's gradient graph: gibbon grad MODEL.onnx -o OUT.onnx [--params a,b] [--loss ce|seed]", cmdGrad},
 		{"gallery", "back up, restore or check the gallery: export DIR, import DIR, check", cmdGallery},
 		{"models", "ImageNet classifiers: list [--available], pull NAME (download, verify, prepare, register)", cmdModels},
 	}
