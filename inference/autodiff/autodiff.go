@@ -202,6 +202,9 @@ func (c *buildCtx) resolveInputs() error {
 		}
 	}
 	c.image = img.GetName()
+	// Old writers (IR < 4) also list initializers as inputs; the built graph keeps only
+	// real inputs, so callers feed exactly the image, the labels and the params.
+	g.Input = slices.DeleteFunc(g.Input, func(v *onnx.ValueInfoProto) bool { return c.inits[v.GetName()] != nil })
 	tt := img.GetType().GetTensorType()
 	if tt == nil || tt.GetShape() == nil {
 		return fmt.Errorf("autodiff: input %q has no declared shape: Gibbon needs a fixed image size", c.image)

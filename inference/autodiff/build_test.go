@@ -281,3 +281,34 @@ func TestBadModels(t *testing.T) {
 		})
 	}
 }
+
+// Opsets 13-16 are re-declared at 17; initializers that an old writer also listed as
+// inputs are not inputs of the gradient graph.
+func TestOpset13WithInitializerInputs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	b := onnx.NewBuilder("old")
+	b.SetOpset(13)
+	x := b.Input("x", -1, 2, 5, 5)
+	w := weights(b, rng, "w", 18, 3, 2, 3, 3)
+	h := b.Op("Conv", []string{x, w}, onnx.AttrInts("pads", 1, 1, 1, 1))
+	h = b.Op("ReduceMean", []string{h}, onnx.AttrInts("axes", 2), onnx.AttrInt("keepdims", 0)) // axes attribute: opset 13 form
+	h = b.Op("Flatten", []string{b.Op("Unsqueeze", []string{h, b.Ints(1)})})
+	fc := weights(b, rng, "fc", 15, 15, 4)
+	b.Output("y", b.Op("MatMul", []string{h, fc}), -1, 4)
+	m := b.Model()
+	for _, init := range m.Graph.Initializer {
+		if init.GetName() == "w" || init.GetName() == "fc" {
+			m.Graph.Input = append(m.Graph.Input, &onnx.ValueInfoProto{Name: init.Name, Type: m.Graph.Input[0].Type})
+		}
+	}
+	s := gradSession(t, m, autodiff.Options{Params: []string{"fc"}})
+	var ins []string
+	for _, v := range s.Inputs() {
+		ins = append(ins, v.Name)
+	}
+	if got := strings.Join(ins, " "); got != "x label_weights fc" {
+		t.Errorf("gradient graph inputs %q, want x, label_weights and the param fc", got)
+	}
+	h2 := newHarness(t, m, autodiff.Options{Params: []string{"fc"}}, randTensor(rng, -1, 1, 2, 2, 5, 5), 4, 1)
+	h2.check()
+}

@@ -34,7 +34,8 @@ import (
 //     is ~5e-4 absolute per coordinate against coordinates of 1e-2..1, ~1e-3 relative
 //     over the vector. Threshold: 1e-2. A coordinate whose forward and backward
 //     one-sided differences disagree by more than rounding (2 * 1e-6/h = 2e-3) plus
-//     curvature (h*|f”| ~ 1e-3, taken as 1% of the slope) can explain has a kink
+//     curvature (their difference is h times the second derivative, up to 1e-2 when
+//     that is <= 10; plus 1% of the slope) can explain has a kink
 //     inside the step: its central difference
 //     is no derivative at all, so it is skipped (at most 10% may be).
 const (
@@ -42,7 +43,7 @@ const (
 	dirTol    = 2e-3
 	coordStep = 1e-3
 	coordTol  = 1e-2
-	kinkAbs   = 3e-3
+	kinkAbs   = 1e-2
 	kinkRel   = 1e-2
 	// coordinates checked one by one at most (each costs two runs)
 	maxCoords = 300

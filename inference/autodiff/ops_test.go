@@ -64,22 +64,25 @@ func opCases() []opCase {
 				w2 := weights(b, rng, "w2", 12, 6, 2, 2, 2)
 				return b.Op("ConvTranspose", []string{h, w2}, onnx.AttrInts("dilations", 2, 2))
 			}},
-		{name: "maxpool_overlap_ceil_dilation", input: []int64{2, 7, 7}, spread: true,
+		{name: "maxpool_overlap_ceil_dilation", input: []int64{2, 8, 8}, spread: true,
 			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
 				p1 := b.Op("MaxPool", []string{x}, onnx.AttrInts("kernel_shape", 3, 3), onnx.AttrInts("strides", 2, 2), onnx.AttrInt("ceil_mode", 1))
 				p2 := b.Op("MaxPool", []string{x}, onnx.AttrInts("kernel_shape", 2, 2), onnx.AttrInts("dilations", 2, 2), onnx.AttrInts("pads", 1, 1, 0, 0))
 				return b.Op("Concat", []string{b.Op("Flatten", []string{p1}), b.Op("Flatten", []string{p2})}, onnx.AttrInt("axis", 1))
 			}},
-		{name: "averagepool_pads_ceil_global", input: []int64{2, 7, 7}, lo: -1, hi: 1,
+		{name: "averagepool_pads_ceil_global", input: []int64{2, 8, 8}, lo: -1, hi: 1,
 			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
 				a1 := b.Op("AveragePool", []string{x}, onnx.AttrInts("kernel_shape", 3, 3), onnx.AttrInts("strides", 2, 2),
 					onnx.AttrInts("pads", 1, 1, 1, 1), onnx.AttrInt("ceil_mode", 1))
 				a2 := b.Op("AveragePool", []string{x}, onnx.AttrInts("kernel_shape", 3, 2), onnx.AttrInts("strides", 2, 3),
 					onnx.AttrInts("pads", 1, 0, 1, 1), onnx.AttrInt("count_include_pad", 1), onnx.AttrInt("ceil_mode", 1))
 				a3 := b.Op("AveragePool", []string{x}, onnx.AttrInts("kernel_shape", 2, 2), onnx.AttrString("auto_pad", "SAME_UPPER"))
+				// windows past the input's end: ceil_mode with no padding to absorb them
+				a4 := b.Op("AveragePool", []string{x}, onnx.AttrInts("kernel_shape", 3, 3), onnx.AttrInts("strides", 2, 2),
+					onnx.AttrInt("count_include_pad", 1), onnx.AttrInt("ceil_mode", 1))
 				g := b.Op("GlobalAveragePool", []string{b.Op("Mul", []string{x, x})})
 				parts := []string{}
-				for _, p := range []string{a1, a2, a3, g} {
+				for _, p := range []string{a1, a2, a3, a4, g} {
 					parts = append(parts, b.Op("Flatten", []string{p}))
 				}
 				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
@@ -127,7 +130,7 @@ func opCases() []opCase {
 				s := b.Op("Sum", []string{h, r, x})
 				return b.Op("Add", []string{s, b.Op("Sqrt", []string{b.Op("Exp", []string{b.Op("Neg", []string{b.Op("Log", []string{x})})})})})
 			}},
-		{name: "gemm_flags_matmul_batch", input: []int64{4, 6}, lo: -1, hi: 1, params: []string{"a", "bm", "c", "m"},
+		{name: "gemm_flags_matmul_batch", input: []int64{4, 6}, lo: -1, hi: 1, params: []string{"a", "bm", "c", "m", "a2"},
 			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
 				a := weights(b, rng, "a", 6, 6, 5)
 				bm := weights(b, rng, "bm", 5, 3, 5)
@@ -141,6 +144,9 @@ func opCases() []opCase {
 					onnx.AttrFloat("alpha", 0.5), onnx.AttrFloat("beta", 2)) // [4N,3]
 				g3 := b.Op("Gemm", []string{bm, b.Op("Transpose", []string{g1})}, onnx.AttrFloat("alpha", 1.5)) // [3,4N]... transposed use below
 				g3 = b.Op("Transpose", []string{g3})                                                            // [4N,3]
+				a2 := weights(b, rng, "a2", 5, 5, 3)
+				g4 := b.Op("Gemm", []string{b.Op("Transpose", []string{g1}), a2}, onnx.AttrInt("transA", 1)) // [4N,3]
+				g3 = b.Op("Add", []string{g3, g4})
 				return b.Op("Concat", []string{b.Op("Reshape", []string{g2, b.Ints(-1, 12)}), b.Op("Reshape", []string{g3, b.Ints(-1, 12)}),
 					b.Op("Flatten", []string{mm})}, onnx.AttrInt("axis", 1))
 			}},
@@ -155,7 +161,8 @@ func opCases() []opCase {
 				d := b.OpN("Dropout", []string{s2}, 1)[0]
 				ls := b.Op("LogSoftmax", []string{p}, onnx.AttrInt("axis", 1))
 				parts := []string{}
-				for _, v := range []string{s1, d, ls, sm} {
+				rs := b.Op("ReduceSum", []string{b.Op("Mul", []string{x, x}), b.Ints(1, -1)})
+				for _, v := range []string{s1, d, ls, sm, rs} {
 					parts = append(parts, b.Op("Flatten", []string{v}))
 				}
 				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))

@@ -3,6 +3,7 @@ package autodiff
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"gibbon/inference/onnx"
 )
@@ -283,4 +284,58 @@ func gradPad(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]strin
 		g = e.op("Slice", g, e.ints(starts...), e.ints(ends...), e.ints(axes...))
 	}
 	return only0(g, len(need)), nil
+}
+
+// gradReduce spreads the gradient back over the reduced axes (divided by their size for
+// ReduceMean): ReduceSum takes axes as an input (opset 13), ReduceMean as an attribute
+// (opsets 13-17).
+func gradReduce(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]string, error) {
+	e := c.e
+	x := n.Input[0]
+	xs := c.pr.shape2[x]
+	rank := len(xs)
+	var axes []int64
+	if n.GetOpType() == "ReduceSum" {
+		v, ok, err := c.value(n, 1)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			axes = ints64(v)
+		}
+		if len(axes) == 0 && attrInt(n, "noop_with_empty_axes", 0) != 0 {
+			return only0(dys[0], len(need)), nil
+		}
+	} else {
+		axes = attrInts(n, "axes")
+	}
+	if len(axes) == 0 {
+		axes = seq(0, int64(rank))
+	}
+	count := int64(1)
+	for i, a := range axes {
+		a = normAxis(a, rank)
+		if a < 0 || a >= int64(rank) {
+			return nil, fmt.Errorf("axis %d out of range", axes[i])
+		}
+		axes[i] = a
+		if c.pr.batch[x][a] && n.GetOpType() == "ReduceMean" {
+			return nil, fmt.Errorf("ReduceMean over the batch axis is not supported")
+		}
+		count *= xs[a]
+	}
+	g := dys[0]
+	if attrInt(n, "keepdims", 1) == 0 {
+		g = e.op("Unsqueeze", g, e.ints(sortedInts(axes)...))
+	}
+	if n.GetOpType() == "ReduceMean" {
+		g = e.op("Mul", g, e.scalar(float32(1/float64(count))))
+	}
+	return only0(e.op("Expand", g, e.op("Shape", x)), len(need)), nil
+}
+
+func sortedInts(v []int64) []int64 {
+	out := append([]int64(nil), v...)
+	slices.Sort(out)
+	return out
 }
