@@ -1,0 +1,97 @@
+package train
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+const checkpointMagic = "gibbon-checkpoint-v1\n"
+
+// checkpoint is everything a run needs to continue bit for bit: the config it was
+// started with, the step reached, the weights and the optimizer state. Random draws
+// are functions of (seed, step), so no generator state is stored.
+type checkpoint struct {
+	Config      []byte // canonical JSON of the Config
+	Step        int
+	WallSeconds float64
+	Params      []Param
+	OptT        int64
+	OptM, OptV  [][]float32
+}
+
+// writeFileAtomic writes data beside path, syncs it, and renames it into place: a crash
+// leaves the old file or the new one, never half of one.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func saveCheckpoint(path string, c *checkpoint) error {
+	var buf bytes.Buffer
+	buf.WriteString(checkpointMagic)
+	if err := gob.NewEncoder(&buf).Encode(c); err != nil {
+		return fmt.Errorf("encode checkpoint: %w", err)
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	buf.Write(sum[:])
+	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	return nil
+}
+
+// ErrBadCheckpoint marks a checkpoint file that cannot be used.
+var ErrBadCheckpoint = errors.New("bad checkpoint")
+
+func loadCheckpoint(path string) (*checkpoint, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) < len(checkpointMagic)+sha256.Size || string(data[:len(checkpointMagic)]) != checkpointMagic {
+		return nil, fmt.Errorf("%w: %s is not a Gibbon training checkpoint", ErrBadCheckpoint, path)
+	}
+	body, sum := data[:len(data)-sha256.Size], data[len(data)-sha256.Size:]
+	if got := sha256.Sum256(body); !bytes.Equal(got[:], sum) {
+		return nil, fmt.Errorf("%w: %s is damaged (checksum mismatch); delete it to start over", ErrBadCheckpoint, path)
+	}
+	var c checkpoint
+	if err := gob.NewDecoder(bytes.NewReader(body[len(checkpointMagic):])).Decode(&c); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadCheckpoint, path, err)
+	}
+	return &c, nil
+}

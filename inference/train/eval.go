@@ -1,0 +1,185 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+
+	"gibbon/inference"
+	"gibbon/inference/mnist"
+	"gibbon/inference/onnx"
+	"gibbon/inference/train/arch"
+)
+
+// Evaluator measures a trained classifier: clean accuracy and accuracy under PGD.
+type Evaluator struct {
+	fwd  *inference.Session
+	grad *gradGraph // input gradients with the model's own weights; nil until needed
+	rt   *inference.Runtime
+	m    *onnx.ModelProto
+}
+
+// NewEvaluator loads a forward model (input "image" [N,1,28,28], output "logits" [N,10]).
+func NewEvaluator(rt *inference.Runtime, model []byte) (*Evaluator, error) {
+	m, err := onnx.Decode(model)
+	if err != nil {
+		return nil, err
+	}
+	s, err := rt.NewSession(model)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkClassifier(s); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return &Evaluator{fwd: s, rt: rt, m: m}, nil
+}
+
+// Close releases the sessions.
+func (e *Evaluator) Close() {
+	e.fwd.Close()
+	e.grad.close()
+}
+
+// Predict returns the predicted class of each image in the set (batches of batch).
+func (e *Evaluator) Predict(ctx context.Context, set *mnist.Set, batch int, p *Progress) ([]int, error) {
+	if batch < 1 {
+		return nil, fmt.Errorf("batch size %d must be at least 1", batch)
+	}
+	n := set.Len()
+	out := make([]int, 0, n)
+	p.Begin("clean", 0, n)
+	for lo := 0; lo < n; lo += batch {
+		hi := min(lo+batch, n)
+		x := &inference.Tensor{Shape: []int64{int64(hi - lo), 1, mnist.Rows, mnist.Cols}, Data: set.Images[lo*mnist.Pixels : hi*mnist.Pixels]}
+		res, err := e.fwd.Run(ctx, map[string]*inference.Tensor{arch.Input: x})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, argmax(res[logitOutput])...)
+		p.Update(hi, "")
+	}
+	p.End()
+	return out, nil
+}
+
+// Accuracy is the fraction of the set classified correctly.
+func (e *Evaluator) Accuracy(ctx context.Context, set *mnist.Set, batch int, p *Progress) (float64, error) {
+	pred, err := e.Predict(ctx, set, batch, p)
+	if err != nil {
+		return 0, err
+	}
+	return fractionCorrect(pred, set.Labels), nil
+}
+
+func fractionCorrect(pred []int, labels []uint8) float64 {
+	if len(labels) == 0 {
+		return 0
+	}
+	ok := 0
+	for i, l := range labels {
+		if pred[i] == int(l) {
+			ok++
+		}
+	}
+	return float64(ok) / float64(len(labels))
+}
+
+// PGDAccuracy is the fraction of the set still classified correctly under the attack.
+// A sample counts as broken when its clean image is misclassified or once any iterate
+// (the random start included) is. Sample i's random start is drawn from (seed, i): the
+// first k images get the same starts whatever follows them.
+func (e *Evaluator) PGDAccuracy(ctx context.Context, set *mnist.Set, cfg PGDConfig, seed uint64, batch int, p *Progress) (float64, error) {
+	if err := cfg.validate(); err != nil {
+		return 0, err
+	}
+	if batch < 1 {
+		return 0, fmt.Errorf("batch size %d must be at least 1", batch)
+	}
+	if e.grad == nil {
+		g, err := newGradGraph(e.rt, e.m, nil, true)
+		if err != nil {
+			return 0, err
+		}
+		e.grad = g
+	}
+	n := set.Len()
+	robust := 0
+	p.Begin(fmt.Sprintf("PGD-%d", cfg.Steps), 0, n)
+	for lo := 0; lo < n; lo += batch {
+		hi := min(lo+batch, n)
+		x := &inference.Tensor{Shape: []int64{int64(hi - lo), 1, mnist.Rows, mnist.Cols}, Data: set.Images[lo*mnist.Pixels : hi*mnist.Pixels]}
+		// Misclassified clean images count as broken without being attacked.
+		res, err := e.fwd.Run(ctx, map[string]*inference.Tensor{arch.Input: x})
+		if err != nil {
+			return 0, err
+		}
+		var keep []int
+		for i, pr := range argmax(res[logitOutput]) {
+			if pr == int(set.Labels[lo+i]) {
+				keep = append(keep, lo+i)
+			}
+		}
+		sub := &mnist.Set{Images: make([]float32, 0, len(keep)*mnist.Pixels), Labels: make([]uint8, 0, len(keep))}
+		rngs := make([]*rand.Rand, len(keep))
+		for k, i := range keep {
+			sub.Images = append(sub.Images, set.Image(i)...)
+			sub.Labels = append(sub.Labels, set.Labels[i])
+			rngs[k] = rngFor(seed, streamEval, uint64(i))
+		}
+		if len(keep) > 0 {
+			xs := &inference.Tensor{Shape: []int64{int64(len(keep)), 1, mnist.Rows, mnist.Cols}, Data: sub.Images}
+			_, fooled, err := perturb(ctx, e.grad.inputGradFunc(), xs, sub.Labels, cfg, rngs, true)
+			if err != nil {
+				return 0, err
+			}
+			for _, f := range fooled {
+				if !f {
+					robust++
+				}
+			}
+		}
+		p.Update(hi, fmt.Sprintf("robust %.2f%%", 100*float64(robust)/float64(hi)))
+	}
+	p.End()
+	if n == 0 {
+		return 0, nil
+	}
+	return float64(robust) / float64(n), nil
+}
+
+// Standard evaluation settings: PGD-40 with random start, step 0.01, eps 0.3 (Madry et
+// al.'s MNIST protocol), on the full test set; the first CleanSubset (clean) and
+// PGDSubset (attacked) test images are also scored on their own, as quick checks that
+// tests can repeat.
+const (
+	CleanSubset = 500
+	PGDSubset   = 100
+	EvalBatch   = 500
+)
+
+// DefaultPGD is the attack `gibbon eval` reports.
+var DefaultPGD = PGDConfig{Eps: 0.3, Step: 0.01, Steps: 40, RandomStart: true}
+
+// CleanMetric names the clean accuracy on the first n test images (0 or 10000: all).
+func CleanMetric(n int) string { return "clean_accuracy" + subsetSuffix(n) }
+
+// PGDMetric names the accuracy under an attack on the first n test images.
+func PGDMetric(c PGDConfig, n int) string {
+	name := fmt.Sprintf("pgd%d_eps%g", c.Steps, c.Eps)
+	if c.Step != DefaultPGD.Step {
+		name += fmt.Sprintf("_step%g", c.Step)
+	}
+	if !c.RandomStart {
+		name += "_nostart"
+	}
+	return name + "_accuracy" + subsetSuffix(n)
+}
+
+func subsetSuffix(n int) string {
+	if n <= 0 || n >= 10000 {
+		return ""
+	}
+	return fmt.Sprintf("_first%d", n)
+}

@@ -1,0 +1,74 @@
+package train
+
+import (
+	"fmt"
+	"strings"
+
+	"gibbon/inference/train/arch"
+)
+
+// Recipe is how one built-in model is trained.
+type Recipe struct {
+	Name        string
+	Description string
+	Robust      bool
+	Config      Config
+}
+
+// Zoo lists the built-in models, in the order `go tool task models` trains them.
+var Zoo = []Recipe{
+	{
+		Name:        "mnist-mlp",
+		Description: "Multilayer perceptron (784-1024-1024-10), Adam with cosine decay, random shifts of up to 2 pixels.",
+		Config: Config{Arch: arch.MLP.Name, Seed: 1, Epochs: 16, BatchSize: 128,
+			Optimizer: OptimizerConfig{Kind: Adam, WeightDecay: 0.02},
+			Schedule:  Schedule{Kind: Cosine, LR: 1e-3, Warmup: 0.02},
+			Shift:     2},
+	},
+	{
+		Name:        "mnist-cnn-small",
+		Description: "Small CNN with two strided 5x5 convolutions and no pooling, Adam with cosine decay, random shifts of up to 2 pixels.",
+		Config: Config{Arch: arch.SmallCNN.Name, Seed: 2, Epochs: 10, BatchSize: 128,
+			Optimizer: OptimizerConfig{Kind: Adam, WeightDecay: 0.02},
+			Schedule:  Schedule{Kind: Cosine, LR: 2e-3, Warmup: 0.02},
+			Shift:     2},
+	},
+	{
+		Name:        "mnist-cnn-wide",
+		Description: "Wider CNN with 3x3 convolutions (32-64-128 channels) and max-pooling, SGD with Nesterov momentum and cosine decay, random shifts of up to 2 pixels.",
+		Config: Config{Arch: arch.WideCNN.Name, Seed: 3, Epochs: 8, BatchSize: 128,
+			Optimizer: OptimizerConfig{Kind: SGD, Momentum: 0.9, Nesterov: true, WeightDecay: 5e-4},
+			Schedule:  Schedule{Kind: Cosine, LR: 0.05, Warmup: 0.03},
+			Shift:     2},
+	},
+	{
+		Name:        "mnist-resnet-small",
+		Description: "Small residual net without normalisation (zero-initialised residual branches), SGD with momentum and a step schedule, random shifts of up to 2 pixels.",
+		Config: Config{Arch: arch.ResNet.Name, Seed: 4, Epochs: 8, BatchSize: 128,
+			Optimizer: OptimizerConfig{Kind: SGD, Momentum: 0.9, WeightDecay: 5e-4},
+			Schedule:  Schedule{Kind: Step, LR: 0.05, Warmup: 0.03, Milestones: []float64{0.5, 0.8}, Gamma: 0.1},
+			Shift:     2},
+	},
+	{
+		Name:        "mnist-cnn-robust",
+		Description: "Adversarially trained CNN: FGSM with random start at eps 0.3, step 0.375 (\"fast adversarial training\", Wong et al. 2020), Adam with a one-cycle schedule.",
+		Robust:      true,
+		Config: Config{Arch: arch.RobustCNN.Name, Seed: 5, Epochs: 12, BatchSize: 100,
+			Optimizer: OptimizerConfig{Kind: Adam},
+			Schedule:  Schedule{Kind: OneCycle, LR: 5e-3, Warmup: 0.4},
+			Adversarial: &AdvConfig{PGDConfig: PGDConfig{Eps: 0.3, Step: 0.375, Steps: 1, RandomStart: true},
+				RampEpochs: 2}},
+	},
+}
+
+// RecipeNamed finds a built-in model's recipe.
+func RecipeNamed(name string) (Recipe, error) {
+	var names []string
+	for _, r := range Zoo {
+		if r.Name == name {
+			return r, nil
+		}
+		names = append(names, r.Name)
+	}
+	return Recipe{}, fmt.Errorf("no built-in model %q (known: %s)", name, strings.Join(names, ", "))
+}
