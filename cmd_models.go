@@ -16,7 +16,7 @@ import (
 )
 
 func cmdModels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := "gibbon models list [--available] | pull NAME... | pull --from FILE [--sha256 HASH] NAME (gibbon models SUBCOMMAND -h for flags)"
+	usage := "gibbon models list [--available] | pull NAME... | pull --from FILE [--sha256 HASH] NAME | dir (gibbon models SUBCOMMAND -h for flags)"
 	if len(args) == 0 {
 		return usageError{"models needs a subcommand: " + usage}
 	}
@@ -25,6 +25,8 @@ func cmdModels(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return modelsList(args[1:], stdout, stderr)
 	case "pull":
 		return modelsPull(ctx, args[1:], stdout, stderr)
+	case "dir":
+		return modelsDir(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprintln(stdout, "Usage:", usage)
 		return nil
@@ -62,6 +64,29 @@ func (f *modelsDirFlags) resolve() (string, catalog.Catalog, error) {
 		}
 	}
 	return dir, cat, nil
+}
+
+// modelsDir prints the models directory, for `gibbon serve --models "$(gibbon models dir)"`.
+func modelsDir(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("models dir", stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: gibbon models dir [--models DIR]")
+		fmt.Fprintln(stderr, "Prints the models directory `gibbon models pull` registers into.")
+		fs.PrintDefaults()
+	}
+	df := addModelsDirFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{"models dir takes no arguments"}
+	}
+	dir, _, err := df.resolve()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, dir)
+	return nil
 }
 
 func modelsList(args []string, stdout, stderr io.Writer) error {

@@ -42,6 +42,11 @@ func TestModelsListAvailableShowsTheCatalog(t *testing.T) {
 	if err != nil || !strings.Contains(out, "No models in") {
 		t.Fatalf("list of an empty directory: %q %v", out, err)
 	}
+	t.Setenv("XDG_DATA_HOME", dir)
+	out, _, err = modelsCmd(t, "dir")
+	if err != nil || out != filepath.Join(dir, "gibbon", "models")+"\n" {
+		t.Fatalf("models dir: %q %v", out, err)
+	}
 }
 
 func TestModelsPullRefusals(t *testing.T) {

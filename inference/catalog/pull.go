@@ -121,7 +121,11 @@ func Pull(ctx context.Context, e Entry, opt Options) (*Result, error) {
 	}
 	p, err := Prepare(ctx, rt, data, e.Input, classes)
 	if err != nil {
-		return nil, fmt.Errorf("prepare %s: %w; nothing was registered", e.Name, err)
+		kept := ""
+		if opt.From == "" {
+			kept = fmt.Sprintf(" (the verified download stays at %s until you delete it)", src)
+		}
+		return nil, fmt.Errorf("prepare %s: %w; nothing was registered%s", e.Name, err, kept)
 	}
 	data = nil
 
