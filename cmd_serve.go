@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gibbon/inference"
+	"gibbon/models"
+	"gibbon/server"
+)
+
+// serveConfig is everything `gibbon serve` runs with. Each field comes from its
+// flag, else from its GIBBON_* variable (GIBBON_ + the flag name in capitals,
+// dashes as underscores), else from the default.
+type serveConfig struct {
+	Addr      string // host:port to listen on
+	DataDir   string // state (the gallery's SQLite file)
+	ModelsDir string // optional user models: manifest.json, .onnx files, samples/
+	ORTLib    string // ONNX Runtime library; empty: the cache
+	EP        string // execution provider
+	LogFormat string // text or json
+	Server    server.Config
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServeConfig(args, os.Getenv, stderr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, stderr)
+}
+
+// parseServeConfig reads flags over environment variables over defaults.
+func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+	cfg := serveConfig{Server: server.DefaultConfig()}
+	fs := newFlagSet("serve", stderr)
+	fs.StringVar(&cfg.Addr, "addr", "localhost:8080", "address to listen on, host:port")
+	fs.StringVar(&cfg.DataDir, "data", "./data", "directory for Gibbon's state (created if missing)")
+	fs.StringVar(&cfg.ModelsDir, "models", "", "directory of your own models: a manifest.json, the .onnx files it names, optionally samples/digit-<label>-<k>.png")
+	fs.StringVar(&cfg.ORTLib, "ort-lib", "", "ONNX Runtime "+inference.ORTVersion+" library (default: the one `gibbon runtime install` put in the cache)")
+	fs.StringVar(&cfg.EP, "ep", "cpu", "execution provider: cpu, webgpu, cuda or auto")
+	fs.Var(byteSize{&cfg.Server.MaxUploadBytes}, "max-upload", "largest upload, e.g. 10MB, 512kB or 8MiB")
+	fs.Var(pixelCount{&cfg.Server.MaxPixels}, "max-pixels", "largest image, width × height, e.g. 40MP")
+	fs.Float64Var(&cfg.Server.UploadRate, "upload-rate", cfg.Server.UploadRate, "uploads per second per client, on average")
+	fs.IntVar(&cfg.Server.UploadBurst, "upload-burst", cfg.Server.UploadBurst, "uploads a client may send in a burst")
+	fs.DurationVar(&cfg.Server.ShutdownGrace, "shutdown-grace", cfg.Server.ShutdownGrace, "at shutdown, how long running requests may finish before their work is cancelled")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: gibbon serve [flags]")
+		fmt.Fprintln(stderr, "Serves the Gibbon web app with the built-in models (and --models DIR's).")
+		fmt.Fprintln(stderr, "Every flag can also be set as GIBBON_<FLAG>, e.g. GIBBON_ADDR=:8080 or GIBBON_MAX_UPLOAD=20MB;")
+		fmt.Fprintln(stderr, "a flag on the command line wins over the variable.")
+		fs.PrintDefaults()
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "GIBBON_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = usageError{fmt.Sprintf("%s=%q: %v", name, v, err)}
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, envErr
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() != 0 {
+		return cfg, usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
+	}
+	ep, err := inference.ParseEP(cfg.EP)
+	if err != nil {
+		return cfg, usageError{err.Error()}
+	}
+	cfg.EP = ep
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		return cfg, usageError{fmt.Sprintf("log format %q: use text or json", cfg.LogFormat)}
+	}
+	if cfg.Addr == "" {
+		return cfg, usageError{"the address is empty: give --addr host:port"}
+	}
+	if err := cfg.Server.Check(); err != nil {
+		return cfg, usageError{err.Error()}
+	}
+	return cfg, nil
+}
+
+// serve opens the runtime, loads the models, and serves until ctx ends; then it
+// shuts down in order: the server (cancelling in-flight work), the models'
+// sessions, the runtime.
+func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
+	var h slog.Handler = slog.NewTextHandler(stderr, nil)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(stderr, nil)
+	}
+	log := slog.New(h)
+
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	sources := []inference.ModelSource{{Name: "built-in", FS: models.FS()}}
+	var samples []fs.FS
+	if cfg.ModelsDir != "" {
+		st, err := os.Stat(cfg.ModelsDir)
+		if err != nil {
+			return fmt.Errorf("--models: %w", err)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("--models %s is not a directory", cfg.ModelsDir)
+		}
+		dir := os.DirFS(cfg.ModelsDir)
+		sources = append(sources, inference.ModelSource{Name: cfg.ModelsDir, FS: dir})
+		if sub, ok := subdir(dir, "samples"); ok {
+			samples = append(samples, sub)
+		}
+	}
+	if sub, ok := subdir(models.FS(), "samples"); ok {
+		samples = append(samples, sub)
+	}
+
+	rt, err := inference.OpenRuntime(inference.RuntimeConfig{LibPath: cfg.ORTLib, EP: cfg.EP, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	start := time.Now()
+	reg, err := inference.LoadRegistry(ctx, rt, sources...)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	for _, p := range reg.Problems() {
+		log.Warn("model not loaded", "problem", p.Error())
+	}
+	log.Info("models loaded", "classifiers", len(reg.Classifiers()), "attack_networks", len(reg.AttackNetworks()),
+		"problems", len(reg.Problems()), "ms", time.Since(start).Milliseconds(), "runtime", rt.LibPath(),
+		"data", dataDirFor(cfg.DataDir))
+
+	srv, err := server.New(server.Deps{Config: cfg.Server, Log: log, Models: reg, Samples: samples})
+	if err != nil {
+		return err
+	}
+	return srv.ListenAndServe(ctx, cfg.Addr)
+}
+
+// subdir is fsys's directory name, when there is one.
+func subdir(fsys fs.FS, name string) (fs.FS, bool) {
+	st, err := fs.Stat(fsys, name)
+	if err != nil || !st.IsDir() {
+		return nil, false
+	}
+	sub, err := fs.Sub(fsys, name)
+	return sub, err == nil
+}
+
+// byteSize is a flag.Value for sizes: 10MB, 512kB, 8MiB or a number of bytes.
+type byteSize struct{ n *int64 }
+
+func (b byteSize) String() string {
+	if b.n == nil {
+		return ""
+	}
+	return strconv.FormatInt(*b.n, 10)
+}
+
+func (b byteSize) Set(s string) error {
+	n, err := parseQuantity(s, map[string]float64{
+		"": 1, "b": 1, "kb": 1e3, "k": 1e3, "mb": 1e6, "m": 1e6, "gb": 1e9, "g": 1e9,
+		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30,
+	})
+	if err != nil {
+		return fmt.Errorf("%w (write e.g. 10MB, 512kB, 8MiB or a number of bytes)", err)
+	}
+	*b.n = n
+	return nil
+}
+
+// pixelCount is a flag.Value for pixel counts: 40MP, 2.5MP or a number of pixels.
+type pixelCount struct{ n *int64 }
+
+func (p pixelCount) String() string {
+	if p.n == nil {
+		return ""
+	}
+	return strconv.FormatInt(*p.n, 10)
+}
+
+func (p pixelCount) Set(s string) error {
+	n, err := parseQuantity(s, map[string]float64{"": 1, "p": 1, "kp": 1e3, "k": 1e3, "mp": 1e6, "m": 1e6})
+	if err != nil {
+		return fmt.Errorf("%w (write e.g. 40MP or a number of pixels)", err)
+	}
+	*p.n = n
+	return nil
+}
+
+// parseQuantity reads a positive number with an optional unit (case-insensitive).
+func parseQuantity(s string, units map[string]float64) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') && t[i-1] != '.' {
+		i--
+	}
+	num, unit := strings.TrimSpace(t[:i]), strings.TrimSpace(t[i:])
+	mult, ok := units[unit]
+	if !ok {
+		return 0, fmt.Errorf("unknown unit %q", unit)
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v <= 0 || v*mult > 1<<62 {
+		return 0, errors.New("not a positive size")
+	}
+	return int64(v * mult), nil
+}
+
+// dataDirFor is where a relative data directory ends up, for messages.
+func dataDirFor(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
+}

@@ -1,0 +1,211 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"gibbon/inference"
+	"gibbon/views"
+)
+
+const (
+	// topK is how many classes each model shows.
+	topK = 5
+	// inputShowSide is about how large (CSS px) a model's input is shown; the
+	// zoom is the integer factor that gets closest without smoothing.
+	inputShowSide = 168
+	// thumbnailSide bounds the thumbnail of the user's image.
+	thumbnailSide = 240
+)
+
+func (s *Server) homePage(c echo.Context) views.HomePage {
+	return views.HomePage{
+		Page: s.page(c, "Classify", "/"),
+		Limits: views.Limits{
+			MaxUpload: formatBytes(s.cfg.MaxUploadBytes),
+			MaxPixels: inference.FormatMegapixels(s.cfg.MaxPixels),
+			Formats:   inference.ImageFormats,
+			Accept:    "image/png,image/jpeg,image/gif,image/webp",
+		},
+		Samples:     s.samples.list,
+		Classifiers: len(s.models.Classifiers()),
+		Problems:    len(s.models.Problems()),
+	}
+}
+
+func (s *Server) handleHome(c echo.Context) error {
+	return s.render(c, http.StatusOK, views.Home(s.homePage(c)))
+}
+
+func (s *Server) redirectHome(c echo.Context) error {
+	return c.Redirect(http.StatusSeeOther, "/")
+}
+
+// handleClassifyForm answers the no-JavaScript form: the home page again, with
+// the results, or with the reason there are none.
+func (s *Server) handleClassifyForm(c echo.Context) error {
+	res, err := s.classify(c)
+	page := s.homePage(c)
+	status := http.StatusOK
+	if err != nil {
+		st, msg := statusFor(err)
+		if st >= 500 && st != http.StatusServiceUnavailable {
+			return err // a server fault: the error page, and the log
+		}
+		c.Set(handledErrKey, err)
+		status, page.Error = st, msg
+	}
+	page.Result = res
+	return s.render(c, status, views.Home(page))
+}
+
+// handleClassifyAPI is the same as JSON (views.Result), for app.js.
+func (s *Server) handleClassifyAPI(c echo.Context) error {
+	res, err := s.classify(c)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, res)
+}
+
+// input is what a classify request sent: an uploaded file, or a sample's bytes.
+type input struct {
+	data   []byte
+	source string
+}
+
+// readInput takes the "image" file of the (already parsed, size-limited) form, or
+// else the "sample" field. A "source" field of "drawing" marks the pad's image.
+func (s *Server) readInput(c echo.Context) (input, error) {
+	req := c.Request()
+	if req.MultipartForm != nil {
+		if files := req.MultipartForm.File["image"]; len(files) > 0 && (files[0].Filename != "" || files[0].Size > 0) {
+			fh := files[0]
+			if fh.Size > s.cfg.MaxUploadBytes {
+				return input{}, s.errUploadTooLarge()
+			}
+			f, err := fh.Open()
+			if err != nil {
+				return input{}, fmt.Errorf("open upload: %w", err)
+			}
+			defer f.Close()
+			data, err := io.ReadAll(io.LimitReader(f, s.cfg.MaxUploadBytes+1))
+			if err != nil {
+				return input{}, fmt.Errorf("read upload: %w", err)
+			}
+			if int64(len(data)) > s.cfg.MaxUploadBytes {
+				return input{}, s.errUploadTooLarge()
+			}
+			src := "upload “" + truncate(fh.Filename, 60) + "”"
+			if req.FormValue("source") == "drawing" {
+				src = "your drawing"
+			}
+			return input{data: data, source: src}, nil
+		}
+	}
+	if name := req.FormValue("sample"); name != "" {
+		sm, ok := s.samples.get(name)
+		if !ok {
+			return input{}, userError{http.StatusNotFound, fmt.Sprintf("There is no sample called %q.", truncate(name, 60))}
+		}
+		return input{data: sm.data, source: "sample " + sm.Label}, nil
+	}
+	return input{}, errNoInput
+}
+
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+// classify decodes the input once and runs every classifier on it.
+func (s *Server) classify(c echo.Context) (*views.Result, error) {
+	in, err := s.readInput(c)
+	if err != nil {
+		return nil, err
+	}
+	ctx := c.Request().Context()
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	dec, err := inference.DecodeImage(in.data, s.cfg.MaxPixels)
+	if err != nil {
+		return nil, err
+	}
+	pic := inference.NewPicture(dec.Image, inference.DefaultWorkingSide)
+	res := &views.Result{Source: in.source, Detail: fmt.Sprintf("%s, %d×%d px", dec.Format, dec.Width, dec.Height)}
+	dec = nil // the full-size image is not needed any more
+	if res.Original, err = pngDataURL(pic.Thumbnail(thumbnailSide)); err != nil {
+		return nil, fmt.Errorf("thumbnail: %w", err)
+	}
+
+	s.classifying.Add(1)
+	defer s.classifying.Add(-1)
+	type prepared struct {
+		pre *inference.Preprocessed
+		err error
+		ms  float64
+		url string
+	}
+	cache := map[string]*prepared{} // models with the same contract share preprocessing
+	classifiers := s.models.Classifiers()
+	var imageErrs []error
+	for _, m := range classifiers {
+		key := fmt.Sprintf("%+v", m.Input)
+		p, ok := cache[key]
+		if !ok {
+			start := time.Now()
+			pre, err := pic.Preprocess(m.Input)
+			p = &prepared{pre: pre, err: err, ms: millis(time.Since(start))}
+			if err == nil {
+				p.url, p.err = pngDataURL(pre.Display)
+			}
+			cache[key] = p
+		}
+		mr := views.ModelResult{Name: m.Name, Architecture: m.Architecture, Robust: m.Robust,
+			InputWidth: m.Input.Width, InputHeight: m.Input.Height, PreprocessMS: p.ms,
+			Zoom: max(1, (inputShowSide+m.Input.Width/2)/max(m.Input.Width, m.Input.Height))}
+		if p.err != nil {
+			_, mr.Error = statusFor(p.err)
+			imageErrs = append(imageErrs, p.err)
+			res.Models = append(res.Models, mr)
+			continue
+		}
+		mr.Input, mr.Steps = p.url, p.pre.Steps
+		start := time.Now()
+		probs, err := m.Probabilities(ctx, p.pre.Tensor)
+		mr.InferenceMS = millis(time.Since(start))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			s.log.Error("model failed", "model", m.Name, "err", err)
+			mr.Error = "This model failed to run on this image: " + err.Error()
+			res.Models = append(res.Models, mr)
+			continue
+		}
+		for _, pr := range m.TopK(probs, topK) {
+			mr.Top = append(mr.Top, views.Score{Label: pr.Label, Index: pr.Index, Prob: float64(pr.Prob)})
+		}
+		res.Models = append(res.Models, mr)
+	}
+	// When the image itself is the problem for every model (blank, say), it is the
+	// answer to the request, not a note on each card.
+	if len(classifiers) > 0 && len(imageErrs) == len(classifiers) {
+		return nil, imageErrs[0]
+	}
+	return res, nil
+}
+
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

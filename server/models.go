@@ -1,0 +1,149 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"gibbon/inference"
+	"gibbon/views"
+)
+
+// handleModels shows every model: architecture, input contract, measured
+// accuracy and provenance, and the models that failed to load with the reason.
+func (s *Server) handleModels(c echo.Context) error {
+	page := views.ModelsPage{Page: s.page(c, "Models", "/models")}
+	for _, m := range s.models.All() {
+		page.Models = append(page.Models, modelInfo(m))
+	}
+	for _, p := range s.models.Problems() {
+		page.Problems = append(page.Problems, p.Error())
+	}
+	return s.render(c, http.StatusOK, views.Models(page))
+}
+
+func modelInfo(m *inference.Model) views.ModelInfo {
+	in := m.Input
+	info := views.ModelInfo{
+		Name: m.Name, Task: m.Task, Source: m.Source, Description: m.Description,
+		Architecture: m.Architecture, Robust: m.Robust,
+	}
+	lo, hi := in.Range[0], in.Range[1]
+	if in.Range == [2]float64{} {
+		lo, hi = 0, 1
+	}
+	values := fmt.Sprintf("[%g, %g]", lo, hi)
+	if len(in.Mean) > 0 || len(in.Std) > 0 {
+		values += fmt.Sprintf(", then (x − mean %v) / std %v", floats(in.Mean, "0"), floats(in.Std, "1"))
+	}
+	interp := in.Interp
+	if interp == "" {
+		interp = "bilinear"
+	}
+	info.Input = []views.Fact{
+		{Label: "Tensor", Value: fmt.Sprintf("%s %s, input %q", shape(in.Shape()), strings.ToUpper(in.Layout), m.InputName())},
+		{Label: "Colour", Value: in.Color},
+		{Label: "Pixel values", Value: values},
+		{Label: "Resize", Value: resizeText(in)},
+		{Label: "Interpolation", Value: interp},
+	}
+	if m.Task == inference.TaskClassifier {
+		scores := fmt.Sprintf("%d logits, softmax applied by Gibbon", len(m.Labels))
+		if !m.OutputsLogits {
+			scores = fmt.Sprintf("%d probabilities (the graph ends in a softmax)", len(m.Labels))
+		}
+		info.Output = []views.Fact{
+			{Label: "Scores", Value: scores},
+			{Label: "Labels", Value: labelsText(m.Labels)},
+			{Label: "Output", Value: m.OutputName(), Code: true},
+		}
+	}
+	if a := m.Attack; a != nil {
+		info.Output = append(info.Output,
+			views.Fact{Label: "ε heads", Value: fmt.Sprintf("%v (on the pixel range %s)", a.Eps, values)},
+			views.Fact{Label: "Trained against", Value: strings.Join(a.Targets, ", ")})
+	}
+	keys := make([]string, 0, len(m.Metrics))
+	for k := range m.Metrics {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := m.Metrics[k]
+		text := fmt.Sprintf("%g", v)
+		if strings.Contains(k, "accuracy") && v >= 0 && v <= 1 {
+			text = fmt.Sprintf("%.2f %%", v*100)
+		}
+		info.Metrics = append(info.Metrics, views.Fact{Label: strings.ReplaceAll(k, "_", " "), Value: text})
+	}
+	if t := m.Training; t != nil {
+		info.Training = append(info.Training, views.Fact{Label: "Command", Value: t.Command, Code: true})
+		add := func(label, value string) {
+			if value != "" {
+				info.Training = append(info.Training, views.Fact{Label: label, Value: value})
+			}
+		}
+		add("Data", t.Data)
+		add("Seed", fmt.Sprint(t.Seed))
+		if t.Epochs > 0 {
+			add("Epochs", fmt.Sprintf("%g", t.Epochs))
+		}
+		if t.WallSeconds > 0 {
+			add("Training time", fmt.Sprintf("%.0f s", t.WallSeconds))
+		}
+		add("Date", t.Date)
+		add("Notes", t.Notes)
+	}
+	info.File = []views.Fact{
+		{Label: "File", Value: m.File, Code: true},
+		{Label: "Size", Value: formatBytes(m.Bytes)},
+		{Label: "sha256", Value: strings.ToLower(m.SHA256), Code: true},
+		{Label: "From", Value: m.Source},
+	}
+	return info
+}
+
+func resizeText(in inference.InputContract) string {
+	switch strings.ToLower(in.Resize) {
+	case inference.ResizeMNIST:
+		return fmt.Sprintf("MNIST-style: dark-on-light inverted, digit fitted into a %d×%d box keeping its aspect, centre of mass at the centre of %d×%d",
+			(in.Width*20+14)/28, (in.Height*20+14)/28, in.Width, in.Height)
+	case inference.ResizeCrop:
+		pct := in.CropPct
+		if pct == 0 {
+			pct = 1
+		}
+		return fmt.Sprintf("scaled to cover %.0f×%.0f keeping the aspect, centre %d×%d cropped (crop_pct %g)",
+			float64(in.Width)/pct, float64(in.Height)/pct, in.Width, in.Height, pct)
+	}
+	return fmt.Sprintf("stretched to %d×%d (aspect not kept)", in.Width, in.Height)
+}
+
+func labelsText(labels []string) string {
+	if len(labels) <= 12 {
+		return strings.Join(labels, ", ")
+	}
+	return strings.Join(labels[:10], ", ") + fmt.Sprintf(", … (%d in all)", len(labels))
+}
+
+func shape(s []int64) string {
+	parts := make([]string, len(s))
+	for i, d := range s {
+		parts[i] = fmt.Sprint(d)
+	}
+	return strings.Join(parts, "×")
+}
+
+func floats(v []float64, def string) string {
+	if len(v) == 0 {
+		return def
+	}
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprintf("%g", x)
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
+}

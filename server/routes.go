@@ -1,0 +1,64 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"gibbon/static"
+	"gibbon/views"
+)
+
+// routes lists every endpoint. Middleware that every request gets is in
+// middleware.go; the order there matters and is explained there.
+func (s *Server) routes() {
+	e := s.echo
+	s.useMiddleware()
+
+	// Classify (classify.go, samples.go)
+	e.GET("/", s.handleHome)
+	e.POST("/classify", s.handleClassifyForm)    // form post: works without JavaScript
+	e.GET("/classify", s.redirectHome)           // a reload after the post lands here
+	e.POST("/api/classify", s.handleClassifyAPI) // the same, as JSON, for app.js
+	e.GET("/samples/:name", s.handleSample)
+
+	// Models (models.go)
+	e.GET("/models", s.handleModels)
+
+	// Attack explorer: attack.go. Gallery: gallery.go.
+
+	// Operations (health.go)
+	e.GET("/healthz", s.handleHealthz)
+	e.GET("/readyz", s.handleReadyz)
+
+	// Assets, content-hashed (static/)
+	e.GET(static.Prefix+"*", echo.WrapHandler(s.assets))
+	e.HEAD(static.Prefix+"*", echo.WrapHandler(s.assets))
+}
+
+// navItems is the site menu, in order. An entry is shown once its page is routed,
+// so a page that has not landed yet never gets a dead link.
+func navItems() []views.NavItem {
+	return []views.NavItem{
+		{Label: "Classify", Href: "/"},
+		{Label: "Attack", Href: "/attack"},
+		{Label: "Gallery", Href: "/gallery"},
+		{Label: "Models", Href: "/models"},
+	}
+}
+
+func (s *Server) routedNav() []views.NavItem {
+	routed := map[string]bool{}
+	for _, r := range s.echo.Routes() {
+		if r.Method == http.MethodGet {
+			routed[r.Path] = true
+		}
+	}
+	var nav []views.NavItem
+	for _, n := range navItems() {
+		if routed[n.Href] {
+			nav = append(nav, n)
+		}
+	}
+	return nav
+}
