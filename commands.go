@@ -15,6 +15,7 @@ type command struct {
 // Each command lives in its own cmd_<name>.go file.
 func commands() []command {
 	return []command{
+		{"serve", "serve the web app on localhost:8080 with the built-in models (and --models DIR)", cmdServe},
 		{"runtime", "ONNX Runtime: install the library, info (version, providers), placement of a model's nodes", cmdRuntime},
 		{"grad", "write a classifier's gradient graph: gibbon grad MODEL.onnx -o OUT.onnx [--params a,b] [--loss ce|seed]", cmdGrad},
 		{"gallery", "back up, restore or check the gallery: export DIR, import DIR, check", cmdGallery},
