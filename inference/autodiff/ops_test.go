@@ -68,7 +68,15 @@ func opCases() []opCase {
 			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
 				p1 := b.Op("MaxPool", []string{x}, onnx.AttrInts("kernel_shape", 3, 3), onnx.AttrInts("strides", 2, 2), onnx.AttrInt("ceil_mode", 1))
 				p2 := b.Op("MaxPool", []string{x}, onnx.AttrInts("kernel_shape", 2, 2), onnx.AttrInts("dilations", 2, 2), onnx.AttrInts("pads", 1, 1, 0, 0))
-				return b.Op("Concat", []string{b.Op("Flatten", []string{p1}), b.Op("Flatten", []string{p2})}, onnx.AttrInt("axis", 1))
+				// non-overlapping windows (another backward path), the last one past the end
+				p3 := b.Op("MaxPool", []string{x}, onnx.AttrInts("kernel_shape", 2, 3), onnx.AttrInts("strides", 2, 3),
+					onnx.AttrInts("pads", 1, 0, 0, 0), onnx.AttrInt("ceil_mode", 1))
+				p4 := b.Op("MaxPool", []string{x}, onnx.AttrInts("kernel_shape", 3, 3), onnx.AttrInts("strides", 3, 3))
+				parts := []string{}
+				for _, p := range []string{p1, p2, p3, p4} {
+					parts = append(parts, b.Op("Flatten", []string{p}))
+				}
+				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
 			}},
 		{name: "averagepool_pads_ceil_global", input: []int64{2, 8, 8}, lo: -1, hi: 1,
 			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {

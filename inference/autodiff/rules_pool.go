@@ -29,11 +29,56 @@ func gradMaxPool(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]s
 		}
 	}
 	idx := n.Output[1]
+	if nonOverlapping(n) && unpoolFits(c, n) {
+		// Every input element is in at most one window, so the indices are distinct:
+		// MaxUnpool places each gradient at its index, several times faster than a
+		// scatter-add on CPU.
+		attrs := []*onnx.AttributeProto{onnx.AttrInts("kernel_shape", attrInts(n, "kernel_shape")...)}
+		if s := attrInts(n, "strides"); s != nil {
+			attrs = append(attrs, onnx.AttrInts("strides", s...))
+		}
+		if p := attrInts(n, "pads"); p != nil && attrString(n, "auto_pad", "NOTSET") == "NOTSET" {
+			attrs = append(attrs, onnx.AttrInts("pads", p...))
+		}
+		return only0(e.opA("MaxUnpool", []string{dys[0], idx, e.op("Shape", x)}, attrs...), len(need)), nil
+	}
 	flat := e.ints(-1)
 	zeros := e.zerosLike(e.op("Reshape", x, flat))
 	dx := e.opA("ScatterElements", []string{zeros, e.op("Reshape", idx, flat), e.op("Reshape", dys[0], flat)},
 		onnx.AttrInt("axis", 0), onnx.AttrString("reduction", "add"))
 	return only0(e.reshapeLike(dx, x), len(need)), nil
+}
+
+// nonOverlapping reports pooling windows that never share an input element.
+func nonOverlapping(n *onnx.NodeProto) bool {
+	k := attrInts(n, "kernel_shape")
+	s := defaults(attrInts(n, "strides"), len(k), 1)
+	for _, d := range attrInts(n, "dilations") {
+		if d != 1 {
+			return false
+		}
+	}
+	for i := range k {
+		if k[i] > s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// unpoolFits reports whether MaxUnpool's own idea of the input size, (out-1)*s+k-pads,
+// is at most the real one (ceil_mode windows past the end break it).
+func unpoolFits(c *buildCtx, n *onnx.NodeProto) bool {
+	g, err := poolGeometry(c, n)
+	if err != nil {
+		return false
+	}
+	for i := range g.k {
+		if (g.out[i]-1)*g.s[i]+g.k[i]-g.pb[i]-g.pe[i] > g.in[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // poolGeom resolves a pooling node's window geometry (auto_pad as ONNX Runtime does).
