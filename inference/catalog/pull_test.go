@@ -1,9 +1,12 @@
 package catalog_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -353,3 +356,91 @@ func TestPrepareChecksTheContract(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// A server that ignores Range answers 200 with the whole file: the part is rewritten.
+func TestPullRestartsWhenTheServerIgnoresRange(t *testing.T) {
+	data := tinyModel{opset: 17, seed: 14}.build()
+	var ranges []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ranges = append(ranges, r.Header.Get("Range"))
+		w.Write(data)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	e := catalog.Entry{Name: "norange", Architecture: "t", Description: "t", URLs: []string{srv.URL + "/m.onnx"},
+		SHA256: sha(data), Size: int64(len(data)), PinSource: "test", Input: contractFor(false), OutputsLogits: true, Classes: 1000}
+	os.MkdirAll(filepath.Join(dir, catalog.DownloadsDir), 0o755)
+	part := filepath.Join(dir, catalog.DownloadsDir, "norange-"+e.SHA256[:16]+".onnx.part")
+	os.WriteFile(part, []byte("stale bytes from elsewhere"), 0o644)
+	if _, err := catalog.Pull(context.Background(), e, options(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	if len(ranges) != 1 || ranges[0] == "" {
+		t.Fatalf("requests with Range %q", ranges)
+	}
+}
+
+// A connection that goes silent is cut after Options.Stall and the download resumes.
+func TestPullCutsAStalledConnection(t *testing.T) {
+	data := tinyModel{opset: 17, seed: 15}.build()
+	half := len(data) / 2
+	var ranges []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ranges = append(ranges, r.Header.Get("Range"))
+		if len(ranges) == 1 {
+			w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+			w.Write(data[:half])
+			w.(http.Flusher).Flush()
+			<-r.Context().Done() // hang until the client gives up
+			return
+		}
+		http.ServeContent(w, r, "m.onnx", time.Time{}, bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	e := catalog.Entry{Name: "stall", Architecture: "t", Description: "t", URLs: []string{srv.URL + "/m.onnx"},
+		SHA256: sha(data), Size: int64(len(data)), PinSource: "test", Input: contractFor(false), OutputsLogits: true, Classes: 1000}
+	opt := options(t, dir)
+	opt.Stall = 100 * time.Millisecond
+	if _, err := catalog.Pull(context.Background(), e, opt); err != nil {
+		t.Fatal(err)
+	}
+	if len(ranges) != 2 || ranges[1] != "bytes="+strconv.Itoa(half)+"-" {
+		t.Fatalf("requests with Range %q, want a resume from byte %d", ranges, half)
+	}
+}
+
+// Cancelling (Ctrl-C) keeps the partial download for the next run.
+func TestPullInterruptedKeepsThePart(t *testing.T) {
+	data := tinyModel{opset: 17, seed: 16}.build()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.Write(data[:1000])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	e := catalog.Entry{Name: "ctrlc", Architecture: "t", Description: "t", URLs: []string{srv.URL + "/m.onnx"},
+		SHA256: sha(data), Size: int64(len(data)), PinSource: "test", Input: contractFor(false), OutputsLogits: true, Classes: 1000}
+	opt := options(t, dir)
+	opt.Progress = cancelOnData{cancel} // the user presses Ctrl-C once bytes arrive
+	_, err := catalog.Pull(ctx, e, opt)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "resume") {
+		t.Fatalf("interrupted pull: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, catalog.DownloadsDir, "ctrlc-"+e.SHA256[:16]+".onnx.part"))
+	if err != nil || fi.Size() == 0 || fi.Size() > 1000 {
+		t.Fatalf("partial download: %v %v", fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, catalog.ManifestFile)); !os.IsNotExist(err) {
+		t.Fatal("an interrupted pull wrote a manifest")
+	}
+}
+
+type cancelOnData struct{ cancel context.CancelFunc }
+
+func (c cancelOnData) Start(string, string, int64, int64) {}
+func (c cancelOnData) Add(int64)                          { c.cancel() }
+func (c cancelOnData) Done(error)                         {}
