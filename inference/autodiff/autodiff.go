@@ -82,7 +82,13 @@ const (
 // "loss" [N], "input_grad" (the image's shape) unless NoInputGrad, and "grad_<param>"
 // for each param. All gradients are of sum_i loss_i over the batch: divide by N for a
 // mean. m is not modified.
-func Build(rt *inference.Runtime, m *onnx.ModelProto, opts Options) (*onnx.ModelProto, error) {
+func Build(rt *inference.Runtime, m *onnx.ModelProto, opts Options) (out *onnx.ModelProto, err error) {
+	defer func() {
+		// A model odd enough to trip an assumption is an error, never a crash.
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("autodiff: internal error differentiating the model: %v", r)
+		}
+	}()
 	if rt == nil {
 		return nil, fmt.Errorf("autodiff: no ONNX Runtime")
 	}
@@ -157,9 +163,14 @@ type buildCtx struct {
 	params     []string
 
 	isFloat map[string]bool
+	types   map[string]string // ORT's element type names, for messages
 	logits  string
 	live    map[string]bool // depends on a differentiated input
-	path    []*onnx.NodeProto
+	// nodes that carry a live value into a float16/double tensor: Build differentiates
+	// float32 only, and must not silently drop that path
+	lostPrecision []lostGrad
+	needed        map[string]bool // the logits depend on it
+	path          []*onnx.NodeProto
 
 	pr       *probeResult
 	e        *emitter
@@ -255,7 +266,7 @@ func (c *buildCtx) resolveInputs() error {
 
 func (c *buildCtx) run() error {
 	var err error
-	if c.isFloat, err = probeTypes(c.rt, c.m); err != nil {
+	if c.isFloat, c.types, err = probeTypes(c.rt, c.m); err != nil {
 		return err
 	}
 	if err := c.findLogits(); err != nil {
@@ -338,21 +349,28 @@ func (c *buildCtx) markPath() {
 			if o != "" && c.isFloat[o] {
 				c.live[o] = true
 			}
+			if t := c.types[o]; o != "" && !c.isFloat[o] && (strings.Contains(t, "FLOAT16") || strings.Contains(t, "DOUBLE")) {
+				c.lostPrecision = append(c.lostPrecision, lostGrad{n, o})
+			}
 		}
 	}
+	// everything the logits depend on, then the live part of it
 	needed := map[string]bool{c.logits: true}
 	for i := len(c.g.Node) - 1; i >= 0; i-- {
 		n := c.g.Node[i]
-		on := false
+		on, use := false, false
 		for _, o := range n.Output {
-			if needed[o] && c.live[o] {
-				on = true
+			if needed[o] {
+				use = true
+				on = on || c.live[o]
 			}
 		}
-		if !on {
+		if !use {
 			continue
 		}
-		c.path = append(c.path, n)
+		if on {
+			c.path = append(c.path, n)
+		}
 		for _, in := range n.Input {
 			if in != "" {
 				needed[in] = true
@@ -360,6 +378,12 @@ func (c *buildCtx) markPath() {
 		}
 	}
 	slices.Reverse(c.path)
+	c.needed = needed
+}
+
+type lostGrad struct {
+	n   *onnx.NodeProto
+	out string
 }
 
 // checkSupported lists every op type on the gradient path that has no backward rule,
@@ -367,6 +391,11 @@ func (c *buildCtx) markPath() {
 func (c *buildCtx) checkSupported() error {
 	missing := map[string]bool{}
 	var bad []string
+	for _, l := range c.lostPrecision {
+		if c.needed[l.out] {
+			bad = append(bad, fmt.Sprintf("%s %q: its output %q is %s; only float32 tensors are differentiated", l.n.GetOpType(), l.n.GetName(), l.out, strings.TrimPrefix(c.types[l.out], "ONNX_TENSOR_ELEMENT_DATA_TYPE_")))
+		}
+	}
 	for _, n := range c.path {
 		key := n.GetOpType()
 		if d := n.GetDomain(); d != "" && d != "ai.onnx" {

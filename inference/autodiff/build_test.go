@@ -256,6 +256,24 @@ func TestBadModels(t *testing.T) {
 			b.Output("y", b.Op("Reshape", []string{x, b.Ints(1, 4)}), 1, 4)
 			return b.Model()
 		}, autodiff.Options{}, []string{"whatever the batch size", "pin"}},
+		{"gradient through a double tensor", func() *onnx.ModelProto {
+			b := onnx.NewBuilder("dbl")
+			x := b.Input("x", -1, 3)
+			h := b.Op("Cast", []string{x}, onnx.AttrInt("to", int64(onnx.TensorProto_DOUBLE)))
+			h = b.Op("Cast", []string{b.Op("Exp", []string{h})}, onnx.AttrInt("to", int64(onnx.TensorProto_FLOAT)))
+			b.Output("y", h, -1, 3)
+			return b.Model()
+		}, autodiff.Options{}, []string{"is DOUBLE", "only float32"}},
+		{"training-mode dropout", func() *onnx.ModelProto {
+			b := onnx.NewBuilder("drop")
+			x := b.Input("x", -1, 3)
+			on := b.Graph()
+			tm := "training"
+			dt := int32(onnx.TensorProto_BOOL)
+			on.Initializer = append(on.Initializer, &onnx.TensorProto{Name: &tm, DataType: &dt, Dims: []int64{}, RawData: []byte{1}})
+			b.Output("y", b.Op("Dropout", []string{x, b.Scalar(0.5), tm}), -1, 3)
+			return b.Model()
+		}, autodiff.Options{}, []string{"training mode"}},
 		{"training-mode batch norm", func() *onnx.ModelProto {
 			b := onnx.NewBuilder("bn")
 			x := b.Input("x", -1, 2, 2, 2)

@@ -50,7 +50,7 @@ func (p *probeResult) shape(name string) []int64 {
 // probeTypes asks ORT for the element type of every node output: the model is loaded
 // (not run) with every value exposed as an untyped output, which ORT's type inference
 // fills in.
-func probeTypes(rt *inference.Runtime, m *onnx.ModelProto) (map[string]bool, error) {
+func probeTypes(rt *inference.Runtime, m *onnx.ModelProto) (map[string]bool, map[string]string, error) {
 	pm := proto.Clone(m).(*onnx.ModelProto)
 	g := pm.Graph
 	g.Output = nil
@@ -67,16 +67,17 @@ func probeTypes(rt *inference.Runtime, m *onnx.ModelProto) (map[string]bool, err
 	}
 	data, err := onnx.Encode(pm)
 	if err != nil {
-		return nil, fmt.Errorf("autodiff: encode model: %w", err)
+		return nil, nil, fmt.Errorf("autodiff: encode model: %w", err)
 	}
 	s, err := rt.NewSession(data)
 	if err != nil {
-		return nil, fmt.Errorf("autodiff: ONNX Runtime cannot load the model: %w", err)
+		return nil, nil, fmt.Errorf("autodiff: ONNX Runtime cannot load the model: %w", err)
 	}
 	defer s.Close()
-	isFloat := map[string]bool{}
+	isFloat, types := map[string]bool{}, map[string]string{}
 	for _, o := range s.Outputs() {
 		isFloat[o.Name] = o.Float
+		types[o.Name] = o.Type
 	}
 	for _, v := range g.Input {
 		isFloat[v.GetName()] = elemType(v) == onnx.TensorProto_FLOAT
@@ -84,7 +85,7 @@ func probeTypes(rt *inference.Runtime, m *onnx.ModelProto) (map[string]bool, err
 	for _, t := range g.Initializer {
 		isFloat[t.GetName()] = onnx.TensorProto_DataType(t.GetDataType()) == onnx.TensorProto_FLOAT
 	}
-	return isFloat, nil
+	return isFloat, types, nil
 }
 
 // probeShapes runs the model at two batch sizes with Concat(Shape(T), [-1]) exposed for

@@ -83,8 +83,11 @@ func gradIdentity(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]
 }
 
 func checkDropout(c *buildCtx, n *onnx.NodeProto) error {
-	if len(n.Output) > 1 && n.Output[1] != "" {
-		return fmt.Errorf("a Dropout whose mask output is used is a training-mode Dropout")
+	if tm := input(n, 2); tm != "" {
+		v, ok := constantValues(c.g)[tm]
+		if !ok || len(v) != 1 || v[0] != 0 {
+			return fmt.Errorf("Dropout in training mode (training_mode input %q) is not supported", tm)
+		}
 	}
 	return nil
 }
