@@ -18,6 +18,7 @@ func commands() []command {
 		{"serve", "serve the web app on localhost:8080 with the built-in models (and --models DIR)", cmdServe},
 		{"runtime", "ONNX Runtime: install the library, info (version, providers), placement of a model's nodes", cmdRuntime},
 		{"grad", "write a classifier's gradient graph: gibbon grad MODEL.onnx -o OUT.onnx [--params a,b] [--loss ce|seed]", cmdGrad},
+		{"attack", "attack a model: one image (-o out.png) or --dataset mnist-test, with success on every model (transfer)", cmdAttack},
 		{"gallery", "back up, restore or check the gallery: export DIR, import DIR, check", cmdGallery},
 		{"models", "ImageNet classifiers: list [--available], pull NAME (download, verify, prepare, register)", cmdModels},
 		{"train", "train a built-in MNIST model: gibbon train [--list] NAME (writes models/NAME.onnx and its manifest entry)", cmdTrain},

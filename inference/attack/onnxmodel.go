@@ -100,6 +100,9 @@ func newFromPrepared(ctx context.Context, rt *inference.Runtime, name string, m 
 // LoadModel reads a manifest entry's file from fsys, checks its SHA-256 when the
 // manifest records one, and adapts it with the entry's input contract.
 func LoadModel(ctx context.Context, rt *inference.Runtime, fsys fs.FS, e inference.ModelEntry) (*ONNXModel, error) {
+	if err := e.Input.Check(); err != nil {
+		return nil, fmt.Errorf("model %s: input: %w", e.Name, err)
+	}
 	data, err := fs.ReadFile(fsys, e.File)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", e.Name, err)

@@ -1,0 +1,719 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gibbon/inference"
+	"gibbon/inference/attack"
+	"gibbon/inference/mnist"
+	"gibbon/models"
+)
+
+// maxImagePixels bounds what `gibbon attack IMAGE` decodes.
+const maxImagePixels = 40_000_000
+
+type attackFlags struct {
+	models, fuse, method, eps, alpha, loss, target string
+	steps, restarts, queries, n, batch, threads    int
+	momentum, diProb, diMin, squareP               float64
+	label                                          int
+	seed                                           int64
+	modelsDir, dataset, out, eval                  string
+	jsonOut, noQuantize, noRandomStart             bool
+}
+
+func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("attack", stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: gibbon attack --model M [flags] IMAGE -o out.png")
+		fmt.Fprintln(stderr, "       gibbon attack --model M --dataset mnist-test --n 1000 [flags]")
+		fmt.Fprintln(stderr, "Attacks the model(s), then reports success on every model (the others: transfer).")
+		fs.PrintDefaults()
+	}
+	var f attackFlags
+	fs.StringVar(&f.models, "model", "", "model(s) to attack, comma-separated for an ensemble")
+	fs.StringVar(&f.fuse, "fuse", "logits", "ensemble: average `logits` (one merged graph) or losses")
+	fs.StringVar(&f.method, "attack", "pgd", "fgsm, bim (i-fgsm), pgd, mi-fgsm, di-fgsm, m-di2-fgsm, square or noise")
+	fs.StringVar(&f.eps, "eps", "0.3", "L∞ budget on the model's input range: 0.3, or 8/255")
+	fs.StringVar(&f.alpha, "alpha", "", "step size, like --eps (default ε/steps; PGD 2.5ε/steps)")
+	fs.IntVar(&f.steps, "steps", 0, "iterations of gradient attacks (default 10; PGD 40)")
+	fs.IntVar(&f.restarts, "restarts", 0, "PGD random restarts (default 1)")
+	fs.BoolVar(&f.noRandomStart, "no-random-start", false, "PGD: start at the clean image")
+	fs.Float64Var(&f.momentum, "momentum", 0, "MI-FGSM/M-DI2-FGSM momentum μ (default 1)")
+	fs.Float64Var(&f.diProb, "di-prob", 0, "DI-FGSM: probability of the resize-and-pad (default 0.5)")
+	fs.Float64Var(&f.diMin, "di-min", 0, "DI-FGSM: smallest resize ratio (default 0.9)")
+	fs.StringVar(&f.loss, "loss", "ce", "gradient attacks' loss: ce or margin (C&W)")
+	fs.StringVar(&f.target, "target", "", "targeted attack: a class index or label, or least-likely")
+	fs.IntVar(&f.queries, "queries", 0, "square: query budget per image (default 1000); noise: draws (default 1)")
+	fs.Float64Var(&f.squareP, "p", 0, "square: initial fraction of pixels per square (default 0.05)")
+	fs.BoolVar(&f.noQuantize, "no-quantize", false, "keep float values instead of 8-bit levels")
+	fs.Int64Var(&f.seed, "seed", 0, "random seed (default: a new one, printed)")
+	fs.StringVar(&f.modelsDir, "models", "", "folder with manifest.json and models (default: the built-in models)")
+	fs.StringVar(&f.dataset, "dataset", "", "attack a data set instead of an image: mnist-test")
+	fs.IntVar(&f.n, "n", 1000, "dataset: number of images (the first N)")
+	fs.IntVar(&f.batch, "batch", 100, "dataset: images per batch")
+	fs.IntVar(&f.label, "label", -1, "IMAGE: its true class; -1 takes the attacked model's prediction")
+	fs.StringVar(&f.out, "o", "", "IMAGE: write the adversarial image (PNG) here")
+	fs.StringVar(&f.eval, "eval", "all", "models to judge the result on: all, none, or a comma-separated list")
+	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON")
+	fs.IntVar(&f.threads, "threads", 1, "ONNX Runtime intra-op threads")
+	// Flags may follow IMAGE (gibbon attack --model M IMAGE -o out.png).
+	var pos []string
+	for rest := args; ; {
+		if err := parseFlags(fs, rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if f.models == "" {
+		return usageError{"attack needs --model (see gibbon attack -h)"}
+	}
+	switch {
+	case f.dataset == "" && len(pos) != 1:
+		return usageError{"attack needs one IMAGE, or --dataset mnist-test"}
+	case f.dataset != "" && len(pos) != 0:
+		return usageError{"give either IMAGE or --dataset, not both"}
+	case f.dataset != "" && f.dataset != "mnist-test":
+		return usageError{fmt.Sprintf("unknown dataset %q (the one Gibbon has is mnist-test)", f.dataset)}
+	case f.dataset != "" && f.out != "":
+		return usageError{"-o writes one image; it does not go with --dataset"}
+	case f.n < 1 || f.n > 10000:
+		return usageError{"--n must be between 1 and 10000"}
+	case f.batch < 1 || f.batch > 10000:
+		return usageError{"--batch must be between 1 and 10000"}
+	case f.threads < 1:
+		return usageError{"--threads must be at least 1"}
+	case f.fuse != "logits" && f.fuse != "losses":
+		return usageError{"--fuse must be logits or losses"}
+	}
+	seedSet := false
+	fs.Visit(func(fl *flag.Flag) { seedSet = seedSet || fl.Name == "seed" })
+	if !seedSet {
+		f.seed = rand.Int64N(1 << 31)
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return usageError{err.Error()}
+	}
+
+	src, srcName := fs_(f.modelsDir)
+	man, err := readManifest(src, srcName)
+	if err != nil {
+		return err
+	}
+	surNames := splitList(f.models)
+	entries := map[string]inference.ModelEntry{}
+	var classifiers []string
+	for _, e := range man.Models {
+		if e.Task == inference.TaskClassifier {
+			entries[e.Name] = e
+			classifiers = append(classifiers, e.Name)
+		}
+	}
+	if len(classifiers) == 0 {
+		return fmt.Errorf("%s has no classifiers to attack", srcName)
+	}
+	for _, n := range surNames {
+		if _, ok := entries[n]; !ok {
+			return usageError{fmt.Sprintf("no classifier %q in %s (have: %s)", n, srcName, strings.Join(classifiers, ", "))}
+		}
+	}
+	contract := entries[surNames[0]].Input
+	for _, n := range surNames[1:] {
+		if c := entries[n].Input; !sameInputs(c, contract) {
+			return usageError{fmt.Sprintf("%s and %s take different inputs (%s vs %s): an ensemble needs one input form", surNames[0], n, describeInput(contract), describeInput(c))}
+		}
+	}
+	cfg.Range = valueRange(contract)
+	cfg.Layout = contract.Layout
+	if cfg.Layout == "" {
+		cfg.Layout = "NCHW"
+	}
+	if err := cfg.Defaults().Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+
+	rt, err := inference.OpenRuntime(inference.RuntimeConfig{IntraOpThreads: f.threads})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	loaded := map[string]*attack.ONNXModel{}
+	load := func(name string) (*attack.ONNXModel, error) {
+		if m := loaded[name]; m != nil {
+			return m, nil
+		}
+		m, err := attack.LoadModel(ctx, rt, src, entries[name])
+		if err != nil {
+			return nil, err
+		}
+		loaded[name] = m
+		return m, nil
+	}
+	defer func() {
+		for _, m := range loaded {
+			m.Close()
+		}
+	}()
+
+	req := attack.Request{}
+	var members []*attack.ONNXModel
+	for _, n := range surNames {
+		m, err := load(n)
+		if err != nil {
+			return err
+		}
+		members = append(members, m)
+	}
+	if len(members) > 1 && f.fuse == "logits" {
+		ens, err := attack.NewEnsemble(ctx, rt, strings.Join(surNames, "+"), members)
+		if err != nil {
+			return err
+		}
+		defer ens.Close()
+		req.Surrogates = []attack.Model{{Name: ens.Name(), Net: ens}}
+	} else {
+		for _, m := range members {
+			req.Surrogates = append(req.Surrogates, attack.Model{Name: m.Name(), Net: m})
+		}
+	}
+	if err := resolveTarget(&cfg, f.target, entries[surNames[0]], members[0].Classes()); err != nil {
+		return usageError{err.Error()}
+	}
+	evalNames, err := f.evalModels(classifiers, surNames, f.fuse)
+	if err != nil {
+		return err
+	}
+	for _, n := range evalNames {
+		if !sameInputs(entries[n].Input, contract) {
+			fmt.Fprintf(stderr, "not judging on %s: it takes %s, the attacked model %s\n", n, describeInput(entries[n].Input), describeInput(contract))
+			continue
+		}
+		m, err := load(n)
+		if err != nil {
+			fmt.Fprintf(stderr, "not judging on %s: %v\n", n, err)
+			continue
+		}
+		req.Others = append(req.Others, attack.Model{Name: n, Net: m})
+	}
+
+	if f.dataset != "" {
+		return attackDataset(ctx, cfg, req, contract, f, stdout, stderr)
+	}
+	return attackImage(ctx, cfg, req, contract, pos[0], f, stdout, stderr)
+}
+
+// config turns the flags into an attack configuration (range and layout come later).
+func (f *attackFlags) config() (attack.Config, error) {
+	m, err := attack.ParseMethod(f.method)
+	if err != nil {
+		return attack.Config{}, err
+	}
+	eps, err := attack.ParseEps(f.eps)
+	if err != nil {
+		return attack.Config{}, err
+	}
+	cfg := attack.Config{Method: m, Eps: eps, Steps: f.steps, Restarts: f.restarts, NoRandomStart: f.noRandomStart,
+		Momentum: float32(f.momentum), DiversityProb: float32(f.diProb), DiversityMin: float32(f.diMin),
+		Loss: attack.Loss(strings.ToLower(f.loss)), Queries: f.queries, SquareP: float32(f.squareP),
+		NoQuantize: f.noQuantize, Seed: f.seed}
+	if f.alpha != "" {
+		if cfg.Alpha, err = attack.ParseEps(f.alpha); err != nil {
+			return attack.Config{}, fmt.Errorf("--alpha: %w", err)
+		}
+	}
+	if f.steps < 0 || f.restarts < 0 || f.queries < 0 {
+		return attack.Config{}, errors.New("--steps, --restarts and --queries must not be negative")
+	}
+	return cfg, nil
+}
+
+// evalModels lists the models to judge on besides the surrogates.
+func (f *attackFlags) evalModels(classifiers, surrogates []string, fuse string) ([]string, error) {
+	var names []string
+	switch f.eval {
+	case "none":
+	case "all":
+		names = classifiers
+	default:
+		names = splitList(f.eval)
+		for _, n := range names {
+			if !slices.Contains(classifiers, n) {
+				return nil, usageError{fmt.Sprintf("--eval: no classifier %q (have: %s)", n, strings.Join(classifiers, ", "))}
+			}
+		}
+	}
+	var out []string
+	for _, n := range names {
+		// An ensemble of separate surrogates already reports each member.
+		if fuse == "losses" || len(surrogates) == 1 {
+			if slices.Contains(surrogates, n) {
+				continue
+			}
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// resolveTarget reads --target: a class index, a label, or least-likely.
+func resolveTarget(cfg *attack.Config, s string, e inference.ModelEntry, classes int) error {
+	s = strings.TrimSpace(s)
+	switch strings.ToLower(s) {
+	case "":
+		return nil
+	case "least-likely", "ll", "leastlikely":
+		cfg.Target = attack.LeastLikely
+		return nil
+	}
+	cfg.Target = attack.TargetClass
+	if k, err := strconv.Atoi(s); err == nil {
+		if k < 0 || k >= classes {
+			return fmt.Errorf("--target %d: the model has classes 0..%d", k, classes-1)
+		}
+		cfg.TargetClass = k
+		return nil
+	}
+	for i, l := range e.Labels {
+		if strings.EqualFold(l, s) {
+			cfg.TargetClass = i
+			return nil
+		}
+	}
+	return fmt.Errorf("--target %q is not a class index, a label of %s, or least-likely", s, e.Name)
+}
+
+func fs_(dir string) (fs.FS, string) {
+	if dir == "" {
+		return models.FS(), "the built-in models"
+	}
+	return os.DirFS(dir), dir
+}
+
+func readManifest(src fs.FS, name string) (*inference.Manifest, error) {
+	data, err := fs.ReadFile(src, inference.ManifestFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	m, err := inference.ParseManifest(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return m, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// sameInputs reports whether two models take the same tensor for an image (mean/std
+// are folded into the graphs, so they may differ).
+func sameInputs(a, b inference.InputContract) bool {
+	la, lb := a.Layout, b.Layout
+	if la == "" {
+		la = "NCHW"
+	}
+	if lb == "" {
+		lb = "NCHW"
+	}
+	return strings.EqualFold(la, lb) && a.Channels == b.Channels && a.Height == b.Height && a.Width == b.Width &&
+		valueRange(a) == valueRange(b) && strings.EqualFold(a.Color, b.Color) && a.Resize == b.Resize && a.CropPct == b.CropPct
+}
+
+func describeInput(c inference.InputContract) string {
+	return fmt.Sprintf("%d×%d×%d %s on [%g,%g], resize %s", c.Channels, c.Height, c.Width, c.Color, c.Range[0], c.Range[1], c.Resize)
+}
+
+// valueRange is the contract's pixel range; the zero value means [0,1].
+func valueRange(c inference.InputContract) [2]float32 {
+	if c.Range == [2]float64{} {
+		return [2]float32{0, 1}
+	}
+	return [2]float32{float32(c.Range[0]), float32(c.Range[1])}
+}
+
+// pixelContract is c without mean/std: tensors on the pixel range, as attacks see them.
+func pixelContract(c inference.InputContract) inference.InputContract {
+	c.Mean, c.Std = nil, nil
+	return c
+}
+
+func attackImage(ctx context.Context, cfg attack.Config, req attack.Request, contract inference.InputContract, path string, f attackFlags, stdout, stderr io.Writer) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	dec, err := inference.DecodeImage(data, maxImagePixels)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	pc := pixelContract(contract)
+	pre, err := inference.Preprocess(dec.Image, pc)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	req.Images = pre.Tensor
+	if f.label >= 0 {
+		req.Labels = []int{f.label}
+	}
+	res, err := attack.Run(ctx, cfg, req, nil)
+	if err != nil {
+		return err
+	}
+	if f.out != "" {
+		img, err := inference.TensorImage(res.Adv, pc)
+		if err != nil {
+			return err
+		}
+		if err := writePNG(f.out, img); err != nil {
+			return err
+		}
+	}
+	if f.jsonOut {
+		return writeJSON(stdout, imageReport(res, path, f.out))
+	}
+	c := res.Config
+	fmt.Fprintf(stdout, "%s on %s: ε %s, %s; seed %d\n", c.Method, req.Surrogates[0].Name+moreNames(req.Surrogates), attack.FormatEps(c.Eps, c.Range), describeSteps(c), res.Seed)
+	fmt.Fprintf(stdout, "image %s (%s) → %s\n", path, strings.Join(pre.Steps, "; "), describeInput(contract))
+	if res.Targets != nil {
+		fmt.Fprintf(stdout, "target class %d\n", res.Targets[0])
+	}
+	fmt.Fprintf(stdout, "%-24s %6s %6s  %s\n", "model", "clean", "adv", "success")
+	for _, m := range res.Models {
+		mark := ""
+		if m.Surrogate {
+			mark = " *"
+		}
+		fmt.Fprintf(stdout, "%-24s %6d %6d  %s\n", m.Name+mark, m.Clean[0], m.Adv[0], yesNo(m.Success[0]))
+	}
+	printCost(stdout, res)
+	if f.out != "" {
+		fmt.Fprintf(stdout, "wrote %s\n", f.out)
+	}
+	return nil
+}
+
+func moreNames(ms []attack.Model) string {
+	var s string
+	for _, m := range ms[1:] {
+		s += "+" + m.Name
+	}
+	return s
+}
+
+func describeSteps(c attack.Config) string {
+	switch c.Method {
+	case attack.Square:
+		return fmt.Sprintf("%d queries, p %.3g", c.Queries, c.SquareP)
+	case attack.Noise:
+		return fmt.Sprintf("%d draws", c.Queries)
+	}
+	s := fmt.Sprintf("%d steps of %s, %s loss", c.Steps, attack.FormatEps(c.Alpha, c.Range), c.Loss)
+	if c.Method == attack.PGD && c.Restarts > 1 {
+		s += fmt.Sprintf(", %d restarts", c.Restarts)
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func printCost(w io.Writer, res *attack.Result) {
+	fwd, bwd := res.PassesPerImage()
+	q := ""
+	if res.Queries != nil {
+		var s int
+		for _, v := range res.Queries {
+			s += v
+		}
+		q = fmt.Sprintf(", %.1f queries", float64(s)/float64(len(res.Queries)))
+	}
+	grid := ""
+	if res.OffGrid > 0 {
+		grid = fmt.Sprintf(" (%d values kept off the 8-bit grid)", res.OffGrid)
+	}
+	var l2 float64
+	for _, v := range res.L2 {
+		l2 += float64(v)
+	}
+	fmt.Fprintf(w, "L∞ %s after quantisation%s, mean L2 %.4g; per image %.1f forward + %.1f backward passes%s; %s\n",
+		attack.FormatEps(res.LinfMax, res.Config.Range), grid, l2/float64(len(res.L2)), fwd, bwd, q, res.Wall.Round(time.Millisecond))
+}
+
+// writePNG writes atomically: nothing half-written is left behind.
+func writePNG(path string, img image.Image) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".gibbon-*.png")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := png.Encode(tmp, img); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// attackReport is the JSON form of an attack's outcome.
+type attackReport struct {
+	Attack       attack.Config `json:"attack"`
+	Eps          string        `json:"eps"`
+	Image        string        `json:"image,omitempty"`
+	Output       string        `json:"output,omitempty"`
+	Dataset      string        `json:"dataset,omitempty"`
+	N            int           `json:"n"`
+	Seed         int64         `json:"seed"`
+	Targets      []int         `json:"targets,omitempty"`
+	Models       []modelReport `json:"models"`
+	LinfMax      float32       `json:"linf_max"`
+	LinfMax255   float64       `json:"linf_max_255"`
+	MeanL2       float64       `json:"mean_l2"`
+	OffGrid      int           `json:"off_grid_values"`
+	Forward      float64       `json:"forward_passes_per_image"`
+	Backward     float64       `json:"backward_passes_per_image"`
+	Queries      float64       `json:"queries_per_image,omitempty"`
+	WallSeconds  float64       `json:"wall_seconds"`
+	ImagesPerSec float64       `json:"images_per_second"`
+}
+
+type modelReport struct {
+	Name          string  `json:"name"`
+	Surrogate     bool    `json:"surrogate"`
+	CleanPred     *int    `json:"clean_pred,omitempty"`
+	AdvPred       *int    `json:"adv_pred,omitempty"`
+	CleanAccuracy float64 `json:"clean_accuracy"`
+	AdvAccuracy   float64 `json:"adv_accuracy"`
+	SuccessRate   float64 `json:"success_rate"`
+}
+
+// tally accumulates results over batches.
+type tally struct {
+	n                int
+	models           []modelReport
+	clean, adv, succ []int
+	linfMax          float32
+	l2               float64
+	offGrid          int
+	fwd, bwd         int64
+	queries          int64
+	hasQueries       bool
+	wall             time.Duration
+	targets          []int
+}
+
+func (t *tally) add(res *attack.Result) {
+	if t.models == nil {
+		for _, m := range res.Models {
+			t.models = append(t.models, modelReport{Name: m.Name, Surrogate: m.Surrogate})
+		}
+		t.clean, t.adv, t.succ = make([]int, len(res.Models)), make([]int, len(res.Models)), make([]int, len(res.Models))
+	}
+	for k, m := range res.Models {
+		for i := range m.Success {
+			if m.Clean[i] == res.Labels[i] {
+				t.clean[k]++
+			}
+			if m.Adv[i] == res.Labels[i] {
+				t.adv[k]++
+			}
+			if m.Success[i] {
+				t.succ[k]++
+			}
+		}
+	}
+	t.n += res.N()
+	t.linfMax = max(t.linfMax, res.LinfMax)
+	for _, v := range res.L2 {
+		t.l2 += float64(v)
+	}
+	t.offGrid += res.OffGrid
+	t.fwd += res.Forward
+	t.bwd += res.Backward
+	for _, q := range res.Queries {
+		t.queries += int64(q)
+		t.hasQueries = true
+	}
+	t.wall += res.Wall
+	t.targets = append(t.targets, res.Targets...)
+}
+
+func (t *tally) report(cfg attack.Config) attackReport {
+	r := attackReport{Attack: cfg, Eps: attack.FormatEps(cfg.Eps, cfg.Range), N: t.n, Seed: cfg.Seed,
+		LinfMax: t.linfMax, LinfMax255: float64(t.linfMax) / float64(cfg.Range[1]-cfg.Range[0]) * 255,
+		MeanL2: t.l2 / float64(t.n), OffGrid: t.offGrid,
+		Forward: float64(t.fwd) / float64(t.n), Backward: float64(t.bwd) / float64(t.n),
+		WallSeconds: t.wall.Seconds(), ImagesPerSec: float64(t.n) / t.wall.Seconds()}
+	if t.hasQueries {
+		r.Queries = float64(t.queries) / float64(t.n)
+	}
+	for k, m := range t.models {
+		m.CleanAccuracy = float64(t.clean[k]) / float64(t.n)
+		m.AdvAccuracy = float64(t.adv[k]) / float64(t.n)
+		m.SuccessRate = float64(t.succ[k]) / float64(t.n)
+		r.Models = append(r.Models, m)
+	}
+	return r
+}
+
+func imageReport(res *attack.Result, path, out string) attackReport {
+	var t tally
+	t.add(res)
+	r := t.report(res.Config)
+	r.Image, r.Output, r.Targets = path, out, res.Targets
+	for k, m := range res.Models {
+		r.Models[k].CleanPred, r.Models[k].AdvPred = &m.Clean[0], &m.Adv[0]
+	}
+	return r
+}
+
+func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, contract inference.InputContract, f attackFlags, stdout, stderr io.Writer) error {
+	if contract.Channels != 1 || contract.Height != mnist.Rows || contract.Width != mnist.Cols {
+		return usageError{fmt.Sprintf("mnist-test holds 28×28 gray digits; the attacked model takes %s", describeInput(contract))}
+	}
+	test, err := mnist.LoadTest(ctx)
+	if err != nil {
+		return err
+	}
+	set := test.Subset(f.n)
+	rng := valueRange(contract)
+	lo, hi := rng[0], rng[1]
+	shape := func(k int) []int64 {
+		if strings.EqualFold(contract.Layout, "NHWC") {
+			return []int64{int64(k), mnist.Rows, mnist.Cols, 1}
+		}
+		return []int64{int64(k), 1, mnist.Rows, mnist.Cols}
+	}
+	var t tally
+	bar := newProgressBar(stderr, "attack", set.Len())
+	for start := 0; start < set.Len(); start += f.batch {
+		k := min(f.batch, set.Len()-start)
+		x := inference.NewTensor(shape(k)...)
+		labels := make([]int, k)
+		for i := range k {
+			for j, v := range set.Image(start + i) {
+				x.Data[i*mnist.Pixels+j] = lo + v*(hi-lo)
+			}
+			labels[i] = int(set.Labels[start+i])
+		}
+		c := cfg
+		c.Seed = cfg.Seed + int64(start/f.batch)
+		r := req
+		r.Images, r.Labels = x, labels
+		res, err := attack.Run(ctx, c, r, nil)
+		if err != nil {
+			bar.done()
+			return err
+		}
+		t.add(res)
+		bar.set(start + k)
+	}
+	bar.done()
+	rep := t.report(cfg.Defaults())
+	rep.Dataset = f.dataset
+	if f.jsonOut {
+		return writeJSON(stdout, rep)
+	}
+	c := rep.Attack
+	fmt.Fprintf(stdout, "%s on %s: ε %s, %s; %d MNIST test images; seed %d\n", c.Method, req.Surrogates[0].Name+moreNames(req.Surrogates),
+		rep.Eps, describeSteps(c), rep.N, rep.Seed)
+	what := "success (prediction ≠ label)"
+	if c.Target != attack.Untargeted {
+		what = "success (prediction = target)"
+	}
+	fmt.Fprintf(stdout, "%-24s %10s %10s %10s\n", "model", "clean acc", "adv acc", "success")
+	for _, m := range rep.Models {
+		name := m.Name
+		if m.Surrogate {
+			name += " *"
+		} else {
+			name += " (transfer)"
+		}
+		fmt.Fprintf(stdout, "%-24s %9.1f%% %9.1f%% %9.1f%%\n", name, 100*m.CleanAccuracy, 100*m.AdvAccuracy, 100*m.SuccessRate)
+	}
+	fmt.Fprintf(stdout, "* attacked; %s\n", what)
+	q := ""
+	if rep.Queries > 0 {
+		q = fmt.Sprintf(", %.1f queries", rep.Queries)
+	}
+	fmt.Fprintf(stdout, "L∞ ≤ %s after quantisation, mean L2 %.4g; per image %.1f forward + %.1f backward passes%s; %.1f s, %.1f images/s\n",
+		attack.FormatEps(rep.LinfMax, c.Range), rep.MeanL2, rep.Forward, rep.Backward, q, rep.WallSeconds, rep.ImagesPerSec)
+	return nil
+}
+
+// progressBar redraws one line on w: "attack [=====>    ] 400/1000 12.3 img/s".
+type progressBar struct {
+	w     io.Writer
+	label string
+	total int
+	start time.Time
+	last  time.Time
+}
+
+func newProgressBar(w io.Writer, label string, total int) *progressBar {
+	p := &progressBar{w: w, label: label, total: total, start: time.Now()}
+	p.draw(0)
+	return p
+}
+
+func (p *progressBar) set(n int) {
+	if now := time.Now(); n == p.total || now.Sub(p.last) > 200*time.Millisecond {
+		p.last = now
+		p.draw(n)
+	}
+}
+
+func (p *progressBar) draw(n int) {
+	const width = 30
+	filled := width * n / max(p.total, 1)
+	bar := strings.Repeat("=", filled)
+	if filled < width {
+		bar += ">" + strings.Repeat(" ", width-filled-1)
+	}
+	rate := ""
+	if el := time.Since(p.start).Seconds(); n > 0 && el > 0 {
+		rate = fmt.Sprintf(" %.1f img/s", float64(n)/el)
+	}
+	fmt.Fprintf(p.w, "\r%s [%s] %d/%d%s", p.label, bar, n, p.total, rate)
+}
+
+func (p *progressBar) done() { fmt.Fprintln(p.w) }
