@@ -37,6 +37,8 @@ func (s *Store) Check(ctx context.Context) error {
 			WHERE e.step_count != (SELECT count(*) FROM steps s WHERE s.entry_id = e.id)`},
 		{"entries missing models", `SELECT count(*) FROM entries e
 			WHERE e.model_count < 1 OR e.model_count != (SELECT count(*) FROM entry_models m WHERE m.entry_id = e.id)`},
+		{"model rows disagreeing with their entry", `SELECT count(*) FROM entry_models m JOIN entries e ON e.id = m.entry_id
+			WHERE m.created_at != e.created_at OR m.attack != e.attack OR m.eps != e.eps OR m.eps_unit != e.eps_unit`},
 		{"runs missing an image", `SELECT count(*) FROM entries e WHERE e.kind = 'run' AND (
 			e.original_sha IS NULL OR e.adversarial_sha IS NULL
 			OR NOT EXISTS (SELECT 1 FROM images i WHERE i.sha256 = e.original_sha)

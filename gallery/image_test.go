@@ -1,7 +1,10 @@
 package gallery_test
 
 import (
+	"archive/zip"
 	"bytes"
+	"encoding/json"
+	"io"
 	"encoding/binary"
 	"image/png"
 	"math"
@@ -108,5 +111,43 @@ func TestPerturbation(t *testing.T) {
 	}
 	if _, err := gallery.NewPerturbation([]byte("nope"), g); err == nil {
 		t.Fatal("non-PNG accepted")
+	}
+}
+
+func TestWriteZip(t *testing.T) {
+	e := gallerytest.Run(5, gallerytest.Options{Title: "<b>zip</b>"})
+	var buf bytes.Buffer
+	if err := gallery.WriteZip(&buf, e, e.Original, e.Adversarial); err != nil {
+		t.Fatal(err)
+	}
+	z, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, f := range z.File {
+		r, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[f.Name], _ = io.ReadAll(r)
+		r.Close()
+	}
+	if !bytes.Equal(files["original.png"], e.Original) || !bytes.Equal(files["adversarial.png"], e.Adversarial) {
+		t.Fatal("zip images differ from the entry's")
+	}
+	var back gallery.Entry
+	if err := json.Unmarshal(files["entry.json"], &back); err != nil || back.Title != e.Title || len(back.Steps) != len(e.Steps) {
+		t.Fatalf("entry.json: %v %+v", err, back)
+	}
+	if bytes.Contains(files["entry.json"], []byte("delete")) {
+		t.Fatal("entry.json mentions a delete secret")
+	}
+	shape, _ := readNPY(t, files["perturbation.npy"])
+	if shape[0] != 1 || shape[1] != 28 || shape[2] != 28 {
+		t.Fatalf("npy shape %v", shape)
+	}
+	if _, err := png.Decode(bytes.NewReader(files["perturbation.png"])); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -105,6 +105,18 @@ func TestListQueriesWalkAnIndex(t *testing.T) {
 						if strings.Contains(p, "TEMP B-TREE") || !strings.Contains(p, "INDEX") {
 							t.Errorf("filter %+v cursor %q: plan %q sorts or scans without an index", f, cursor, p)
 						}
+						// The index must cover every equality, not just one of them.
+						for _, c := range []struct {
+							on   bool
+							want string
+						}{
+							{model != "", "name=?"}, {attack != "", "attack=?"}, {eps != "", "eps=?"},
+							{kind != "" && model == "" && attack == "" && eps == "", "kind=?"},
+						} {
+							if c.on && !strings.Contains(p, c.want) {
+								t.Errorf("filter %+v: plan %q does not seek on %s", f, p, c.want)
+							}
+						}
 					}
 				}
 			}

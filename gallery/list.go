@@ -99,9 +99,10 @@ func (s *Store) List(ctx context.Context, opt ListOptions) (Page, error) {
 const summaryColumns = `e.id, e.slug, e.kind, e.created_at, e.title, e.model, e.attack, e.eps, e.eps_unit,
 	e.linf, e.original_label, e.adversarial_label, e.original_sha, e.adversarial_sha`
 
-// listQuery builds the page query. With a model filter the walk runs down
-// entry_models' (name, created_at, entry_id) index; otherwise down the entries
-// index that matches the filters' equalities followed by (created_at, id).
+// listQuery builds the page query. It walks the index whose equality columns
+// are the filters', followed by (created_at, id): entry_models' with a model
+// filter, else entries'. Only a kind filter combined with others is checked row
+// by row (kinds other than run are rare; runs are most of the gallery).
 func listQuery(f Filter, cursor string, limit int) (string, []any, error) {
 	var (
 		where []string
@@ -137,12 +138,17 @@ func listQuery(f Filter, cursor string, limit int) (string, []any, error) {
 		where = append(where, "m.name = ?")
 		args = append(args, f.Model)
 	}
+	// With a model filter, attack and eps are matched on entry_models' copies.
+	t := "e."
+	if f.Model != "" {
+		t = "m."
+	}
 	if f.Attack != "" {
-		where = append(where, "e.attack = ?")
+		where = append(where, t+"attack = ?")
 		args = append(args, f.Attack)
 	}
 	if f.Eps != "" {
-		where = append(where, "e.eps = ?", "e.eps_unit = ?")
+		where = append(where, t+"eps = ?", t+"eps_unit = ?")
 		args = append(args, eps, unit)
 	}
 	if f.Kind != "" {

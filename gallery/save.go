@@ -52,7 +52,11 @@ func (s *Store) writeTx(ctx context.Context, fn func(*sql.Tx) error) error {
 		tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.writes.Add(1)
+	return nil
 }
 
 // insert writes a prepared entry under e.Slug: images first (once each), then the
@@ -96,8 +100,9 @@ func insert(ctx context.Context, tx *sql.Tx, e *Entry, p *prepared, deleteHash [
 	created := e.CreatedAt.UnixMilli()
 	for i, m := range e.Models {
 		if _, err := tx.ExecContext(ctx,
-			"INSERT INTO entry_models (entry_id, position, name, sha256, attacked, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-			id, i, m.Name, m.SHA256, m.Attacked, created); err != nil {
+			`INSERT INTO entry_models (entry_id, position, name, sha256, attacked, created_at, attack, eps, eps_unit)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			id, i, m.Name, m.SHA256, m.Attacked, created, e.Attack, e.Eps, e.EpsUnit); err != nil {
 			return fmt.Errorf("store models: %w", err)
 		}
 	}

@@ -3,13 +3,18 @@ package gallerytest
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"image"
 	"image/png"
+	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
 
 	"gibbon/gallery"
 )
@@ -121,7 +126,8 @@ func PNG(w, h int, level uint8) []byte {
 
 func encode(img image.Image) []byte {
 	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
+	enc := png.Encoder{CompressionLevel: png.BestSpeed}
+	if err := enc.Encode(&buf, img); err != nil {
 		panic(err) // in-memory encode of a valid image cannot fail
 	}
 	return buf.Bytes()
@@ -130,4 +136,76 @@ func encode(img image.Image) []byte {
 func fakeSHA(name string) string {
 	h := sha256.Sum256([]byte("model " + name))
 	return hex.EncodeToString(h[:])
+}
+
+// Mixed returns entry i of a varied gallery: four attacks, four eps, six models
+// (two or three per entry), MNIST-sized greyscale or CIFAR-sized RGB images,
+// 20 steps, one a minute from 2026-01-01.
+func Mixed(i int) *gallery.Entry {
+	models := []string{"mnist-cnn", "mnist-mlp", "mnist-robust", "cifar-resnet", "cifar-vgg", "cifar-robust"}
+	attacks := []string{"fgsm", "pgd", "mi-fgsm", "attack-net"}
+	o := Options{Steps: 20, Attack: attacks[i%4], Eps: float64(int(2) << (i / 4 % 4))}
+	if i%5 == 0 {
+		o.Width, o.Height, o.RGB = 32, 32, true
+		o.Models = []string{models[3+i%3], models[3+(i+1)%3]}
+	} else {
+		o.Models = []string{models[i%3], models[(i+1)%3], models[(i+2)%3]}
+	}
+	e := Run(uint64(i), o)
+	e.CreatedAt = mixedEpoch.Add(time.Duration(i) * time.Minute)
+	return e
+}
+
+var mixedEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// SeededFile returns a gallery file holding Mixed(0..n-1), built once and kept
+// in cacheDir under a name that says what it holds. Copy it before writing to it.
+func SeededFile(ctx context.Context, cacheDir string, n int, logf func(string, ...any)) (string, error) {
+	name := filepath.Join(cacheDir, fmt.Sprintf("bench-gallery-v2-%d.db", n))
+	if _, err := os.Stat(name); err == nil {
+		return name, nil
+	}
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return "", err
+	}
+	tmp := name + ".building"
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(tmp + suffix)
+	}
+	s, err := gallery.Open(ctx, tmp)
+	if err != nil {
+		return "", err
+	}
+	start := time.Now()
+	for i := range n {
+		if _, err := s.Save(ctx, Mixed(i)); err != nil {
+			s.Close()
+			return "", err
+		}
+		if logf != nil && (i+1)%10000 == 0 {
+			logf("seeded %d/%d entries (%.0fs)", i+1, n, time.Since(start).Seconds())
+		}
+	}
+	if err := s.Close(); err != nil { // the last close checkpoints the WAL into the file
+		return "", err
+	}
+	return name, os.Rename(tmp, name)
+}
+
+// CopyFile copies a (closed) gallery file to dst.
+func CopyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

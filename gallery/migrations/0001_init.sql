@@ -43,17 +43,25 @@ CREATE INDEX entries_kind ON entries (kind, created_at, id);
 CREATE INDEX entries_original_sha ON entries (original_sha);
 CREATE INDEX entries_adversarial_sha ON entries (adversarial_sha);
 
+-- created_at, attack and eps are copies of the entry's: pages filtered by model
+-- (and attack, eps) walk one of these indexes and read exactly one page of rows.
 CREATE TABLE entry_models (
   entry_id   INTEGER NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
   position   INTEGER NOT NULL,
   name       TEXT NOT NULL,
   sha256     TEXT NOT NULL,
   attacked   INTEGER NOT NULL,
-  created_at INTEGER NOT NULL, -- copy of entries.created_at: pages by model come from one index
+  created_at INTEGER NOT NULL,
+  attack     TEXT NOT NULL,
+  eps        REAL NOT NULL,
+  eps_unit   TEXT NOT NULL,
   PRIMARY KEY (entry_id, position),
   UNIQUE (entry_id, name)
 ) WITHOUT ROWID;
 CREATE INDEX entry_models_name ON entry_models (name, created_at, entry_id);
+CREATE INDEX entry_models_name_attack ON entry_models (name, attack, created_at, entry_id);
+CREATE INDEX entry_models_name_attack_eps ON entry_models (name, attack, eps, created_at, entry_id);
+CREATE INDEX entry_models_name_eps ON entry_models (name, eps, created_at, entry_id);
 
 CREATE TABLE steps (
   entry_id INTEGER NOT NULL REFERENCES entries (id) ON DELETE CASCADE,

@@ -1,0 +1,59 @@
+package gallery
+
+import (
+	"archive/zip"
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// WriteZip writes one entry as a zip for download: entry.json (the record,
+// without any secret), original.png, adversarial.png, and where both images
+// exist perturbation.npy (float32 [C,H,W], adversarial − original on the [0,1]
+// scale) and perturbation.png (amplified to be visible).
+func WriteZip(w io.Writer, e *Entry, original, adversarial []byte) error {
+	z := zip.NewWriter(w)
+	add := func(name string, data []byte) error {
+		// Store, don't deflate: PNGs are compressed already and this stays fast.
+		f, err := z.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store, Modified: e.CreatedAt})
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(data)
+		return err
+	}
+	js, err := json.MarshalIndent(e, "", "  ")
+	if err != nil {
+		return fmt.Errorf("entry zip: %w", err)
+	}
+	if err := add("entry.json", append(js, '\n')); err != nil {
+		return err
+	}
+	if original != nil {
+		if err := add("original.png", original); err != nil {
+			return err
+		}
+	}
+	if adversarial != nil {
+		if err := add("adversarial.png", adversarial); err != nil {
+			return err
+		}
+	}
+	if original != nil && adversarial != nil {
+		p, err := NewPerturbation(original, adversarial)
+		if err != nil {
+			return fmt.Errorf("entry zip: %w", err)
+		}
+		if err := add("perturbation.npy", p.NPY()); err != nil {
+			return err
+		}
+		amp, _, err := p.Amplified()
+		if err != nil {
+			return fmt.Errorf("entry zip: %w", err)
+		}
+		if err := add("perturbation.png", amp); err != nil {
+			return err
+		}
+	}
+	return z.Close()
+}
