@@ -3,10 +3,10 @@ package gallery_test
 import (
 	"archive/zip"
 	"bytes"
-	"encoding/json"
-	"io"
 	"encoding/binary"
+	"encoding/json"
 	"image/png"
+	"io"
 	"math"
 	"math/rand/v2"
 	"regexp"
