@@ -10,6 +10,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/attack"
+	"gibbon/internal/testrt"
 )
 
 // fixture is a surrogate and a transfer model on 28×28 gray images in [0,1].
@@ -447,4 +448,72 @@ func argmax64(z []float64) int {
 		}
 	}
 	return b
+}
+
+// Ensembles: separate surrogates average their losses (a gradient pass each); a merged
+// graph averages logits (one pass). Both fool both members.
+func TestEnsembleSurrogates(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 12)
+	ens, err := attack.NewEnsemble(ctx, testrt.Open(t), "a+b", []*attack.ONNXModel{f.sur, f.other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ens.Close()
+	cfg := attack.Config{Method: attack.MIFGSM, Eps: 0.3, Steps: 6, Seed: 3}
+	n := int64(len(f.labels))
+	for _, c := range []struct {
+		name       string
+		surrogates []attack.Model
+		others     []attack.Model
+		backward   int64
+	}{
+		{"losses", []attack.Model{{Name: "a", Net: f.sur}, {Name: "b", Net: f.other}}, nil, 2 * n * 6},
+		{"logits", []attack.Model{{Name: "a+b", Net: ens}}, []attack.Model{{Name: "a", Net: f.sur}, {Name: "b", Net: f.other}}, n * 6},
+	} {
+		logitsSeen := 0
+		res, err := attack.Run(ctx, cfg, attack.Request{Images: f.x, Labels: f.labels, Surrogates: c.surrogates, Others: c.others}, func(s attack.Step) error {
+			logitsSeen = len(s.Logits)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkBall(t, c.name, res.Adv, f.x, cfg.Eps, 0, 1, true)
+		if res.Backward != c.backward || logitsSeen != len(c.surrogates) {
+			t.Fatalf("%s: %d backward passes (want %d), %d logits per step (want %d)", c.name, res.Backward, c.backward, logitsSeen, len(c.surrogates))
+		}
+		for _, m := range res.Models {
+			t.Logf("%s: %s success %.0f%%", c.name, m.Name, 100*m.SuccessRate)
+			if m.SuccessRate < 0.8 {
+				t.Errorf("%s ensemble: %s fooled on %.0f%% of images, want 80%%", c.name, m.Name, 100*m.SuccessRate)
+			}
+		}
+	}
+}
+
+// Channels-last images: the input-diversity transform and Square Attack's squares
+// follow the layout.
+func TestChannelsLastLayout(t *testing.T) {
+	spec := newLinear(31, []int64{10, 10, 3}, 6)
+	m := newModel(t, spec.model(), attack.ModelOptions{Name: "nhwc"})
+	x := gridImages(32, 8, 10, 10, 3)
+	for _, cfg := range []attack.Config{
+		{Method: attack.MDI2FGSM, Eps: 0.1, Steps: 5, DiversityProb: 1, Layout: "NHWC", Seed: 1},
+		{Method: attack.Square, Eps: 0.1, Queries: 200, Layout: "NHWC", Seed: 1},
+	} {
+		res, err := attack.Run(context.Background(), cfg, attack.Request{Images: x, Surrogates: []attack.Model{{Name: "nhwc", Net: m}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkBall(t, string(cfg.Method), res.Adv, x, cfg.Eps, 0, 1, true)
+		t.Logf("%s NHWC: success %.0f%%", cfg.Method, 100*res.Models[0].SuccessRate)
+		if res.Models[0].SuccessRate < 0.5 {
+			t.Errorf("%s NHWC: success %.0f%%", cfg.Method, 100*res.Models[0].SuccessRate)
+		}
+	}
+	if _, err := attack.Run(context.Background(), attack.Config{Method: attack.Square, Eps: 0.1, Layout: "NCHW", Seed: 1},
+		attack.Request{Images: inference.NewTensor(1, 10, 10), Surrogates: []attack.Model{{Name: "nhwc", Net: m}}}, nil); err == nil {
+		t.Error("Square Attack on a 3-d batch was accepted")
+	}
 }

@@ -138,7 +138,8 @@ func (a *attacker) check() error {
 // prepare learns the class count, the labels and targets, running a clean forward pass
 // on the surrogates only when the attack needs one.
 func (a *attacker) prepare(ctx context.Context) error {
-	needClean := a.req.Labels == nil || a.cfg.Target == LeastLikely || a.cfg.Loss == LossMargin
+	margin := a.cfg.Loss == LossMargin && !a.cfg.Method.BlackBox() // the seed needs the runner-up class
+	needClean := a.req.Labels == nil || a.cfg.Target == LeastLikely || margin
 	a.classes = -1
 	for _, m := range a.req.Surrogates {
 		cc, ok := m.Net.(classCounter)
@@ -195,7 +196,7 @@ func (a *attacker) prepare(ctx context.Context) error {
 		}
 	}
 	a.obj = &objective{loss: a.cfg.Loss, targeted: targeted, cls: cls, classes: a.classes}
-	if a.cfg.Loss == LossMargin {
+	if margin {
 		a.runnerUp = make([][]int, len(a.req.Surrogates))
 		for k, l := range a.cleanLogits {
 			a.runnerUp[k] = make([]int, a.n)
