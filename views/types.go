@@ -15,6 +15,15 @@ type Page struct {
 	Scripts []string
 	// CSRF is the token forms send back as _csrf (and scripts as X-CSRF-Token).
 	CSRF string
+	// Styles are extra page stylesheets (hashed URLs), loaded after CSS.
+	Styles []string
+	// Meta are extra <meta property content> tags, e.g. Open Graph for permalinks.
+	Meta []Meta
+}
+
+// Meta is one <meta property=… content=…> tag.
+type Meta struct {
+	Property, Content string
 }
 
 // NavItem is one link of the site menu.
