@@ -250,6 +250,12 @@ func loadModels(t testing.TB, dir string) *inference.Registry {
 
 func newFixture(t testing.TB, edit func(*Config)) *fixture {
 	t.Helper()
+	return newFixtureWith(t, edit, nil)
+}
+
+// newFixtureWith lets a test wrap the registry (wrap may be nil).
+func newFixtureWith(t testing.TB, edit func(*Config), wrap func(Models) Models) *fixture {
+	t.Helper()
 	dir := modelDir(t)
 	cfg := DefaultConfig()
 	cfg.UploadRate, cfg.UploadBurst = 1000, 1000
@@ -258,7 +264,11 @@ func newFixture(t testing.TB, edit func(*Config)) *fixture {
 	}
 	logs := &syncBuffer{}
 	reg := loadModels(t, dir)
-	srv, err := New(Deps{Config: cfg, Log: slog.New(slog.NewTextHandler(logs, nil)), Models: reg,
+	var models Models = reg
+	if wrap != nil {
+		models = wrap(reg)
+	}
+	srv, err := New(Deps{Config: cfg, Log: slog.New(slog.NewTextHandler(logs, nil)), Models: models,
 		Samples: []fs.FS{os.DirFS(filepath.Join(dir, "samples"))}})
 	if err != nil {
 		t.Fatal(err)

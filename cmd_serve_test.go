@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gibbon/inference"
+	"gibbon/inference/onnx"
+)
+
+func TestServeConfigFromFlagsEnvironmentAndDefaults(t *testing.T) {
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+
+	cfg, err := parseServeConfig(nil, getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "localhost:8080" || cfg.DataDir != "./data" || cfg.ModelsDir != "" || cfg.EP != "cpu" ||
+		cfg.Server.MaxUploadBytes != 10_000_000 || cfg.Server.MaxPixels != 40_000_000 || cfg.LogFormat != "text" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+
+	env["GIBBON_ADDR"] = ":9000"
+	env["GIBBON_MAX_UPLOAD"] = "2MiB"
+	env["GIBBON_MAX_PIXELS"] = "12.5MP"
+	env["GIBBON_UPLOAD_BURST"] = "7"
+	env["GIBBON_MODELS"] = "/tmp/m"
+	env["GIBBON_SHUTDOWN_GRACE"] = "250ms"
+	cfg, err = parseServeConfig([]string{"--addr", "127.0.0.1:7000", "--max-upload", "512kB"}, getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:7000" || cfg.Server.MaxUploadBytes != 512_000 {
+		t.Errorf("flags must win over the environment: %+v", cfg)
+	}
+	if cfg.Server.MaxPixels != 12_500_000 || cfg.Server.UploadBurst != 7 || cfg.ModelsDir != "/tmp/m" ||
+		cfg.Server.ShutdownGrace != 250*time.Millisecond {
+		t.Errorf("environment not applied: %+v", cfg)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		says string
+	}{
+		{[]string{"--max-upload", "lots"}, nil, "-max-upload: unknown unit"},
+		{[]string{"--max-upload", "10 parsecs"}, nil, `unknown unit "parsecs"`},
+		{[]string{"--max-pixels", "-3MP"}, nil, "not a positive size"},
+		{[]string{"--ep", "tpu"}, nil, `unknown execution provider "tpu"`},
+		{[]string{"--log-format", "xml"}, nil, `log format "xml"`},
+		{[]string{"--upload-rate", "0"}, nil, "upload rate must be above 0"},
+		{[]string{"extra"}, nil, "serve takes no arguments"},
+		{nil, map[string]string{"GIBBON_MAX_UPLOAD": "huge"}, `GIBBON_MAX_UPLOAD="huge"`},
+		{nil, map[string]string{"GIBBON_UPLOAD_BURST": "many"}, `GIBBON_UPLOAD_BURST="many"`},
+	} {
+		_, err := parseServeConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+		var u usageError
+		if !errors.As(err, &u) || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%v %v: err %v, want a usage error saying %q", tc.args, tc.env, err, tc.says)
+		}
+	}
+}
+
+func TestParseQuantity(t *testing.T) {
+	for in, want := range map[string]int64{"10MB": 10_000_000, "10 mb": 10_000_000, "1.5MiB": 1_572_864, "4096": 4096, "2k": 2000, "1e3": 1000} {
+		var n int64
+		if err := (byteSize{&n}).Set(in); err != nil || n != want {
+			t.Errorf("%q: %d %v, want %d", in, n, err, want)
+		}
+	}
+	for _, in := range []string{"", "MB", "0", "-1KB", "1.2.3MB", "1e30GB"} {
+		var n int64
+		if err := (byteSize{&n}).Set(in); err == nil {
+			t.Errorf("%q accepted as %d", in, n)
+		}
+	}
+}
+
+// lockedBuffer collects a command's log while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// `gibbon serve` end to end, in process: loads the built-in and a user's models,
+// serves, answers, and stops cleanly when its context ends (as on SIGTERM).
+func TestServeCommandServesAndStops(t *testing.T) {
+	dir := t.TempDir()
+	b := onnx.NewBuilder("lin")
+	x := b.Input("image", 1, 1, 28, 28)
+	w := make([]float32, 7840)
+	for i := range w {
+		w[i] = float32(i%13-6) / 100
+	}
+	b.Output("logits", b.Op("MatMul", []string{b.Op("Reshape", []string{x, b.Ints(1, 784)}), b.Init("W", []int64{784, 10}, w)}), 1, 10)
+	model := b.Bytes()
+	sum := sha256.Sum256(model)
+	man, _ := json.Marshal(inference.Manifest{Models: []inference.ModelEntry{{Name: "user-linear", File: "lin.onnx",
+		SHA256: hex.EncodeToString(sum[:]), OutputsLogits: true,
+		Input: inference.InputContract{Name: "image", Layout: "NCHW", Channels: 1, Height: 28, Width: 28, Color: "gray", Range: [2]float64{0, 1}, Resize: "mnist"}}}})
+	for name, data := range map[string][]byte{"lin.onnx": model, "manifest.json": man} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := filepath.Join(t.TempDir(), "state")
+	logs := &lockedBuffer{}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--models", dir, "--data", data, "--log-format", "json"}, io.Discard, logs)
+	}()
+	urlRe := regexp.MustCompile(`"url":"(http://127\.0\.0\.1:\d+)"`)
+	var base string
+	for deadline := time.Now().Add(time.Minute); base == ""; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve returned early: %v\n%s", err, logs.String())
+		default:
+		}
+		if m := urlRe.FindStringSubmatch(logs.String()); m != nil {
+			base = m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start:\n%s", logs.String())
+		}
+	}
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ready struct {
+		Ready       bool `json:"ready"`
+		Classifiers int  `json:"classifiers"`
+	}
+	json.NewDecoder(resp.Body).Decode(&ready)
+	resp.Body.Close()
+	if !ready.Ready || ready.Classifiers < 1 {
+		t.Fatalf("readyz: %+v", ready)
+	}
+	resp, err = http.Get(base + "/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "user-linear") {
+		t.Fatal("/models does not list the user's model")
+	}
+	if st, err := os.Stat(data); err != nil || !st.IsDir() {
+		t.Errorf("data directory not created: %v", err)
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("serve did not stop")
+	}
+	for _, want := range []string{`"msg":"models loaded"`, `"msg":"request"`, `"path":"/models"`, `"msg":"stopped"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
+	}
+}
