@@ -604,9 +604,7 @@ func (c *buildCtx) renameClashes() error {
 		}
 		used[to] = true
 		renameTensor(c.g, r, to)
-		if c.isFloat[r] {
-			c.isFloat[to] = true
-		}
+		c.isFloat[to], c.types[to] = c.isFloat[r], c.types[r]
 		if c.logits == r {
 			c.logits = to
 		}
