@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"gibbon/inference"
-	"gibbon/internal/testrt"
 	"gibbon/inference/onnx"
+	"gibbon/internal/testrt"
 )
 
 func TestSessionRunsBuiltGraph(t *testing.T) {
