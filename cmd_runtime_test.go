@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"gibbon/inference"
 	"gibbon/inference/onnx"
@@ -162,5 +164,41 @@ func TestRuntimePlacementOnCPU(t *testing.T) {
 	}
 	if _, _, err := runtimeCmd(t, "frobnicate"); err == nil || exitCode(err) != 2 {
 		t.Fatalf("unknown subcommand: %v", err)
+	}
+}
+
+// A WebGPU provider without a Vulkan device falls back with one warning, the command
+// ends (ORT deadlocks releasing its environment after such a failure: Close keeps it),
+// and the next runtime in the process opens on the kept environment.
+func TestRuntimeInfoWebGPUWithoutDeviceFallsBackAndEnds(t *testing.T) {
+	t.Setenv("GIBBON_ORT_LIB", "")
+	t.Setenv("VK_ICD_FILENAMES", filepath.Join(t.TempDir(), "no_icd.json"))
+	t.Setenv("VK_DRIVER_FILES", filepath.Join(t.TempDir(), "no_icd.json"))
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 2)
+	go func() {
+		for range 2 {
+			out, errs, err := runtimeCmd(t, "info", "--ep", "webgpu")
+			if err != nil {
+				err = fmt.Errorf("%w\n%s", err, errs)
+			}
+			done <- result{out, err}
+		}
+	}()
+	for i := range 2 {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				t.Fatalf("run %d: %v", i, r.err)
+			}
+			if !strings.Contains(r.out, "webgpu requested; a session runs on ") {
+				t.Fatalf("run %d said %q", i, r.out)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("runtime info --ep webgpu hung (run %d)", i)
+		}
 	}
 }

@@ -46,6 +46,9 @@ type Runtime struct {
 	sessions map[*Session]struct{}
 	eps      map[string]*providerState
 	closed   bool
+	// webgpuFailed: a WebGPU session failed to start in this environment (this
+	// runtime's or a kept one's); Close must not release it.
+	webgpuFailed bool
 }
 
 // CacheDir is where `gibbon runtime install` puts the library for this OS/arch.
@@ -99,7 +102,14 @@ func FindLibrary(explicit string) (string, error) {
 	return p, nil
 }
 
-var envOnce sync.Mutex
+// env guards the process-wide ORT environment. kept is set when a closed Runtime
+// could not destroy it safely (see Close); the next OpenRuntime of the same library
+// reuses it, with the providers that failed still given up.
+var env struct {
+	sync.Mutex
+	keptLib string
+	keptEPs map[string]*providerState
+}
 
 // OpenRuntime checks and loads the library and initialises the environment. Every
 // error is one line that says how to fix it.
@@ -123,14 +133,24 @@ func OpenRuntime(cfg RuntimeConfig) (*Runtime, error) {
 	case !versionMatches(info.Version):
 		return nil, fmt.Errorf("%w: %s is ONNX Runtime %s, Gibbon needs %s: run `gibbon runtime install`", ErrWrongVersion, lib, info.Version, ORTVersion)
 	}
-	envOnce.Lock()
-	defer envOnce.Unlock()
-	if ort.IsInitialized() {
+	env.Lock()
+	defer env.Unlock()
+	eps := map[string]*providerState{}
+	kept := false
+	switch {
+	case ort.IsInitialized() && env.keptLib != "" && env.keptLib == lib:
+		for k, v := range env.keptEPs {
+			eps[k] = &providerState{started: v.started, failed: v.failed}
+		}
+		env.keptLib, env.keptEPs = "", nil
+		kept = true
+	case ort.IsInitialized():
 		return nil, errors.New("ONNX Runtime is already open in this process")
-	}
-	ort.SetSharedLibraryPath(lib)
-	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
-		return nil, fmt.Errorf("load ONNX Runtime %s: %s (it must be version %s: run `gibbon runtime install`)", lib, oneLine(err.Error()), ORTVersion)
+	default:
+		ort.SetSharedLibraryPath(lib)
+		if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+			return nil, fmt.Errorf("load ONNX Runtime %s: %s (it must be version %s: run `gibbon runtime install`)", lib, oneLine(err.Error()), ORTVersion)
+		}
 	}
 	if v := ort.GetVersion(); !versionMatches(v) {
 		_ = ort.DestroyEnvironment()
@@ -142,8 +162,7 @@ func OpenRuntime(cfg RuntimeConfig) (*Runtime, error) {
 	if cfg.IntraOpThreads <= 0 {
 		cfg.IntraOpThreads = 1
 	}
-	return &Runtime{cfg: cfg, libPath: lib, lib: info,
-		sessions: map[*Session]struct{}{}, eps: map[string]*providerState{}}, nil
+	return &Runtime{cfg: cfg, libPath: lib, lib: info, sessions: map[*Session]struct{}{}, eps: eps, webgpuFailed: kept}, nil
 }
 
 // logger is cfg.Logger, else the default logger at the time of logging.
@@ -167,7 +186,11 @@ func (r *Runtime) Library() LibraryInfo { return r.lib }
 // says where that session actually runs.
 func (r *Runtime) EP() string { return r.cfg.EP }
 
-// Close destroys every open session, then the environment.
+// Close destroys every open session, then the environment: in that order, since
+// with the WebGPU provider destroying the environment first aborts the process.
+// After a WebGPU provider failed to start, ORT 1.24.1 deadlocks in ReleaseEnv; the
+// environment is then kept (the process is usually exiting) and reused by the next
+// OpenRuntime of the same library.
 func (r *Runtime) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -179,11 +202,21 @@ func (r *Runtime) Close() error {
 	for s := range r.sessions {
 		open = append(open, s)
 	}
+	keep := r.webgpuFailed
+	eps := make(map[string]*providerState, len(r.eps))
+	for k, v := range r.eps {
+		eps[k] = &providerState{started: v.started, failed: v.failed}
+	}
 	r.mu.Unlock()
 	for _, s := range open {
 		s.Close()
 	}
-	envOnce.Lock()
-	defer envOnce.Unlock()
+	env.Lock()
+	defer env.Unlock()
+	if keep {
+		env.keptLib, env.keptEPs = r.libPath, eps
+		r.logger().Debug("keeping the ONNX Runtime environment: releasing it after a failed WebGPU start deadlocks")
+		return nil
+	}
 	return ort.DestroyEnvironment()
 }

@@ -66,6 +66,11 @@ func (r *Runtime) newSession(model []byte, ep, profilePrefix string) (*Session, 
 	for _, p := range r.candidates(ep) {
 		s, err := r.createSession(model, ins, outs, p, profilePrefix)
 		if err != nil {
+			if p == EPWebGPU {
+				r.mu.Lock()
+				r.webgpuFailed = true
+				r.mu.Unlock()
+			}
 			if p == EPCPU {
 				return nil, err
 			}

@@ -11,21 +11,38 @@ import (
 	"gibbon/internal/testrt"
 )
 
-// webgpuSession opens model on WebGPU. Without an adapter it falls back to the CPU:
-// with GIBBON_WEBGPU_TEST=1 (CI, after installing Mesa 25 lavapipe) that fails the
-// test; otherwise the caller checks the fallback's results instead.
-func webgpuSession(t *testing.T, rt *inference.Runtime, model []byte) *inference.Session {
+// gpuEP is the GPU provider the comparison tests use, and whether it is required:
+// GIBBON_GPU_TEST=webgpu|cuda requires that provider (GIBBON_WEBGPU_TEST=1 is
+// GIBBON_GPU_TEST=webgpu; CI sets it after installing Mesa 25 lavapipe). Otherwise
+// the tests try WebGPU and, where it has no adapter, check the CPU fallback instead.
+func gpuEP(t *testing.T) (string, bool) {
+	switch v := os.Getenv("GIBBON_GPU_TEST"); v {
+	case inference.EPWebGPU, inference.EPCUDA:
+		return v, true
+	case "":
+	default:
+		t.Fatalf("GIBBON_GPU_TEST=%q: want webgpu or cuda", v)
+	}
+	return inference.EPWebGPU, os.Getenv("GIBBON_WEBGPU_TEST") == "1"
+}
+
+// gpuSession opens model on the GPU provider (see gpuEP).
+func gpuSession(t *testing.T, rt *inference.Runtime, model []byte) *inference.Session {
 	t.Helper()
-	s, err := rt.NewSessionOn(model, inference.EPWebGPU)
+	ep, required := gpuEP(t)
+	s, err := rt.NewSessionOn(model, ep)
 	if err != nil {
-		t.Fatalf("webgpu request must fall back, not fail: %v", err)
+		t.Fatalf("%s request must fall back, not fail: %v", ep, err)
 	}
 	t.Cleanup(s.Close)
-	if s.Provider() != inference.EPWebGPU {
-		if os.Getenv("GIBBON_WEBGPU_TEST") == "1" {
-			t.Fatalf("GIBBON_WEBGPU_TEST=1 but WebGPU has no adapter (session ran on %s): install mesa-vulkan-drivers 25.x from bookworm-backports and set VK_ICD_FILENAMES to its lvp_icd.json and XDG_RUNTIME_DIR (see .ci/run)", s.Provider())
+	if s.Provider() != ep {
+		if required && ep == inference.EPWebGPU {
+			t.Fatalf("WebGPU is required here but has no adapter (the session ran on %s): install mesa-vulkan-drivers 25.x from bookworm-backports and set VK_ICD_FILENAMES to its lvp_icd.json and XDG_RUNTIME_DIR (see .ci/run), or a GPU's Vulkan driver", s.Provider())
 		}
-		t.Logf("no WebGPU adapter here: checking the CPU fallback's results (set GIBBON_WEBGPU_TEST=1 to require WebGPU)")
+		if required {
+			t.Fatalf("%s is required here but did not start (the session ran on %s): see the warning above", ep, s.Provider())
+		}
+		t.Logf("no %s here: checking the CPU fallback's results (set GIBBON_GPU_TEST=%s to require it)", ep, ep)
 	}
 	return s
 }
@@ -63,10 +80,10 @@ func compareWithCPU(t *testing.T, rt *inference.Runtime, model []byte, s *infere
 // a few ulps per op; 1e-4 relative L2 is far above that and far below any real bug.
 const providerTol = 1e-4
 
-func TestWebGPUForwardMatchesCPU(t *testing.T) {
+func TestGPUForwardMatchesCPU(t *testing.T) {
 	rt := testrt.Open(t)
 	model := smallCNN(21)
-	s := webgpuSession(t, rt, model)
+	s := gpuSession(t, rt, model)
 	compareWithCPU(t, rt, model, s, map[string]*inference.Tensor{"x": randomTensor(22, 3, 1, 8, 8)}, providerTol)
 }
 
@@ -116,47 +133,37 @@ func backwardFeed() map[string]*inference.Tensor {
 		"x": randomTensor(31, 2, 3, 10, 10), "gp": randomTensor(32, 2, 3, 4, 4), "gy": randomTensor(33, 2, 4, 4, 4)}
 }
 
-func TestWebGPUBackwardOpsMatchCPU(t *testing.T) {
+func TestGPUBackwardOpsMatchCPU(t *testing.T) {
 	rt := testrt.Open(t)
 	model := backwardOps(30)
-	s := webgpuSession(t, rt, model)
+	s := gpuSession(t, rt, model)
 	compareWithCPU(t, rt, model, s, backwardFeed(), providerTol)
 }
 
-// The placement report names the nodes WebGPU hands back to the CPU.
-func TestWebGPUPlacementReport(t *testing.T) {
+// The placement report names the nodes a GPU provider hands back to the CPU.
+func TestGPUPlacementReport(t *testing.T) {
 	rt := testrt.Open(t)
 	model := backwardOps(30)
-	_ = webgpuSession(t, rt, model) // fails here under GIBBON_WEBGPU_TEST=1 without an adapter
-	p, err := rt.Placement(context.Background(), model, inference.EPWebGPU)
+	s := gpuSession(t, rt, model) // fails here when the GPU provider is required and missing
+	p, err := rt.Placement(context.Background(), model, s.Provider())
 	if err != nil {
 		t.Fatal(err)
 	}
-	counts := p.Counts()
-	t.Logf("provider %s, nodes per provider %v, %d copies, on CPU: %v", p.Provider, counts, p.Copies(), p.OffProviderOps())
-	on := 0
-	for _, c := range counts {
-		if c.Provider == inference.ORTProviderName(p.Provider) {
-			on = c.Nodes
-		}
+	t.Logf("provider %s, nodes per provider %v, %d copies, on CPU: %v", p.Provider, p.Counts(), p.Copies(), p.OffProviderOps())
+	if p.Provider != s.Provider() {
+		t.Fatalf("placement ran on %s, the session on %s", p.Provider, s.Provider())
 	}
-	if on == 0 {
-		t.Fatalf("no node ran on the session's provider %s: %+v", p.Provider, p.Nodes)
+	byOp := map[string]string{}
+	for _, n := range p.Nodes {
+		byOp[n.OpType] = n.Provider
 	}
-	if p.Provider == inference.EPWebGPU {
-		conv := false
-		for _, n := range p.Nodes {
-			if n.OpType == "ConvTranspose" && n.Provider == "WebGpuExecutionProvider" {
-				conv = true
-			}
-		}
-		if !conv {
-			t.Errorf("ConvTranspose did not run on WebGPU: %+v", p.Nodes)
-		}
-		for _, n := range p.Nodes {
-			if n.OpType == "MaxPool" && n.Provider != "CPUExecutionProvider" {
-				t.Errorf("MaxPool with Indices must be forced to the CPU on WebGPU: %+v", n)
-			}
-		}
+	if got := byOp["ConvTranspose"]; got != inference.ORTProviderName(p.Provider) {
+		t.Errorf("ConvTranspose ran on %q, want the session's provider %s: %+v", got, p.Provider, p.Nodes)
+	}
+	if p.Provider == inference.EPWebGPU && byOp["MaxPool"] != "CPUExecutionProvider" {
+		t.Errorf("MaxPool with Indices must be forced to the CPU on WebGPU, ran on %q", byOp["MaxPool"])
+	}
+	if p.Provider != inference.EPCPU && p.Copies() == 0 {
+		t.Errorf("nodes on two providers but no copies between them: %+v", p.Nodes)
 	}
 }
