@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"gibbon/gallery"
 	"gibbon/inference"
 	"gibbon/models"
 	"gibbon/server"
@@ -110,6 +111,11 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	store, err := gallery.Open(ctx, filepath.Join(cfg.DataDir, gallery.FileName))
+	if err != nil {
+		return err
+	}
+	defer store.Close() // after the server has stopped: no request still uses it
 	sources := []inference.ModelSource{{Name: "built-in", FS: models.FS()}}
 	var samples []fs.FS
 	if cfg.ModelsDir != "" {
@@ -148,7 +154,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		"problems", len(reg.Problems()), "ms", time.Since(start).Milliseconds(), "runtime", rt.LibPath(),
 		"data", dataDirFor(cfg.DataDir))
 
-	srv, err := server.New(server.Deps{Config: cfg.Server, Log: log, Models: reg, Samples: samples})
+	srv, err := server.New(server.Deps{Config: cfg.Server, Log: log, Models: reg, Samples: samples, Gallery: store})
 	if err != nil {
 		return err
 	}

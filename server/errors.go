@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"gibbon/gallery"
 	"gibbon/inference"
 	"gibbon/views"
 )
@@ -53,9 +54,22 @@ func statusFor(err error) (int, string) {
 	var ue userError
 	var ie *inference.ImageError
 	var he *echo.HTTPError
+	var ge *gallery.ValidationError
 	switch {
 	case errors.As(err, &ue):
 		return ue.status, ue.msg
+	case errors.Is(err, gallery.ErrNotFound):
+		return http.StatusNotFound, "There is no gallery entry at this address. It may have been deleted."
+	case errors.Is(err, gallery.ErrForbidden):
+		return http.StatusForbidden, "This delete link does not belong to this entry: check that it was copied whole."
+	case errors.As(err, &ge):
+		// "title: longer than …": the field, then what is wrong with it.
+		msg := ge.Error()
+		msg = strings.ToUpper(msg[:1]) + msg[1:] + "."
+		if errors.Is(err, gallery.ErrTooLarge) {
+			return http.StatusRequestEntityTooLarge, msg
+		}
+		return http.StatusBadRequest, msg
 	case errors.As(err, &ie):
 		switch {
 		case errors.Is(err, inference.ErrUnsupportedImage):

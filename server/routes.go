@@ -25,7 +25,19 @@ func (s *Server) routes() {
 	// Models (models.go)
 	e.GET("/models", s.handleModels)
 
-	// Attack explorer: attack.go. Gallery: gallery.go.
+	// Attack explorer: attack.go.
+
+	// Gallery (gallery.go pages, gallery_files.go images and exports, gallery_api.go)
+	if s.gallery != nil {
+		e.GET("/gallery", s.handleGalleryIndex)
+		e.GET("/gallery/img/:file", s.handleGalleryImage) // <sha256>.png, immutable
+		e.GET("/g/:slug", s.handleGalleryEntry)           // permalink, from the stored record only
+		e.GET("/g/:slug/:file", s.handleGalleryFile)      // original|adversarial|perturbation.png, perturbation.npy, entry.json, export.zip
+		e.GET("/g/:slug/delete", s.handleGalleryDeletePage)
+		e.POST("/g/:slug/delete", s.handleGalleryDelete)
+		e.POST("/api/gallery", s.handleGallerySave)
+		e.DELETE("/api/gallery/:slug", s.handleGalleryDeleteAPI)
+	}
 
 	// Operations (health.go)
 	e.GET("/healthz", s.handleHealthz)

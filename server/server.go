@@ -91,6 +91,8 @@ type Deps struct {
 	// Samples are folders of sample images named digit-<label>-<k>.png; the first
 	// folder holding a name wins.
 	Samples []fs.FS
+	// Gallery stores saved runs; without one the gallery pages are not routed.
+	Gallery GalleryStore
 }
 
 // Server is the web app. Its handlers are methods, so each resource file can
@@ -99,6 +101,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	models  Models
+	gallery GalleryStore
 	samples *sampleSet
 	assets  *static.Assets
 	echo    *echo.Echo
@@ -136,7 +139,7 @@ func New(d Deps) (*Server, error) {
 	}
 	work, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg: d.Config, log: d.Log, models: d.Models, samples: samples, assets: assets,
+		cfg: d.Config, log: d.Log, models: d.Models, gallery: d.Gallery, samples: samples, assets: assets,
 		work: work, cancelWork: cancel,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 	}
