@@ -40,7 +40,8 @@ type Store struct {
 // backstop at a much larger WAL.
 const (
 	checkpointEvery    = 200 * time.Millisecond
-	autoCheckpointPage = 16000 // pages (64 MB) before a commit checkpoints itself
+	autoCheckpointPage = 16000    // pages (64 MB) before a commit checkpoints itself
+	walSizeLimit       = 64 << 20 // bytes the WAL file is cut back to once checkpointed
 )
 
 // Open opens (creating if needed) the gallery at path and brings its schema up to
@@ -70,7 +71,7 @@ func open(ctx context.Context, path string, migrations fs.FS) (*Store, error) {
 	}
 	common := "_busy_timeout=10000&_foreign_keys=1&_journal_mode=WAL&_synchronous=NORMAL"
 	w, err := sql.Open("sqlite", abs+"?"+common+"&_txlock=immediate"+
-		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", autoCheckpointPage))
+		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)&_pragma=journal_size_limit(%d)", autoCheckpointPage, walSizeLimit))
 	if err != nil {
 		return nil, fmt.Errorf("open gallery %s: %w", abs, err)
 	}
