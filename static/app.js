@@ -181,7 +181,7 @@
   panel.hidden = false;
   const ctx = pad.getContext("2d");
   // A stroke about as thick, relative to the digit, as MNIST's pen.
-  const penWidth = 20;
+  const penWidth = 22;
 
   function wipe() {
     ctx.fillStyle = "#fff";
