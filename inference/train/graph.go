@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"gibbon/inference"
 	"gibbon/inference/autodiff"
@@ -28,7 +29,9 @@ type gradGraph struct {
 }
 
 // newGradGraph differentiates a forward model: with respect to params (each becomes an
-// input) when params is non-empty, and with respect to the image when withInput.
+// input) when params is non-empty, and with respect to the image when withInput. With
+// both, only the image gradient is computed (params are inputs so that an attack runs
+// at the weights being trained).
 func newGradGraph(rt *inference.Runtime, fwd *onnx.ModelProto, params []*Param, withInput bool) (*gradGraph, error) {
 	names := make([]string, len(params))
 	for i, p := range params {
@@ -42,6 +45,17 @@ func newGradGraph(rt *inference.Runtime, fwd *onnx.ModelProto, params []*Param, 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gradient graph: %w", err)
+	}
+	if withInput && len(params) > 0 {
+		// An attack at the current weights needs the params as inputs but not their
+		// gradients: dropping those outputs lets ONNX Runtime prune their nodes.
+		outs := g.Graph.Output[:0]
+		for _, o := range g.Graph.Output {
+			if !strings.HasPrefix(o.GetName(), gradPrefix) {
+				outs = append(outs, o)
+			}
+		}
+		g.Graph.Output = outs
 	}
 	data, err := onnx.Encode(g)
 	if err != nil {

@@ -110,6 +110,8 @@ type EpochStats struct {
 	Epoch    int
 	Loss     float64
 	Accuracy float64
+	// RobustAccuracy is the PGD-10 check of adversarial training (-1 otherwise).
+	RobustAccuracy float64
 }
 
 // New builds the architecture with seeded initial weights and its gradient graphs.
@@ -270,8 +272,19 @@ func (t *Trainer) Run(ctx context.Context, opts RunOptions) error {
 			lossSum/seen, 100*correct/seen, t.cfg.Schedule.At(t.step-1, total)))
 		endOfEpoch := t.step%t.perEpoch == 0
 		if endOfEpoch {
-			t.History = append(t.History, EpochStats{Epoch: epoch, Loss: lossSum / seen, Accuracy: correct / seen})
-			p.Printf("epoch %d/%d: train loss %.4f, train accuracy %.2f%%%s", epoch, t.cfg.Epochs, lossSum/seen, 100*correct/seen, t.advNote())
+			st := EpochStats{Epoch: epoch, Loss: lossSum / seen, Accuracy: correct / seen, RobustAccuracy: -1}
+			note := ""
+			if t.cfg.Adversarial != nil {
+				// Catastrophic overfitting (FGSM training suddenly stops resisting PGD)
+				// shows here first.
+				if st.RobustAccuracy, err = t.robustCheck(ctx); err != nil {
+					p.End()
+					return err
+				}
+				note = fmt.Sprintf(" (on adversarial examples); PGD-10 check on %d training images %.2f%%", robustCheckImages, 100*st.RobustAccuracy)
+			}
+			t.History = append(t.History, st)
+			p.Printf("epoch %d/%d: train loss %.4f, train accuracy %.2f%%%s", epoch, t.cfg.Epochs, st.Loss, 100*st.Accuracy, note)
 			lossSum, seen, correct = 0, 0, 0
 		}
 		due := endOfEpoch
@@ -351,9 +364,27 @@ func (t *Trainer) trainStep(ctx context.Context) (float64, int, error) {
 	return loss, ok, nil
 }
 
-func (t *Trainer) advNote() string {
-	if t.cfg.Adversarial == nil {
-		return ""
+const robustCheckImages = 500
+
+// robustCheck is the accuracy under PGD-10 (step eps/4, random start) on the first
+// training images, at the current weights.
+func (t *Trainer) robustCheck(ctx context.Context) (float64, error) {
+	set := t.data.Subset(robustCheckImages)
+	cfg := PGDConfig{Eps: t.cfg.Adversarial.Eps, Step: t.cfg.Adversarial.Eps / 4, Steps: 10, RandomStart: true}
+	x := &inference.Tensor{Shape: []int64{int64(set.Len()), 1, mnist.Rows, mnist.Cols}, Data: set.Images}
+	rngs := make([]*rand.Rand, set.Len())
+	for i := range rngs {
+		rngs[i] = rngFor(t.cfg.Seed, streamEval, uint64(i))
 	}
-	return " (on adversarial examples)"
+	_, fooled, err := perturb(ctx, t.attack.inputGradFunc(), x, set.Labels, cfg, rngs, true)
+	if err != nil {
+		return 0, err
+	}
+	ok := 0
+	for _, f := range fooled {
+		if !f {
+			ok++
+		}
+	}
+	return float64(ok) / float64(set.Len()), nil
 }

@@ -53,7 +53,7 @@ var Zoo = []Recipe{
 		Name:        "mnist-cnn-robust",
 		Description: "Adversarially trained CNN: FGSM with random start at eps 0.3, step 0.375 (\"fast adversarial training\", Wong et al. 2020), Adam with a one-cycle schedule.",
 		Robust:      true,
-		Config: Config{Arch: arch.RobustCNN.Name, Seed: 5, Epochs: 12, BatchSize: 100,
+		Config: Config{Arch: arch.RobustCNN.Name, Seed: 5, Epochs: 10, BatchSize: 100,
 			Optimizer: OptimizerConfig{Kind: Adam},
 			Schedule:  Schedule{Kind: OneCycle, LR: 5e-3, Warmup: 0.4},
 			Adversarial: &AdvConfig{PGDConfig: PGDConfig{Eps: 0.3, Step: 0.375, Steps: 1, RandomStart: true},

@@ -87,25 +87,24 @@ var SmallCNN = register(Arch{
 	},
 })
 
-// WideCNN: VGG-style 3x3 convolutions with max-pooling.
+// WideCNN: 3x3 convolutions widening 32-64-128 with a max-pool after each.
 var WideCNN = register(Arch{
 	Name:        "cnn-wide",
-	Description: "wider CNN: conv3x3 (32) - conv3x3 (64) - maxpool - conv3x3 (128) - maxpool - fc 256 - fc 10, ReLU",
+	Description: "wider CNN: conv3x3 (32) - maxpool - conv3x3 (64) - maxpool - conv3x3 (128) - maxpool - fc 256 - fc 10, ReLU",
 	body: func(n *net, x string) string {
-		h := n.relu(n.conv(x, 1, 32, 3, 1, 1, Kaiming)) // 28x28
-		h = n.relu(n.conv(h, 32, 64, 3, 1, 1, Kaiming)) // 28x28
-		h = n.maxPool(h, 2)                             // 14x14
-		h = n.relu(n.conv(h, 64, 128, 3, 1, 1, Kaiming))
-		h = n.maxPool(h, 2) // 7x7
-		h = n.relu(n.linear(n.flatten(h), 128*7*7, 256, Kaiming))
+		h := n.maxPool(n.relu(n.conv(x, 1, 32, 3, 1, 1, Kaiming)), 2)  // 14x14
+		h = n.maxPool(n.relu(n.conv(h, 32, 64, 3, 1, 1, Kaiming)), 2)  // 7x7
+		h = n.maxPool(n.relu(n.conv(h, 64, 128, 3, 1, 1, Kaiming)), 2) // 3x3
+		h = n.relu(n.linear(n.flatten(h), 128*3*3, 256, Kaiming))
 		return n.linear(h, 256, 10, Xavier)
 	},
 })
 
-// ResNet: a small residual net; each block's second convolution starts at zero.
+// ResNet: a small residual net; each block's second convolution starts at zero, so
+// the net begins as a plain shallow CNN and needs no normalisation.
 var ResNet = register(Arch{
 	Name:        "resnet-small",
-	Description: "small residual net: conv3x3 (32) - 2 residual blocks at 14x14 (32) - conv/2 (64) - 2 residual blocks at 7x7 (64) - global average pool - fc 10",
+	Description: "small residual net: conv3x3/2 (32) - conv3x3/2 (64) - 2 residual blocks (2 conv3x3 each) at 7x7 - global average pool - fc 10, ReLU, no normalisation",
 	body: func(n *net, x string) string {
 		block := func(h string, c int) string {
 			r := n.relu(n.conv(h, c, c, 3, 1, 1, Kaiming))
@@ -113,8 +112,6 @@ var ResNet = register(Arch{
 			return n.relu(n.add(h, r))
 		}
 		h := n.relu(n.conv(x, 1, 32, 3, 2, 1, Kaiming)) // 14x14
-		h = block(h, 32)
-		h = block(h, 32)
 		h = n.relu(n.conv(h, 32, 64, 3, 2, 1, Kaiming)) // 7x7
 		h = block(h, 64)
 		h = block(h, 64)
