@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"os"
 	"strings"
 	"testing"
 
@@ -17,11 +18,19 @@ import (
 // Correctness anchors on the built-in MNIST models: results the literature leads us to
 // expect, measured on a small fixed subset of the test set (the first images).
 
+// anchorModelsEnv points the anchors at a models folder instead of the embedded
+// models, to check candidate models before they are committed.
+const anchorModelsEnv = "GIBBON_ANCHOR_MODELS"
+
 // zoo loads the embedded manifest's MNIST classifiers; robust selects adversarially
 // trained ones or standard ones.
 func zoo(t *testing.T, robust bool) []*attack.ONNXModel {
 	t.Helper()
-	data, err := fs.ReadFile(models.FS(), inference.ManifestFile)
+	var src fs.FS = models.FS()
+	if dir := os.Getenv(anchorModelsEnv); dir != "" {
+		src = os.DirFS(dir)
+	}
+	data, err := fs.ReadFile(src, inference.ManifestFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +48,7 @@ func zoo(t *testing.T, robust bool) []*attack.ONNXModel {
 		if e.Robust != robust || e.Input.Channels != 1 || e.Input.Height != mnist.Rows || e.Input.Width != mnist.Cols {
 			continue
 		}
-		m, err := attack.LoadModel(context.Background(), testrt.Open(t), models.FS(), e)
+		m, err := attack.LoadModel(context.Background(), testrt.Open(t), src, e)
 		if err != nil {
 			t.Fatalf("built-in model %s: %v", e.Name, err)
 		}
@@ -148,11 +157,12 @@ func formatMatrix(ms []*attack.ONNXModel, m [][]float64) string {
 }
 
 // MI-FGSM transfers better than I-FGSM (Dong et al. 2018): at the same budget and
-// step count, its examples fool the models it did not attack more often.
+// step count, its examples fool the models it did not attack more often. (ε = 0.2
+// separates them: at 0.3 nearly everything transfers, at 0.1 little does.)
 func TestAnchorMomentumTransfersBetter(t *testing.T) {
-	ms := append(zoo(t, false), zoo(t, true)...)
+	ms := zoo(t, false)
 	if len(ms) < 2 {
-		t.Fatalf("transfer needs at least two built-in MNIST models, the manifest has %d", len(ms))
+		t.Fatalf("transfer needs at least two standard built-in MNIST models, the manifest has %d", len(ms))
 	}
 	x, labels := digits(t, 200)
 	base := attack.Config{Eps: 0.2, Steps: 10, Seed: 1}
@@ -180,19 +190,21 @@ func TestAnchorMomentumTransfersBetter(t *testing.T) {
 }
 
 // Square Attack with 1000 queries beats random noise of the same ε by a wide margin.
+// The noise is ±ε on every pixel, the strongest of its budget: at ε = 0.3 it alone
+// fools a weak MNIST model half the time, so the comparison is made at ε = 0.2.
 func TestAnchorSquareBeatsNoise(t *testing.T) {
 	std := zoo(t, false)
 	if len(std) == 0 {
 		t.Fatal("the manifest has classifiers but no standard 28×28 MNIST model")
 	}
-	x, labels := digits(t, 100)
+	x, labels := digits(t, 64)
 	for _, m := range std {
 		req := attack.Request{Images: x, Labels: labels, Surrogates: named([]*attack.ONNXModel{m})}
-		sq, err := attack.Run(context.Background(), attack.Config{Method: attack.Square, Eps: 0.3, Queries: 1000, SquareP: 0.8, Seed: 1}, req, nil)
+		sq, err := attack.Run(context.Background(), attack.Config{Method: attack.Square, Eps: 0.2, Queries: 1000, SquareP: 0.8, Seed: 1}, req, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		nz, err := attack.Run(context.Background(), attack.Config{Method: attack.Noise, Eps: 0.3, Seed: 1}, req, nil)
+		nz, err := attack.Run(context.Background(), attack.Config{Method: attack.Noise, Eps: 0.2, Seed: 1}, req, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -201,7 +213,7 @@ func TestAnchorSquareBeatsNoise(t *testing.T) {
 			q += float64(v)
 		}
 		a, b := sq.Models[0].SuccessRate, nz.Models[0].SuccessRate
-		t.Logf("%s ε=0.3: Square Attack (1000 queries, %.0f used on average) %.0f%% success, random ±ε noise %.0f%%", m.Name(), q/float64(len(sq.Queries)), 100*a, 100*b)
+		t.Logf("%s ε=0.2: Square Attack (1000 queries, %.0f used on average) %.0f%% success, random ±ε noise %.0f%%", m.Name(), q/float64(len(sq.Queries)), 100*a, 100*b)
 		if a < b+0.3 {
 			t.Errorf("%s: Square Attack %.0f%% does not beat noise %.0f%% by 30 points", m.Name(), 100*a, 100*b)
 		}
