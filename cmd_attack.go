@@ -405,13 +405,17 @@ func attackImage(ctx context.Context, cfg attack.Config, req attack.Request, con
 	if res.Targets != nil {
 		fmt.Fprintf(stdout, "target class %d\n", res.Targets[0])
 	}
-	fmt.Fprintf(stdout, "%-24s %6s %6s  %s\n", "model", "clean", "adv", "success")
+	w := 5
+	for _, m := range res.Models {
+		w = max(w, len(m.Name)+2)
+	}
+	fmt.Fprintf(stdout, "%-*s %6s %6s  %s\n", w, "model", "clean", "adv", "success")
 	for _, m := range res.Models {
 		mark := ""
 		if m.Surrogate {
 			mark = " *"
 		}
-		fmt.Fprintf(stdout, "%-24s %6d %6d  %s\n", m.Name+mark, m.Clean[0], m.Adv[0], yesNo(m.Success[0]))
+		fmt.Fprintf(stdout, "%-*s %6d %6d  %s\n", w, m.Name+mark, m.Clean[0], m.Adv[0], yesNo(m.Success[0]))
 	}
 	printCost(stdout, res)
 	if f.out != "" {
@@ -660,7 +664,11 @@ func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, c
 	if c.Target != attack.Untargeted {
 		what = "success (prediction = target)"
 	}
-	fmt.Fprintf(stdout, "%-24s %10s %10s %10s\n", "model", "clean acc", "adv acc", "success")
+	w := 5
+	for _, m := range rep.Models {
+		w = max(w, len(m.Name)+len(" (transfer)"))
+	}
+	fmt.Fprintf(stdout, "%-*s %10s %10s %10s\n", w, "model", "clean acc", "adv acc", "success")
 	for _, m := range rep.Models {
 		name := m.Name
 		if m.Surrogate {
@@ -668,7 +676,7 @@ func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, c
 		} else {
 			name += " (transfer)"
 		}
-		fmt.Fprintf(stdout, "%-24s %9.1f%% %9.1f%% %9.1f%%\n", name, 100*m.CleanAccuracy, 100*m.AdvAccuracy, 100*m.SuccessRate)
+		fmt.Fprintf(stdout, "%-*s %9.1f%% %9.1f%% %9.1f%%\n", w, name, 100*m.CleanAccuracy, 100*m.AdvAccuracy, 100*m.SuccessRate)
 	}
 	fmt.Fprintf(stdout, "* attacked; %s\n", what)
 	q := ""
