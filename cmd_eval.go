@@ -25,6 +25,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	steps := fs.Int("steps", train.DefaultPGD.Steps, "PGD iterations (0: clean accuracy only)")
 	seed := fs.Uint64("seed", 0, "seed of the random starts")
 	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads")
+	rf := addRuntimeFlags(fs)
 	write := fs.Bool("write", true, "record the metrics in the manifest")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -54,7 +55,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	test = test.Subset(*n)
-	rt, err := inference.OpenRuntime(inference.RuntimeConfig{IntraOpThreads: *threads})
+	rt, err := inference.OpenRuntime(rf.config(*threads))
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	epochs := fs.Int("epochs", 0, "epochs (0: the recipe's)")
 	seed := fs.Int64("seed", -1, "random seed (-1: the recipe's)")
 	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads")
+	rf := addRuntimeFlags(fs)
 	ckpt := fs.String("checkpoint", "", "checkpoint file (default: in the user cache, named by the settings)")
 	fresh := fs.Bool("fresh", false, "start over even when a checkpoint exists")
 	subset := fs.Int("subset", 0, "train on the first N training images only (quick trials)")
@@ -90,7 +91,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	rt, err := inference.OpenRuntime(inference.RuntimeConfig{IntraOpThreads: *threads})
+	rt, err := inference.OpenRuntime(rf.config(*threads))
 	if err != nil {
 		return err
 	}
