@@ -3,6 +3,7 @@ package inference_test
 import (
 	"context"
 	"math/rand/v2"
+	"os"
 	"testing"
 
 	"gibbon/inference"
@@ -13,8 +14,8 @@ import (
 
 // mobileBlock is a MobileNetV2-shaped classifier in miniature: stem conv + BN + Relu6,
 // an inverted residual (expand 1x1, depthwise 3x3, project 1x1, skip Add), an
-// overlapping MaxPool, global average pool and Gemm; 16x16 input.
-func mobileBlock(seed uint64) *onnx.ModelProto {
+// overlapping MaxPool, global average pool and Gemm; hw x hw input.
+func mobileBlock(seed uint64, hw int64) *onnx.ModelProto {
 	r := rand.New(rand.NewPCG(seed, 5))
 	randn := func(scale float64, shape ...int64) []float32 {
 		n := int64(1)
@@ -35,7 +36,7 @@ func mobileBlock(seed uint64) *onnx.ModelProto {
 		return out
 	}
 	b := onnx.NewBuilder("mobile_block")
-	x := b.Input("image", -1, 3, 16, 16)
+	x := b.Input("image", -1, 3, hw, hw)
 	h := b.Op("Conv", []string{x, b.Init("stem.w", []int64{8, 3, 3, 3}, randn(0.3, 8, 3, 3, 3))},
 		onnx.AttrInts("pads", 1, 1, 1, 1), onnx.AttrInts("strides", 2, 2))
 	h = b.Op("BatchNormalization", []string{h, b.Init("bn.s", []int64{8}, ones(8, 1.1)), b.Init("bn.b", []int64{8}, randn(0.1, 8)),
@@ -60,7 +61,7 @@ func mobileBlock(seed uint64) *onnx.ModelProto {
 // provider as on the CPU, and the placement report says what it hands back to the CPU.
 func TestGPUGradientGraphMatchesCPU(t *testing.T) {
 	rt := testrt.Open(t)
-	grad, err := autodiff.Build(rt, mobileBlock(41), autodiff.Options{Loss: autodiff.CrossEntropy})
+	grad, err := autodiff.Build(rt, mobileBlock(41, 16), autodiff.Options{Loss: autodiff.CrossEntropy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,5 +84,56 @@ func TestGPUGradientGraphMatchesCPU(t *testing.T) {
 	t.Logf("gradient graph on %s: nodes %v, %d copies, handed to the CPU: %v", p.Provider, p.Counts(), p.Copies(), p.OffProviderOps())
 	if p.Provider != s.Provider() || len(p.Nodes) == 0 {
 		t.Fatalf("placement ran on %s with %d nodes, the session on %s", p.Provider, len(p.Nodes), s.Provider())
+	}
+}
+
+// BenchmarkGPUGradient is forward+backward throughput of the MobileNetV2-shaped
+// block's gradient graph (64x64, batch 16) on the CPU and on the GPU provider, in
+// images/s: `go tool task gpu-check` prints both from one run.
+func BenchmarkGPUGradient(b *testing.B) {
+	rt := testrt.Open(b)
+	grad, err := autodiff.Build(rt, mobileBlock(43, 64), autodiff.Options{Loss: autodiff.CrossEntropy})
+	if err != nil {
+		b.Fatal(err)
+	}
+	model, err := onnx.Encode(grad)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const batch = 16
+	labels := inference.NewTensor(batch, 10)
+	for i := range batch {
+		labels.Data[i*10+i%10] = 1
+	}
+	feed := map[string]*inference.Tensor{"image": randomTensor(44, batch, 3, 64, 64), autodiff.InputLabelWeights: labels}
+	gpu, required := os.Getenv("GIBBON_GPU_TEST"), true
+	if gpu == "" {
+		gpu, required = inference.EPWebGPU, false
+	}
+	for _, ep := range []string{inference.EPCPU, gpu} {
+		s, err := rt.NewSessionOn(model, ep)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if s.Provider() != ep {
+			s.Close()
+			if required {
+				b.Fatalf("%s did not start (ran on %s)", ep, s.Provider())
+			}
+			b.Logf("%s did not start here: only the CPU is measured (GIBBON_GPU_TEST=%s requires it)", ep, ep)
+			continue
+		}
+		b.Run(ep, func(b *testing.B) {
+			if _, err := s.Run(context.Background(), feed); err != nil { // shader compilation, allocation
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := s.Run(context.Background(), feed); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "images/s")
+		})
+		s.Close()
 	}
 }
