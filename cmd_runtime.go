@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"gibbon/inference"
+	"gibbon/inference/autodiff"
 	"gibbon/inference/onnx"
 	"gibbon/inference/ortinstall"
 	"gibbon/models"
@@ -168,8 +169,8 @@ func probeModel() []byte {
 func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("runtime placement", stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon runtime placement [--ep webgpu] [--nodes] MODEL.onnx|BUILTIN...")
-		fmt.Fprintln(stderr, "       gibbon runtime placement [--ep webgpu] --builtin")
+		fmt.Fprintln(stderr, "Usage: gibbon runtime placement [--ep webgpu] [--grad] [--nodes] MODEL.onnx|BUILTIN...")
+		fmt.Fprintln(stderr, "       gibbon runtime placement [--ep webgpu] [--grad] --builtin")
 		fmt.Fprintln(stderr, "Runs each model once on constant inputs with ONNX Runtime's profiler and reports which")
 		fmt.Fprintln(stderr, "provider ran each node: the nodes a GPU provider hands back to the CPU, and the copies.")
 		fs.PrintDefaults()
@@ -177,6 +178,7 @@ func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writ
 	rf := addRuntimeFlags(fs)
 	builtin := fs.Bool("builtin", false, "report every built-in model")
 	nodes := fs.Bool("nodes", false, "list every node that left the provider, not just their op types")
+	grad := fs.Bool("grad", false, "report the model's gradient graph (autodiff, cross-entropy), which attacks run, instead of the model")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -213,6 +215,12 @@ func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	defer rt.Close()
 	for i, n := range names {
+		if *grad {
+			if models[i], err = gradientGraph(rt, models[i]); err != nil {
+				return fmt.Errorf("%s: %w", n, err)
+			}
+			n += " (gradient graph)"
+		}
 		p, err := rt.Placement(ctx, models[i], rt.EP())
 		if err != nil {
 			return fmt.Errorf("%s: %w", n, err)
@@ -220,6 +228,18 @@ func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writ
 		printPlacement(stdout, n, rt.EP(), p, *nodes)
 	}
 	return nil
+}
+
+func gradientGraph(rt *inference.Runtime, model []byte) ([]byte, error) {
+	m, err := onnx.Decode(model)
+	if err != nil {
+		return nil, err
+	}
+	g, err := autodiff.Build(rt, m, autodiff.Options{Loss: autodiff.CrossEntropy})
+	if err != nil {
+		return nil, err
+	}
+	return onnx.Encode(g)
 }
 
 func printPlacement(w io.Writer, name, ep string, p *inference.Placement, nodes bool) {

@@ -156,6 +156,13 @@ func TestRuntimePlacementOnCPU(t *testing.T) {
 	if !strings.Contains(out, "cpu requested, runs on cpu; nodes: CPUExecutionProvider") {
 		t.Fatalf("placement said %q", out)
 	}
+	out, errs, err = runtimeCmd(t, "placement", "--ep", "cpu", "--grad", model)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errs)
+	}
+	if !strings.Contains(out, "tiny.onnx (gradient graph): cpu requested, runs on cpu") {
+		t.Fatalf("gradient graph placement said %q", out)
+	}
 	if _, _, err := runtimeCmd(t, "placement", filepath.Join(t.TempDir(), "missing.onnx")); err == nil || !strings.Contains(err.Error(), "no such file or built-in model") {
 		t.Fatalf("missing model: %v", err)
 	}
