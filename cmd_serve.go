@@ -154,7 +154,11 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		"problems", len(reg.Problems()), "ms", time.Since(start).Milliseconds(), "runtime", rt.LibPath(),
 		"data", dataDirFor(cfg.DataDir))
 
-	srv, err := server.New(server.Deps{Config: cfg.Server, Log: log, Models: reg, Samples: samples, Gallery: store})
+	// The attack explorer adapts models on first use; their sessions close before the runtime's.
+	nets := server.NewAttackNets(rt, sources...)
+	defer nets.Close()
+	srv, err := server.New(server.Deps{Config: cfg.Server, Log: log, Models: reg, Samples: samples, Gallery: store,
+		Attack: server.AttackDeps{Config: server.DefaultAttackConfig(), Nets: nets}})
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,11 @@ func (s *Server) routes() {
 	// Models (models.go)
 	e.GET("/models", s.handleModels)
 
-	// Attack explorer: attack.go.
+	// Attack explorer (attack.go page, ws.go websocket)
+	if s.explorer != nil {
+		e.GET("/attack", s.handleAttackPage)
+		e.GET("/api/attack/ws", s.handleAttackSocket)
+	}
 
 	// Gallery (gallery.go pages, gallery_files.go images and exports, gallery_api.go)
 	if s.gallery != nil {

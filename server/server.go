@@ -93,6 +93,9 @@ type Deps struct {
 	Samples []fs.FS
 	// Gallery stores saved runs; without one the gallery pages are not routed.
 	Gallery GalleryStore
+	// Attack is the live attack explorer's (attack_config.go); without Nets it is
+	// not routed.
+	Attack AttackDeps
 }
 
 // Server is the web app. Its handlers are methods, so each resource file can
@@ -116,6 +119,8 @@ type Server struct {
 	slots chan struct{}
 	// classifying counts requests inside the model loop (tests watch it).
 	classifying atomic.Int64
+	// explorer is the live attack explorer, or nil (attack.go).
+	explorer *explorer
 }
 
 // New builds the server and its routes; it does not listen.
@@ -142,6 +147,9 @@ func New(d Deps) (*Server, error) {
 		cfg: d.Config, log: d.Log, models: d.Models, gallery: d.Gallery, samples: samples, assets: assets,
 		work: work, cancelWork: cancel,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+	}
+	if d.Attack.Nets != nil {
+		s.explorer = newExplorer(d.Attack)
 	}
 	s.echo = echo.New()
 	s.echo.HideBanner, s.echo.HidePort = true, true

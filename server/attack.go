@@ -1,0 +1,78 @@
+package server
+
+import (
+	"net/http"
+	"sync/atomic"
+
+	"github.com/labstack/echo/v4"
+
+	"gibbon/inference"
+	"gibbon/inference/defense"
+	"gibbon/views"
+)
+
+// The live attack explorer: the page (here), its websocket (ws.go), a run
+// (attack_run.go) and its frames (attack_frame.go).
+
+// attackSocketPath is the explorer's websocket.
+const attackSocketPath = "/api/attack/ws"
+
+// explorer is the explorer's state shared by every connection.
+type explorer struct {
+	cfg   AttackConfig
+	nets  AttackNets
+	queue *runQueue
+	// running counts runs between their start message and their end, queued ones
+	// included; runs counts every run begun; sessions counts open websockets
+	// (tests watch them).
+	running  atomic.Int64
+	runs     atomic.Int64
+	sessions atomic.Int64
+}
+
+func newExplorer(d AttackDeps) *explorer {
+	cfg := d.Config.withDefaults()
+	return &explorer{cfg: cfg, nets: d.Nets, queue: newRunQueue(cfg.MaxRuns, cfg.MaxQueue)}
+}
+
+func (s *Server) handleAttackPage(c echo.Context) error {
+	return s.render(c, http.StatusOK, views.Attack(s.attackPage(c)))
+}
+
+func (s *Server) attackPage(c echo.Context) views.AttackPage {
+	cfg := s.explorer.cfg
+	p := s.page(c, "Attack", "/attack")
+	p.Styles = append(p.Styles, s.assets.URL("attack.css"))
+	p.Scripts = append(p.Scripts, s.assets.URL("attack.js"))
+	page := views.AttackPage{
+		Page: p,
+		Limits: views.Limits{
+			MaxUpload: formatBytes(s.cfg.MaxUploadBytes),
+			MaxPixels: inference.FormatMegapixels(s.cfg.MaxPixels),
+			Formats:   inference.ImageFormats,
+			Accept:    "image/png,image/jpeg,image/gif,image/webp",
+		},
+		Samples:      s.samples.list,
+		MaxSteps:     cfg.MaxSteps,
+		DefaultSteps: min(40, cfg.MaxSteps),
+		DefaultEps:   40,
+		MaxEps:       128,
+		MaxPaceMS:    int(cfg.MaxPace.Milliseconds()),
+		MaxUpload:    s.cfg.MaxUploadBytes,
+		Gallery:      s.gallery != nil,
+		Socket:       attackSocketPath,
+		Problems:     len(s.models.Problems()),
+	}
+	for _, a := range s.attackChoices() {
+		page.Attacks = append(page.Attacks, views.AttackChoice{ID: a.ID, Label: a.Label, Note: a.Note, Gradient: a.Gradient})
+	}
+	for _, m := range s.models.Classifiers() {
+		page.Models = append(page.Models, views.AttackModel{Name: m.Name, Architecture: m.Architecture, Robust: m.Robust,
+			Input: describeInput(m.Input), InputKey: inputKey(m.Input), Labels: m.Labels})
+	}
+	for _, k := range defense.Kinds {
+		page.Defences = append(page.Defences, views.DefenceKind{ID: k.ID, Label: k.Label, Param: k.Param, Unit: k.Unit,
+			Note: k.Note, Min: k.Min, Max: k.Max, Default: k.Default, Random: k.Random})
+	}
+	return page
+}

@@ -1,0 +1,472 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/labstack/echo/v4"
+)
+
+// The explorer's websocket. Each connection has one reader (the handler's own
+// goroutine), one writer, and at most one attack run at a time, each owned by the
+// session and waited for when it ends. Messages to the client go through an outbox
+// that keeps control messages in order but only the newest frame: a slow client
+// skips frames, the attack never waits for it, and nothing queues without bound.
+//
+// Client → server, text JSON: {"type":"start", …startMsg} (an uploaded or drawn
+// image follows as one binary message), {"type":"stop"}, {"type":"gain","gain":2}.
+// Server → client: text JSON {"type":"queued"|"done"|"error", …}, and binary
+// messages (started, frame, perturbation): a 4-byte big-endian length, that many
+// bytes of JSON, then the PNG images the JSON lists by offset and length.
+
+// errOrigin refuses a websocket from another site's page (or from no page).
+var errOrigin = userError{http.StatusForbidden, "This websocket only accepts connections from Gibbon's own pages (the Origin header must match the host)."}
+
+// maxQueued bounds the control messages waiting for a client that does not read.
+const maxQueued = 64
+
+// checkOrigin requires the Origin header a browser sends, naming this host.
+func checkOrigin(r *http.Request) error {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return errOrigin
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+		return errOrigin
+	}
+	return nil
+}
+
+func (s *Server) handleAttackSocket(c echo.Context) error {
+	req := c.Request()
+	if !websocket.IsWebSocketUpgrade(req) {
+		return userError{http.StatusBadRequest, "This address is the attack explorer's websocket: open /attack in a browser."}
+	}
+	if err := checkOrigin(req); err != nil {
+		return err
+	}
+	up := websocket.Upgrader{
+		ReadBufferSize:  4 << 10,
+		WriteBufferSize: 32 << 10,
+		CheckOrigin:     func(*http.Request) bool { return true }, // checked above, with a clear message
+	}
+	conn, err := up.Upgrade(c.Response(), req, nil)
+	if err != nil {
+		c.Set(handledErrKey, err) // Upgrade answered the request itself
+		return nil
+	}
+	ss := newWSSession(s, conn)
+	s.explorer.sessions.Add(1)
+	defer s.explorer.sessions.Add(-1)
+	ss.serve(req.Context())
+	return nil
+}
+
+// wsSession is one websocket connection.
+type wsSession struct {
+	s    *Server
+	cfg  AttackConfig
+	conn *websocket.Conn
+	out  *outbox
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	gain   atomic.Uint64 // float64 bits
+
+	mu      sync.Mutex
+	active  *activeRun
+	last    *run // the last finished run (for gain changes)
+	pending *pendingStart
+	nextID  int
+	runs    sync.WaitGroup
+}
+
+// pendingStart is a checked start message waiting for its image.
+type pendingStart struct {
+	plan     *runPlan
+	received time.Time
+}
+
+// activeRun is the run in progress and how to stop it.
+type activeRun struct {
+	run    *run
+	cancel context.CancelFunc
+}
+
+func newWSSession(s *Server, conn *websocket.Conn) *wsSession {
+	ss := &wsSession{s: s, cfg: s.explorer.cfg, conn: conn, out: newOutbox()}
+	ss.gain.Store(math.Float64bits(1))
+	return ss
+}
+
+// serve runs the session until the client leaves, the writer fails or parent ends;
+// then it cancels the run and waits for it and for the writer.
+func (ss *wsSession) serve(parent context.Context) {
+	ss.ctx, ss.cancel = context.WithCancel(parent)
+	defer ss.cancel()
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		ss.writeLoop()
+		ss.cancel()
+	}()
+	// Unblock the reader when the session ends for another reason.
+	stop := context.AfterFunc(ss.ctx, func() { ss.conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	ss.readLoop()
+	ss.cancel()
+	ss.runs.Wait()
+	<-writerDone
+	ss.conn.Close()
+}
+
+func (ss *wsSession) readLoop() {
+	c := ss.conn
+	c.SetReadLimit(ss.s.cfg.MaxUploadBytes + formOverhead)
+	alive := func() { c.SetReadDeadline(time.Now().Add(ss.cfg.PongWait)) }
+	alive()
+	c.SetPongHandler(func(string) error { alive(); return nil })
+	for {
+		typ, data, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		alive()
+		if ss.ctx.Err() != nil {
+			return
+		}
+		switch typ {
+		case websocket.TextMessage:
+			ss.handleText(data)
+		case websocket.BinaryMessage:
+			ss.handleImage(data)
+		}
+	}
+}
+
+// clientMsg is what every client message has, and the fields of the small ones.
+type clientMsg struct {
+	Type string  `json:"type"`
+	Gain float64 `json:"gain"`
+}
+
+func (ss *wsSession) handleText(data []byte) {
+	var m clientMsg
+	if err := json.Unmarshal(data, &m); err != nil {
+		ss.sendError("The message is not valid JSON: " + err.Error())
+		return
+	}
+	switch m.Type {
+	case "start":
+		var sm startMsg
+		if err := json.Unmarshal(data, &sm); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) && te.Field != "" {
+				ss.sendError("The start message has a wrong value for " + te.Field + ": want " + jsonKind(te.Type) + ".")
+			} else {
+				ss.sendError("The start message could not be read: " + err.Error())
+			}
+			return
+		}
+		ss.start(sm)
+	case "stop":
+		ss.stop("You stopped the run.")
+	case "gain":
+		if math.IsNaN(m.Gain) || m.Gain < minGain || m.Gain > maxGain {
+			ss.sendError("The perturbation gain must be between 0.25 and 16.")
+			return
+		}
+		ss.gain.Store(math.Float64bits(m.Gain))
+		ss.mu.Lock()
+		last, busy := ss.last, ss.active != nil
+		ss.mu.Unlock()
+		if !busy && last != nil {
+			ss.send(outMsg{build: func() (int, []byte, error) { return last.perturbationMsg(m.Gain) }})
+		}
+	case "":
+		ss.sendError("The message has no type.")
+	default:
+		ss.sendError("Unknown message type " + truncate(m.Type, 40) + ".")
+	}
+}
+
+// jsonKind names a Go type the way JSON would.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	}
+	return "an object"
+}
+
+// start checks a start message; it runs now, or once its image arrives.
+func (ss *wsSession) start(sm startMsg) {
+	received := time.Now()
+	ss.mu.Lock()
+	busy := ss.active != nil || ss.pending != nil
+	ss.mu.Unlock()
+	if busy {
+		ss.sendError("A run is already in progress: stop it before starting another.")
+		return
+	}
+	plan, err := ss.s.plan(sm)
+	if err != nil {
+		ss.sendUserError(err)
+		return
+	}
+	if plan.imageBytes > 0 {
+		ss.mu.Lock()
+		ss.pending = &pendingStart{plan: plan, received: received}
+		ss.mu.Unlock()
+		return
+	}
+	ss.launch(plan, nil, received)
+}
+
+func (ss *wsSession) handleImage(data []byte) {
+	ss.mu.Lock()
+	p := ss.pending
+	ss.pending = nil
+	ss.mu.Unlock()
+	if p == nil {
+		ss.sendError("An image arrived without a start message before it.")
+		return
+	}
+	if int64(len(data)) != p.plan.imageBytes {
+		ss.sendError("The image is not the size the start message announced; try again.")
+		return
+	}
+	ss.launch(p.plan, data, p.received)
+}
+
+// launch starts the run goroutine.
+func (ss *wsSession) launch(plan *runPlan, image []byte, received time.Time) {
+	ctx, cancel := context.WithCancel(ss.ctx)
+	ss.mu.Lock()
+	ss.nextID++
+	r := newRun(ss, ss.nextID, plan, received)
+	ss.active = &activeRun{run: r, cancel: cancel}
+	ss.gain.Store(math.Float64bits(plan.gain))
+	ss.mu.Unlock()
+	ss.runs.Add(1)
+	go func() {
+		defer ss.runs.Done()
+		defer cancel()
+		r.execute(ctx, image)
+		ss.mu.Lock()
+		if ss.active != nil && ss.active.run == r {
+			ss.active = nil
+		}
+		if r.finished.Load() {
+			ss.last = r
+		}
+		ss.mu.Unlock()
+	}()
+}
+
+// stop cancels the run in progress, if any, saying why.
+func (ss *wsSession) stop(reason string) {
+	ss.mu.Lock()
+	a := ss.active
+	ss.pending = nil
+	ss.mu.Unlock()
+	if a != nil {
+		a.run.stopReason.Store(&reason)
+		a.cancel()
+	}
+}
+
+func (ss *wsSession) currentGain() float64 { return math.Float64frombits(ss.gain.Load()) }
+
+// send queues a message; a client that lets too many pile up is disconnected.
+func (ss *wsSession) send(m outMsg) {
+	if err := ss.out.push(m); err != nil {
+		ss.cancel()
+	}
+}
+
+func (ss *wsSession) sendJSON(v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		ss.s.log.Error("explorer: encode message", "err", err)
+		return
+	}
+	ss.send(outMsg{typ: websocket.TextMessage, data: data})
+}
+
+type errorMsg struct {
+	Type    string `json:"type"`
+	Run     int    `json:"run,omitempty"`
+	Message string `json:"message"`
+}
+
+func (ss *wsSession) sendError(msg string) { ss.sendJSON(errorMsg{Type: "error", Message: msg}) }
+
+// sendUserError sends what people should read about err (internal details are logged).
+func (ss *wsSession) sendUserError(err error) {
+	_, msg := statusFor(err)
+	ss.sendError(msg)
+}
+
+// writeLoop sends the outbox's messages and the pings until the session ends or a
+// write fails (a client that takes WriteWait to accept one is gone).
+func (ss *wsSession) writeLoop() {
+	c := ss.conn
+	ping := time.NewTicker(ss.cfg.PingPeriod)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ss.ctx.Done():
+			msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+			if ss.s.active.isClosed() {
+				msg = websocket.FormatCloseMessage(websocket.CloseGoingAway, "the server is shutting down")
+			}
+			c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+			return
+		case <-ping.C:
+			if err := c.WriteControl(websocket.PingMessage, nil, time.Now().Add(ss.cfg.WriteWait)); err != nil {
+				return
+			}
+		case <-ss.out.wake:
+			for ss.ctx.Err() == nil {
+				m, ok := ss.out.next()
+				if !ok {
+					break
+				}
+				typ, data, after, err := ss.materialize(m)
+				if err != nil {
+					ss.s.log.Error("explorer: render", "err", err)
+					ss.sendError("A frame could not be drawn: " + err.Error())
+					continue
+				}
+				if data == nil {
+					continue
+				}
+				c.SetWriteDeadline(time.Now().Add(ss.cfg.WriteWait))
+				if err := c.WriteMessage(typ, data); err != nil {
+					return
+				}
+				if after != nil {
+					after()
+				}
+			}
+		}
+	}
+}
+
+// materialize turns a queued message into bytes: frames are drawn now, so frames a
+// slow client skips are never drawn. after runs once the message is written.
+func (ss *wsSession) materialize(m outMsg) (typ int, data []byte, after func(), err error) {
+	switch {
+	case m.snap != nil:
+		data, err = m.snap.run.renderFrame(ss.ctx, m.snap, ss.currentGain())
+		if err != nil || data == nil {
+			return 0, nil, nil, err
+		}
+		return websocket.BinaryMessage, data, func() { m.snap.run.frameSent(m.snap) }, nil
+	case m.build != nil:
+		typ, data, err = m.build()
+		return typ, data, nil, err
+	}
+	return m.typ, m.data, nil, nil
+}
+
+// outMsg is one message for the client: ready bytes, a frame to draw, or a message
+// built when its turn comes (it may depend on the frames before it).
+type outMsg struct {
+	typ   int
+	data  []byte
+	snap  *snapshot
+	build func() (int, []byte, error)
+}
+
+// outbox holds control messages in order and the newest unsent frame.
+type outbox struct {
+	mu     sync.Mutex
+	queue  []outMsg
+	latest *snapshot
+	wake   chan struct{}
+}
+
+func newOutbox() *outbox { return &outbox{wake: make(chan struct{}, 1)} }
+
+func (o *outbox) signal() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// offer makes s the frame to send next, replacing (and returning) an unsent one.
+func (o *outbox) offer(s *snapshot) (replaced *snapshot) {
+	o.mu.Lock()
+	replaced, o.latest = o.latest, s
+	o.mu.Unlock()
+	o.signal()
+	return replaced
+}
+
+var errOutboxFull = errors.New("the client is not reading its messages")
+
+// push queues a message that must arrive. A frame (a run's final one) supersedes an
+// unsent newer-frame slot; any other message goes after it.
+func (o *outbox) push(m outMsg) error {
+	o.mu.Lock()
+	if len(o.queue) >= maxQueued {
+		o.mu.Unlock()
+		return errOutboxFull
+	}
+	if o.latest != nil {
+		if m.snap != nil {
+			o.latest.run.dropped.Add(1)
+		} else {
+			o.queue = append(o.queue, outMsg{snap: o.latest})
+		}
+		o.latest = nil
+	}
+	o.queue = append(o.queue, m)
+	o.mu.Unlock()
+	o.signal()
+	return nil
+}
+
+// next is the message to write now: queued ones first, then the newest frame.
+func (o *outbox) next() (outMsg, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.queue) > 0 {
+		m := o.queue[0]
+		o.queue[0] = outMsg{}
+		o.queue = o.queue[1:]
+		return m, true
+	}
+	if o.latest != nil {
+		s := o.latest
+		o.latest = nil
+		return outMsg{snap: s}, true
+	}
+	return outMsg{}, false
+}
