@@ -25,7 +25,7 @@ const (
 // Entry is one saved record: everything needed to trust and reproduce it.
 //
 // On Save, Original and Adversarial carry lossless PNG bytes; Slug, CreatedAt
-// (when zero), the SHA fields and LInfMeasured are filled in. Get returns the
+// (when zero), the SHA fields, Width, Height and LInfMeasured are filled in. Get returns the
 // SHA fields but not the bytes: read those with Store.Image.
 type Entry struct {
 	Slug      string    `json:"slug"`
@@ -60,6 +60,9 @@ type Entry struct {
 	Adversarial    []byte `json:"-"`
 	OriginalSHA    string `json:"original_sha256,omitempty"`
 	AdversarialSHA string `json:"adversarial_sha256,omitempty"`
+	// Width and Height of the images in pixels (0 without images).
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
 }
 
 // ModelRef names a model by name and file checksum.

@@ -41,10 +41,13 @@ func getEntry(ctx context.Context, q queryer, slug string) (*Entry, []byte, erro
 		hash           []byte
 		id             int64
 	)
-	err := q.QueryRowContext(ctx, `SELECT id, slug, delete_hash, kind, created_at, title, gibbon_version, attack,
-		eps, eps_unit, linf, linf_measured, seed, original_sha, adversarial_sha, record
-		FROM entries WHERE slug = ?`, slug).Scan(&id, &e.Slug, &hash, &kind, &created, &e.Title, &e.GibbonVersion,
-		&e.Attack, &e.Eps, &e.EpsUnit, &e.LInf, &linfMeasured, &e.Seed, &origSHA, &adSHA, &rec)
+	var width, height sql.NullInt64
+	err := q.QueryRowContext(ctx, `SELECT e.id, e.slug, e.delete_hash, e.kind, e.created_at, e.title, e.gibbon_version,
+		e.attack, e.eps, e.eps_unit, e.linf, e.linf_measured, e.seed, e.original_sha, e.adversarial_sha, e.record,
+		i.width, i.height
+		FROM entries e LEFT JOIN images i ON i.sha256 = coalesce(e.adversarial_sha, e.original_sha)
+		WHERE e.slug = ?`, slug).Scan(&id, &e.Slug, &hash, &kind, &created, &e.Title, &e.GibbonVersion,
+		&e.Attack, &e.Eps, &e.EpsUnit, &e.LInf, &linfMeasured, &e.Seed, &origSHA, &adSHA, &rec, &width, &height)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, ErrNotFound
 	}
@@ -58,6 +61,7 @@ func getEntry(ctx context.Context, q queryer, slug string) (*Entry, []byte, erro
 		e.LInfMeasured = &v
 	}
 	e.OriginalSHA, e.AdversarialSHA = origSHA.String, adSHA.String
+	e.Width, e.Height = int(width.Int64), int(height.Int64)
 	var r record
 	if err := json.Unmarshal([]byte(rec), &r); err != nil {
 		return nil, nil, fmt.Errorf("load gallery entry %s: record: %w", slug, err)

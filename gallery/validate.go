@@ -252,12 +252,12 @@ func prepare(e *Entry) (*prepared, error) {
 		p.linfMeasured = &m
 	}
 	e.LInfMeasured = p.linfMeasured
-	e.OriginalSHA, e.AdversarialSHA = "", ""
+	e.OriginalSHA, e.AdversarialSHA, e.Width, e.Height = "", "", 0, 0
 	if p.orig != nil {
-		e.OriginalSHA = p.orig.sha
+		e.OriginalSHA, e.Width, e.Height = p.orig.sha, p.orig.width, p.orig.height
 	}
 	if p.adv != nil {
-		e.AdversarialSHA = p.adv.sha
+		e.AdversarialSHA, e.Width, e.Height = p.adv.sha, p.adv.width, p.adv.height
 	}
 
 	rec, err := json.Marshal(record{Params: e.Params, Predictions: e.Predictions, Timings: e.Timings, Payload: e.Payload})
