@@ -1,0 +1,273 @@
+// Package attacknet trains and evaluates Gibbon's attack networks: fully convolutional
+// encoder-decoders that turn an image into adversarial examples in one forward pass,
+// one perturbation head per L∞ budget (after Preferred Networks' entry to the NIPS 2017
+// adversarial attack competition; see shared/design/attack-network.md).
+//
+// The generator is an ONNX graph built here; training composes it with frozen target
+// classifiers into one graph whose per-image objective autodiff differentiates with
+// respect to the generator's weights only (the classifiers' weights stay constants),
+// so gradients flow through the classifiers into the generator.
+package attacknet
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+
+	"gibbon/inference/onnx"
+)
+
+// Graph names of an exported attack network.
+const (
+	// Input is the clean image, in the target classifiers' layout and pixel range.
+	Input = "image"
+	// Output is "adv" [N, K, C, H, W] (NCHW) or [N, K, H, W, C] (NHWC): head k's
+	// adversarial image for budget Eps[k].
+	Output = "adv"
+	// ParamPrefix starts every generator initializer's name.
+	ParamPrefix = "gen/"
+)
+
+// Spec is what a generator is built for: the image tensor the targets take and the
+// budgets of its heads.
+type Spec struct {
+	Channels, Height, Width int
+	// Layout is "NCHW" (default) or "NHWC".
+	Layout string
+	// Range is the pixel range; the zero value means [0,1].
+	Range [2]float64
+	// Eps are the heads' L∞ budgets on Range, in output order.
+	Eps []float64
+	// Base is the channel count at full resolution (doubling per level; default 12).
+	Base int
+	// Levels is the number of stride-2 downsamplings (0: as many as keep the smaller
+	// side at 7 or more, at most 4).
+	Levels int
+}
+
+// DefaultBase is the generator width when Spec.Base is 0.
+const DefaultBase = 12
+
+// Normalized fills in the defaults and checks the spec.
+func (s Spec) Normalized() (Spec, error) {
+	if s.Layout == "" {
+		s.Layout = "NCHW"
+	}
+	s.Layout = strings.ToUpper(s.Layout)
+	if s.Range == [2]float64{} {
+		s.Range = [2]float64{0, 1}
+	}
+	if s.Base == 0 {
+		s.Base = DefaultBase
+	}
+	switch {
+	case s.Layout != "NCHW" && s.Layout != "NHWC":
+		return s, fmt.Errorf("layout %q: want NCHW or NHWC", s.Layout)
+	case s.Channels < 1 || s.Channels > 4:
+		return s, fmt.Errorf("%d channels: want 1 to 4", s.Channels)
+	case s.Height < 4 || s.Width < 4 || s.Height > 4096 || s.Width > 4096:
+		return s, fmt.Errorf("image size %d×%d: want 4 to 4096 pixels each way", s.Width, s.Height)
+	case !(s.Range[1] > s.Range[0]) || math.IsInf(s.Range[0], 0) || math.IsInf(s.Range[1], 0):
+		return s, fmt.Errorf("pixel range [%g,%g] is empty", s.Range[0], s.Range[1])
+	case len(s.Eps) == 0 || len(s.Eps) > 32:
+		return s, fmt.Errorf("%d eps heads: want 1 to 32", len(s.Eps))
+	case s.Base < 1 || s.Base > 256:
+		return s, fmt.Errorf("base width %d: want 1 to 256 channels", s.Base)
+	case s.Levels < 0 || s.Levels > 6:
+		return s, fmt.Errorf("%d levels: want 0 (automatic) to 6", s.Levels)
+	}
+	for i, e := range s.Eps {
+		if !(e > 0) || e > s.Range[1]-s.Range[0] || math.IsInf(e, 0) {
+			return s, fmt.Errorf("eps %g (head %d) must be positive and at most the range width %g", e, i, s.Range[1]-s.Range[0])
+		}
+		for _, f := range s.Eps[:i] {
+			if f == e {
+				return s, fmt.Errorf("eps %g is listed twice", e)
+			}
+		}
+	}
+	if s.Levels == 0 {
+		for side := min(s.Height, s.Width); s.Levels < 4 && (side+1)/2 >= 7; side = (side + 1) / 2 {
+			s.Levels++
+		}
+		if s.Levels == 0 {
+			s.Levels = 1
+		}
+	}
+	if side := min(s.Height, s.Width); side>>s.Levels < 1 {
+		return s, fmt.Errorf("%d levels halve a %d-pixel side below one pixel", s.Levels, side)
+	}
+	return s, nil
+}
+
+// HeadName is the conventional name of a head's budget, e.g. "eps0.3".
+func HeadName(eps float64) string { return "eps" + strconv.FormatFloat(eps, 'g', -1, 64) }
+
+// MACs is the generator's multiply-accumulates per image (convolutions only).
+func (s Spec) MACs() int64 {
+	s, err := s.Normalized()
+	if err != nil {
+		return 0
+	}
+	var total int64
+	h, w := int64(s.Height), int64(s.Width)
+	conv := func(cin, cout int, h, w int64) { total += h * w * int64(cin) * int64(cout) * 9 }
+	ch := s.levelChannels()
+	conv(s.Channels, ch[0], h, w)
+	sizes := [][2]int64{{h, w}}
+	for l := 1; l <= s.Levels; l++ {
+		h, w = (h+1)/2, (w+1)/2
+		sizes = append(sizes, [2]int64{h, w})
+		conv(ch[l-1], ch[l], h, w)
+	}
+	conv(ch[s.Levels], ch[s.Levels], h, w)
+	for l := s.Levels; l >= 1; l-- {
+		conv(ch[l], ch[l-1], sizes[l][0], sizes[l][1]) // transposed conv, counted at the input size
+		conv(2*ch[l-1], ch[l-1], sizes[l-1][0], sizes[l-1][1])
+	}
+	conv(ch[0], len(s.Eps)*s.Channels, sizes[0][0], sizes[0][1])
+	return total
+}
+
+// levelChannels is the channel count at each resolution level.
+func (s Spec) levelChannels() []int {
+	ch := make([]int, s.Levels+1)
+	for l := range ch {
+		ch[l] = min(s.Base<<l, 8*s.Base)
+	}
+	return ch
+}
+
+// gen builds the generator's layers with seeded weights.
+type gen struct {
+	b      *onnx.Builder
+	rng    *rand.Rand
+	params []string
+	layer  int
+}
+
+func (g *gen) param(kind string, shape []int64, data []float32) string {
+	name := fmt.Sprintf("%sl%d.%s", ParamPrefix, g.layer, kind)
+	g.b.Init(name, shape, data)
+	g.params = append(g.params, name)
+	return name
+}
+
+// normal fills a weight with N(0, std²).
+func (g *gen) normal(shape []int64, std float64) []float32 {
+	n := 1
+	for _, d := range shape {
+		n *= int(d)
+	}
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(g.rng.NormFloat64() * std)
+	}
+	return out
+}
+
+// conv is a 3×3 convolution with bias (Kaiming-normal weights scaled by gain).
+func (g *gen) conv(x string, cin, cout, stride int, gain float64) string {
+	g.layer++
+	shape := []int64{int64(cout), int64(cin), 3, 3}
+	w := g.param("w", shape, g.normal(shape, gain*math.Sqrt(2/float64(cin*9))))
+	b := g.param("b", []int64{int64(cout)}, make([]float32, cout))
+	s := int64(stride)
+	return g.b.Op("Conv", []string{x, w, b}, onnx.AttrInts("kernel_shape", 3, 3),
+		onnx.AttrInts("strides", s, s), onnx.AttrInts("pads", 1, 1, 1, 1))
+}
+
+// up is a 3×3 stride-2 transposed convolution whose output is exactly h×w (the skip
+// connection's size: 2·in or 2·in−1 each way).
+func (g *gen) up(x string, cin, cout int, inH, inW, h, w int) string {
+	g.layer++
+	shape := []int64{int64(cin), int64(cout), 3, 3}
+	wt := g.param("w", shape, g.normal(shape, math.Sqrt(2/(2.25*float64(cin)))))
+	b := g.param("b", []int64{int64(cout)}, make([]float32, cout))
+	// out = 2(in−1) − 2·pad + 3 + output_padding = 2·in − 1 + output_padding
+	return g.b.Op("ConvTranspose", []string{x, wt, b}, onnx.AttrInts("kernel_shape", 3, 3),
+		onnx.AttrInts("strides", 2, 2), onnx.AttrInts("pads", 1, 1, 1, 1),
+		onnx.AttrInts("output_padding", int64(h-(2*inH-1)), int64(w-(2*inW-1))))
+}
+
+func (g *gen) relu(x string) string { return g.b.Op("Relu", []string{x}) }
+
+// BuildGenerator returns the generator graph with weights drawn from seed, and the
+// names of its trainable initializers.
+//
+// It is a U-Net: a 3×3 convolution at full resolution, Levels stride-2 convolutions
+// down (channels doubling), one more at the bottom, then per level a stride-2
+// transposed convolution up, concatenated with the encoder's map of that size (the
+// skip connection) and mixed by a 3×3 convolution; last a 3×3 convolution to K·C
+// channels, one image-sized map h_k per head. Head k's output is x + eps_k·tanh(h_k)
+// where that stays inside the pixel range [lo, hi]; near the range's edge tanh is
+// rescaled onto [max(lo, x−eps_k), min(hi, x+eps_k)] instead of clipped. Either way
+// |adv − x| ≤ eps_k and lo ≤ adv ≤ hi hold by construction (up to float32 rounding,
+// below 1e-7 on [0,1]).
+func BuildGenerator(spec Spec, seed uint64) (*onnx.ModelProto, []string, error) {
+	s, err := spec.Normalized()
+	if err != nil {
+		return nil, nil, err
+	}
+	b := onnx.NewBuilder("attack-network")
+	g := &gen{b: b, rng: rand.New(rand.NewPCG(seed, 0x5eed0a77ac4e7)), layer: 0}
+	C, H, W, K := int64(s.Channels), int64(s.Height), int64(s.Width), int64(len(s.Eps))
+	lo, hi := float32(s.Range[0]), float32(s.Range[1])
+	nhwc := s.Layout == "NHWC"
+
+	var x string
+	if nhwc {
+		in := b.Input(Input, -1, H, W, C)
+		x = b.Op("Transpose", []string{in}, onnx.AttrInts("perm", 0, 3, 1, 2))
+	} else {
+		x = b.Input(Input, -1, C, H, W)
+	}
+	// The layers see the image on [0,1] whatever the pixel range.
+	u := b.Op("Mul", []string{b.Op("Sub", []string{x, b.Scalar(lo)}), b.Scalar(1 / (hi - lo))})
+
+	ch := s.levelChannels()
+	sizes := [][2]int{{s.Height, s.Width}}
+	skips := []string{g.relu(g.conv(u, s.Channels, ch[0], 1, 1))}
+	h := skips[0]
+	for l := 1; l <= s.Levels; l++ {
+		prev := sizes[l-1]
+		sizes = append(sizes, [2]int{(prev[0] + 1) / 2, (prev[1] + 1) / 2})
+		h = g.relu(g.conv(h, ch[l-1], ch[l], 2, 1))
+		skips = append(skips, h)
+	}
+	h = g.relu(g.conv(h, ch[s.Levels], ch[s.Levels], 1, 1))
+	for l := s.Levels; l >= 1; l-- {
+		in, out := sizes[l], sizes[l-1]
+		up := g.relu(g.up(h, ch[l], ch[l-1], in[0], in[1], out[0], out[1]))
+		cat := b.Op("Concat", []string{up, skips[l-1]}, onnx.AttrInt("axis", 1))
+		h = g.relu(g.conv(cat, 2*ch[l-1], ch[l-1], 1, 1))
+	}
+	// Small last-layer weights: every head starts near tanh's linear part, adv ≈ x.
+	heads := g.conv(h, ch[0], int(K*C), 1, 0.1)
+
+	t := b.Op("Tanh", []string{b.Op("Reshape", []string{heads, b.Ints(-1, K, C, H, W)})})
+	eps := make([]float32, K)
+	for i, e := range s.Eps {
+		eps[i] = float32(e)
+	}
+	// Head k spans [a, b] = [max(lo, x−eps_k), min(hi, x+eps_k)]: adv = mid + half·tanh(h)
+	// with mid = (a+b)/2, half = (b−a)/2. Where the ball lies inside the range this is
+	// x + eps_k·tanh(h); at the range's edge it rescales tanh instead of clipping, so no
+	// pixel sits in a clipped dead zone without a gradient. The final Clip only guards
+	// float rounding.
+	epsT := b.Const([]int64{1, K, 1, 1, 1}, eps...)
+	x5 := b.Op("Unsqueeze", []string{x, b.Ints(1)})
+	a := b.Op("Max", []string{b.Op("Sub", []string{x5, epsT}), b.Scalar(lo)})
+	c := b.Op("Min", []string{b.Op("Add", []string{x5, epsT}), b.Scalar(hi)})
+	mid := b.Op("Mul", []string{b.Op("Add", []string{a, c}), b.Scalar(0.5)})
+	half := b.Op("Mul", []string{b.Op("Sub", []string{c, a}), b.Scalar(0.5)})
+	adv := b.Op("Clip", []string{b.Op("Add", []string{mid, b.Op("Mul", []string{half, t})}), b.Scalar(lo), b.Scalar(hi)})
+	if nhwc {
+		b.Output(Output, b.Op("Transpose", []string{adv}, onnx.AttrInts("perm", 0, 1, 3, 4, 2)), -1, K, H, W, C)
+	} else {
+		b.Output(Output, adv, -1, K, C, H, W)
+	}
+	return b.Model(), g.params, nil
+}

@@ -1,0 +1,223 @@
+package attacknet
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"gibbon/inference"
+	"gibbon/inference/autodiff"
+	"gibbon/inference/onnx"
+	"gibbon/inference/train"
+	"gibbon/internal/testrt"
+)
+
+func TestSpecRejectsBadSettings(t *testing.T) {
+	ok := Spec{Channels: 1, Height: 28, Width: 28, Eps: []float64{0.3}}
+	for _, c := range []struct {
+		edit func(*Spec)
+		want string
+	}{
+		{func(s *Spec) { s.Layout = "NWHC" }, "layout"},
+		{func(s *Spec) { s.Channels = 0 }, "channels"},
+		{func(s *Spec) { s.Height = 2 }, "image size"},
+		{func(s *Spec) { s.Range = [2]float64{1, 0} }, "range"},
+		{func(s *Spec) { s.Eps = nil }, "eps heads"},
+		{func(s *Spec) { s.Eps = []float64{0.1, -0.1} }, "positive"},
+		{func(s *Spec) { s.Eps = []float64{1.5} }, "range width"},
+		{func(s *Spec) { s.Eps = []float64{math.NaN()} }, "positive"},
+		{func(s *Spec) { s.Eps = []float64{0.1, 0.1} }, "twice"},
+		{func(s *Spec) { s.Base = 1000 }, "base width"},
+		{func(s *Spec) { s.Levels = 6; s.Height = 16 }, "below one pixel"},
+	} {
+		s := ok
+		s.Eps = append([]float64(nil), ok.Eps...)
+		c.edit(&s)
+		if _, _, err := BuildGenerator(s, 1); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one about %q", s, err, c.want)
+		}
+	}
+	if s, err := ok.Normalized(); err != nil || s.Levels != 2 || s.Base != DefaultBase || s.Layout != "NCHW" || s.Range != [2]float64{0, 1} {
+		t.Errorf("defaults: %+v %v", s, err)
+	}
+	if s, _ := (Spec{Channels: 3, Height: 224, Width: 224, Eps: []float64{0.03}}).Normalized(); s.Levels != 4 {
+		t.Errorf("224×224: %d levels, want 4", s.Levels)
+	}
+}
+
+// Every output of every head stays within eps of the input and inside the pixel range,
+// also with saturated heads, on odd sizes, both layouts and a [0,255] range.
+func TestGeneratorBoundHoldsOnEveryOutput(t *testing.T) {
+	rt := testrt.Open(t)
+	ctx := context.Background()
+	for _, s := range []Spec{
+		{Channels: 1, Height: 28, Width: 28, Eps: []float64{0.1, 0.2, 0.3}, Base: 4},
+		{Channels: 3, Height: 13, Width: 17, Layout: "NHWC", Range: [2]float64{0, 255}, Eps: []float64{8, 16}, Base: 4},
+		{Channels: 3, Height: 9, Width: 8, Range: [2]float64{-1, 1}, Eps: []float64{0.5}, Base: 2, Levels: 3},
+	} {
+		m, params, err := BuildGenerator(s, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, _ := s.Normalized()
+		// Blow the weights up so most heads saturate at ±1 (the bound's edge).
+		ps, _ := train.ParamsOf(m, params)
+		for _, p := range ps {
+			for i := range p.Data {
+				p.Data[i] *= 30
+			}
+		}
+		m, _ = train.Bake(m, ps)
+		data, _ := onnx.Encode(m)
+		sess, err := rt.NewSession(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shape := []int64{5, int64(ns.Channels), int64(ns.Height), int64(ns.Width)}
+		if ns.Layout == "NHWC" {
+			shape = []int64{5, int64(ns.Height), int64(ns.Width), int64(ns.Channels)}
+		}
+		x := inference.NewTensor(shape...)
+		rng := rand.New(rand.NewPCG(1, 2))
+		lo, hi := float32(ns.Range[0]), float32(ns.Range[1])
+		for i := range x.Data {
+			switch rng.IntN(4) {
+			case 0:
+				x.Data[i] = lo
+			case 1:
+				x.Data[i] = hi
+			default:
+				x.Data[i] = lo + rng.Float32()*(hi-lo)
+			}
+		}
+		out, err := sess.Run(ctx, map[string]*inference.Tensor{Input: x})
+		sess.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		adv := out[Output]
+		K := len(ns.Eps)
+		want := append([]int64{5, int64(K)}, shape[1:]...)
+		if adv == nil || len(adv.Shape) != 5 || !sameInts(adv.Shape, want) {
+			t.Fatalf("%+v: output shape %v, want %v", ns, adv.Shape, want)
+		}
+		per := len(x.Data) / 5
+		var atEdge, total int
+		for i := range 5 {
+			for k, e := range ns.Eps {
+				tol := 1e-6 * (float64(hi) - float64(lo))
+				for j := range per {
+					a, c := float64(adv.Data[(i*K+k)*per+j]), float64(x.Data[i*per+j])
+					if math.Abs(a-c) > e+tol || a < float64(lo) || a > float64(hi) {
+						t.Fatalf("%+v: head ε %g image %d value %d: %g from %g", ns, e, i, j, a, c)
+					}
+					if math.Abs(math.Abs(a-c)-e) < 1e-3*e || a == float64(lo) || a == float64(hi) {
+						atEdge++
+					}
+					total++
+				}
+			}
+		}
+		if atEdge < total/2 {
+			t.Errorf("%+v: only %d of %d values at the ball's edge: the saturation check is not testing the edge", ns, atEdge, total)
+		}
+	}
+}
+
+func sameInts(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// The training graph's gradient (through frozen classifiers into the generator)
+// matches a central finite difference along it, per head.
+func TestTrainingGradientMatchesFiniteDifferences(t *testing.T) {
+	rt := testrt.Open(t)
+	ctx := context.Background()
+	zoo, _, test := smallZoo(t)
+	spec := Spec{Channels: 1, Height: 28, Width: 28, Eps: []float64{0.1, 0.3}, Base: 4}
+	gm, names, err := BuildGenerator(spec, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	comp, err := composeTraining(gm, spec, []Target{targetOf("cnn", zoo["mnist-cnn-small"]), targetOf("mlp", zoo["mnist-mlp"])}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gg, err := autodiff.Build(rt, comp, autodiff.Options{Input: Input, Loss: autodiff.LogitSeed, Params: names, NoInputGrad: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := onnx.Encode(gg)
+	sess, err := rt.NewSession(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	params, _ := train.ParamsOf(gm, names)
+	const N, cols = 16, 8 // 2 targets × 2 heads, hinge and fooled columns
+	x, _ := batchOf(test, 0, N)
+	for col := range 4 {
+		seed := inference.NewTensor(N, cols)
+		for i := range N {
+			seed.Data[i*cols+col] = 1
+		}
+		loss := func() (float64, map[string]*inference.Tensor) {
+			feed := map[string]*inference.Tensor{Input: x, autodiff.InputLogitSeed: seed}
+			for _, p := range params {
+				feed[p.Name] = &inference.Tensor{Shape: p.Shape, Data: p.Data}
+			}
+			out, err := sess.Run(ctx, feed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var l float64
+			for _, v := range out[autodiff.OutputLoss].Data {
+				l += float64(v)
+			}
+			return l, out
+		}
+		_, out := loss()
+		var norm float64
+		for _, p := range params {
+			for _, v := range out[autodiff.GradPrefix+p.Name].Data {
+				norm += float64(v) * float64(v)
+			}
+		}
+		norm = math.Sqrt(norm)
+		if !(norm > 0) {
+			t.Fatalf("column %d: zero gradient", col)
+		}
+		const h = 1e-3
+		orig := make([][]float32, len(params))
+		move := func(sign float64) {
+			for i, p := range params {
+				if orig[i] == nil {
+					orig[i] = append([]float32(nil), p.Data...)
+				}
+				g := out[autodiff.GradPrefix+p.Name].Data
+				for j := range p.Data {
+					p.Data[j] = orig[i][j] + float32(sign*h*float64(g[j])/norm)
+				}
+			}
+		}
+		move(1)
+		lp, _ := loss()
+		move(-1)
+		lm, _ := loss()
+		move(0)
+		fd := (lp - lm) / (2 * h)
+		if math.Abs(fd-norm) > 0.03*norm {
+			t.Errorf("column %d: directional derivative %g by finite differences, gradient norm %g", col, fd, norm)
+		}
+	}
+}
