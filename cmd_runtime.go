@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
 	"gibbon/inference"
@@ -140,6 +141,13 @@ func runtimeInfo(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if len(info.Providers) > 0 {
 		line("providers", strings.Join(info.Providers, ", ")+" (built in; a GPU provider may still fail to start)")
+	}
+	if slices.Contains(info.Providers, inference.ORTProviderName(inference.EPCUDA)) {
+		if info.CUDAProviderLib != "" {
+			line("cuda", info.CUDAProviderLib)
+		} else {
+			line("cuda", "no libonnxruntime_providers_cuda beside the library: CUDA cannot start (see --ort-lib)")
+		}
 	}
 	if err != nil && info.Version == "" {
 		return fmt.Errorf("%s is not a usable ONNX Runtime library (%v): run `gibbon runtime install`", lib, err)

@@ -71,12 +71,35 @@ type LibraryInfo struct {
 	// (e.g. WebGpuExecutionProvider, CPUExecutionProvider). Offering one does not mean
 	// it starts: CUDA also needs the CUDA libraries, WebGPU a GPU adapter.
 	Providers []string
+	// CUDAProviderLib is ORT's CUDA provider library beside this one, "" when absent
+	// (the npm package lists CUDA but ships without it).
+	CUDAProviderLib string
 }
 
-// Offers reports whether the library was built with the provider (a Gibbon name).
-// An empty provider list (not readable on this OS) counts as offering everything.
+// Offers reports whether the library can try the provider (a Gibbon name): it was
+// built with it and, for CUDA, the CUDA provider library is beside it. An empty
+// provider list (not readable on this OS) counts as offering everything.
 func (i LibraryInfo) Offers(ep string) bool {
-	return ep == EPCPU || len(i.Providers) == 0 || slices.Contains(i.Providers, ORTProviderName(ep))
+	if ep == EPCPU || len(i.Providers) == 0 {
+		return true
+	}
+	if ep == EPCUDA && i.CUDAProviderLib == "" {
+		return false
+	}
+	return slices.Contains(i.Providers, ORTProviderName(ep))
+}
+
+// cudaProviderLib finds ORT's CUDA provider library beside lib.
+func cudaProviderLib(lib string) string {
+	name := "libonnxruntime_providers_cuda.so"
+	if runtime.GOOS == "windows" {
+		name = "onnxruntime_providers_cuda.dll"
+	}
+	p := filepath.Join(filepath.Dir(lib), name)
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
 }
 
 var errLibraryInfoUnsupported = errors.New("reading library information is not supported on this OS")
@@ -88,7 +111,9 @@ func ReadLibraryInfo(path string) (LibraryInfo, error) {
 	if _, err := os.Stat(path); err != nil {
 		return LibraryInfo{Path: path}, err
 	}
-	return readLibraryInfo(path)
+	info, err := readLibraryInfo(path)
+	info.CUDAProviderLib = cudaProviderLib(path)
+	return info, err
 }
 
 // versionMatches accepts ORTVersion and its build-suffixed forms, not 1.24.10.
@@ -164,8 +189,12 @@ type providerState struct {
 func (r *Runtime) candidates(ep string) []string {
 	try, notOffered := providerOrder(ep, r.lib, ep == EPAuto && softwareGPUOnly())
 	for _, p := range notOffered {
-		r.giveUp(p, fmt.Errorf("this ONNX Runtime library (%s) does not offer %s; it offers %s",
-			r.libPath, ORTProviderName(p), strings.Join(r.lib.Providers, ", ")), EPCPU)
+		err := fmt.Errorf("this ONNX Runtime library (%s) does not offer %s; it offers %s",
+			r.libPath, ORTProviderName(p), strings.Join(r.lib.Providers, ", "))
+		if p == EPCUDA && slices.Contains(r.lib.Providers, ORTProviderName(EPCUDA)) {
+			err = fmt.Errorf("the CUDA provider library is not beside %s %s", r.libPath, cudaHint)
+		}
+		r.giveUp(p, err, EPCPU)
 	}
 	out := try[:0]
 	r.mu.Lock()

@@ -40,7 +40,8 @@ func TestResolveEPOrder(t *testing.T) {
 }
 
 func TestProviderOrder(t *testing.T) {
-	all := LibraryInfo{Providers: []string{"CUDAExecutionProvider", "WebGpuExecutionProvider", "CPUExecutionProvider"}}
+	all := LibraryInfo{Providers: []string{"CUDAExecutionProvider", "WebGpuExecutionProvider", "CPUExecutionProvider"}, CUDAProviderLib: "/lib/libonnxruntime_providers_cuda.so"}
+	npm := LibraryInfo{Providers: all.Providers} // lists CUDA, ships without its provider library
 	cpuOnly := LibraryInfo{Providers: []string{"CPUExecutionProvider"}}
 	tests := []struct {
 		name         string
@@ -57,6 +58,8 @@ func TestProviderOrder(t *testing.T) {
 		{"explicit webgpu on software device", EPWebGPU, all, true, []string{"webgpu", "cpu"}, nil},
 		{"explicit webgpu not offered", EPWebGPU, cpuOnly, false, []string{"cpu"}, []string{"webgpu"}},
 		{"unknown provider list", EPCUDA, LibraryInfo{}, false, []string{"cuda", "cpu"}, nil},
+		{"auto, CUDA provider library missing", EPAuto, npm, false, []string{"webgpu", "cpu"}, nil},
+		{"explicit cuda, provider library missing", EPCUDA, npm, false, []string{"cpu"}, []string{"cuda"}},
 	}
 	for _, tc := range tests {
 		try, missing := providerOrder(tc.ep, tc.lib, tc.software)
