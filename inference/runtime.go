@@ -102,7 +102,7 @@ func FindLibrary(explicit string) (string, error) {
 	return p, nil
 }
 
-// env guards the process-wide ORT environment. kept is set when a closed Runtime
+// env guards the process-wide ORT environment. keptLib is set when a closed Runtime
 // could not destroy it safely (see Close); the next OpenRuntime of the same library
 // reuses it, with the providers that failed still given up.
 var env struct {
