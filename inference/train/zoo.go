@@ -19,7 +19,7 @@ type Recipe struct {
 var Zoo = []Recipe{
 	{
 		Name:        "mnist-mlp",
-		Description: "Multilayer perceptron (784-1024-1024-10), Adam with cosine decay, random shifts of up to 2 pixels.",
+		Description: "Multilayer perceptron (784-512-512-10), Adam with cosine decay, random shifts of up to 2 pixels.",
 		Config: Config{Arch: arch.MLP.Name, Seed: 1, Epochs: 16, BatchSize: 128,
 			Optimizer: OptimizerConfig{Kind: Adam, WeightDecay: 0.02},
 			Schedule:  Schedule{Kind: Cosine, LR: 1e-3, Warmup: 0.02},
@@ -51,12 +51,12 @@ var Zoo = []Recipe{
 	},
 	{
 		Name:        "mnist-cnn-robust",
-		Description: "Adversarially trained CNN: FGSM with random start at eps 0.3, step 0.375 (\"fast adversarial training\", Wong et al. 2020), Adam with a one-cycle schedule.",
+		Description: "Adversarially trained CNN (Madry et al. 2018): each batch replaced by PGD-5 (step 0.1, random start) at eps 0.3, eps ramped up over the first 2 epochs; Adam with a one-cycle schedule.",
 		Robust:      true,
 		Config: Config{Arch: arch.RobustCNN.Name, Seed: 5, Epochs: 10, BatchSize: 100,
 			Optimizer: OptimizerConfig{Kind: Adam},
 			Schedule:  Schedule{Kind: OneCycle, LR: 5e-3, Warmup: 0.4},
-			Adversarial: &AdvConfig{PGDConfig: PGDConfig{Eps: 0.3, Step: 0.375, Steps: 1, RandomStart: true},
+			Adversarial: &AdvConfig{PGDConfig: PGDConfig{Eps: 0.3, Step: 0.1, Steps: 5, RandomStart: true},
 				RampEpochs: 2}},
 	},
 }
