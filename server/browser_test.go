@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,8 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"gibbon/models"
 )
 
 // screenshotEnv, when set to 1, makes TestBrowser save its screenshot as
@@ -109,6 +113,10 @@ func waitFor(t *testing.T, ctx context.Context, what, js string) {
 	}
 }
 
+// drawingShown is true once the results shown are for the pad as it is now (not
+// for a stroke in progress).
+const drawingShown = `document.getElementById("results").dataset.drawing === document.getElementById("pad").dataset.version`
+
 const topTemplate = `document.querySelector('[data-model="templates"] [data-testid="prediction"]')?.dataset.label`
 
 // TestBrowser drives the home page in a real headless Chromium: the page's script
@@ -146,19 +154,11 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// Draw a "1": one vertical stroke with the mouse.
-	box := eval[map[string]float64](t, ctx, `(() => { const r = document.getElementById("pad").getBoundingClientRect(); return {x: r.left, y: r.top, w: r.width, h: r.height}; })()`)
-	x := box["x"] + box["w"]/2
-	y0, y1 := box["y"]+box["h"]*0.15, box["y"]+box["h"]*0.85
-	held := func(p *cdpinput.DispatchMouseEventParams) { p.Button, p.Buttons = cdpinput.MouseButtonLeft, 1 }
-	steps := []chromedp.Action[chromedp.Void]{chromedp.MouseEvent(chromedp.MousePressed, x, y0, held, chromedp.ClickCount(1))}
-	for i := 1; i <= 20; i++ {
-		steps = append(steps, chromedp.MouseEvent(chromedp.MouseMoved, x+float64(i%3), y0+(y1-y0)*float64(i)/20, held))
+	drawStrokes(t, ctx, [][2][2]float64{{{0.5, 0.15}, {0.5, 0.85}}})
+	waitFor(t, ctx, "the drawing's results", drawingShown)
+	if src, top := eval[string](t, ctx, `document.querySelector('[data-testid="result-source"]').textContent`), eval[string](t, ctx, topTemplate); !strings.HasPrefix(src, "your drawing") || top != "1" {
+		t.Errorf("drawing: source %q, top-1 %q, want your drawing and 1", src, top)
 	}
-	steps = append(steps, chromedp.MouseEvent(chromedp.MouseReleased, x, y1, held, chromedp.ClickCount(1)))
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, "the drawing's results", `document.querySelector('[data-testid="result-source"]')?.textContent.startsWith("your drawing") && `+topTemplate+` === "1"`)
 	if steps := eval[string](t, ctx, `document.querySelector('[data-model="templates"] [data-testid="steps"]').textContent`); !strings.Contains(steps, "inverted") {
 		t.Errorf("drawing steps %q: black on white must be inverted", steps)
 	}
@@ -170,6 +170,68 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("script errors: %v", ex)
 	}
 
+	// Clearing the pad clears the results.
+	if err := chromedp.Do(ctx, chromedp.Click(`#clear`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "cleared results", `!!document.querySelector('[data-testid="results-empty"]')`)
+
+	// The violation detector works: an inline style is a violation.
+	eval[any](t, ctx, `document.body.insertAdjacentHTML("beforeend", '<div style="color: red">x</div>'), 0`)
+	waitFor(t, ctx, "a CSP violation report", `window.__csp.length > 0`)
+
+	screenshot(t, ctx, f)
+}
+
+// drawStrokes draws straight strokes on the pad with the mouse; points are
+// fractions of the pad's width and height.
+func drawStrokes(t *testing.T, ctx context.Context, strokes [][2][2]float64) {
+	t.Helper()
+	box := eval[map[string]float64](t, ctx, `(() => { const r = document.getElementById("pad").getBoundingClientRect(); return {x: r.left, y: r.top, w: r.width, h: r.height}; })()`)
+	at := func(p [2]float64) (float64, float64) { return box["x"] + box["w"]*p[0], box["y"] + box["h"]*p[1] }
+	held := func(p *cdpinput.DispatchMouseEventParams) { p.Button, p.Buttons = cdpinput.MouseButtonLeft, 1 }
+	for _, st := range strokes {
+		x0, y0 := at(st[0])
+		x1, y1 := at(st[1])
+		steps := []chromedp.Action[chromedp.Void]{chromedp.MouseEvent(chromedp.MousePressed, x0, y0, held, chromedp.ClickCount(1))}
+		for i := 1; i <= 20; i++ {
+			f := float64(i) / 20
+			steps = append(steps, chromedp.MouseEvent(chromedp.MouseMoved, x0+(x1-x0)*f, y0+(y1-y0)*f, held))
+		}
+		steps = append(steps, chromedp.MouseEvent(chromedp.MouseReleased, x1, y1, held, chromedp.ClickCount(1)))
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// screenshot takes the README's picture: a "7" drawn on the pad, classified by
+// the built-in models (the test models while there are none). It is saved to
+// docs/screenshots/home.png when GIBBON_UPDATE_SCREENSHOT=1, else to a temp dir.
+func screenshot(t *testing.T, ctx context.Context, f *fixture) {
+	t.Helper()
+	url := f.ts.URL
+	builtin := loadBuiltin(t)
+	if len(builtin.Classifiers()) > 0 {
+		var samples []fs.FS
+		if sub, err := fs.Sub(models.FS(), "samples"); err == nil {
+			if _, err := fs.Stat(sub, "."); err == nil {
+				samples = append(samples, sub)
+			}
+		}
+		srv, err := New(Deps{Config: DefaultConfig(), Models: builtin, Samples: samples})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewServer(srv.Handler())
+		defer ts.Close()
+		url = ts.URL
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(url+"/"), chromedp.WaitVisible(`#pad`)); err != nil {
+		t.Fatal(err)
+	}
+	drawStrokes(t, ctx, [][2][2]float64{{{0.3, 0.2}, {0.72, 0.2}}, {{0.72, 0.2}, {0.45, 0.85}}})
+	waitFor(t, ctx, "the finished drawing's results", drawingShown)
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
@@ -184,15 +246,5 @@ func TestBrowser(t *testing.T) {
 	if err := os.WriteFile(out, shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("screenshot: %s (%d bytes)", out, len(shot))
-
-	// Clearing the pad clears the results.
-	if err := chromedp.Do(ctx, chromedp.Click(`#clear`)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, "cleared results", `!!document.querySelector('[data-testid="results-empty"]')`)
-
-	// The violation detector works: an inline style is a violation.
-	eval[any](t, ctx, `document.body.insertAdjacentHTML("beforeend", '<div style="color: red">x</div>'), 0`)
-	waitFor(t, ctx, "a CSP violation report", `window.__csp.length > 0`)
+	t.Logf("screenshot: %s (%d bytes, %d built-in classifiers)", out, len(shot), len(builtin.Classifiers()))
 }

@@ -17,7 +17,9 @@
   let inFlight = null;
 
   // classify posts a FormData to the JSON API; only the newest answer is shown.
-  async function classify(form) {
+  // drawing is the pad's version the form holds (results.dataset.drawing says
+  // which version the shown results are for).
+  async function classify(form, drawing) {
     const mine = ++seq;
     if (inFlight) {
       inFlight.abort();
@@ -48,6 +50,7 @@
       }
       showError("");
       renderResult(body);
+      results.dataset.drawing = drawing === undefined ? "" : String(drawing);
     } catch (e) {
       if (e.name !== "AbortError" && mine === seq) {
         showError("Could not reach the server: " + e.message);
@@ -194,6 +197,12 @@
   let last = null;
   let lastSent = 0;
   let pending = null;
+  let version = 0; // bumped by every change to the drawing
+
+  function changed() {
+    version++;
+    pad.dataset.version = String(version);
+  }
 
   function point(ev) {
     const r = pad.getBoundingClientRect();
@@ -216,12 +225,13 @@
     pending = null;
     if (!drawn) return;
     lastSent = Date.now();
+    const v = version;
     pad.toBlob((blob) => {
       if (!blob) return;
       const fd = new FormData();
       fd.append("image", blob, "drawing.png");
       fd.append("source", "drawing");
-      classify(fd);
+      classify(fd, v);
     }, "image/png");
   }
 
@@ -244,12 +254,14 @@
     drawn = true;
     last = point(ev);
     stroke(last, last);
+    changed();
   });
   pad.addEventListener("pointermove", (ev) => {
     if (!drawing) return;
     const p = point(ev);
     stroke(last, p);
     last = p;
+    changed();
     scheduleSend(false);
   });
   const end = () => {
@@ -263,6 +275,7 @@
   if (clear) {
     clear.addEventListener("click", () => {
       wipe();
+      changed();
       drawn = false;
       if (pending) clearTimeout(pending);
       pending = null;
