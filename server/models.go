@@ -92,7 +92,11 @@ func modelInfo(m *inference.Model) views.ModelInfo {
 			add("Epochs", fmt.Sprintf("%g", t.Epochs))
 		}
 		if t.WallSeconds > 0 {
-			add("Training time", fmt.Sprintf("%.0f s", t.WallSeconds))
+			text := fmt.Sprintf("%.0f s", t.WallSeconds)
+			if t.WallSeconds >= 120 {
+				text += fmt.Sprintf(" (%.1f min)", t.WallSeconds/60)
+			}
+			add("Training time", text)
 		}
 		add("Date", t.Date)
 		add("Notes", t.Notes)
