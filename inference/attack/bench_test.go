@@ -3,77 +3,16 @@ package attack_test
 import (
 	"context"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
 
 	"gibbon/inference"
+	"gibbon/inference/archs"
 	"gibbon/inference/attack"
 	"gibbon/inference/onnx"
 	"gibbon/inference/train/arch"
 )
-
-// mobileNetV2 builds a MobileNetV2-shaped classifier for 3×224×224 images with random
-// weights (BatchNorm folded away): the stem, the 17 inverted-residual blocks of the
-// paper's table (expansion, channels, repeats, stride), the 1×1 conv to 1280, global
-// average pooling and a 1000-way classifier, with ReLU6 as Clip(0,6).
-func mobileNetV2(seed uint64) *onnx.ModelProto {
-	rng := rand.New(rand.NewPCG(seed, 3))
-	b := onnx.NewBuilder("mobilenetv2")
-	layer := 0
-	weights := func(shape []int64, fanIn int) string {
-		layer++
-		n := 1
-		for _, d := range shape {
-			n *= int(d)
-		}
-		w := make([]float32, n)
-		std := math.Sqrt(2 / float64(fanIn))
-		for i := range w {
-			w[i] = float32(rng.NormFloat64() * std)
-		}
-		return b.Init(fmt.Sprintf("l%d.w", layer), shape, w)
-	}
-	zero, six := b.Scalar(0), b.Scalar(6)
-	relu6 := func(x string) string { return b.Op("Clip", []string{x, zero, six}) }
-	conv := func(x string, cin, cout, k, stride, group int) string {
-		w := weights([]int64{int64(cout), int64(cin / group), int64(k), int64(k)}, cin/group*k*k)
-		bias := b.Init(fmt.Sprintf("l%d.b", layer), []int64{int64(cout)}, make([]float32, cout))
-		p := int64(k / 2)
-		return b.Op("Conv", []string{x, w, bias}, onnx.AttrInts("kernel_shape", int64(k), int64(k)),
-			onnx.AttrInts("strides", int64(stride), int64(stride)), onnx.AttrInts("pads", p, p, p, p), onnx.AttrInt("group", int64(group)))
-	}
-	x := b.Input("image", -1, 3, 224, 224)
-	h := relu6(conv(x, 3, 32, 3, 2, 1))
-	cin := 32
-	for _, s := range []struct{ t, c, n, s int }{{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2}, {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}} {
-		for i := range s.n {
-			stride := 1
-			if i == 0 {
-				stride = s.s
-			}
-			hidden := cin * s.t
-			y := h
-			if s.t != 1 {
-				y = relu6(conv(y, cin, hidden, 1, 1, 1))
-			}
-			y = relu6(conv(y, hidden, hidden, 3, stride, hidden))
-			y = conv(y, hidden, s.c, 1, 1, 1)
-			if stride == 1 && cin == s.c {
-				y = b.Op("Add", []string{h, b.Op("Mul", []string{y, b.Scalar(0.2)})})
-			}
-			h, cin = y, s.c
-		}
-	}
-	h = relu6(conv(h, cin, 1280, 1, 1, 1))
-	h = b.Op("Flatten", []string{b.Op("GlobalAveragePool", []string{h})}, onnx.AttrInt("axis", 1))
-	w := weights([]int64{1000, 1280}, 1280)
-	z := b.Op("Gemm", []string{h, w, b.Init("fc.b", []int64{1000}, make([]float32, 1000))}, onnx.AttrInt("transB", 1), onnx.AttrFloat("alpha", 0.05))
-	b.Output("logits", z, -1, 1000)
-	return b.Model()
-}
 
 // BenchmarkPGD10 measures PGD-10 (10 gradient steps and one forward pass of the end
 // point) in images per second, and its cost relative to 21 forward passes of the same
@@ -88,7 +27,7 @@ func BenchmarkPGD10(b *testing.B) {
 		shape []int64
 	}{
 		{"cnn-small", cnn, []int64{1, 28, 28}},
-		{"mobilenetv2-224", mobileNetV2(1), []int64{3, 224, 224}},
+		{"mobilenetv2-224", archs.MobileNetV2(1), []int64{3, 224, 224}},
 	}
 	for _, m := range models {
 		for _, batch := range []int{1, 32} {
