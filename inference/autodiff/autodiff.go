@@ -172,9 +172,11 @@ type buildCtx struct {
 	needed        map[string]bool // the logits depend on it
 	path          []*onnx.NodeProto
 
-	pr       *probeResult
-	e        *emitter
-	avgProbe map[*onnx.NodeProto]string // AveragePool node -> its divisor probe output
+	pr         *probeResult
+	e          *emitter
+	batchParam string                     // the image's symbolic batch dimension
+	shapeOf    map[string]string          // backward tensor -> forward tensor of the same shape
+	avgProbe   map[*onnx.NodeProto]string // AveragePool node -> its divisor probe output
 }
 
 func (c *buildCtx) resolveInputs() error {
@@ -239,6 +241,7 @@ func (c *buildCtx) resolveInputs() error {
 		batch = p
 	}
 	dims[0].Value = &onnx.TensorShapeProto_Dimension_DimParam{DimParam: batch}
+	c.batchParam = batch
 
 	seen := map[string]bool{}
 	for _, p := range c.opts.Params {
@@ -486,6 +489,7 @@ func (c *buildCtx) backward() error {
 			if gs := grads[o]; len(gs) > 0 && c.live[o] {
 				dys[j] = e.sum(gs)
 				grads[o] = []string{dys[j]}
+				c.sameShape(dys[j], o)
 				anyGrad = true
 			}
 		}
@@ -509,6 +513,7 @@ func (c *buildCtx) backward() error {
 		for j, dx := range dxs {
 			if dx != "" && need[j] {
 				grads[n.Input[j]] = append(grads[n.Input[j]], dx)
+				c.sameShape(dx, n.Input[j])
 			}
 		}
 	}
@@ -531,6 +536,7 @@ func (c *buildCtx) backward() error {
 	}
 	c.paramsToInputs()
 	pruneDead(c.g)
+	c.annotateShapes()
 	return nil
 }
 

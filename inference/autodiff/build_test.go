@@ -236,12 +236,35 @@ func TestBadModels(t *testing.T) {
 			b := onnx.NewBuilder("odd")
 			x := b.Input("x", -1, 3)
 			h := b.Op("Sin", []string{x})
-			h = b.Op("Erf", []string{h})
+			h = b.Op("Atan", []string{h})
 			h = b.Op("Cos", []string{h})
 			h = b.Op("Sin", []string{h})
 			b.Output("y", h, -1, 3)
 			return b.Model()
-		}, autodiff.Options{}, []string{"unsupported op types", "Cos, Erf, Sin"}},
+		}, autodiff.Options{}, []string{"unsupported op types", "Atan, Cos, Sin"}},
+		{"layer norm statistics used downstream", func() *onnx.ModelProto {
+			b := onnx.NewBuilder("lnstat")
+			x := b.Input("x", -1, 2, 3)
+			outs := b.OpN("LayerNormalization", []string{x, b.Const([]int64{3}, 1, 1, 1)}, 2)
+			b.Output("y", b.Op("Flatten", []string{b.Op("Add", []string{outs[0], outs[1]})}), -1, 6)
+			return b.Model()
+		}, autodiff.Options{}, []string{"LayerNormalization", "Mean or InvStdDev"}},
+		{"gather along the batch", func() *onnx.ModelProto {
+			b := onnx.NewBuilder("gb")
+			x := b.Input("x", -1, 3)
+			h := b.Op("Add", []string{x, b.Op("Gather", []string{x, b.Ints(0)}, onnx.AttrInt("axis", 0))})
+			b.Output("y", h, -1, 3)
+			return b.Model()
+		}, autodiff.Options{}, []string{"Gather", "batch axis"}},
+		{"gather at computed indices", func() *onnx.ModelProto {
+			b := onnx.NewBuilder("gi")
+			x := b.Input("x", -1, 3, 4)
+			// the index is the batch size minus one
+			idx := b.Op("Sub", []string{b.Op("Slice", []string{b.Op("Shape", []string{x}), b.Ints(0), b.Ints(1)}), b.Ints(1)})
+			h := b.Op("Gather", []string{x, idx}, onnx.AttrInt("axis", 1))
+			b.Output("y", b.Op("Flatten", []string{h}), -1, 4)
+			return b.Model()
+		}, autodiff.Options{}, []string{"Gather", "changes with the batch size"}},
 		{"param not an initializer", func() *onnx.ModelProto { return smallCNN(rng) }, autodiff.Options{Params: []string{"nope"}}, []string{`"nope" is not an initializer`}},
 		{"unknown input", func() *onnx.ModelProto { return smallCNN(rng) }, autodiff.Options{Input: "pixels"}, []string{`no input "pixels"`}},
 		{"nothing to differentiate", func() *onnx.ModelProto { return smallCNN(rng) }, autodiff.Options{NoInputGrad: true}, []string{"nothing to differentiate"}},

@@ -1,6 +1,7 @@
 package autodiff_test
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -54,6 +55,28 @@ func opCases() []opCase {
 				h := b.Op("Conv", []string{x, w1}, onnx.AttrString("auto_pad", "SAME_LOWER"))
 				w2 := weights(b, rng, "w2", 27, 2, 3, 3, 3)
 				return b.Op("Conv", []string{h, w2}, onnx.AttrString("auto_pad", "VALID"), onnx.AttrInts("strides", 2, 2))
+			}},
+		{name: "conv_strided_phases", input: []int64{4, 7, 7}, lo: -1, hi: 1, params: []string{"w1", "w2", "w3", "w4", "w5"},
+			// strided convolutions whose input gradient is split by output phase: a 1x1
+			// kernel (phases with no taps), a 7x7 stem-like kernel, stride 3, pads
+			// larger than the kernel's reach (crops before and after), grouped and
+			// depthwise kernels, an odd input (a crop of the interleaved result)
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				w1 := weights(b, rng, "w1", 4, 6, 4, 1, 1)
+				c1 := b.Op("Conv", []string{x, w1}, onnx.AttrInts("strides", 2, 2))
+				w2 := weights(b, rng, "w2", 196, 3, 4, 7, 7)
+				c2 := b.Op("Conv", []string{x, w2}, onnx.AttrInts("strides", 2, 2), onnx.AttrInts("pads", 3, 3, 3, 3))
+				w3 := weights(b, rng, "w3", 18, 4, 2, 3, 3)
+				c3 := b.Op("Conv", []string{x, w3}, onnx.AttrInts("strides", 3, 3), onnx.AttrInts("pads", 2, 0, 1, 2), onnx.AttrInt("group", 2))
+				w4 := weights(b, rng, "w4", 9, 4, 1, 3, 3)
+				c4 := b.Op("Conv", []string{x, w4}, onnx.AttrInts("strides", 2, 2), onnx.AttrInts("pads", 2, 2, 2, 2), onnx.AttrInt("group", 4))
+				w5 := weights(b, rng, "w5", 16, 2, 4, 2, 2)
+				c5 := b.Op("Conv", []string{x, w5}, onnx.AttrInts("strides", 2, 2), onnx.AttrInts("pads", 0, 1, 1, 0))
+				parts := []string{}
+				for _, p := range []string{c1, c2, c3, c4, c5} {
+					parts = append(parts, b.Op("Flatten", []string{b.Op("Tanh", []string{p})}))
+				}
+				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
 			}},
 		{name: "conv_transpose", input: []int64{4, 4, 4}, lo: -1, hi: 1, params: []string{"w1", "b1", "w2"},
 			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
@@ -187,6 +210,58 @@ func opCases() []opCase {
 					parts = append(parts, b.Op("Flatten", []string{b.Op("Tanh", []string{v})}))
 				}
 				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
+			}},
+		{name: "layernorm_gelu_pow", input: []int64{4, 6}, lo: -1, hi: 1, params: []string{"s1", "b1", "s2", "e"},
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				s1 := b.Init("s1", []int64{6}, []float32{1.2, 0.8, -0.5, 1, 0.3, 1.5})
+				b1 := weights(b, rng, "b1", 1, 6)
+				l1 := b.Op("LayerNormalization", []string{x, s1, b1}, onnx.AttrInt("axis", -1), onnx.AttrFloat("epsilon", 1e-5))
+				// over the last two axes, no bias, a given Mean output nobody reads
+				s2 := weights(b, rng, "s2", 1, 4, 6)
+				l2 := b.OpN("LayerNormalization", []string{x, s2}, 2, onnx.AttrInt("axis", 1))[0]
+				gelu := func(h string) string {
+					e := b.Op("Erf", []string{b.Op("Mul", []string{h, b.Scalar(float32(1 / math.Sqrt2))})})
+					return b.Op("Mul", []string{b.Op("Mul", []string{h, b.Scalar(0.5)}), b.Op("Add", []string{e, b.Scalar(1)})})
+				}
+				pos := b.Op("Add", []string{b.Op("Mul", []string{x, x}), b.Scalar(0.5)})
+				e := b.Init("e", []int64{1}, []float32{1.5})
+				p1 := b.Op("Pow", []string{pos, b.Scalar(3)})
+				p2 := b.Op("Pow", []string{pos, e})
+				p3 := b.Op("Pow", []string{pos, b.Scalar(2)})
+				parts := []string{}
+				for _, v := range []string{gelu(l1), gelu(b.Op("Mul", []string{l2, b.Scalar(2)})), p1, p2, p3} {
+					parts = append(parts, b.Op("Flatten", []string{v}))
+				}
+				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
+			}},
+		{name: "where_expand_gather", input: []int64{4, 6}, lo: -1, hi: 1, params: []string{"c", "t"},
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				c := weights(b, rng, "c", 1, 1, 1, 6)
+				batch := b.Op("Slice", []string{b.Op("Shape", []string{x}), b.Ints(0), b.Ints(1)})
+				shape := b.Op("Concat", []string{batch, b.Ints(4, 6)}, onnx.AttrInt("axis", 0))
+				ex := b.Op("Expand", []string{c, shape})                                                     // [N,4,6] from [1,1,6]
+				ex2 := b.Op("Expand", []string{b.Op("Mul", []string{x, b.Scalar(0.5)}), b.Ints(3, 1, 1, 1)}) // [3,N,4,6]... batch moves
+				ex2 = b.Op("ReduceSum", []string{b.Op("Tanh", []string{ex2}), b.Ints(0)}, onnx.AttrInt("keepdims", 0))
+				t := weights(b, rng, "t", 1, 4, 1)
+				w := b.Op("Where", []string{b.Op("Greater", []string{x, b.Scalar(0)}), b.Op("Mul", []string{x, b.Scalar(2)}), b.Op("Mul", []string{t, ex})})
+				scalar := func(v int64) string {
+					name := b.Fresh("idx")
+					b.Graph().Initializer = append(b.Graph().Initializer, onnx.Int64Tensor(name, nil, []int64{v}))
+					return name
+				}
+				g1 := b.Op("Gather", []string{x, scalar(-1)}, onnx.AttrInt("axis", 1))          // [N,6], the last row
+				g2 := b.Op("Gather", []string{x, b.Ints(1, 2)}, onnx.AttrInt("axis", 2))        // [N,4,2], consecutive
+				g3 := b.Op("Gather", []string{x, b.Ints(3, 0, 3, -2)}, onnx.AttrInt("axis", 2)) // scattered, repeated
+				parts := []string{}
+				for _, v := range []string{w, ex2, g1, b.Op("Sigmoid", []string{g2}), b.Op("Mul", []string{g3, g3})} {
+					parts = append(parts, b.Op("Flatten", []string{v}))
+				}
+				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
+			}},
+		{name: "global_maxpool", input: []int64{3, 4, 5}, spread: true,
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				return b.Op("Concat", []string{b.Op("Flatten", []string{b.Op("GlobalMaxPool", []string{x})}),
+					b.Op("Flatten", []string{b.Op("GlobalMaxPool", []string{b.Op("Neg", []string{x})})})}, onnx.AttrInt("axis", 1))
 			}},
 		{name: "logit_seed_mode", input: []int64{1, 5, 5}, lo: -1, hi: 1, params: []string{"w"}, loss: autodiff.LogitSeed,
 			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {

@@ -46,6 +46,14 @@ func init() {
 		"Log":         {grad: gradLog},
 		"Sqrt":        {grad: gradSqrt},
 		"Sum":         {grad: gradSum},
+		"Erf":         {grad: gradErf},
+		"Pow":         {grad: gradPow},
+		"Where":       {grad: gradWhere},
+		"Expand":      {grad: gradExpand},
+		"Gather":      {grad: gradGather, values: []int{1}},
+
+		"LayerNormalization": {grad: gradLayerNorm, check: checkLayerNorm},
+		"GlobalMaxPool":      {grad: gradGlobalMaxPool},
 
 		"Gemm":   {grad: gradGemm},
 		"MatMul": {grad: gradMatMul},
@@ -111,14 +119,17 @@ func gradClip(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]stri
 	if (len(need) > 1 && need[1]) || (len(need) > 2 && need[2]) {
 		return nil, fmt.Errorf("Clip bounds that depend on the differentiated inputs are not supported")
 	}
-	x := n.Input[0]
-	// Like torch.clamp: the gradient passes where min <= x <= max.
+	// The gradient passes where min < y < max. The mask is read from the output, not
+	// the input (torch.clamp passes x == min too; the two differ only exactly at the
+	// bounds): then the forward Conv feeding the Clip has no other reader, and ONNX
+	// Runtime still fuses the two (ReLU6 in MobileNets).
+	y := n.Output[0]
 	var cond string
 	if lo := input(n, 1); lo != "" {
-		cond = e.op("GreaterOrEqual", x, lo)
+		cond = e.op("Greater", y, lo)
 	}
 	if hi := input(n, 2); hi != "" {
-		h := e.op("LessOrEqual", x, hi)
+		h := e.op("Less", y, hi)
 		if cond == "" {
 			cond = h
 		} else {
