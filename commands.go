@@ -25,5 +25,6 @@ func commands() []command {
 		{"eval", "clean and PGD-40 accuracy of a model on the MNIST test set, recorded in the manifest: gibbon eval NAME", cmdEval},
 		{"train-attack", "train an attack network (one pass, one adversarial image per ε head) against classifiers: --targets A,B or --target my.onnx --images DIR", cmdTrainAttack},
 		{"eval-attack", "score an attack network on the MNIST test set beside noise, PGD-10 and MI-FGSM, with its speed: gibbon eval-attack NAME", cmdEvalAttack},
+		{"bench", "benchmarks: gibbon bench grad (gradient graph vs forward pass on MNIST, MobileNetV2, ResNet-18, DeiT shapes)", cmdBench},
 	}
 }

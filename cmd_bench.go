@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"gibbon/inference"
+	"gibbon/inference/archs"
+	"gibbon/inference/autodiff/gradbench"
+)
+
+// cmdBench runs Gibbon's benchmarks; for now the gradient graphs' cost against a
+// forward pass.
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	usage := "gibbon bench grad [--arch NAMES] [--batch N] [--reps N] [--profile] (gibbon bench grad -h for flags)"
+	if len(args) == 0 {
+		return usageError{"bench needs a subcommand: " + usage}
+	}
+	switch args[0] {
+	case "grad":
+		return benchGrad(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, "Usage:", usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown bench subcommand %q: %s", args[0], usage)}
+}
+
+func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench grad", stderr)
+	var names []string
+	for _, a := range archs.All() {
+		names = append(names, a.Name)
+	}
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: gibbon bench grad [flags]")
+		fmt.Fprintln(stderr, "Times each model's gradient graph (cross-entropy loss, input gradient: one attack")
+		fmt.Fprintln(stderr, "step) against its forward pass, alternating runs so that load from other processes")
+		fmt.Fprintln(stderr, "touches both alike; prints medians and the median per-pair ratio. Models (random")
+		fmt.Fprintln(stderr, "weights, built in Go):")
+		for _, a := range archs.All() {
+			fmt.Fprintf(stderr, "  %-12s %s\n", a.Name, a.Description)
+		}
+		fs.PrintDefaults()
+	}
+	arch := fs.String("arch", strings.Join(names, ","), "comma-separated models to time")
+	batch := fs.Int("batch", 1, "images per run")
+	reps := fs.Int("reps", 5, "timed forward/gradient pairs per model")
+	profile := fs.Bool("profile", false, "also run ONNX Runtime's profiler and list the op types that take the time")
+	top := fs.Int("top", 8, "op types listed per graph with --profile")
+	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads")
+	seed := fs.Uint64("seed", 1, "weight seed")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("bench grad takes no arguments (got %q); pick models with --arch", fs.Args())}
+	}
+	switch {
+	case *batch < 1 || *batch > 256:
+		return usageError{"--batch must be between 1 and 256"}
+	case *reps < 1:
+		return usageError{"--reps must be at least 1"}
+	case *threads < 1:
+		return usageError{"--threads must be at least 1"}
+	case *top < 1:
+		return usageError{"--top must be at least 1"}
+	}
+	var picked []archs.Arch
+	for _, n := range strings.Split(*arch, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		a, err := archs.Get(n)
+		if err != nil {
+			return usageError{"--arch: " + err.Error()}
+		}
+		picked = append(picked, a)
+	}
+	if len(picked) == 0 {
+		return usageError{"--arch names no model"}
+	}
+	rt, err := inference.OpenRuntime(inference.RuntimeConfig{IntraOpThreads: *threads})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	fmt.Fprintf(stderr, "ONNX Runtime %s, %d intra-op thread(s), batch %d, %d timed pairs per model\n", rt.Version(), *threads, *batch, *reps)
+	opts := gradbench.Options{Batch: *batch, Reps: *reps, Profile: *profile, Threads: *threads}
+	var results []*gradbench.Result
+	for _, a := range picked {
+		fmt.Fprintf(stderr, "%s: building and timing...\n", a.Name)
+		r, err := gradbench.Measure(ctx, rt, a.Name, a.Build(*seed), opts)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	return printGradBench(stdout, results, *profile, *top)
+}
+
+// printGradBench writes the summary table, then with profiles one table per model of
+// the op types that take the gradient graph's time.
+func printGradBench(w io.Writer, results []*gradbench.Result, profile bool, top int) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := "model\tbatch\tfwd ms\tfwd+bwd ms\tratio\tratio (wall)\t"
+	if profile {
+		head += "ratio (kernels)\t"
+	}
+	fmt.Fprintln(tw, head+"nodes fwd/grad\tbuild s\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.2f\t%.2f\t", r.Name, r.Batch, ms(r.Forward), ms(r.Grad), r.Ratio, r.RatioWall)
+		if profile {
+			fmt.Fprintf(tw, "%.2f\t", kernelTime(r.GradOps)/kernelTime(r.ForwardOps))
+		}
+		fmt.Fprintf(tw, "%d/%d\t%.1f\t\n", r.ForwardNodes, r.GradNodes, r.Build.Seconds())
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(results) > 0 && results[0].HasCPU {
+		fmt.Fprintln(w, "times: medians of wall time; ratio: median per-pair ratio of CPU time (steadier than wall time on a loaded machine)")
+	}
+	if !profile {
+		return nil
+	}
+	for _, r := range results {
+		fwd := map[string]time.Duration{}
+		for _, o := range r.ForwardOps {
+			fwd[o.Op] = o.Time
+		}
+		fmt.Fprintf(w, "\n%s: kernel time per run by op type (ONNX Runtime profiler, each node at its fastest run)\n", r.Name)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "op\tforward ms\tgradient graph ms\tshare\tnodes\t")
+		for i, o := range r.GradOps {
+			if i == top {
+				break
+			}
+			f := "-"
+			if d, ok := fwd[o.Op]; ok {
+				f = fmt.Sprintf("%.2f", ms(d))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.0f%%\t%d\t\n", o.Op, f, ms(o.Time), 100*o.Share, o.Nodes)
+		}
+		fmt.Fprintf(tw, "all\t%.2f\t%.2f\t\t\t\n", kernelTime(r.ForwardOps)*1e3, kernelTime(r.GradOps)*1e3)
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kernelTime sums a profile, in seconds.
+func kernelTime(ops []gradbench.OpTime) float64 {
+	t := 0.0
+	for _, o := range ops {
+		t += o.Time.Seconds()
+	}
+	return t
+}
+
+func ms(d time.Duration) float64 { return d.Seconds() * 1e3 }

@@ -1,0 +1,100 @@
+package gradbench
+
+import (
+	"context"
+	"math"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"gibbon/inference/archs"
+	"gibbon/internal/testrt"
+)
+
+// A profile as ONNX Runtime writes it: a warm-up run, then two runs; node a was
+// preempted in one of them.
+const twoRuns = `[
+{"cat":"Session","name":"model_run","ts":100,"dur":50},
+{"cat":"Node","name":"a_kernel_time","ts":110,"dur":900,"args":{"op_name":"Conv"}},
+{"cat":"Node","name":"a_fence_before","ts":110,"dur":0,"args":{"op_name":"Conv"}},
+{"cat":"Session","name":"model_run","ts":200,"dur":50},
+{"cat":"Node","name":"a_kernel_time","ts":210,"dur":40,"args":{"op_name":"Conv"}},
+{"cat":"Node","name":"b_kernel_time","ts":220,"dur":10,"args":{"op_name":"Mul"}},
+{"cat":"Node","name":"c_kernel_time","ts":230,"dur":12,"args":{"op_name":"Mul"}},
+{"cat":"Session","name":"model_run","ts":300,"dur":50},
+{"cat":"Node","name":"a_kernel_time","ts":310,"dur":30,"args":{"op_name":"Conv"}},
+{"cat":"Node","name":"b_kernel_time","ts":320,"dur":11,"args":{"op_name":"Mul"}},
+{"cat":"Node","name":"c_kernel_time","ts":330,"dur":10,"args":{"op_name":"Mul"}}
+]`
+
+func TestParseProfile(t *testing.T) {
+	ops, err := parseProfile([]byte(twoRuns), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the warm-up's 900 µs is left out; each node counts at its fastest run
+	want := []OpTime{{Op: "Conv", Time: 30 * time.Microsecond, Nodes: 1}, {Op: "Mul", Time: 20 * time.Microsecond, Nodes: 2}}
+	if len(ops) != len(want) {
+		t.Fatalf("got %d op types %+v, want %d", len(ops), ops, len(want))
+	}
+	for i, w := range want {
+		if ops[i].Op != w.Op || ops[i].Time != w.Time || ops[i].Nodes != w.Nodes {
+			t.Errorf("op %d: %+v, want %+v", i, ops[i], w)
+		}
+	}
+	if s := ops[0].Share + ops[1].Share; math.Abs(s-1) > 1e-9 || math.Abs(ops[0].Share-0.6) > 1e-9 {
+		t.Errorf("shares %v, %v: want 0.6 and 0.4", ops[0].Share, ops[1].Share)
+	}
+	for _, bad := range []struct{ data, want string }{
+		{"not json", "read ONNX Runtime profile"},
+		{`[{"cat":"Session","name":"model_run","ts":1}]`, "1 runs, want at least 2"},
+		{`[{"cat":"Session","name":"model_run","ts":1},{"cat":"Session","name":"model_run","ts":2}]`, "no kernel times"},
+	} {
+		if _, err := parseProfile([]byte(bad.data), 2); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("parseProfile(%q): error %v, want one mentioning %q", bad.data, err, bad.want)
+		}
+	}
+}
+
+// Measure on the MNIST CNN: both graphs run, the ratio is of the same runs, and the
+// profiler attributes the gradient graph's time to the ops that compute it.
+func TestMeasure(t *testing.T) {
+	rt := testrt.Open(t)
+	a, err := archs.Get("mnist-cnn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Measure(context.Background(), rt, a.Name, a.Build(1), Options{Batch: 2, Reps: 3, Profile: true, ProfileRuns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Forward <= 0 || r.Grad <= 0 || r.Ratio <= 0 || r.RatioWall <= 0 || r.Reps != 3 || r.Batch != 2 {
+		t.Errorf("result %+v: want positive times and ratios for 3 reps of batch 2", r)
+	}
+	if r.GradNodes <= r.ForwardNodes {
+		t.Errorf("gradient graph has %d nodes, the forward %d", r.GradNodes, r.ForwardNodes)
+	}
+	if runtime.GOOS == "linux" && (!r.HasCPU || r.ForwardCPU <= 0 || r.GradCPU <= 0) {
+		t.Errorf("no CPU times on Linux: %+v", r)
+	}
+	for _, ops := range [][]OpTime{r.ForwardOps, r.GradOps} {
+		share := 0.0
+		has := map[string]bool{}
+		for _, o := range ops {
+			share += o.Share
+			has[o.Op] = true
+		}
+		if math.Abs(share-1) > 1e-6 || !has["Conv"] {
+			t.Errorf("profile %+v: want shares summing to 1 and the Conv kernels", ops)
+		}
+	}
+	// the backward pass routes the gradient through the max pool and the ReLUs
+	has := map[string]bool{}
+	for _, o := range r.GradOps {
+		has[o.Op] = true
+	}
+	if !has["MaxUnpool"] || !has["Greater"] {
+		t.Errorf("gradient graph profile lacks the backward ops: %+v", r.GradOps)
+	}
+}
