@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"image/png"
@@ -371,3 +372,51 @@ func TestExplorerChecksOrigin(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// TestExplorerShutdownClosesSockets: at shutdown a running attack is cancelled, its
+// client is told the server is going away, and Serve returns cleanly.
+func TestExplorerShutdownClosesSockets(t *testing.T) {
+	f := newExplorerFixture(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- f.srv.Serve(ctx, ln) }()
+	base := "http://" + ln.Addr().String()
+	conn, _, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+attackSocketPath, http.Header{"Origin": {base}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &wsClient{t: t, conn: conn}
+	m := pgd(96, 500)
+	m["pace_ms"] = 20
+	c.send(m)
+	c.until("frame", 30*time.Second)
+	stop()
+	var ce *websocket.CloseError
+	for {
+		_, err := c.tryRead(10 * time.Second)
+		if err == nil {
+			continue // frames already on their way
+		}
+		if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway || !strings.Contains(ce.Text, "shutting down") {
+			t.Fatalf("the client's socket ended with %v, want a going-away close", err)
+		}
+		break
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not return after the shutdown")
+	}
+	if n := f.srv.explorer.running.Load(); n != 0 {
+		t.Fatalf("%d runs left after the shutdown", n)
+	}
+}
