@@ -53,7 +53,7 @@ func BenchmarkExplorerPGDSmallCNN(b *testing.B) {
 	c := dial(b, f)
 	start := func() map[string]any {
 		return map[string]any{"type": "start", "attack": "pgd", "eps": 77, "steps": 40, "surrogates": []string{"cnn-small"},
-			"watch": []map[string]any{{"model": "cnn-small"}, {"model": "cnn-small", "defence": "jpeg", "param": 75}, {"model": "cosine"}},
+			"watch":  []map[string]any{{"model": "cnn-small"}, {"model": "cnn-small", "defence": "jpeg", "param": 75}, {"model": "cosine"}},
 			"source": "sample", "sample": "digit-7-0.png", "seed": 1}
 	}
 	// The first run adapts the model and builds its gradient graph: measured apart.

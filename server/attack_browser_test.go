@@ -101,7 +101,7 @@ func TestAttackBrowser(t *testing.T) {
 	if err != nil || size != "28x28" {
 		t.Errorf("the download is %q (%v), want a 28x28 image", size, err)
 	}
-	eval[any](t, ctx, `(window.scrollTo(0, 0), 0)`) // the run bar is sticky: take the page from its top
+	eval[any](t, ctx, `(window.scrollTo(0, 0), 0)`)                                               // the run bar is sticky: take the page from its top
 	if err := chromedp.Do(ctx, chromedp.MouseEvent(chromedp.MouseMoved, 1390, 990)); err != nil { // no hover highlight
 		t.Fatal(err)
 	}
