@@ -304,7 +304,6 @@ func (r *run) sendStarted() error {
 		QueueMS: millis(time.Since(r.received))}
 	if p.network != nil {
 		m.Attack, m.AttackLabel = networkPrefix+p.network.Name, "Attack network "+p.network.Name
-		m.Surrogates = []string{p.network.Name}
 	} else {
 		m.Attack = string(p.method)
 		m.AttackLabel, _ = methodLabel(p.method)

@@ -430,3 +430,36 @@ func TestRunQueueOrder(t *testing.T) {
 		t.Fatalf("%d running after every release", running)
 	}
 }
+
+// TestAttackNetsLoadOnceAndSayWhatIsMissing: a model is adapted once and shared;
+// a model whose files the explorer was not given, or that is not a classifier, is
+// a clear error.
+func TestAttackNetsLoadOnceAndSayWhatIsMissing(t *testing.T) {
+	f := newExplorerFixture(t, nil)
+	nets := f.srv.explorer.nets
+	m, ok := f.reg.Model("cosine")
+	if !ok {
+		t.Fatal("no cosine model")
+	}
+	a, err := nets.Net(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := nets.Net(context.Background(), m)
+	if err != nil || a != b {
+		t.Fatalf("second Net: %v (same adapter: %v)", err, a == b)
+	}
+	if a.Classes() != 10 {
+		t.Fatalf("%d classes", a.Classes())
+	}
+	stranger := *m
+	stranger.Source = "somewhere else"
+	if _, err := nets.Net(context.Background(), &stranger); err == nil || !strings.Contains(err.Error(), "not available to the explorer") {
+		t.Fatalf("a model from an unknown source: %v", err)
+	}
+	network := *m
+	network.Task = inference.TaskAttackNetwork
+	if _, err := nets.Net(context.Background(), &network); err == nil || !strings.Contains(err.Error(), "not a classifier") {
+		t.Fatalf("an attack network as a classifier: %v", err)
+	}
+}

@@ -27,7 +27,10 @@ import (
 // image follows as one binary message), {"type":"stop"}, {"type":"gain","gain":2}.
 // Server → client: text JSON {"type":"queued"|"done"|"error", …}, and binary
 // messages (started, frame, perturbation): a 4-byte big-endian length, that many
-// bytes of JSON, then the PNG images the JSON lists by offset and length.
+// bytes of JSON, then the PNG images the JSON lists by role, offset and length
+// (frames: adv, perturbation, and one "head" per ε of an attack network). A frame
+// carries the loss values since the previous frame sent (loss_from, loss), so the
+// page's curve is complete however many frames were skipped.
 
 // errOrigin refuses a websocket from another site's page (or from no page).
 var errOrigin = userError{http.StatusForbidden, "This websocket only accepts connections from Gibbon's own pages (the Origin header must match the host)."}
@@ -66,6 +69,7 @@ func (s *Server) handleAttackSocket(c echo.Context) error {
 		c.Set(handledErrKey, err) // Upgrade answered the request itself
 		return nil
 	}
+	c.Response().Status = http.StatusSwitchingProtocols // for the request log
 	ss := newWSSession(s, conn)
 	s.explorer.sessions.Add(1)
 	defer s.explorer.sessions.Add(-1)

@@ -374,7 +374,7 @@
     $("ax-pert").removeAttribute("src");
     $("ax-heads").hidden = true;
     $("ax-heads").replaceChildren();
-    let what = m.attack_label + " on " + m.surrogates.join(" + ") + ", ε " + m.eps_label;
+    let what = m.attack_label + (m.surrogates && m.surrogates.length ? " on " + m.surrogates.join(" + ") : "") + ", ε " + m.eps_label;
     if (m.target_label) what += ", target “" + m.target_label + "”";
     status("Running " + what + " (seed " + m.seed + ")…");
     st.defences = m.defences;
