@@ -258,6 +258,33 @@ func opCases() []opCase {
 				}
 				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
 			}},
+		{name: "convit_gated_attention", input: []int64{4, 8}, lo: -1, hi: 1, params: []string{"wq", "wk", "wv", "gate", "wpos"},
+			// ConViT's gated positional self-attention: a content attention and a positional
+			// one (from fixed relative offsets) mixed by a per-head sigmoid gate, then
+			// renormalised by their sum
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				const heads, dh = 2, 4
+				split := func(h string) string { // [N,4,8] -> [N,2,4,4]
+					return b.Op("Transpose", []string{b.Op("Reshape", []string{h, b.Ints(0, 4, heads, dh)})}, onnx.AttrInts("perm", 0, 2, 1, 3))
+				}
+				q := split(b.Op("MatMul", []string{x, weights(b, rng, "wq", 8, 8, 8)}))
+				k := split(b.Op("MatMul", []string{x, weights(b, rng, "wk", 8, 8, 8)}))
+				v := split(b.Op("MatMul", []string{x, weights(b, rng, "wv", 8, 8, 8)}))
+				patch := b.Op("Softmax", []string{b.Op("Mul", []string{b.Op("MatMul", []string{q, b.Op("Transpose", []string{k}, onnx.AttrInts("perm", 0, 1, 3, 2))}), b.Scalar(2)})}, onnx.AttrInt("axis", -1))
+				rel := make([]float32, 4*4*3) // [T,T,3]: dx, dy, distance of a 2x2 grid
+				for i := 0; i < 4; i++ {
+					for j := 0; j < 4; j++ {
+						dx, dy := float32(j%2-i%2), float32(j/2-i/2)
+						rel[(i*4+j)*3], rel[(i*4+j)*3+1], rel[(i*4+j)*3+2] = dx, dy, dx*dx+dy*dy
+					}
+				}
+				pos := b.Op("MatMul", []string{b.Const([]int64{4, 4, 3}, rel...), weights(b, rng, "wpos", 3, 3, heads)}) // [T,T,H]
+				pos = b.Op("Softmax", []string{b.Op("Transpose", []string{pos}, onnx.AttrInts("perm", 2, 0, 1))}, onnx.AttrInt("axis", -1))
+				gate := b.Op("Sigmoid", []string{weights(b, rng, "gate", 1, heads, 1, 1)})
+				attn := b.Op("Add", []string{b.Op("Mul", []string{b.Op("Sub", []string{b.Scalar(1), gate}), patch}), b.Op("Mul", []string{gate, pos})})
+				attn = b.Op("Div", []string{attn, b.Op("ReduceSum", []string{attn, b.Ints(-1)}, onnx.AttrInt("keepdims", 1))})
+				return b.Op("MatMul", []string{attn, v})
+			}},
 		{name: "global_maxpool", input: []int64{3, 4, 5}, spread: true,
 			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
 				return b.Op("Concat", []string{b.Op("Flatten", []string{b.Op("GlobalMaxPool", []string{x})}),
