@@ -199,7 +199,7 @@ func (s *Server) plan(msg startMsg) (*runPlan, error) {
 	// Steps (queries for the black-box attacks).
 	if p.network == nil {
 		if p.method == attack.FGSM {
-			msg.Steps = max(msg.Steps, 1)
+			msg.Steps = 1 // one step, whatever the form says
 		}
 		if msg.Steps < 1 || msg.Steps > cfg.MaxSteps {
 			what := "Steps"
