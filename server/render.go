@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"image"
 	"image/png"
+	"sync"
 
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
@@ -41,10 +42,23 @@ func (s *Server) page(c echo.Context, title, current string) views.Page {
 	}
 }
 
+// dataURLBuffers reuses the PNG encoder's compressor state (about 1 MB each) across
+// requests; a pool holds no program state, only spare memory.
+var dataURLBuffers dataURLPool
+
+type dataURLPool struct{ p sync.Pool }
+
+func (p *dataURLPool) Get() *png.EncoderBuffer {
+	b, _ := p.p.Get().(*png.EncoderBuffer)
+	return b
+}
+
+func (p *dataURLPool) Put(b *png.EncoderBuffer) { p.p.Put(b) }
+
 // pngDataURL encodes an image as a data: URL (small images only: inputs, thumbnails).
 func pngDataURL(img image.Image) (string, error) {
 	var buf bytes.Buffer
-	enc := png.Encoder{CompressionLevel: png.BestSpeed}
+	enc := png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: &dataURLBuffers}
 	if err := enc.Encode(&buf, img); err != nil {
 		return "", err
 	}
