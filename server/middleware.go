@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"mime"
 	"net/http"
 	"strconv"
 	"time"
@@ -159,7 +160,7 @@ func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 			return s.errUploadTooLarge()
 		}
 		req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
-		if ct := req.Header.Get(echo.HeaderContentType); len(ct) >= 19 && ct[:19] == echo.MIMEMultipartForm {
+		if mt, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType)); mt == echo.MIMEMultipartForm {
 			// Everything fits in memory: the body is at most limit bytes.
 			if err := req.ParseMultipartForm(limit); err != nil {
 				var tooBig *http.MaxBytesError
