@@ -38,19 +38,18 @@ type run struct {
 	dropped    atomic.Int64 // frames replaced by newer ones before they were drawn
 	finished   atomic.Bool
 
-	mu             sync.Mutex
-	loss           []float32 // by frame sequence number
-	lossSent       int
-	top1           map[int][]topGuess // by sequence number, for drawn frames
-	attackStart    time.Time
-	attackEnd      time.Time
-	firstFrame     time.Time
-	framesSent     int
-	framesDrawn    int
-	encode         time.Duration
-	final          *finalFrame
-	attackSteps    int
-	forward, bward int64
+	mu          sync.Mutex
+	loss        []float32 // by frame sequence number
+	lossSent    int
+	top1        map[int][]topGuess // by sequence number, for drawn frames
+	attackStart time.Time
+	attackEnd   time.Time
+	firstFrame  time.Time
+	framesSent  int
+	framesDrawn int
+	encode      time.Duration
+	final       *finalFrame
+	attackSteps int
 }
 
 // liveDefence is one watched defence: a classifier, alone or behind a transform.
@@ -72,10 +71,8 @@ type topGuess struct {
 // finalFrame is what the last frame showed.
 type finalFrame struct {
 	lv    []uint8
-	png   []byte
 	top   [][]inference.Prediction // per defence
 	linf  int
-	seq   int
 	heads []pngPart
 }
 
@@ -341,12 +338,9 @@ func (r *run) runAttack(ctx context.Context) error {
 	r.mu.Lock()
 	r.attackStart = time.Now()
 	r.mu.Unlock()
-	res, err := attack.Run(ctx, p.config(), req, func(st attack.Step) error { return r.step(ctx, st) })
+	_, err := attack.Run(ctx, p.config(), req, func(st attack.Step) error { return r.step(ctx, st) })
 	r.mu.Lock()
 	r.attackEnd = time.Now()
-	if res != nil {
-		r.forward, r.bward = res.Forward, res.Backward
-	}
 	r.mu.Unlock()
 	return err
 }
@@ -483,7 +477,7 @@ func (r *run) renderFrame(ctx context.Context, snap *snapshot, gain float64) ([]
 	r.framesDrawn++
 	r.encode += enc
 	if snap.final {
-		r.final = &finalFrame{lv: lv, png: advPNG, top: tops, linf: m.Linf, seq: snap.seq, heads: parts[2:]}
+		r.final = &finalFrame{lv: lv, top: tops, linf: m.Linf, heads: parts[2:]}
 	}
 	r.mu.Unlock()
 	return packBinary(&m, func(im []frameImage) { m.Images = im }, parts)
