@@ -25,6 +25,9 @@ func commands() []command {
 		{"eval", "clean and PGD-40 accuracy of a model on the MNIST test set, recorded in the manifest: gibbon eval NAME", cmdEval},
 		{"train-attack", "train an attack network (one pass, one adversarial image per ε head) against classifiers: --targets A,B or --target my.onnx --images DIR", cmdTrainAttack},
 		{"eval-attack", "score an attack network on the MNIST test set beside noise, PGD-10 and MI-FGSM, with its speed: gibbon eval-attack NAME", cmdEvalAttack},
+		{"sweep", "robust accuracy against ε: --dataset mnist-test --n 1000 --attack pgd --eps 0:0.4:0.025, or one IMAGE (the ε that flips each defence)", cmdSweep},
+		{"compete", "attack × defence matrix scored as in the NIPS'17 competition (ε drawn per batch), with ranks", cmdCompete},
+		{"transfer", "transfer matrix: an attack crafted on each source, its success on each target, at one ε", cmdTransfer},
 		{"bench", "benchmarks: gibbon bench grad (gradient graph vs forward pass on MNIST, MobileNetV2, ResNet-18, DeiT shapes)", cmdBench},
 	}
 }

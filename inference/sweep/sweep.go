@@ -324,7 +324,7 @@ func Eps255(eps float32, rng [2]float32) float64 {
 	if w <= 0 {
 		w = 1
 	}
-	return round6(float64(eps) / w * 255)
+	return math.Round(float64(eps)/w*255*1e4) / 1e4
 }
 
 func round6(v float64) float64 { return math.Round(v*1e6) / 1e6 }

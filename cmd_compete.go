@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+
+	"gibbon/gallery"
+	"gibbon/inference/sweep"
+)
+
+// cmdCompete scores attacks against defences as the NIPS 2017 competition did.
+func cmdCompete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("compete", stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: gibbon compete [--attacks A,B,...] [--defences D,...] [--model M] [--n 500] [flags]")
+		fmt.Fprintln(stderr, "Every untargeted attack against every defence, as in the NIPS 2017 competition: batches of images,")
+		fmt.Fprintln(stderr, "each with a budget drawn from --eps; an attack scores the misclassifications it causes summed over")
+		fmt.Fprintln(stderr, "defences, a defence its correct answers summed over attacks.")
+		fs.PrintDefaults()
+	}
+	var f runFlags
+	f.register(fs, sweep.KindCompete)
+	attacks := fs.String("attacks", "", "methods, or net:NAME for attack networks, comma-separated (default: noise, fgsm, pgd, mi-fgsm and every attack network)")
+	model := fs.String("model", "", "the model(s) gradient and black-box attacks attack (default: the first classifier)")
+	fs.StringVar(&f.defences, "defences", "", "MODEL or MODEL+KIND[:PARAM], comma-separated (default: every classifier, and every transform in front of the attacked model)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"compete takes no arguments, only flags (see gibbon compete -h)"}
+	}
+	if f.threads < 1 {
+		return usageError{"--threads must be at least 1"}
+	}
+	s := sweep.Settings{Kind: sweep.KindCompete, Attacks: splitList(*attacks), Models: splitList(*model), Defences: splitList(f.defences),
+		Eps: f.eps, Steps: f.steps, Dataset: f.dataset, N: f.n, Batch: f.batch, Seed: seedFrom(fs, f.seed), Label: -1}
+	z, plan, err := openPlan(ctx, f, s, stderr)
+	if err != nil {
+		return err
+	}
+	defer z.close()
+	x, labels, err := loadSet(ctx, plan)
+	if err != nil {
+		return err
+	}
+	s = plan.Settings
+	bar := newProgressBar(stderr, "compete", len(labels))
+	m, err := sweep.Compete(ctx, sweep.CompeteSpec{Dataset: s.Dataset, Attacks: plan.Attacks, Defences: plan.Defences, Images: x, Labels: labels,
+		Range: plan.Range, EpsSet: plan.Eps, Batch: s.Batch, Seed: s.Seed}, func(m *sweep.Matrix) error { bar.set(m.N); return nil })
+	bar.done()
+	if err != nil {
+		return err
+	}
+	if err := writeCSVFile(f.csvPath, stdout, m.WriteCSV); err != nil {
+		return err
+	}
+	if f.jsonOut {
+		if err := writeJSON(stdout, m); err != nil {
+			return err
+		}
+	} else if f.csvPath != "-" {
+		printMatrix(stdout, m, plan)
+	}
+	if f.save {
+		return saveRun(ctx, z, plan, f, gallery.KindMatrix, m, nil, nil, 0, m.WallSeconds, stdout)
+	}
+	return nil
+}
+
+func printMatrix(w io.Writer, m *sweep.Matrix, plan *sweep.Plan) {
+	eps := ""
+	for i, e := range plan.Eps {
+		if i > 0 {
+			eps += ", "
+		}
+		eps += sweep.FormatEps(e, plan.Range)
+	}
+	fmt.Fprintf(w, "%d attacks × %d defences on %d %s images in batches of %d, each batch's ε drawn from {%s}; seed %d\n",
+		len(m.Attacks), len(m.Defences), m.N, m.Dataset, m.Batch, eps, m.Seed)
+	fmt.Fprintln(w, "cells: images misclassified by the defence (row: attack); an attack's score sums its row, a defence's")
+	fmt.Fprintln(w, "score sums its correct answers down its column")
+	rows := [][]string{{"attack \\ defence"}}
+	for _, d := range m.Defences {
+		rows[0] = append(rows[0], d.Name)
+	}
+	rows[0] = append(rows[0], "score", "rank", "s/img")
+	for a, at := range m.Attacks {
+		row := []string{at.Name}
+		for d := range m.Defences {
+			row = append(row, strconv.Itoa(m.Misclassified[a][d]))
+		}
+		row = append(row, strconv.Itoa(at.Score), "#"+strconv.Itoa(at.Rank), fmt.Sprintf("%.4f", at.WallSeconds/float64(max(m.N, 1))))
+		rows = append(rows, row)
+	}
+	score, rank, clean := []string{"defence score"}, []string{"defence rank"}, []string{"clean correct"}
+	for _, d := range m.Defences {
+		score = append(score, strconv.Itoa(d.Score))
+		rank = append(rank, "#"+strconv.Itoa(d.Rank))
+		clean = append(clean, strconv.Itoa(d.CleanCorrect))
+	}
+	rows = append(rows, score, rank, clean)
+	printColumns(w, rows)
+	fmt.Fprintf(w, "%.1f s\n", m.WallSeconds)
+}
