@@ -208,6 +208,21 @@ func (m *ONNXModel) gradSession(kind LossKind) (*inference.Session, error) {
 	return s, nil
 }
 
+// Providers says where the model runs: the forward session's execution provider
+// and the gradient graph's ("" until an attack builds one). A provider that did not
+// start has already fallen back, so these are the providers in use.
+func (m *ONNXModel) Providers() (forward, gradient string) {
+	forward = m.fwd.Provider()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range []LossKind{CrossEntropy, LogitSeed} {
+		if s := m.grads[k]; s != nil {
+			return forward, s.Provider()
+		}
+	}
+	return forward, ""
+}
+
 // Close releases the sessions.
 func (m *ONNXModel) Close() {
 	m.fwd.Close()
