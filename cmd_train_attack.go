@@ -28,7 +28,7 @@ type trainAttackFlags struct {
 	dir, targets, targetFiles, images, eps, name, ckpt string
 	steps, batch, base, levels, threads, maxImages     int
 	holdout, evalN                                     int
-	lr, kappa                                          float64
+	lr, kappa, calm                                    float64
 	seed                                               uint64
 	fresh, eval                                        bool
 	contract                                           contractFlags
@@ -137,7 +137,8 @@ func cmdTrainAttack(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.IntVar(&f.batch, "batch", d.BatchSize, "images per step")
 	fs.Float64Var(&f.lr, "lr", d.LR, "Adam's peak learning rate (cosine decay)")
 	fs.Float64Var(&f.kappa, "kappa", d.Kappa, "hinge margin κ: a head is done with an image once each target misclassifies it by κ (logit units)")
-	fs.IntVar(&f.base, "base", 8, "generator channels at full resolution (doubling per level)")
+	fs.Float64Var(&f.calm, "calm", d.Calm, "weight of the heads' mean squared tanh input in the loss (keeps heads from saturating into a fixed pattern)")
+	fs.IntVar(&f.base, "base", attacknet.DefaultBase, "generator channels at full resolution (doubling per level)")
 	fs.IntVar(&f.levels, "levels", 0, "generator downsamplings (0: automatic, 2 for 28×28, 4 for 224×224)")
 	fs.Uint64Var(&f.seed, "seed", d.Seed, "random seed (weights, batch order)")
 	fs.IntVar(&f.threads, "threads", 1, "ONNX Runtime intra-op threads")
@@ -299,7 +300,7 @@ func cmdTrainAttack(ctx context.Context, args []string, stdout, stderr io.Writer
 		dataDesc = mnist.Source() + "; training images only, labels unused (each target's prediction is the label)"
 	}
 
-	cfg := attacknet.Config{Spec: spec, Targets: names, Kappa: f.kappa, Steps: f.steps, BatchSize: f.batch, LR: f.lr, Seed: f.seed}
+	cfg := attacknet.Config{Spec: spec, Targets: names, Kappa: f.kappa, Calm: f.calm, Steps: f.steps, BatchSize: f.batch, LR: f.lr, Seed: f.seed}
 	name := f.name
 	if name == "" {
 		name = "attack-net-" + names[0]
@@ -358,7 +359,7 @@ func cmdTrainAttack(ctx context.Context, args []string, stdout, stderr io.Writer
 		Date:        time.Now().UTC().Format(time.RFC3339),
 	}
 	c, _ := json.Marshal(cfg)
-	prov.Notes = fmt.Sprintf("ONNX Runtime %s CPU, %d intra-op thread(s); loss: sum over heads and targets of relu(z_y − logsumexp_{j≠y} z_j + κ), y the target's clean prediction; Adam, cosine schedule; config %s", rt.Version(), f.threads, c)
+	prov.Notes = fmt.Sprintf("ONNX Runtime %s CPU, %d intra-op thread(s); loss: sum over heads and targets of relu(z_y − logsumexp_{j≠y} z_j + κ), y the target's clean prediction, plus calm × each head's mean squared tanh input; Adam, cosine schedule; config %s", rt.Version(), f.threads, c)
 	entry := attacknet.Entry(name, file, sha, spec, names, pixel, prov)
 	if err := train.UpdateManifest(outDir, func(m *inference.Manifest) error {
 		for _, e := range newEntries {

@@ -19,12 +19,13 @@ type Target struct {
 	Classes int
 }
 
-// Objective is the training graph's output before differentiation: [N, 2·M·K] for M
-// targets and K heads. Column m·K+k is target m's hinge loss on head k,
+// Objective is the training graph's output before differentiation: [N, 2·M·K + K] for
+// M targets and K heads. Column m·K+k is target m's hinge loss on head k,
 // relu(z_y − LSE_{j≠y} z_j + κ) (a smooth C&W margin, zero once the image is
 // misclassified with room κ); column M·K + m·K+k is 1 where target m's prediction on
 // head k's image differs from y and 0 elsewhere (no gradient; for progress reports).
 // y is target m's prediction on the clean image, so unlabelled images train too.
+// The last K columns are each head's mean squared tanh input (its saturation).
 const Objective = "objective"
 
 // bigLogit removes the label's logit from the log-sum-exp over the other classes.
@@ -98,8 +99,21 @@ func composeTraining(gen *onnx.ModelProto, spec Spec, targets []Target, kappa fl
 		same := b.Op("Equal", []string{pred, y})
 		fooled = append(fooled, b.Op("Cast", []string{b.Op("Not", []string{same})}, onnx.AttrInt("to", int64(onnx.TensorProto_FLOAT))))
 	}
-	all := b.Op("Concat", append(slices.Clone(hinges), fooled...), onnx.AttrInt("axis", 0)) // [2MK, N]
-	b.Output(Objective, b.Op("Transpose", []string{all}, onnx.AttrInts("perm", 1, 0)), -1, 2*int64(len(targets))*K)
+	// The heads' mean squared tanh input per image, [K, N]: penalised a little, it keeps
+	// heads out of saturation, where tanh's gradient vanishes and a head would freeze.
+	var pre string
+	for _, n := range g.Node {
+		if n.GetOpType() == "Tanh" {
+			pre = n.Input[0]
+		}
+	}
+	if pre == "" {
+		return nil, fmt.Errorf("generator graph has no Tanh head")
+	}
+	sq := b.Op("ReduceMean", []string{b.Op("Mul", []string{pre, pre})}, onnx.AttrInts("axes", 2, 3, 4), onnx.AttrInt("keepdims", 0))
+	sat := b.Op("Transpose", []string{sq}, onnx.AttrInts("perm", 1, 0))
+	all := b.Op("Concat", append(append(slices.Clone(hinges), fooled...), sat), onnx.AttrInt("axis", 0)) // [2MK+K, N]
+	b.Output(Objective, b.Op("Transpose", []string{all}, onnx.AttrInts("perm", 1, 0)), -1, 2*int64(len(targets))*K+K)
 	return m, nil
 }
 

@@ -40,7 +40,7 @@ type Spec struct {
 	Range [2]float64
 	// Eps are the heads' L∞ budgets on Range, in output order.
 	Eps []float64
-	// Base is the channel count at full resolution (doubling per level; default 12).
+	// Base is the channel count at full resolution (doubling per level; default 8).
 	Base int
 	// Levels is the number of stride-2 downsamplings (0: as many as keep the smaller
 	// side at 7 or more, at most 4).
@@ -48,7 +48,7 @@ type Spec struct {
 }
 
 // DefaultBase is the generator width when Spec.Base is 0.
-const DefaultBase = 12
+const DefaultBase = 8
 
 // Normalized fills in the defaults and checks the spec.
 func (s Spec) Normalized() (Spec, error) {

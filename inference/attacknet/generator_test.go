@@ -164,9 +164,9 @@ func TestTrainingGradientMatchesFiniteDifferences(t *testing.T) {
 	}
 	defer sess.Close()
 	params, _ := train.ParamsOf(gm, names)
-	const N, cols = 16, 8 // 2 targets × 2 heads, hinge and fooled columns
+	const N, cols = 16, 10 // 2 targets × 2 heads, hinge and fooled columns, 2 saturation columns
 	x, _ := batchOf(test, 0, N)
-	for col := range 4 {
+	for _, col := range []int{0, 1, 2, 3, 8, 9} {
 		seed := inference.NewTensor(N, cols)
 		for i := range N {
 			seed.Data[i*cols+col] = 1

@@ -26,7 +26,11 @@ type Config struct {
 	Targets []string `json:"targets"`
 	// Kappa is the hinge's margin: an image counts as done once every other class's
 	// log-sum-exp beats the label's logit by Kappa.
-	Kappa     float64 `json:"kappa"`
+	Kappa float64 `json:"kappa"`
+	// Calm weighs the mean squared tanh input of each head in the loss: a small
+	// penalty that keeps heads from saturating early into a fixed pattern (where
+	// tanh's gradient vanishes and training stalls).
+	Calm      float64 `json:"calm"`
 	Steps     int     `json:"steps"`
 	BatchSize int     `json:"batch_size"`
 	// LR is Adam's peak learning rate (cosine decay after a 3% warm-up).
@@ -35,7 +39,7 @@ type Config struct {
 }
 
 // Defaults are the settings `gibbon train-attack` starts from.
-var Defaults = Config{Kappa: 2, Steps: 2000, BatchSize: 64, LR: 2e-3, Seed: 1}
+var Defaults = Config{Kappa: 2, Calm: 0.01, Steps: 2000, BatchSize: 64, LR: 3e-3, Seed: 1}
 
 func (c Config) validate() error {
 	if _, err := c.Spec.Normalized(); err != nil {
@@ -46,6 +50,8 @@ func (c Config) validate() error {
 		return errors.New("no target classifiers")
 	case !(c.Kappa >= 0) || c.Kappa > 100:
 		return fmt.Errorf("kappa %g must be in [0,100]", c.Kappa)
+	case !(c.Calm >= 0) || c.Calm > 100:
+		return fmt.Errorf("saturation penalty %g must be in [0,100]", c.Calm)
 	case c.Steps < 1 || c.Steps > 10_000_000:
 		return fmt.Errorf("steps %d must be between 1 and 10000000", c.Steps)
 	case c.BatchSize < 1 || c.BatchSize > 4096:
@@ -288,12 +294,15 @@ func (t *Trainer) trainStep(ctx context.Context) error {
 		copy(x.Data[j*per:(j+1)*per], t.data.Data[i*per:(i+1)*per])
 	}
 	K := len(t.spec.Eps)
-	cols := 2 * t.nt * K
+	cols := 2*t.nt*K + K
 	seed := inference.NewTensor(int64(B), int64(cols))
-	// Mean over images, sum over heads and targets.
+	// Mean over images, sum over heads and targets; then the saturation penalty.
 	for i := range B {
 		for c := range t.nt * K {
 			seed.Data[i*cols+c] = 1 / float32(B)
+		}
+		for k := range K {
+			seed.Data[i*cols+2*t.nt*K+k] = float32(t.cfg.Calm) / float32(B)
 		}
 	}
 	feed := map[string]*inference.Tensor{Input: x, autodiff.InputLogitSeed: seed}

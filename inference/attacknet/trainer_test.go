@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,7 @@ func TestShortTrainingBeatsNoiseThroughTheAttackPath(t *testing.T) {
 	ctx := context.Background()
 	zoo, trainSet, test := smallZoo(t)
 	cnn := zoo["mnist-cnn-small"]
-	cfg := Config{Spec: mnistSpec, Targets: []string{"mnist-cnn-small"}, Kappa: 2, Steps: 120, BatchSize: 32, LR: 3e-3, Seed: 1}
+	cfg := Config{Spec: mnistSpec, Targets: []string{"mnist-cnn-small"}, Kappa: 2, Calm: 0.01, Steps: 120, BatchSize: 32, LR: 3e-3, Seed: 1}
 	tr, err := New(rt, cfg, []Target{targetOf("mnist-cnn-small", cnn)}, mnistImages(trainSet, 10000))
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +99,7 @@ func TestResumeMatchesAnUnbrokenRun(t *testing.T) {
 	zoo, trainSet, _ := smallZoo(t)
 	tg := []Target{targetOf("mnist-mlp", zoo["mnist-mlp"])}
 	cfg := Config{Spec: Spec{Channels: 1, Height: 28, Width: 28, Eps: []float64{0.3}, Base: 2}, Targets: []string{"mnist-mlp"},
-		Kappa: 1, Steps: 6, BatchSize: 8, LR: 1e-2, Seed: 4}
+		Kappa: 1, Calm: 0.01, Steps: 6, BatchSize: 8, LR: 1e-2, Seed: 4}
 	data := mnistImages(trainSet, 40) // 5 batches: the run crosses an epoch
 	whole, err := New(rt, cfg, tg, data)
 	if err != nil {
@@ -169,6 +170,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"batch", func(c Config) Config { c.BatchSize = 0; return c }, tg, data, "batch size"},
 		{"lr", func(c Config) Config { c.LR = -1; return c }, tg, data, "learning rate"},
 		{"kappa", func(c Config) Config { c.Kappa = -1; return c }, tg, data, "kappa"},
+		{"calm", func(c Config) Config { c.Calm = math.NaN(); return c }, tg, data, "saturation penalty"},
 		{"too few", func(c Config) Config { c.BatchSize = 100; return c }, tg, data, "fewer than one batch"},
 		{"shape", func(c Config) Config { return c }, tg, &Images{Data: data.Data, Shape: []int64{28, 28, 1}}, "shape"},
 		{"range", func(c Config) Config { return c }, tg, bright, "outside the pixel range"},
