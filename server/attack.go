@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"sync"
 	"sync/atomic"
 
 	"github.com/labstack/echo/v4"
@@ -28,11 +29,37 @@ type explorer struct {
 	running  atomic.Int64
 	runs     atomic.Int64
 	sessions atomic.Int64
+
+	// clients counts open websockets per client address (MaxSocketsPerClient).
+	clientsMu sync.Mutex
+	clients   map[string]int
 }
 
 func newExplorer(d AttackDeps) *explorer {
 	cfg := d.Config.withDefaults()
-	return &explorer{cfg: cfg, nets: d.Nets, queue: newRunQueue(cfg.MaxRuns, cfg.MaxQueue)}
+	return &explorer{cfg: cfg, nets: d.Nets, queue: newRunQueue(cfg.MaxRuns, cfg.MaxQueue), clients: map[string]int{}}
+}
+
+// admit counts a websocket of client, unless it holds the most it may already.
+func (x *explorer) admit(client string) bool {
+	x.clientsMu.Lock()
+	defer x.clientsMu.Unlock()
+	if x.clients[client] >= x.cfg.MaxSocketsPerClient {
+		return false
+	}
+	x.clients[client]++
+	return true
+}
+
+// leave uncounts a websocket admitted for client.
+func (x *explorer) leave(client string) {
+	x.clientsMu.Lock()
+	defer x.clientsMu.Unlock()
+	if x.clients[client] <= 1 {
+		delete(x.clients, client)
+		return
+	}
+	x.clients[client]--
 }
 
 func (s *Server) handleAttackPage(c echo.Context) error {
@@ -68,7 +95,7 @@ func (s *Server) attackPage(c echo.Context) views.AttackPage {
 	}
 	for _, m := range s.models.Classifiers() {
 		page.Models = append(page.Models, views.AttackModel{Name: m.Name, Architecture: m.Architecture, Robust: m.Robust,
-			Input: describeInput(m.Input), InputKey: inputKey(m.Input), Labels: m.Labels})
+			Input: describeInput(m.Input), InputKey: inputKey(m.Input), Channels: m.Input.Channels, Labels: m.Labels})
 	}
 	for _, k := range defense.Kinds {
 		page.Defences = append(page.Defences, views.DefenceKind{ID: k.ID, Label: k.Label, Param: k.Param, Unit: k.Unit,

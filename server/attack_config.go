@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"runtime"
 	"time"
 )
@@ -17,6 +18,9 @@ type AttackConfig struct {
 	RunTimeout time.Duration
 	// MaxDefences caps how many defences one run watches.
 	MaxDefences int
+	// MaxSocketsPerClient caps the explorer websockets one client (IP address) may
+	// hold open at once: each is a page that can queue a run.
+	MaxSocketsPerClient int
 	// MaxPace caps the slow-motion delay per step.
 	MaxPace time.Duration
 	// PingPeriod is how often the server pings; a client that answers nothing
@@ -30,16 +34,33 @@ type AttackConfig struct {
 // DefaultAttackConfig is what `gibbon serve` uses.
 func DefaultAttackConfig() AttackConfig {
 	return AttackConfig{
-		MaxRuns:     max(1, runtime.GOMAXPROCS(0)/2),
-		MaxQueue:    8,
-		MaxSteps:    1000,
-		RunTimeout:  2 * time.Minute,
-		MaxDefences: 12,
-		MaxPace:     time.Second,
-		PingPeriod:  20 * time.Second,
-		PongWait:    45 * time.Second,
-		WriteWait:   15 * time.Second,
+		MaxRuns:             max(1, runtime.GOMAXPROCS(0)/2),
+		MaxQueue:            8,
+		MaxSteps:            1000,
+		RunTimeout:          2 * time.Minute,
+		MaxDefences:         12,
+		MaxSocketsPerClient: 4,
+		MaxPace:             time.Second,
+		PingPeriod:          20 * time.Second,
+		PongWait:            45 * time.Second,
+		WriteWait:           15 * time.Second,
 	}
+}
+
+// Check reports limits that cannot work, for `gibbon serve` to refuse at start
+// (zero values are not errors here: withDefaults fills them).
+func (c AttackConfig) Check() error {
+	switch {
+	case c.MaxRuns < 0:
+		return fmt.Errorf("the explorer's concurrent runs must be at least 1, not %d", c.MaxRuns)
+	case c.MaxSteps < 0:
+		return fmt.Errorf("the explorer's step cap must be at least 1, not %d", c.MaxSteps)
+	case c.RunTimeout < 0:
+		return fmt.Errorf("the explorer's time limit per run cannot be negative (%s)", c.RunTimeout)
+	case c.MaxSocketsPerClient < 0:
+		return fmt.Errorf("the explorer's connections per client must be at least 1, not %d", c.MaxSocketsPerClient)
+	}
+	return nil
 }
 
 // withDefaults fills zero fields from DefaultAttackConfig.
@@ -61,6 +82,9 @@ func (c AttackConfig) withDefaults() AttackConfig {
 	}
 	if c.MaxDefences <= 0 {
 		c.MaxDefences = d.MaxDefences
+	}
+	if c.MaxSocketsPerClient <= 0 {
+		c.MaxSocketsPerClient = d.MaxSocketsPerClient
 	}
 	if c.MaxPace <= 0 {
 		c.MaxPace = d.MaxPace

@@ -152,7 +152,13 @@ func explorerDir(t testing.TB, extra ...modelFile) string {
 // newExplorerFixture serves the explorer (and a gallery) over the explorer models.
 func newExplorerFixture(t testing.TB, edit func(*AttackConfig), extra ...modelFile) *fixture {
 	t.Helper()
-	dir := explorerDir(t, extra...)
+	return serveExplorerDir(t, explorerDir(t, extra...), edit)
+}
+
+// serveExplorerDir serves the explorer (and a gallery) over a models directory
+// with a samples/ folder.
+func serveExplorerDir(t testing.TB, dir string, edit func(*AttackConfig)) *fixture {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.UploadRate, cfg.UploadBurst = 1000, 1000
 	acfg := DefaultAttackConfig()
@@ -185,6 +191,13 @@ func newExplorerFixture(t testing.TB, edit func(*AttackConfig), extra ...modelFi
 	t.Cleanup(func() { store.Close() })
 	t.Cleanup(reg.Close)
 	t.Cleanup(nets.Close)
+	// Websockets are hijacked, so ts.Close does not wait for them: a test that
+	// fails mid-run must not close the sessions under a running attack.
+	t.Cleanup(func() {
+		for deadline := time.Now().Add(10 * time.Second); srv.explorer.sessions.Load() > 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
 	t.Cleanup(ts.Close)
 	return &fixture{srv: srv, ts: ts, reg: reg, logs: logs}
 }
@@ -273,6 +286,7 @@ type wsMsg struct {
 	binary bool
 	images map[string][]byte
 	metas  []frameImage
+	raw    []byte // the message as sent, for fields a test reads itself
 }
 
 // read returns the next message, failing after timeout.
@@ -291,7 +305,7 @@ func (c *wsClient) tryRead(timeout time.Duration) (wsMsg, error) {
 	if err != nil {
 		return wsMsg{}, err
 	}
-	var m wsMsg
+	m := wsMsg{raw: data}
 	if typ == websocket.BinaryMessage {
 		m.binary = true
 		m.images, m.metas, err = unpackBinary(data, &m)

@@ -278,9 +278,9 @@ func (s *Server) plan(msg startMsg) (*runPlan, error) {
 		if !ok {
 			return nil, bad("There is no classifier called %q to watch.", truncate(w.Model, 60))
 		}
-		if inputKey(m.Input) != inputKey(p.contract) {
-			return nil, bad("%s takes %s, this attack makes %s: it cannot watch this attack.",
-				m.Name, describeInput(m.Input), describeInput(p.contract))
+		// Another size, layout or range is converted (attack_convert.go).
+		if why := convertible(p.contract, m.Input); why != "" {
+			return nil, bad("%s cannot watch this attack: %s.", m.Name, why)
 		}
 		wp := watchPlan{name: m.Name, model: m}
 		if w.Defence != "" {

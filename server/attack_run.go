@@ -33,6 +33,12 @@ type run struct {
 	cleanPNG []byte
 	source   string
 	defs     []*liveDefence
+	// surNets are the attacked models' nets, in plan order.
+	surNets []AttackNet
+	// crop says how the upload became the model's input (the preprocessing
+	// steps), and srcW×srcH is the upload's size.
+	crop       []string
+	srcW, srcH int
 
 	stopReason atomic.Pointer[string]
 	dropped    atomic.Int64 // frames replaced by newer ones before they were drawn
@@ -54,8 +60,12 @@ type run struct {
 
 // liveDefence is one watched defence: a classifier, alone or behind a transform.
 type liveDefence struct {
-	plan      watchPlan
-	net       defense.Classifier
+	plan watchPlan
+	net  defense.Classifier
+	// base is the classifier's own net (for its provider); input says how the
+	// attack's image is fed to it when it takes another form ("" when as is).
+	base      AttackNet
+	input     string
 	clean     []inference.Prediction
 	cleanErr  string
 	robust    bool
@@ -89,6 +99,9 @@ type snapshot struct {
 	adv     []float32
 	heads   []headSnap
 	chosen  string // the head shown against the defences
+	// elapsed is the attack's wall time when the step was taken, after done steps.
+	elapsed time.Duration
+	done    int
 }
 
 type headSnap struct {
@@ -196,10 +209,17 @@ func (r *run) load(ctx context.Context, data []byte) error {
 	if err != nil {
 		return err
 	}
-	pre, err := inference.NewPicture(dec.Image, inference.DefaultWorkingSide).Preprocess(p.contract)
+	pic := inference.NewPicture(dec.Image, inference.DefaultWorkingSide)
+	pre, err := pic.Preprocess(p.contract)
 	if err != nil {
 		return err
 	}
+	r.srcW, r.srcH = pic.SrcW, pic.SrcH
+	if pic.W != pic.SrcW || pic.H != pic.SrcH {
+		r.crop = append(r.crop, fmt.Sprintf("scaled to %d×%d px to work on (aspect kept)", pic.W, pic.H))
+	}
+	// The last step describes the tensor; the page shows the image.
+	r.crop = append(r.crop, pre.Steps[:max(0, len(pre.Steps)-1)]...)
 	r.grid = newGrid(p.contract)
 	r.cleanLv = make([]uint8, len(pre.Tensor.Data))
 	for i, v := range pre.Tensor.Data {
@@ -216,14 +236,28 @@ func (r *run) setup(ctx context.Context) error {
 	s, p := r.ss.s, r.plan
 	nets := s.explorer.nets
 	format := defense.Format{Layout: p.contract.Layout, Range: valueRange(p.contract), Color: p.contract.Color}
+	for _, m := range p.surrogates {
+		net, err := nets.Net(ctx, m)
+		if err != nil {
+			return err
+		}
+		r.surNets = append(r.surNets, net)
+	}
 	for i, w := range p.watch {
 		net, err := nets.Net(ctx, w.model)
 		if err != nil {
 			return err
 		}
-		d := &liveDefence{plan: w, net: net, robust: w.model.Robust}
+		d := &liveDefence{plan: w, net: net, base: net, robust: w.model.Robust}
+		if inputKey(w.model.Input) != inputKey(p.contract) {
+			cv, err := newConverted(net, p.contract, w.model.Input)
+			if err != nil {
+				return err
+			}
+			d.net, d.input = cv, cv.describe()
+		}
 		if w.transform != nil {
-			dn, err := defense.New(w.transform, net, format, uint64(p.seed)+uint64(i)*0x9e37)
+			dn, err := defense.New(w.transform, d.net, format, uint64(p.seed)+uint64(i)*0x9e37)
 			if err != nil {
 				return err
 			}
@@ -258,32 +292,41 @@ func (r *run) verdict(ctx context.Context, d *liveDefence, x *inference.Tensor) 
 // startedMsg tells the page what is being run, with the clean image and every
 // defence's clean verdict.
 type startedMsg struct {
-	Type        string          `json:"type"`
-	Run         int             `json:"run"`
-	Attack      string          `json:"attack"`
-	AttackLabel string          `json:"attack_label"`
-	Eps         int             `json:"eps"`
-	EpsLabel    string          `json:"eps_label"`
-	Steps       int             `json:"steps"`
-	Target      int             `json:"target"`
-	TargetLabel string          `json:"target_label,omitempty"`
-	Surrogates  []string        `json:"surrogates"`
-	Seed        int64           `json:"seed"`
-	Source      string          `json:"source"`
-	Input       string          `json:"input"`
-	Defences    []defenceHeader `json:"defences"`
-	QueueMS     float64         `json:"queue_ms"`
-	Images      []frameImage    `json:"images"`
+	Type        string   `json:"type"`
+	Run         int      `json:"run"`
+	Attack      string   `json:"attack"`
+	AttackLabel string   `json:"attack_label"`
+	Eps         int      `json:"eps"`
+	EpsLabel    string   `json:"eps_label"`
+	Steps       int      `json:"steps"`
+	Target      int      `json:"target"`
+	TargetLabel string   `json:"target_label,omitempty"`
+	Surrogates  []string `json:"surrogates"`
+	Seed        int64    `json:"seed"`
+	Source      string   `json:"source"`
+	Input       string   `json:"input"`
+	// SourceWidth×SourceHeight is the image as uploaded; Crop lists how it became
+	// the clean image, the model's input (scaled, centre-cropped, ...).
+	SourceWidth  int             `json:"source_width"`
+	SourceHeight int             `json:"source_height"`
+	Crop         []string        `json:"crop"`
+	Defences     []defenceHeader `json:"defences"`
+	QueueMS      float64         `json:"queue_ms"`
+	Providers    []modelProvider `json:"providers"`
+	Images       []frameImage    `json:"images"`
 }
 
 type defenceHeader struct {
-	Name      string        `json:"name"`
-	Model     string        `json:"model"`
-	Transform string        `json:"transform,omitempty"`
-	Random    bool          `json:"random,omitempty"`
-	Robust    bool          `json:"robust,omitempty"`
-	Clean     []views.Score `json:"clean"`
-	Error     string        `json:"error,omitempty"`
+	Name      string `json:"name"`
+	Model     string `json:"model"`
+	Transform string `json:"transform,omitempty"`
+	Random    bool   `json:"random,omitempty"`
+	Robust    bool   `json:"robust,omitempty"`
+	// Input says how the attack's image is fed to a classifier that takes
+	// another size or form ("" when it takes the image as it is).
+	Input string        `json:"input,omitempty"`
+	Clean []views.Score `json:"clean"`
+	Error string        `json:"error,omitempty"`
 }
 
 func topScores(ps []inference.Prediction) []views.Score {
@@ -298,7 +341,8 @@ func (r *run) sendStarted() error {
 	p := r.plan
 	m := startedMsg{Type: "started", Run: r.id, Eps: p.eps, EpsLabel: epsLabel(p.eps, valueRange(p.contract)),
 		Steps: p.steps, Target: p.target, Seed: p.seed, Source: r.source, Input: describeInput(p.contract),
-		QueueMS: millis(time.Since(r.received))}
+		SourceWidth: r.srcW, SourceHeight: r.srcH, Crop: r.crop,
+		QueueMS: millis(time.Since(r.received)), Providers: r.providers()}
 	if p.network != nil {
 		m.Attack, m.AttackLabel = networkPrefix+p.network.Name, "Attack network "+p.network.Name
 	} else {
@@ -313,7 +357,7 @@ func (r *run) sendStarted() error {
 	}
 	for _, d := range r.defs {
 		m.Defences = append(m.Defences, defenceHeader{Name: d.plan.name, Model: d.plan.model.Name, Transform: d.transform,
-			Random: d.random, Robust: d.robust, Clean: topScores(d.clean), Error: d.cleanErr})
+			Random: d.random, Robust: d.robust, Input: d.input, Clean: topScores(d.clean), Error: d.cleanErr})
 	}
 	data, err := packBinary(&m, func(im []frameImage) { m.Images = im },
 		[]pngPart{{role: "clean", data: r.cleanPNG, w: p.contract.Width, h: p.contract.Height}})
@@ -328,12 +372,8 @@ func (r *run) sendStarted() error {
 func (r *run) runAttack(ctx context.Context) error {
 	p := r.plan
 	req := attack.Request{Images: r.clean}
-	for _, m := range p.surrogates {
-		net, err := r.ss.s.explorer.nets.Net(ctx, m)
-		if err != nil {
-			return err
-		}
-		req.Surrogates = append(req.Surrogates, attack.Model{Name: m.Name, Net: net})
+	for i, m := range p.surrogates {
+		req.Surrogates = append(req.Surrogates, attack.Model{Name: m.Name, Net: r.surNets[i]})
 	}
 	r.mu.Lock()
 	r.attackStart = time.Now()
@@ -356,9 +396,10 @@ func (r *run) step(ctx context.Context, st attack.Step) error {
 	r.loss = append(r.loss, loss)
 	seq := len(r.loss) - 1
 	r.attackSteps++
+	done, elapsed := r.attackSteps, time.Since(r.attackStart)
 	r.mu.Unlock()
 	snap := &snapshot{run: r, seq: seq, step: st.Step, steps: st.Steps, final: st.Final, diverse: st.Diverse,
-		adv: append([]float32(nil), st.Adv.Data...), pred: -1}
+		adv: append([]float32(nil), st.Adv.Data...), pred: -1, elapsed: elapsed, done: done}
 	if len(st.Pred) > 0 {
 		snap.pred = st.Pred[0]
 	}
@@ -401,7 +442,19 @@ type frameMsg struct {
 	Gain     float64        `json:"gain"`
 	Chosen   string         `json:"chosen,omitempty"` // attack networks: the head the defences see
 	Defences []defenceState `json:"defences"`
+	Timing   frameTiming    `json:"timing"`
 	Images   []frameImage   `json:"images"`
+}
+
+// frameTiming is how long the frame took to make, and where the models ran.
+type frameTiming struct {
+	// ElapsedMS is the attack's wall time up to this step; StepMS its mean per step.
+	ElapsedMS float64 `json:"elapsed_ms"`
+	StepMS    float64 `json:"step_ms"`
+	// VerdictMS is the watched defences' passes on this frame; EncodeMS its PNGs.
+	VerdictMS float64         `json:"verdict_ms"`
+	EncodeMS  float64         `json:"encode_ms"`
+	Providers []modelProvider `json:"providers"`
 }
 
 type defenceState struct {
@@ -447,6 +500,7 @@ func (r *run) renderFrame(ctx context.Context, snap *snapshot, gain float64) ([]
 	}
 	tops := make([][]inference.Prediction, len(r.defs))
 	var guesses []topGuess
+	verdicts := time.Now()
 	for i, d := range r.defs {
 		top, err := r.verdict(ctx, d, x)
 		if err != nil {
@@ -467,6 +521,11 @@ func (r *run) renderFrame(ctx context.Context, snap *snapshot, gain float64) ([]
 		}
 	}
 
+	m.Timing = frameTiming{ElapsedMS: millis(snap.elapsed), VerdictMS: millis(time.Since(verdicts)), EncodeMS: millis(enc),
+		Providers: r.providers()}
+	if snap.done > 0 {
+		m.Timing.StepMS = millis(snap.elapsed) / float64(snap.done)
+	}
 	r.mu.Lock()
 	from := min(r.lossSent, snap.seq+1)
 	m.LossFrom = from
@@ -528,8 +587,10 @@ type doneMsg struct {
 	Seed     int64              `json:"seed"`
 	Download string             `json:"download,omitempty"`
 	Timings  map[string]float64 `json:"timings"`
-	Gallery  *galleryDraft      `json:"gallery,omitempty"`
-	NoSave   string             `json:"no_save,omitempty"`
+	// Providers says where the run's passes ran.
+	Providers []modelProvider `json:"providers"`
+	Gallery   *galleryDraft   `json:"gallery,omitempty"`
+	NoSave    string          `json:"no_save,omitempty"`
 }
 
 func (r *run) doneMsg() (int, []byte, error) {
@@ -542,6 +603,7 @@ func (r *run) doneMsg() (int, []byte, error) {
 	m.Timings = r.timingsLocked()
 	f := r.final
 	r.mu.Unlock()
+	m.Providers = r.providers()
 	if f != nil && !m.Stopped {
 		m.Linf = f.linf
 		for i, d := range r.defs {
@@ -639,7 +701,10 @@ func (r *run) runNetwork(ctx context.Context) error {
 	}
 	rng := valueRange(m.Input)
 	best, bestD := 0, math.Inf(1)
-	snap := &snapshot{run: r, seq: 0, step: 1, steps: 1, final: true, pred: -1}
+	snap := &snapshot{run: r, seq: 0, step: 1, steps: 1, final: true, pred: -1, done: 1}
+	r.mu.Lock()
+	snap.elapsed = r.attackEnd.Sub(r.attackStart)
+	r.mu.Unlock()
 	for k, e := range heads {
 		levels := int(math.Floor(e/float64(rng[1]-rng[0])*255 + 1e-6))
 		lv := r.grid.levels(y.Data[k*per:(k+1)*per], r.cleanLv, levels)

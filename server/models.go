@@ -17,7 +17,9 @@ import (
 func (s *Server) handleModels(c echo.Context) error {
 	page := views.ModelsPage{Page: s.page(c, "Models", "/models")}
 	for _, m := range s.models.All() {
-		page.Models = append(page.Models, modelInfo(m))
+		info := modelInfo(m)
+		info.Runs = s.runsOn(m)
+		page.Models = append(page.Models, info)
 	}
 	for _, p := range s.models.Problems() {
 		page.Problems = append(page.Problems, p.Error())
@@ -108,6 +110,39 @@ func modelInfo(m *inference.Model) views.ModelInfo {
 		{Label: "From", Value: m.Source},
 	}
 	return info
+}
+
+// runsOn says where a model's sessions run: the one that classifies uploads and,
+// for classifiers the explorer has adapted, its forward session and gradient graph.
+func (s *Server) runsOn(m *inference.Model) []views.Fact {
+	var out []views.Fact
+	if sess := m.Session(); sess != nil {
+		label := "Classify"
+		if m.Task == inference.TaskAttackNetwork {
+			label = "Attack network"
+		}
+		out = append(out, views.Fact{Label: label, Value: providerLabel(sess.Provider())})
+	}
+	if m.Task != inference.TaskClassifier || s.explorer == nil {
+		return out
+	}
+	np, ok := s.explorer.nets.(netProviders)
+	if !ok {
+		return out
+	}
+	fwd, grad, ok := np.Providers(m.Name)
+	switch {
+	case !ok:
+		out = append(out, views.Fact{Label: "Explorer", Value: "not loaded yet: the explorer adapts a model on its first run"})
+	default:
+		out = append(out, views.Fact{Label: "Explorer forward", Value: providerLabel(fwd)})
+		if grad == "" {
+			out = append(out, views.Fact{Label: "Gradient graph", Value: "not built yet: the first gradient attack on this model builds it"})
+		} else {
+			out = append(out, views.Fact{Label: "Gradient graph", Value: providerLabel(grad)})
+		}
+	}
+	return out
 }
 
 func resizeText(in inference.InputContract) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"net/url"
@@ -70,11 +71,35 @@ func (s *Server) handleAttackSocket(c echo.Context) error {
 		return nil
 	}
 	c.Response().Status = http.StatusSwitchingProtocols // for the request log
+	// Over the per-client cap the socket is opened only to say why it closes: a
+	// browser sees no status or body of a refused upgrade.
+	client := c.RealIP()
+	if !s.explorer.admit(client) {
+		refuseSocket(conn, fmt.Sprintf("You have %d explorer pages open, the most one address may: close one of them and try again.",
+			s.explorer.cfg.MaxSocketsPerClient))
+		return nil
+	}
+	defer s.explorer.leave(client)
 	ss := newWSSession(s, conn)
 	s.explorer.sessions.Add(1)
 	defer s.explorer.sessions.Add(-1)
 	ss.serve(req.Context())
 	return nil
+}
+
+// refuseSocket sends an error message and closes (policy violation) at once.
+func refuseSocket(conn *websocket.Conn, msg string) {
+	defer conn.Close()
+	deadline := time.Now().Add(time.Second)
+	conn.SetWriteDeadline(deadline)
+	if data, err := json.Marshal(errorMsg{Type: "error", Message: msg}); err == nil {
+		conn.WriteMessage(websocket.TextMessage, data)
+	}
+	reason := msg
+	if len(reason) > 120 { // a close frame's reason fits in 123 bytes
+		reason = "too many explorer connections from your address"
+	}
+	conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, reason), deadline)
 }
 
 // wsSession is one websocket connection.

@@ -201,15 +201,17 @@
     $("ax-gain-out").textContent = "×" + gain();
     surrogateBoxes.forEach((b) => (b.disabled = isNetwork()));
     targeted.disabled = isNetwork();
-    // Only models that take the same input as the attacked one can watch it.
+    // Models attacked together take the same input; a watching model needs the
+    // same kind of image (gray or colour) and gets it resized to its own input.
     const first = chosenSurrogates()[0];
     const key = first ? first.dataset.inputKey : null;
+    const channels = first ? first.dataset.channels : null;
     surrogateBoxes.forEach((b) => {
       if (!isNetwork()) b.disabled = key !== null && b.dataset.inputKey !== key;
     });
-    watchBoxes.forEach((b) => (b.disabled = key !== null && b.dataset.inputKey !== key));
+    watchBoxes.forEach((b) => (b.disabled = channels !== null && b.dataset.channels !== channels));
     transformRows.forEach((row) => {
-      row.querySelectorAll("option").forEach((o) => (o.disabled = key !== null && o.dataset.inputKey !== key));
+      row.querySelectorAll("option").forEach((o) => (o.disabled = channels !== null && o.dataset.channels !== channels));
       const sel = row.querySelector('[data-role="model"]');
       if (sel.selectedOptions[0] && sel.selectedOptions[0].disabled && first) sel.value = first.value;
     });
@@ -370,6 +372,7 @@
     $("ax-finish").hidden = true;
     $("ax-saved").textContent = "";
     if (images.clean) setImage($("ax-clean"), "clean", images.clean.blob);
+    showCrop(m, images.clean ? images.clean.meta : null);
     $("ax-adv").removeAttribute("src");
     $("ax-pert").removeAttribute("src");
     $("ax-heads").hidden = true;
@@ -380,7 +383,47 @@
     st.defences = m.defences;
     renderDefences(m.defences, null);
     drawLoss();
-    $("ax-metrics").textContent = m.source + " · " + m.input;
+    $("ax-metrics").textContent = m.source + " · " + m.input + " · " + providersText(m.providers);
+  }
+
+  // Photos (ImageNet-sized inputs) are shown at their own size and smoothed;
+  // digits are enlarged with square pixels. The caption says which crop of the
+  // upload the model sees.
+  function showCrop(m, meta) {
+    const photo = !!meta && meta.width >= 96;
+    const box = document.querySelector(".ax-images");
+    box.classList.toggle("ax-photo", photo);
+    if (photo) {
+      box.style.setProperty("--ax-w", meta.width + "px");
+      box.style.setProperty("--ax-h", meta.height + "px");
+    }
+    ["ax-clean", "ax-adv", "ax-pert"].forEach((id) => {
+      const img = $(id);
+      img.classList.toggle("pixelated", !photo);
+      if (meta) {
+        img.width = photo ? meta.width : 168;
+        img.height = photo ? meta.height : 168;
+      }
+    });
+    const crop = $("ax-crop");
+    const steps = m.crop || [];
+    if (!meta || !m.source_width) {
+      crop.hidden = true;
+      return;
+    }
+    crop.hidden = false;
+    crop.textContent = "The model sees this " + meta.width + "×" + meta.height + " px image, made from the " +
+      m.source_width + "×" + m.source_height + " px original" + (steps.length ? ": " + steps.join(", then ") : " as it is") +
+      ". The attack changes these pixels, and the download is this size.";
+  }
+
+  const epNames = { cpu: "CPU", cuda: "CUDA", webgpu: "WebGPU" };
+  // providersText says where the passes run: "all on CPU", or per model and pass.
+  function providersText(ps) {
+    if (!ps || !ps.length) return "";
+    const eps = Array.from(new Set(ps.map((p) => p.ep)));
+    if (eps.length === 1) return "all passes on " + (epNames[eps[0]] || eps[0]);
+    return ps.map((p) => p.model + " " + p.pass + " on " + (epNames[p.ep] || p.ep)).join(", ");
   }
 
   function onFrame(f, images) {
@@ -399,6 +442,12 @@
     let metrics = "L∞ " + f.linf + "/255";
     if (f.pred) metrics += " · attacked model says " + f.pred;
     if (f.chosen) metrics += " · defences see head " + f.chosen;
+    const t = f.timing || {};
+    if (t.step_ms) metrics += " · " + t.step_ms.toFixed(1) + " ms/step";
+    if (t.verdict_ms !== undefined) metrics += " · defences " + t.verdict_ms.toFixed(1) + " ms";
+    const where = providersText(t.providers);
+    if (where) metrics += " · " + where;
+    root.dataset.providers = JSON.stringify(t.providers || []);
     $("ax-metrics").textContent = metrics;
     renderHeads(images);
     renderDefences(st.defences, f.defences);
@@ -442,6 +491,7 @@
       const clean = d.clean && d.clean[0];
       card.append(el("p", { class: "ax-clean-verdict", "data-testid": "defence-clean" }, "Clean image: ",
         clean ? el("b", {}, clean.label) : "—", clean ? " " + percent(clean.probability) : ""));
+      if (d.input) card.append(el("p", { class: "hint", "data-testid": "defence-input" }, d.input));
       if (d.error) card.append(el("p", { class: "model-error" }, d.error));
       if (s && s.error) card.append(el("p", { class: "model-error" }, s.error));
       if (s && s.top) {
@@ -514,6 +564,8 @@
     if (st.firstFrameMs !== null) speed.push("first frame after " + Math.round(st.firstFrameMs) + " ms");
     if (t.frames_per_second) speed.push(t.frames_per_second.toFixed(1) + " frames/s");
     if (t.encode_ms_per_frame !== undefined) speed.push("PNG encoding " + t.encode_ms_per_frame.toFixed(2) + " ms/frame on the server");
+    const where = providersText(m.providers);
+    if (where) speed.push(where);
     root.dataset.fps = t.frames_per_second ? t.frames_per_second.toFixed(2) : "";
     if (m.stopped) {
       setPhase("stopped");

@@ -41,7 +41,9 @@ type AttackModel struct {
 	Robust             bool
 	// Input says what it takes; InputKey is equal for models taking the same tensor.
 	Input, InputKey string
-	Labels          []string
+	// Channels is 1 (gray) or 3: a model watches attacks made for the same.
+	Channels int
+	Labels   []string
 }
 
 // DefenceKind is an input transformation the page can put in front of a classifier.

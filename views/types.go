@@ -114,6 +114,8 @@ type ModelInfo struct {
 	Metrics      []Fact
 	Training     []Fact
 	File         []Fact
+	// Runs says which execution provider each of its sessions runs on.
+	Runs []Fact
 }
 
 // Fact is one labelled value; Code values are shown in monospace.
