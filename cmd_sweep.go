@@ -545,13 +545,6 @@ var buildVersion = sync.OnceValue(func() string {
 	return v
 })
 
-// savedParams is what a sweep or matrix entry records as its parameters: the
-// settings that re-run it, and the command line that does.
-type savedParams struct {
-	sweep.Settings
-	Command string `json:"command"`
-}
-
 // saveRun stores a sweep or matrix in the gallery and prints its permalink. linf255
 // is the measured distance of an image sweep's images (0: the largest budget).
 func saveRun(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, kind gallery.Kind, result any,
@@ -581,7 +574,7 @@ func saveRun(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, kind 
 // every model by name and file checksum, all parameters, the seed and the version.
 func entryFor(z *cliZoo, plan *sweep.Plan, title string, kind gallery.Kind, result any, orig, adv []byte, linf255, wallSeconds float64) (*gallery.Entry, error) {
 	s := plan.Settings
-	params, err := json.Marshal(savedParams{Settings: s, Command: s.Command()})
+	params, err := json.Marshal(s.Saved())
 	if err != nil {
 		return nil, err
 	}

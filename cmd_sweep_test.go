@@ -272,10 +272,7 @@ func TestSweepImageStreamsTableFramesAndSaves(t *testing.T) {
 		e.Models[0].SHA256 != gallery.SHA256(mustRead(t, filepath.Join(dir, "centroid.onnx"))) || e.Models[1].SHA256 != man.Models[2].SHA256 {
 		t.Errorf("models %+v", e.Models)
 	}
-	var params struct {
-		sweep.Settings
-		Command string `json:"command"`
-	}
+	var params sweep.Saved
 	if err := json.Unmarshal(e.Params, &params); err != nil {
 		t.Fatal(err)
 	}

@@ -372,7 +372,7 @@ func paramText(v json.RawMessage) string {
 // every parameter under its own name.
 func rerunURL(e *gallery.Entry) string {
 	if e.Kind != gallery.KindRun {
-		return ""
+		return sweepRerunURL(e) // sweep.go
 	}
 	q := url.Values{}
 	for _, m := range e.Models {

@@ -31,6 +31,14 @@ func (s *Server) routes() {
 		e.GET("/api/attack/ws", s.handleAttackSocket)
 	}
 
+	// ε sweeps and matrices (sweep.go pages, sweep_ws.go websocket)
+	if s.sweeps != nil {
+		e.GET("/sweep", s.handleSweepPage)
+		e.GET("/compete", s.handleCompetePage)
+		e.GET("/transfer", s.handleTransferPage)
+		e.GET(sweepSocketPath, s.handleSweepSocket)
+	}
+
 	// Gallery (gallery.go pages, gallery_files.go images and exports, gallery_api.go)
 	if s.gallery != nil {
 		e.GET("/gallery", s.handleGalleryIndex)
@@ -58,6 +66,8 @@ func navItems() []views.NavItem {
 	return []views.NavItem{
 		{Label: "Classify", Href: "/"},
 		{Label: "Attack", Href: "/attack"},
+		{Label: "Sweep", Href: "/sweep"},
+		{Label: "Compete", Href: "/compete"},
 		{Label: "Gallery", Href: "/gallery"},
 		{Label: "Models", Href: "/models"},
 	}

@@ -121,6 +121,8 @@ type Server struct {
 	classifying atomic.Int64
 	// explorer is the live attack explorer, or nil (attack.go).
 	explorer *explorer
+	// sweeps runs ε sweeps and matrices (sweep.go), or is nil without the explorer.
+	sweeps *sweeper
 }
 
 // New builds the server and its routes; it does not listen.
@@ -150,6 +152,7 @@ func New(d Deps) (*Server, error) {
 	}
 	if d.Attack.Nets != nil {
 		s.explorer = newExplorer(d.Attack)
+		s.sweeps = newSweeper(defaultSweepLimits())
 	}
 	s.echo = echo.New()
 	s.echo.HideBanner, s.echo.HidePort = true, true

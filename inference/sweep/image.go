@@ -178,6 +178,18 @@ func RunImage(ctx context.Context, spec ImageSpec, onPoint func(Point) error) (*
 	return res, nil
 }
 
+// TrueLabel is spec.Label, or when it is −1 the label RunImage will use: the attacked
+// models' clean prediction.
+func (spec ImageSpec) TrueLabel(ctx context.Context) (int, error) {
+	if spec.Label >= 0 {
+		return spec.Label, nil
+	}
+	if spec.Attack == nil || spec.Image == nil || len(spec.Defences) == 0 {
+		return 0, errors.New("the sweep needs an attack, an image and a defence")
+	}
+	return cleanLabel(ctx, spec)
+}
+
 // cleanLabel is the attacked models' prediction on the clean image (averaged logits),
 // or the first defence's for an attack network.
 func cleanLabel(ctx context.Context, spec ImageSpec) (int, error) {

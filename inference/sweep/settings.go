@@ -517,6 +517,16 @@ func describe(c inference.InputContract) string {
 	return fmt.Sprintf("%d×%d %s images on [%g,%g]", c.Width, c.Height, strings.ToLower(c.Color), r[0], r[1])
 }
 
+// Saved is what a gallery entry records as a sweep's or matrix's parameters: the
+// settings that re-run it, and the command line that does.
+type Saved struct {
+	Settings
+	Command string `json:"command"`
+}
+
+// Saved is s as a gallery entry records it.
+func (s Settings) Saved() Saved { return Saved{Settings: s, Command: s.Command()} }
+
 // Command is the gibbon command line that runs s (IMAGE stands for an image sweep's file).
 func (s Settings) Command() string {
 	args := []string{"gibbon"}

@@ -1,0 +1,355 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/labstack/echo/v4"
+
+	"gibbon/inference/sweep"
+)
+
+// The sweeps' websocket: one per page, one run at a time. Like the explorer's, each
+// connection has one reader (the handler's goroutine), one writer, and the run's
+// goroutine, owned by the session and waited for when it ends. Every message is
+// JSON text; thumbnails travel as data: URLs (28×28 PNGs are a few hundred bytes).
+//
+// Client → server: {"type":"start","settings":{…sweep.Settings},"source":"sample",
+// "sample":NAME} or "source":"upload" with "image_bytes" (the image follows as one
+// binary message); {"type":"stop"}.
+// Server → client: queued, started, point (image sweeps), progress (data sets and
+// matrices: the partial result), done (the result, its CSV and a gallery draft),
+// stopped, error.
+
+// maxSweepQueued bounds the messages waiting for a client that does not read;
+// progress messages replace their unsent predecessor, so only points accumulate.
+const maxSweepQueued = 256
+
+func (s *Server) handleSweepSocket(c echo.Context) error {
+	req := c.Request()
+	if !websocket.IsWebSocketUpgrade(req) {
+		return userError{http.StatusBadRequest, "This address is the sweeps' websocket: open /sweep, /compete or /transfer in a browser."}
+	}
+	if err := checkOrigin(req); err != nil {
+		return err
+	}
+	up := websocket.Upgrader{ReadBufferSize: 4 << 10, WriteBufferSize: 32 << 10,
+		CheckOrigin: func(*http.Request) bool { return true }} // checked above, with a clear message
+	conn, err := up.Upgrade(c.Response(), req, nil)
+	if err != nil {
+		c.Set(handledErrKey, err)
+		return nil
+	}
+	ss := &sweepSession{s: s, cfg: s.explorer.cfg, conn: conn, out: &sweepOutbox{wake: make(chan struct{}, 1)}}
+	s.sweeps.sessions.Add(1)
+	defer s.sweeps.sessions.Add(-1)
+	ss.serve(req.Context())
+	return nil
+}
+
+type sweepSession struct {
+	s    *Server
+	cfg  AttackConfig // ping, pong and write deadlines, as the explorer's
+	conn *websocket.Conn
+	out  *sweepOutbox
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	active  *sweepJob
+	pending *sweepJob // an upload's start message, waiting for its image
+	nextID  int
+	jobs    sync.WaitGroup
+}
+
+func (ss *sweepSession) serve(parent context.Context) {
+	ss.ctx, ss.cancel = context.WithCancel(parent)
+	defer ss.cancel()
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		ss.writeLoop()
+		ss.cancel()
+	}()
+	stop := context.AfterFunc(ss.ctx, func() { ss.conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	ss.readLoop()
+	ss.cancel()
+	ss.jobs.Wait()
+	<-writerDone
+	ss.conn.Close()
+}
+
+func (ss *sweepSession) readLoop() {
+	c := ss.conn
+	c.SetReadLimit(ss.s.cfg.MaxUploadBytes + formOverhead)
+	alive := func() { c.SetReadDeadline(time.Now().Add(ss.cfg.PongWait)) }
+	alive()
+	c.SetPongHandler(func(string) error { alive(); return nil })
+	for {
+		typ, data, err := c.ReadMessage()
+		if err != nil || ss.ctx.Err() != nil {
+			return
+		}
+		alive()
+		switch typ {
+		case websocket.TextMessage:
+			ss.handleText(data)
+		case websocket.BinaryMessage:
+			ss.handleImage(data)
+		}
+	}
+}
+
+func (ss *sweepSession) handleText(data []byte) {
+	var m struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		ss.sendError(0, "The message is not valid JSON: "+err.Error())
+		return
+	}
+	switch m.Type {
+	case "start":
+		var sm sweepStartMsg
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&sm); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) && te.Field != "" {
+				ss.sendError(0, "The start message has a wrong value for "+te.Field+": want "+jsonKind(te.Type)+".")
+			} else {
+				ss.sendError(0, "The start message could not be read: "+err.Error())
+			}
+			return
+		}
+		ss.start(sm)
+	case "stop":
+		ss.mu.Lock()
+		j := ss.active
+		ss.pending = nil
+		ss.mu.Unlock()
+		if j != nil {
+			j.stopped.Store(true)
+			j.cancel()
+		}
+	case "":
+		ss.sendError(0, "The message has no type.")
+	default:
+		ss.sendError(0, "Unknown message type "+truncate(m.Type, 40)+".")
+	}
+}
+
+func (ss *sweepSession) start(sm sweepStartMsg) {
+	ss.mu.Lock()
+	busy := ss.active != nil || ss.pending != nil
+	ss.mu.Unlock()
+	if busy {
+		ss.sendError(0, "A run is already in progress: stop it before starting another.")
+		return
+	}
+	j, err := ss.newJob(sm)
+	if err != nil {
+		ss.sendUserError(0, err)
+		return
+	}
+	if sm.Source == "upload" {
+		ss.mu.Lock()
+		ss.pending = j
+		ss.mu.Unlock()
+		return
+	}
+	ss.launch(j, nil)
+}
+
+func (ss *sweepSession) handleImage(data []byte) {
+	ss.mu.Lock()
+	j := ss.pending
+	ss.pending = nil
+	ss.mu.Unlock()
+	if j == nil {
+		ss.sendError(0, "An image arrived without a start message before it.")
+		return
+	}
+	if int64(len(data)) != j.msg.ImageBytes {
+		ss.sendError(0, "The image is not the size the start message announced; try again.")
+		return
+	}
+	ss.launch(j, data)
+}
+
+func (ss *sweepSession) launch(j *sweepJob, image []byte) {
+	ctx, cancel := context.WithCancel(ss.ctx)
+	j.cancel = cancel
+	ss.mu.Lock()
+	ss.active = j
+	ss.mu.Unlock()
+	ss.jobs.Add(1)
+	go func() {
+		defer ss.jobs.Done()
+		defer cancel()
+		j.execute(ctx, image)
+	}()
+}
+
+// finished marks j's run as over.
+func (ss *sweepSession) finished(j *sweepJob) {
+	ss.mu.Lock()
+	if ss.active == j {
+		ss.active = nil
+	}
+	ss.mu.Unlock()
+}
+
+// send queues a message; a client that lets too many pile up is disconnected. A
+// message with a key replaces an unsent one with the same key.
+func (ss *sweepSession) send(key string, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		ss.s.log.Error("sweeps: encode message", "err", err)
+		return
+	}
+	if err := ss.out.push(key, data); err != nil {
+		ss.cancel()
+	}
+}
+
+func (ss *sweepSession) sendError(run int, msg string) {
+	ss.send("", errorMsg{Type: "error", Run: run, Message: msg})
+}
+
+func (ss *sweepSession) sendUserError(run int, err error) {
+	_, msg := statusFor(err)
+	ss.sendError(run, msg)
+}
+
+func (ss *sweepSession) writeLoop() {
+	c := ss.conn
+	ping := time.NewTicker(ss.cfg.PingPeriod)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ss.ctx.Done():
+			msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+			if ss.s.active.isClosed() {
+				msg = websocket.FormatCloseMessage(websocket.CloseGoingAway, "the server is shutting down")
+			}
+			c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+			return
+		case <-ping.C:
+			if err := c.WriteControl(websocket.PingMessage, nil, time.Now().Add(ss.cfg.WriteWait)); err != nil {
+				return
+			}
+		case <-ss.out.wake:
+			for ss.ctx.Err() == nil {
+				data, ok := ss.out.next()
+				if !ok {
+					break
+				}
+				c.SetWriteDeadline(time.Now().Add(ss.cfg.WriteWait))
+				if err := c.WriteMessage(websocket.TextMessage, data); err != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// sweepOutbox holds messages in order; a keyed message replaces its unsent
+// predecessor in place.
+type sweepOutbox struct {
+	mu    sync.Mutex
+	queue []outItem
+	wake  chan struct{}
+}
+
+type outItem struct {
+	key  string
+	data []byte
+}
+
+func (o *sweepOutbox) push(key string, data []byte) error {
+	o.mu.Lock()
+	replaced := false
+	if key != "" {
+		for i := range o.queue {
+			if o.queue[i].key == key {
+				o.queue[i].data, replaced = data, true
+			}
+		}
+	}
+	if !replaced {
+		if len(o.queue) >= maxSweepQueued {
+			o.mu.Unlock()
+			return errOutboxFull
+		}
+		o.queue = append(o.queue, outItem{key: key, data: data})
+	}
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (o *sweepOutbox) next() ([]byte, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.queue) == 0 {
+		return nil, false
+	}
+	d := o.queue[0].data
+	o.queue[0] = outItem{}
+	o.queue = o.queue[1:]
+	return d, true
+}
+
+func (ss *sweepSession) newJob(sm sweepStartMsg) (*sweepJob, error) {
+	bad := func(format string, args ...any) error {
+		return userError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+	}
+	if sm.Settings.Kind == "image" {
+		switch sm.Source {
+		case "sample":
+			if _, ok := ss.s.samples.get(sm.Sample); !ok {
+				return nil, bad("There is no sample called %q.", truncate(sm.Sample, 60))
+			}
+		case "upload":
+			if sm.ImageBytes < 1 {
+				return nil, errNoInput
+			}
+			if sm.ImageBytes > ss.s.cfg.MaxUploadBytes {
+				return nil, ss.s.errUploadTooLarge()
+			}
+		case "":
+			return nil, bad("Choose an image to sweep: a sample or an upload.")
+		default:
+			return nil, bad("Unknown image source %q: send sample or upload.", truncate(sm.Source, 40))
+		}
+	} else if sm.Source != "" || sm.ImageBytes != 0 {
+		return nil, bad("Only a sweep of one image takes an image.")
+	}
+	ss.mu.Lock()
+	ss.nextID++
+	id := ss.nextID
+	ss.mu.Unlock()
+	return &sweepJob{ss: ss, id: id, msg: sm, received: time.Now()}, nil
+}
+
+// sweepStartMsg is the client's request to run.
+type sweepStartMsg struct {
+	Type       string         `json:"type"`
+	Settings   sweep.Settings `json:"settings"`
+	Source     string         `json:"source"`
+	Sample     string         `json:"sample"`
+	ImageBytes int64          `json:"image_bytes"`
+}

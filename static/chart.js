@@ -1,0 +1,162 @@
+// Hand-written SVG charts for the sweep and matrix pages: a line chart (axes with
+// units, ticks, grid, points whose <title> gives the value on hover, vertical markers,
+// thumbnails under the x-axis) and a heatmap with ranks. Large type, for projectors.
+// No inline styles: presentation attributes only (the CSP forbids style attributes).
+"use strict";
+
+(function () {
+  const NS = "http://www.w3.org/2000/svg";
+  // Okabe–Ito: distinguishable with the common colour-vision deficiencies.
+  const PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8F7A00", "#7B3294", "#1B7837", "#B2182B", "#4D4D4D"];
+
+  function svgEl(tag, attrs, text) {
+    const n = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v !== undefined && v !== null) n.setAttribute(k, String(v));
+    }
+    if (text !== undefined) n.textContent = text;
+    return n;
+  }
+  function title(node, text) {
+    node.append(svgEl("title", {}, text));
+    return node;
+  }
+  function niceWidth(container, min, max) {
+    const w = container.clientWidth || container.getBoundingClientRect().width || max;
+    return Math.max(min, Math.min(max, Math.floor(w)));
+  }
+
+  // line draws spec into container (replacing what was there) and returns the svg.
+  // spec: {label, xLabel, yLabel, x: [values], xTick(v) → [main, sub], yMax, yTicks: [v],
+  //        yFormat(v), series: [{name, color, dash, points: [{x, y, title}]}],
+  //        markers: [{x, color, label}], thumbs: [{x, href, title}]}
+  function line(container, spec) {
+    const W = niceWidth(container, 420, 1100);
+    const thumbs = (spec.thumbs || []).filter(Boolean);
+    const thumbSize = thumbs.length ? Math.max(28, Math.min(56, Math.floor((W - 120) / Math.max(spec.x.length, 1)) - 6)) : 0;
+    const m = { top: 24, right: 60, bottom: 74 + (thumbs.length ? thumbSize + 12 : 0), left: 84 };
+    const H = 380 + m.bottom;
+    const iw = W - m.left - m.right;
+    const ih = H - m.top - m.bottom;
+    const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": spec.label, class: "chart-svg" });
+    svg.append(svgEl("title", {}, spec.label));
+    const xs = spec.x;
+    const x0 = Math.min(...xs), x1 = Math.max(...xs);
+    const sx = (v) => m.left + (x1 > x0 ? ((v - x0) / (x1 - x0)) * iw : iw / 2);
+    const yMax = spec.yMax || 1;
+    const sy = (v) => m.top + ih - (v / yMax) * ih;
+    const g = svgEl("g", { class: "axes" });
+    // Grid and y ticks.
+    for (const t of spec.yTicks) {
+      g.append(svgEl("line", { x1: m.left, x2: m.left + iw, y1: sy(t), y2: sy(t), stroke: "#d8dde4", "stroke-width": 1 }));
+      g.append(svgEl("text", { x: m.left - 10, y: sy(t) + 6, "text-anchor": "end", "font-size": 16, fill: "#17202a" }, spec.yFormat(t)));
+    }
+    // Axes.
+    g.append(svgEl("line", { x1: m.left, x2: m.left + iw, y1: m.top + ih, y2: m.top + ih, stroke: "#17202a", "stroke-width": 1.5 }));
+    g.append(svgEl("line", { x1: m.left, x2: m.left, y1: m.top, y2: m.top + ih, stroke: "#17202a", "stroke-width": 1.5 }));
+    // X ticks: every value when they fit, else every other one.
+    const every = iw / Math.max(xs.length, 1) < 52 ? 2 : 1;
+    xs.forEach((v, i) => {
+      g.append(svgEl("line", { x1: sx(v), x2: sx(v), y1: m.top + ih, y2: m.top + ih + 6, stroke: "#17202a" }));
+      if (i % every !== 0 && i !== xs.length - 1) return;
+      const [main, sub] = spec.xTick(v, i);
+      g.append(svgEl("text", { x: sx(v), y: m.top + ih + 24, "text-anchor": "middle", "font-size": 15, fill: "#17202a" }, main));
+      if (sub) g.append(svgEl("text", { x: sx(v), y: m.top + ih + 42, "text-anchor": "middle", "font-size": 13, fill: "#55606e" }, sub));
+    });
+    g.append(svgEl("text", { x: m.left + iw / 2, y: m.top + ih + 64, "text-anchor": "middle", "font-size": 17, "font-weight": 600, fill: "#17202a" }, spec.xLabel));
+    g.append(svgEl("text", { x: 20, y: m.top + ih / 2, transform: `rotate(-90 20 ${m.top + ih / 2})`, "text-anchor": "middle", "font-size": 17, "font-weight": 600, fill: "#17202a" }, spec.yLabel));
+    svg.append(g);
+    // Markers (behind the lines).
+    for (const mk of spec.markers || []) {
+      const mg = svgEl("g", { class: "marker", "data-label": mk.label });
+      mg.append(title(svgEl("line", { x1: sx(mk.x), x2: sx(mk.x), y1: m.top, y2: m.top + ih, stroke: mk.color, "stroke-width": 2.5, "stroke-dasharray": "2 5" }), mk.label));
+      mg.append(title(svgEl("path", { d: `M${sx(mk.x) - 7},${m.top - 2} h14 l-7,10 z`, fill: mk.color }), mk.label));
+      svg.append(mg);
+    }
+    // Series.
+    for (const s of spec.series) {
+      const sg = svgEl("g", { class: "series", "data-name": s.name });
+      const pts = s.points.filter((p) => p && Number.isFinite(p.y));
+      if (pts.length > 1) {
+        sg.append(svgEl("polyline", {
+          points: pts.map((p) => `${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(" "),
+          fill: "none", stroke: s.color, "stroke-width": 3, "stroke-dasharray": s.dash ? "8 6" : null, "stroke-linejoin": "round",
+        }));
+      }
+      for (const p of pts) {
+        const c = svgEl("circle", { cx: sx(p.x).toFixed(1), cy: sy(p.y).toFixed(1), r: 5.5, fill: s.dash ? "#fff" : s.color, stroke: s.color, "stroke-width": 2.5, class: "point", tabindex: 0 });
+        sg.append(title(c, p.title));
+      }
+      svg.append(sg);
+    }
+    // Thumbnails under the x-axis, one per ε.
+    if (thumbs.length) {
+      const tg = svgEl("g", { class: "thumbs" });
+      const ty = m.top + ih + 74;
+      for (const t of thumbs) {
+        const im = svgEl("image", { x: sx(t.x) - thumbSize / 2, y: ty, width: thumbSize, height: thumbSize, href: t.href, preserveAspectRatio: "xMidYMid meet", class: "thumb" });
+        tg.append(title(im, t.title));
+      }
+      svg.append(tg);
+    }
+    container.replaceChildren(svg);
+    return svg;
+  }
+
+  // Sequential colour from white to a dark red (share in [0,1]).
+  function heat(share) {
+    const s = Math.max(0, Math.min(1, share));
+    const from = [255, 255, 255], mid = [244, 165, 130], to = [103, 0, 13];
+    const mix = (a, b, t) => a.map((v, i) => Math.round(v + (b[i] - v) * t));
+    const c = s < 0.5 ? mix(from, mid, s * 2) : mix(mid, to, (s - 0.5) * 2);
+    return { fill: `rgb(${c[0]},${c[1]},${c[2]})`, ink: s > 0.55 ? "#ffffff" : "#17202a" };
+  }
+
+  // heatmap draws a matrix: spec {label, rowsLabel, colsLabel, rows: [{name, note}],
+  // cols: [{name, note}], share[r][c] in [0,1] (colour), text[r][c], tip[r][c],
+  // rowEnd: [text] and colEnd: [text] (scores and ranks beside and below)}.
+  function heatmap(container, spec) {
+    const rows = spec.rows, cols = spec.cols;
+    const cell = Math.max(58, Math.min(110, Math.floor((niceWidth(container, 420, 1200) - 420) / Math.max(cols.length, 1))));
+    const rowHead = 230, colHead = 150, endW = spec.rowEnd ? 130 : 0, endH = spec.colEnd ? 70 : 0;
+    const W = rowHead + cols.length * cell + endW + 16;
+    const H = colHead + rows.length * cell + endH + 16;
+    const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": spec.label, class: "chart-svg heatmap" });
+    svg.append(svgEl("title", {}, spec.label));
+    svg.append(svgEl("text", { x: rowHead - 12, y: colHead - 12, "text-anchor": "end", "font-size": 14, fill: "#55606e" }, spec.rowsLabel + " ↓ · " + spec.colsLabel + " →"));
+    cols.forEach((c, j) => {
+      const x = rowHead + j * cell + cell / 2;
+      const t = svgEl("text", { x, y: colHead - 10, transform: `rotate(-35 ${x} ${colHead - 10})`, "font-size": 15, fill: "#17202a" }, shorten(c.name, 26));
+      svg.append(title(t, c.name + (c.note ? " · " + c.note : "")));
+    });
+    rows.forEach((r, i) => {
+      const y = colHead + i * cell;
+      const t = svgEl("text", { x: rowHead - 12, y: y + cell / 2 + 6, "text-anchor": "end", "font-size": 16, fill: "#17202a" }, shorten(r.name, 24));
+      svg.append(title(t, r.name + (r.note ? " · " + r.note : "")));
+      cols.forEach((c, j) => {
+        const h = heat(spec.share[i][j]);
+        const x = rowHead + j * cell;
+        const g = svgEl("g", { class: "cell", "data-row": i, "data-col": j });
+        g.append(svgEl("rect", { x: x + 1, y: y + 1, width: cell - 2, height: cell - 2, fill: h.fill, stroke: "#d8dde4" }));
+        g.append(svgEl("text", { x: x + cell / 2, y: y + cell / 2 + 6, "text-anchor": "middle", "font-size": 17, "font-weight": 600, fill: h.ink }, spec.text[i][j]));
+        svg.append(title(g, spec.tip[i][j]));
+      });
+      if (spec.rowEnd) {
+        svg.append(svgEl("text", { x: rowHead + cols.length * cell + 12, y: y + cell / 2 + 6, "font-size": 16, "font-weight": 700, fill: "#17202a", class: "row-end" }, spec.rowEnd[i]));
+      }
+    });
+    if (spec.colEnd) {
+      cols.forEach((c, j) => {
+        svg.append(svgEl("text", { x: rowHead + j * cell + cell / 2, y: colHead + rows.length * cell + 28, "text-anchor": "middle", "font-size": 16, "font-weight": 700, fill: "#17202a", class: "col-end" }, spec.colEnd[j]));
+      });
+    }
+    container.replaceChildren(svg);
+    return svg;
+  }
+
+  function shorten(s, n) {
+    return s.length > n ? s.slice(0, n - 1) + "…" : s;
+  }
+
+  window.GibbonChart = { line, heatmap, heat, palette: PALETTE };
+})();
