@@ -64,6 +64,96 @@ type Options struct {
 	Params []string
 	// NoInputGrad skips "input_grad" (training only needs the parameters).
 	NoInputGrad bool
+	// Target picks the graph forms for the execution provider that will run the graph;
+	// the zero value follows the runtime Build is given.
+	Target Target
+}
+
+// Target is the execution provider a built graph is shaped for. Every form computes
+// the same gradient with standard ops on any provider; they differ in which ops a
+// provider has kernels for. On a GPU provider, a node it has no kernel for runs on the
+// CPU with copies of its inputs and outputs either side (see `gibbon runtime placement
+// --grad`); the GPU forms avoid the ops ONNX Runtime 1.24's WebGPU or CUDA provider
+// hands back:
+//   - the loss: LogSoftmax (no WebGPU kernel) is written as ReduceMax, Sub, Exp,
+//     ReduceSum, Log;
+//   - gradient accumulation: Add instead of Sum (no WebGPU kernel);
+//   - MaxPool: no Indices output (WebGPU claims MaxPool but fails on Indices, so it is
+//     forced to the CPU) and no MaxUnpool (no WebGPU or CUDA kernel): the window maxima
+//     are compared with the input (Equal), ties share the gradient, and overlapping
+//     windows add their contributions back with a one-hot ConvTranspose;
+//   - reshapes back to a forward tensor's shape use constant targets (the batch as
+//     -1) instead of Shape, whose small int64 outputs live on the CPU.
+//
+// The CPU forms keep MaxPool's Indices (with MaxUnpool or ScatterElements the CNN's
+// gradient graphs cost 3.8-4.1 forward passes on the CPU, with the mask 5.7-6.8) and
+// the fused LogSoftmax; the other GPU forms cost the same there.
+type Target int
+
+const (
+	// TargetAuto is TargetGPU when the runtime's sessions run on a GPU provider
+	// (its EP is webgpu, cuda or auto and that provider starts), else TargetCPU.
+	TargetAuto Target = iota
+	// TargetCPU shapes the graph for ONNX Runtime's CPU provider.
+	TargetCPU
+	// TargetGPU shapes the graph for the WebGPU and CUDA providers.
+	TargetGPU
+)
+
+func (t Target) String() string {
+	switch t {
+	case TargetAuto:
+		return "auto"
+	case TargetCPU:
+		return "cpu"
+	case TargetGPU:
+		return "gpu"
+	}
+	return fmt.Sprintf("Target(%d)", int(t))
+}
+
+// ParseTarget reads "auto", "cpu" or "gpu".
+func ParseTarget(s string) (Target, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "auto":
+		return TargetAuto, nil
+	case "cpu":
+		return TargetCPU, nil
+	case "gpu":
+		return TargetGPU, nil
+	}
+	return 0, fmt.Errorf("unknown autodiff target %q: use auto, cpu or gpu", s)
+}
+
+// For turns TargetAuto into the target for execution provider ep (cpu, webgpu or
+// cuda, as inference names them; a session's Provider); other targets stay as they
+// are.
+func (t Target) For(ep string) Target {
+	if t != TargetAuto {
+		return t
+	}
+	switch ep {
+	case inference.EPWebGPU, inference.EPCUDA, inference.EPAuto:
+		return TargetGPU
+	}
+	return TargetCPU
+}
+
+// runtimeTarget resolves t for the provider rt's sessions actually run on: a
+// requested GPU provider that does not start falls back to the CPU, and the CPU forms
+// are then the faster ones (the MaxPool mask costs 1.5x the Indices path there).
+func runtimeTarget(rt *inference.Runtime, t Target) Target {
+	if t != TargetAuto || rt.EP() == inference.EPCPU {
+		return t.For(rt.EP())
+	}
+	b := onnx.NewBuilder("autodiff_provider_probe")
+	b.Output("y", b.Op("Relu", []string{b.Input("x", 1, 4)}), 1, 4)
+	s, err := rt.NewSession(b.Bytes())
+	if err != nil {
+		return t.For(rt.EP())
+	}
+	defer s.Close()
+	return t.For(s.Provider())
 }
 
 // Opset range Build accepts. Models at 13–16 are re-declared at 17: the ops whose
@@ -98,6 +188,9 @@ func Build(rt *inference.Runtime, m *onnx.ModelProto, opts Options) (out *onnx.M
 	if opts.Loss != CrossEntropy && opts.Loss != LogitSeed {
 		return nil, fmt.Errorf("autodiff: unknown loss kind %d", int(opts.Loss))
 	}
+	if opts.Target < TargetAuto || opts.Target > TargetGPU {
+		return nil, fmt.Errorf("autodiff: unknown target %d", int(opts.Target))
+	}
 	if err := checkOpset(m); err != nil {
 		return nil, err
 	}
@@ -107,7 +200,7 @@ func Build(rt *inference.Runtime, m *onnx.ModelProto, opts Options) (out *onnx.M
 	if err := sortNodes(g); err != nil {
 		return nil, err
 	}
-	ctx := &buildCtx{rt: rt, m: work, g: g, opts: opts}
+	ctx := &buildCtx{rt: rt, m: work, g: g, opts: opts, gpu: runtimeTarget(rt, opts.Target) == TargetGPU}
 	if err := ctx.resolveInputs(); err != nil {
 		return nil, err
 	}
@@ -156,6 +249,7 @@ type buildCtx struct {
 	m    *onnx.ModelProto
 	g    *onnx.GraphProto
 	opts Options
+	gpu  bool // GPU forms (see Target)
 
 	inits      map[string]*onnx.TensorProto
 	image      string
@@ -292,7 +386,7 @@ func (c *buildCtx) run() error {
 	if !c.pr.batch[c.logits][0] || c.pr.batch[c.logits][1] {
 		return fmt.Errorf("autodiff: the model's output %q has shape %v whatever the batch size: want logits [N, classes] with N the batch (does the graph pin its batch size, e.g. in a Reshape?)", c.logits, ls)
 	}
-	c.e = newEmitter(c.g, c.pr)
+	c.e = newEmitter(c.g, c.pr, c.gpu)
 	return c.backward()
 }
 
@@ -469,10 +563,21 @@ func (c *buildCtx) backward() error {
 	switch c.opts.Loss {
 	case CrossEntropy:
 		y := c.addInput(InputLabelWeights, []int64{-1, nc})
-		ls := e.opA("LogSoftmax", []string{c.logits}, onnx.AttrInt("axis", 1))
+		var ls, p string
+		if c.gpu {
+			// LogSoftmax from ops GPU providers have: s = z - max z, log softmax = s -
+			// log sum exp s, softmax = exp s / sum exp s.
+			s := e.op("Sub", c.logits, e.opA("ReduceMax", []string{c.logits}, onnx.AttrInts("axes", 1), onnx.AttrInt("keepdims", 1)))
+			ex := e.op("Exp", s)
+			se := e.reduceSum(ex, []int64{1}, true)
+			ls = e.op("Sub", s, e.op("Log", se))
+			p = e.op("Div", ex, se)
+		} else {
+			ls = e.opA("LogSoftmax", []string{c.logits}, onnx.AttrInt("axis", 1))
+			p = e.op("Exp", ls)
+		}
 		e.node("Neg", []string{e.reduceSum(e.op("Mul", y, ls), []int64{1}, false)}, OutputLoss)
 		// d/dz of -sum_c y_c log softmax(z)_c is softmax(z)*sum_c y_c - y (y need not sum to 1).
-		p := e.op("Exp", ls)
 		dz = e.op("Sub", e.op("Mul", p, e.reduceSum(y, []int64{1}, true)), y)
 	case LogitSeed:
 		s := c.addInput(InputLogitSeed, []int64{-1, nc})
@@ -523,7 +628,13 @@ func (c *buildCtx) backward() error {
 
 	// Outputs replace the model's own.
 	c.g.Output = nil
-	if c.logits != OutputLogits {
+	switch {
+	case c.logits == OutputLogits:
+	case producers(c.g)[c.logits] != nil:
+		// The node writes the output itself: an Identity copy would be one more node,
+		// and GPU providers were seen to leave it on the CPU with a copy before it.
+		renameTensor(c.g, c.logits, OutputLogits)
+	default:
 		e.node("Identity", []string{c.logits}, OutputLogits)
 	}
 	c.addOutput(OutputLogits, []int64{-1, nc})

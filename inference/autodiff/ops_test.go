@@ -101,6 +101,25 @@ func opCases() []opCase {
 				}
 				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
 			}},
+		{name: "maxpool_1d_3d_gaps_same", input: []int64{2, 6, 6}, spread: true,
+			// the shapes the GPU forms' mask handles besides 2-D: 1-D and 3-D windows,
+			// windows with gaps between them (kernel < stride), SAME padding; and
+			// overlapping 3-D windows, which keep the Indices path in both forms
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				x1 := b.Op("Reshape", []string{x, b.Ints(0, 2, 36)})
+				p1 := b.Op("MaxPool", []string{x1}, onnx.AttrInts("kernel_shape", 3), onnx.AttrInts("strides", 2), onnx.AttrInts("pads", 1, 1))
+				p2 := b.Op("MaxPool", []string{x1}, onnx.AttrInts("kernel_shape", 4), onnx.AttrInts("strides", 4))
+				x3 := b.Op("Reshape", []string{x, b.Ints(0, 1, 2, 6, 6)})
+				p3 := b.Op("MaxPool", []string{x3}, onnx.AttrInts("kernel_shape", 2, 3, 2), onnx.AttrInts("strides", 2, 3, 2))
+				p4 := b.Op("MaxPool", []string{x}, onnx.AttrInts("kernel_shape", 2, 1), onnx.AttrInts("strides", 3, 2))
+				p5 := b.Op("MaxPool", []string{x}, onnx.AttrInts("kernel_shape", 3, 3), onnx.AttrInts("strides", 2, 2), onnx.AttrString("auto_pad", "SAME_UPPER"))
+				p6 := b.Op("MaxPool", []string{x3}, onnx.AttrInts("kernel_shape", 2, 2, 2), onnx.AttrInts("strides", 1, 2, 2))
+				parts := []string{}
+				for _, p := range []string{p1, p2, p3, p4, p5, p6} {
+					parts = append(parts, b.Op("Flatten", []string{p}))
+				}
+				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
+			}},
 		{name: "averagepool_pads_ceil_global", input: []int64{2, 8, 8}, lo: -1, hi: 1,
 			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
 				a1 := b.Op("AveragePool", []string{x}, onnx.AttrInts("kernel_shape", 3, 3), onnx.AttrInts("strides", 2, 2),
@@ -331,19 +350,23 @@ func spreadTensor(rng *rand.Rand, shape ...int64) *inference.Tensor {
 	return t
 }
 
+// TestOpGradients checks every case's gradients against finite differences in both
+// graph forms (see autodiff.Target), run here on the CPU.
 func TestOpGradients(t *testing.T) {
-	for _, oc := range opCases() {
-		t.Run(oc.name, func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(11, 12))
-			m := oc.model(rng)
-			shape := append([]int64{2}, oc.input...)
-			x := randTensor(rng, oc.lo, oc.hi, shape...)
-			if oc.spread {
-				x = spreadTensor(rng, shape...)
-			}
-			m = withHead(t, m, rng, featureWidth(t, m, x))
-			h := newHarness(t, m, autodiff.Options{Loss: oc.loss, Params: oc.params}, x, classes, 5)
-			h.check()
-		})
+	for _, target := range []autodiff.Target{autodiff.TargetCPU, autodiff.TargetGPU} {
+		for _, oc := range opCases() {
+			t.Run(target.String()+"/"+oc.name, func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(11, 12))
+				m := oc.model(rng)
+				shape := append([]int64{2}, oc.input...)
+				x := randTensor(rng, oc.lo, oc.hi, shape...)
+				if oc.spread {
+					x = spreadTensor(rng, shape...)
+				}
+				m = withHead(t, m, rng, featureWidth(t, m, x))
+				h := newHarness(t, m, autodiff.Options{Loss: oc.loss, Params: oc.params, Target: target}, x, classes, 5)
+				h.check()
+			})
+		}
 	}
 }

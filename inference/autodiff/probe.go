@@ -69,7 +69,9 @@ func probeTypes(rt *inference.Runtime, m *onnx.ModelProto) (map[string]bool, map
 	if err != nil {
 		return nil, nil, fmt.Errorf("autodiff: encode model: %w", err)
 	}
-	s, err := rt.NewSession(data)
+	// Probes run on the CPU whatever the runtime's provider: the same types, shapes
+	// and values, without compiling GPU kernels for a graph that runs twice.
+	s, err := rt.NewSessionOn(data, inference.EPCPU)
 	if err != nil {
 		return nil, nil, fmt.Errorf("autodiff: ONNX Runtime cannot load the model: %w", err)
 	}
@@ -134,7 +136,7 @@ func probeShapes(rt *inference.Runtime, m *onnx.ModelProto, image string, imageS
 	if err != nil {
 		return nil, fmt.Errorf("autodiff: encode probe model: %w", err)
 	}
-	s, err := rt.NewSession(data)
+	s, err := rt.NewSessionOn(data, inference.EPCPU)
 	if err != nil {
 		return nil, fmt.Errorf("autodiff: ONNX Runtime cannot load the shape probe: %w", err)
 	}

@@ -20,6 +20,11 @@ func checkMaxPool(c *buildCtx, n *onnx.NodeProto) error {
 func gradMaxPool(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]string, error) {
 	e := c.e
 	x := n.Input[0]
+	if c.gpu && (len(n.Output) < 2 || n.Output[1] == "") {
+		if dx, ok := gradMaxPoolMask(c, n, dys[0]); ok {
+			return only0(dx, len(need)), nil
+		}
+	}
 	if len(n.Output) < 2 || n.Output[1] == "" {
 		idx := e.b.Fresh("maxpool_indices")
 		if len(n.Output) < 2 {
@@ -224,7 +229,12 @@ func gradGlobalAveragePool(c *buildCtx, n *onnx.NodeProto, dys []string, need []
 	for _, d := range c.pr.shape2[x][2:] {
 		hw *= d
 	}
-	dx := e.op("Expand", e.op("Mul", dys[0], e.scalar(float32(1/float64(hw)))), e.op("Shape", x))
+	target := e.op("Shape", x)
+	if e.gpu && batchFirstOnly(c.pr.batch[x]) {
+		// a constant target (Expand broadcasts the batch from dy): no Shape on the CPU
+		target = e.ints(append([]int64{1}, c.pr.shape2[x][1:]...)...)
+	}
+	dx := e.op("Expand", e.op("Mul", dys[0], e.scalar(float32(1/float64(hw)))), target)
 	return only0(dx, len(need)), nil
 }
 
@@ -454,4 +464,174 @@ func gradResize(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]st
 		}
 	}
 	return only0(g, len(need)), nil
+}
+
+// gradMaxPoolMask is MaxPool's backward pass without its Indices output, for GPU
+// providers (see Target): each window's maximum is compared with the window's
+// elements, a window whose maximum occurs several times shares the gradient among
+// them (a subgradient; the Indices path gives it all to the first), and the
+// contributions go back to the input:
+//   - windows that tile the input (kernel = stride, no dilation): the input is viewed
+//     as [N, C, o1, k1, o2, k2, ...] and compared with the pooled output broadcast
+//     over each block, all elementwise;
+//   - any other windows (overlapping ones included): the k1*k2*... strided views of
+//     the input, one per window offset, are compared with the pooled output, and a
+//     ConvTranspose with one-hot kernels, stride and dilation of the pool, adds each
+//     offset's share back where it came from (overlaps add up).
+//
+// The input is first padded with -inf (MaxPool's padding never wins) or cropped to
+// the span the windows cover, and the gradient cropped or padded with zeros back.
+// ok is false where the shapes do not allow it (a dimension other than the first
+// following the batch); the Indices path is used then.
+func gradMaxPoolMask(c *buildCtx, n *onnx.NodeProto, dy string) (string, bool) {
+	e := c.e
+	x, y := n.Input[0], n.Output[0]
+	xs, ys := c.pr.shape2[x], c.pr.shape2[y]
+	if !batchFirstOnly(c.pr.batch[x]) || !batchFirstOnly(c.pr.batch[y]) || len(xs) != len(ys) || xs[1] != ys[1] {
+		return "", false
+	}
+	if len(xs) > 4 && !tilesInput(n) {
+		// The overlapping form needs a ConvTranspose over the spatial axes: ORT 1.24's
+		// WebGPU provider claims 3-D ones and then fails at run time ("Only Conv2d or
+		// Conv1d are supported").
+		return "", false
+	}
+	g, err := poolGeometry(c, n)
+	if err != nil {
+		return "", false
+	}
+	r := len(g.k)
+	d := defaults(attrInts(n, "dilations"), r, 1)
+	ch := xs[1]
+	span := make([]int64, r) // input extent the windows cover, padding included
+	tiles := tilesInput(n)
+	for i := 0; i < r; i++ {
+		span[i] = (g.out[i]-1)*g.s[i] + (g.k[i]-1)*d[i] + 1
+	}
+	// Pad with -inf before and after, then crop to the span.
+	pads := make([]int64, 2*(r+2))
+	var cropEnds []int64
+	padded, cropped := false, false
+	for i := 0; i < r; i++ {
+		pads[2+i] = g.pb[i]
+		end := span[i] - g.pb[i] - g.in[i]
+		pads[r+4+i] = max(end, 0)
+		padded = padded || g.pb[i] > 0 || end > 0
+		cropped = cropped || end < 0
+		cropEnds = append(cropEnds, span[i])
+	}
+	spatial := seq(2, int64(r+2))
+	xe := x
+	if padded {
+		xe = e.op("Pad", xe, e.ints(pads...), e.scalar(float32(math.Inf(-1))))
+	}
+	if cropped {
+		xe = e.op("Slice", xe, e.ints(make([]int64, r)...), e.ints(cropEnds...), e.ints(spatial...))
+	}
+	var ge string // gradient over the span, [N, C, span...]
+	if tiles {
+		blocks := []int64{-1, ch}
+		once := []int64{-1, ch}
+		var within []int64
+		for i := 0; i < r; i++ {
+			blocks = append(blocks, g.out[i], g.k[i])
+			once = append(once, g.out[i], 1)
+			within = append(within, int64(3+2*i))
+		}
+		m := e.mask(e.op("Equal", e.op("Reshape", xe, e.ints(blocks...)), e.op("Reshape", y, e.ints(once...))))
+		share := e.op("Div", e.op("Reshape", dy, e.ints(once...)), e.reduceSum(m, within, true))
+		ge = e.op("Reshape", e.op("Mul", m, share), e.ints(append([]int64{-1, ch}, span...)...))
+	} else {
+		// one [N*C, 1, out...] view per window offset, stacked along axis 1
+		one := append([]int64{-1, 1}, g.out...)
+		kk := int64(1)
+		for _, v := range g.k {
+			kk *= v
+		}
+		views := make([]string, 0, kk)
+		onehot := make([]float32, kk*kk)
+		off := make([]int64, r)
+		for j := int64(0); j < kk; j++ {
+			rest := j
+			for i := r - 1; i >= 0; i-- {
+				off[i] = rest % g.k[i]
+				rest /= g.k[i]
+			}
+			starts, ends := make([]int64, r), make([]int64, r)
+			for i := 0; i < r; i++ {
+				starts[i] = off[i] * d[i]
+				ends[i] = starts[i] + (g.out[i]-1)*g.s[i] + 1
+			}
+			v := e.op("Slice", xe, e.ints(starts...), e.ints(ends...), e.ints(spatial...), e.ints(g.s...))
+			views = append(views, e.op("Reshape", v, e.ints(one...)))
+			onehot[j*kk+j] = 1 // kernel [kk, 1, k...]: offset j of input channel j
+		}
+		m := e.mask(e.op("Equal", e.opA("Concat", views, onnx.AttrInt("axis", 1)), e.op("Reshape", y, e.ints(one...))))
+		share := e.op("Div", e.op("Reshape", dy, e.ints(one...)), e.reduceSum(m, []int64{1}, true))
+		contrib := e.op("Mul", m, share)
+		// ORT 1.24's WebGPU ConvTranspose with one output channel returns wrong values
+		// when the input channels are more than 4 and not a multiple of 4 (seen on
+		// lavapipe for 5 and 9): zero channels round them up.
+		in := kk
+		if kk > 4 && kk%4 != 0 {
+			in = (kk + 3) / 4 * 4
+			pads := make([]int64, 2*(r+2))
+			pads[r+3] = in - kk
+			contrib = e.op("Pad", contrib, e.ints(pads...))
+			onehot = append(onehot, make([]float32, (in-kk)*kk)...)
+		}
+		w := e.floats(append([]int64{in, 1}, g.k...), onehot)
+		back := e.opA("ConvTranspose", []string{contrib, w},
+			onnx.AttrInts("strides", g.s...), onnx.AttrInts("dilations", d...), onnx.AttrInts("kernel_shape", g.k...))
+		ge = e.op("Reshape", back, e.ints(append([]int64{-1, ch}, span...)...))
+	}
+	// Back from the span to the input: drop the padding, zeros where no window reached.
+	starts, ends := make([]int64, r), make([]int64, r)
+	tail := make([]int64, 2*(r+2))
+	crop, zeros := false, false
+	for i := 0; i < r; i++ {
+		starts[i], ends[i] = g.pb[i], min(span[i], g.pb[i]+g.in[i])
+		crop = crop || starts[i] > 0 || ends[i] < span[i]
+		tail[r+4+i] = g.pb[i] + g.in[i] - ends[i]
+		zeros = zeros || tail[r+4+i] > 0
+	}
+	dx := ge
+	if crop {
+		dx = e.op("Slice", dx, e.ints(starts...), e.ints(ends...), e.ints(spatial...))
+	}
+	if zeros {
+		dx = e.op("Pad", dx, e.ints(tail...))
+	}
+	return dx, true
+}
+
+// tilesInput reports pooling windows that tile the input: kernel = stride, no
+// dilation.
+func tilesInput(n *onnx.NodeProto) bool {
+	k := attrInts(n, "kernel_shape")
+	s := defaults(attrInts(n, "strides"), len(k), 1)
+	for _, d := range attrInts(n, "dilations") {
+		if d != 1 {
+			return false
+		}
+	}
+	for i := range k {
+		if k[i] != s[i] {
+			return false
+		}
+	}
+	return len(k) > 0
+}
+
+// batchFirstOnly reports shapes whose first dimension, and only it, follows the batch.
+func batchFirstOnly(b []bool) bool {
+	if len(b) < 3 || !b[0] {
+		return false
+	}
+	for _, v := range b[1:] {
+		if v {
+			return false
+		}
+	}
+	return true
 }

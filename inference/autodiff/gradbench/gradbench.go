@@ -25,6 +25,9 @@ type Options struct {
 	// Params, when set, are differentiated too (training-shaped graphs); by default
 	// only the input gradient is computed, as attacks need.
 	Params []string
+	// Target picks the gradient graph's forms (autodiff.Options.Target): comparing
+	// TargetCPU and TargetGPU on the CPU says what the GPU forms cost there.
+	Target autodiff.Target
 	// Profile runs each graph ProfileRuns more times (0 means 3) under ONNX Runtime's
 	// profiler with Threads intra-op threads (0 means 1, the runtime's default) and
 	// reports the time per op type.
@@ -80,7 +83,7 @@ func NewPair(rt *inference.Runtime, name string, m *onnx.ModelProto, opts Option
 	}
 	p := &Pair{Name: name, ForwardNodes: len(m.Graph.Node)}
 	start := time.Now()
-	gm, err := autodiff.Build(rt, m, autodiff.Options{Loss: autodiff.CrossEntropy, Params: opts.Params})
+	gm, err := autodiff.Build(rt, m, autodiff.Options{Loss: autodiff.CrossEntropy, Params: opts.Params, Target: opts.Target})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
