@@ -72,6 +72,7 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&f.eval, "eval", "all", "models to judge the result on: all, none, or a comma-separated list")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON")
 	fs.IntVar(&f.threads, "threads", 1, "ONNX Runtime intra-op threads")
+	rf := addRuntimeFlags(fs)
 	// Flags may follow IMAGE (gibbon attack --model M IMAGE -o out.png).
 	var pos []string
 	for rest := args; ; {
@@ -152,7 +153,10 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageError{err.Error()}
 	}
 
-	rt, err := inference.OpenRuntime(inference.RuntimeConfig{IntraOpThreads: f.threads})
+	if _, err := inference.ResolveEP(rf.ep); err != nil {
+		return usageError{err.Error()}
+	}
+	rt, err := inference.OpenRuntime(rf.config(f.threads))
 	if err != nil {
 		return err
 	}

@@ -13,16 +13,23 @@ import (
 	"gibbon/inference/autodiff/gradbench"
 )
 
-// cmdBench runs Gibbon's benchmarks; for now the gradient graphs' cost against a
-// forward pass.
+// cmdBench runs Gibbon's benchmarks: the gradient graphs' cost against a forward
+// pass, the FLOPs of attacking a model, and PGD-10's speed against the FLOP limit.
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := "gibbon bench grad [--arch NAMES] [--batch N] [--reps N] [--profile] (gibbon bench grad -h for flags)"
+	usage := "gibbon bench grad|flops|pgd (gibbon bench SUBCOMMAND -h for flags)\n" +
+		"  grad   gradient graph vs forward pass: gibbon bench grad [--arch NAMES] [--batch N] [--reps N] [--profile]\n" +
+		"  flops  FLOPs per image of a forward pass, the gradient graph and PGD-10: gibbon bench flops [--arch NAMES] [MODEL...]\n" +
+		"  pgd    PGD-10 images/s, GFLOP/s and share of --peak: gibbon bench pgd [--arch mobilenetv2] [--batch 1,32] [--peak GFLOPS]"
 	if len(args) == 0 {
 		return usageError{"bench needs a subcommand: " + usage}
 	}
 	switch args[0] {
 	case "grad":
 		return benchGrad(ctx, args[1:], stdout, stderr)
+	case "flops":
+		return benchFlops(ctx, args[1:], stdout, stderr)
+	case "pgd":
+		return benchPGD(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprintln(stdout, "Usage:", usage)
 		return nil
@@ -54,6 +61,7 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	top := fs.Int("top", 8, "op types listed per graph with --profile")
 	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads")
 	seed := fs.Uint64("seed", 1, "weight seed")
+	rf := addRuntimeFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -84,12 +92,15 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(picked) == 0 {
 		return usageError{"--arch names no model"}
 	}
-	rt, err := inference.OpenRuntime(inference.RuntimeConfig{IntraOpThreads: *threads})
+	if _, err := inference.ResolveEP(rf.ep); err != nil {
+		return usageError{err.Error()}
+	}
+	rt, err := inference.OpenRuntime(rf.config(*threads))
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	fmt.Fprintf(stderr, "ONNX Runtime %s, %d intra-op thread(s), batch %d, %d timed pairs per model\n", rt.Version(), *threads, *batch, *reps)
+	fmt.Fprintf(stderr, "ONNX Runtime %s, %s requested, %d intra-op thread(s), batch %d, %d timed pairs per model\n", rt.Version(), rt.EP(), *threads, *batch, *reps)
 	opts := gradbench.Options{Batch: *batch, Reps: *reps, Profile: *profile, Threads: *threads}
 	var results []*gradbench.Result
 	for _, a := range picked {

@@ -4,8 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"gibbon/inference/onnx"
 )
 
 func TestBenchGradUsage(t *testing.T) {
@@ -47,5 +53,68 @@ func TestBenchGradRuns(t *testing.T) {
 	prof := s[strings.Index(s, "kernel time per run"):]
 	if rows := strings.Count(strings.TrimSpace(prof), "\n"); rows != 5 {
 		t.Errorf("profile table has %d lines after its title, want a header, 3 ops and the total:\n%s", rows, prof)
+	}
+}
+
+func TestBenchFlopsAndPGDUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "flops"}, "name a MODEL"},
+		{[]string{"bench", "flops", "--arch", "alexnet"}, `unknown architecture "alexnet"`},
+		{[]string{"bench", "flops", "--arch", "mnist-cnn", "--ep", "tpu"}, "unknown execution provider"},
+		{[]string{"bench", "pgd", "--batch", "0"}, "not a batch size"},
+		{[]string{"bench", "pgd", "--batch", ","}, "names no batch size"},
+		{[]string{"bench", "pgd", "--reps", "0"}, "--reps"},
+		{[]string{"bench", "pgd", "--peak", "-1"}, "--peak"},
+		{[]string{"bench", "pgd", "--arch", ""}, "name a MODEL"},
+	} {
+		var out, errw bytes.Buffer
+		err := run(context.Background(), c.args, &out, &errw)
+		var u usageError
+		if !errors.As(err, &u) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want a usage error mentioning %q", c.args, err, c.want)
+		}
+	}
+	var out, errw bytes.Buffer
+	if err := run(context.Background(), []string{"bench", "flops", "no-such-model.onnx"}, &out, &errw); err == nil ||
+		!strings.Contains(err.Error(), "no such file or built-in model") {
+		t.Errorf("a missing model: %v", err)
+	}
+}
+
+// bench flops counts an architecture and a built-in model; bench pgd times PGD-10
+// and relates its rate to --peak.
+func TestBenchFlopsAndPGDRun(t *testing.T) {
+	// A model file with a terminal Softmax, as exporters write them: counted as attacks run it.
+	b := onnx.NewBuilder("soft")
+	x := b.Input("x", -1, 5)
+	b.Output("p", b.Op("Softmax", []string{b.Op("MatMul", []string{x, b.Init("w", []int64{5, 3}, make([]float32, 15))})}, onnx.AttrInt("axis", 1)), -1, 3)
+	file := filepath.Join(t.TempDir(), "soft.onnx")
+	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errw bytes.Buffer
+	if err := run(context.Background(), []string{"bench", "flops", "--arch", "mnist-cnn", file}, &out, &errw); err != nil {
+		t.Fatalf("%v\n%s", err, errw.String())
+	}
+	// The MNIST CNN: conv 1→32 and 32→64 (3×3, unpadded), fc 9216→128 and 128→10.
+	const fwd = 2 * (26*26*32*9 + 24*24*64*32*9 + 9216*128 + 128*10)
+	s := out.String()
+	// soft.onnx: 15 multiply-adds forward, 15 more for the input gradient.
+	if !strings.Contains(s, fmt.Sprintf("%.3f", float64(fwd)/1e9)) || !strings.Contains(s, "Conv") ||
+		!regexp.MustCompile(`soft\.onnx\s+0\.000\s+0\.000\s+0\.000\s+0\.00\s+MatMul 2`).MatchString(s) {
+		t.Fatalf("bench flops output (forward %d FLOPs):\n%s", fwd, s)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"bench", "pgd", "--arch", "mnist-cnn", "--batch", "2", "--reps", "1", "--peak", "100"}, &out, &errw); err != nil {
+		t.Fatalf("%v\n%s", err, errw.String())
+	}
+	s = out.String()
+	for _, want := range []string{"images/s", "GFLOP/s", "of peak", "mnist-cnn", " cpu ", "/ 100 GFLOP/s"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("bench pgd output lacks %q:\n%s", want, s)
+		}
 	}
 }

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
 
 	"gibbon/inference"
+	"gibbon/inference/attack"
 	"gibbon/inference/autodiff"
 	"gibbon/inference/onnx"
 	"gibbon/inference/ortinstall"
@@ -19,18 +21,36 @@ import (
 )
 
 // runtimeFlags are the flags of every command that runs models: where the ONNX
-// Runtime library is and which execution provider to use.
-type runtimeFlags struct{ lib, ep string }
+// Runtime library is and which execution provider to use. A provider that does
+// not start falls back with one warning line on the command's stderr.
+type runtimeFlags struct {
+	lib, ep string
+	stderr  io.Writer
+}
 
 func addRuntimeFlags(fs *flag.FlagSet) *runtimeFlags {
-	f := &runtimeFlags{}
+	f := &runtimeFlags{stderr: fs.Output()}
 	fs.StringVar(&f.lib, "ort-lib", "", "ONNX Runtime "+inference.ORTVersion+" library (default: GIBBON_ORT_LIB, then the one `gibbon runtime install` put in the cache); a CUDA build of that version works too")
 	fs.StringVar(&f.ep, "ep", "", "execution provider: auto (CUDA, else WebGPU, else CPU), cpu, webgpu or cuda (default: GIBBON_EP, else cpu)")
 	return f
 }
 
 func (f *runtimeFlags) config(threads int) inference.RuntimeConfig {
-	return inference.RuntimeConfig{LibPath: f.lib, EP: f.ep, IntraOpThreads: threads}
+	return inference.RuntimeConfig{LibPath: f.lib, EP: f.ep, IntraOpThreads: threads, Logger: cliLogger(f.stderr)}
+}
+
+// cliLogger writes the runtime's warnings (a provider falling back) to a
+// command's stderr, one line each, without timestamps.
+func cliLogger(w io.Writer) *slog.Logger {
+	if w == nil {
+		w = os.Stderr
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) == 0 && a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
 }
 
 func cmdRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -103,12 +123,15 @@ func runtimeInstall(ctx context.Context, args []string, stdout, stderr io.Writer
 func runtimeInfo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("runtime info", stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon runtime info [--ort-lib PATH] [--ep EP]")
+		fmt.Fprintln(stderr, "Usage: gibbon runtime info [--ort-lib PATH] [--ep EP] [--models DIR] [--grad]")
 		fmt.Fprintln(stderr, "Prints the ONNX Runtime library in use, its version, the execution providers it")
-		fmt.Fprintln(stderr, "offers, and the provider a session actually runs on with --ep.")
+		fmt.Fprintln(stderr, "offers, and the provider each model's session actually runs on with --ep (the")
+		fmt.Fprintln(stderr, "built-in models, and --models DIR's; --grad also builds their gradient graphs).")
 		fs.PrintDefaults()
 	}
 	rf := addRuntimeFlags(fs)
+	modelsDir := fs.String("models", "", "also load this directory's models (manifest.json), e.g. the one `gibbon models dir` names")
+	grad := fs.Bool("grad", false, "also build each classifier's gradient graph (what attacks run) and say where it runs")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -152,7 +175,7 @@ func runtimeInfo(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil && info.Version == "" {
 		return fmt.Errorf("%s is not a usable ONNX Runtime library (%v): run `gibbon runtime install`", lib, err)
 	}
-	rt, err := inference.OpenRuntime(inference.RuntimeConfig{LibPath: lib, EP: ep})
+	rt, err := inference.OpenRuntime(inference.RuntimeConfig{LibPath: lib, EP: ep, Logger: cliLogger(stderr)})
 	if err != nil {
 		return err
 	}
@@ -163,8 +186,70 @@ func runtimeInfo(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer s.Close()
 	line("ep", ep+" requested; a session runs on "+s.Provider())
+	return printModelProviders(ctx, rt, *modelsDir, *grad, line)
+}
+
+// printModelProviders loads the built-in models (and dir's) and says where each
+// one's session runs, and with grad where its gradient graph does.
+func printModelProviders(ctx context.Context, rt *inference.Runtime, dir string, grad bool, line func(k, v string)) error {
+	sources := []inference.ModelSource{{Name: "built-in", FS: models.FS()}}
+	if dir != "" {
+		st, err := os.Stat(dir)
+		if err != nil {
+			return fmt.Errorf("--models: %w", err)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("--models %s is not a directory", dir)
+		}
+		sources = append(sources, inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
+	}
+	reg, err := inference.LoadRegistry(ctx, rt, sources...)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	for _, m := range reg.All() {
+		where := m.Session().Provider()
+		if grad && m.Task == inference.TaskClassifier {
+			g, err := gradientProvider(ctx, rt, sources, m)
+			if err != nil {
+				where += "; gradient graph: " + oneLineErr(err)
+			} else {
+				where += "; gradient graph on " + g
+			}
+		}
+		line("model", fmt.Sprintf("%s (%s): runs on %s", m.Name, m.Source, where))
+	}
+	for _, p := range reg.Problems() {
+		line("not loaded", p.Error())
+	}
 	return nil
 }
+
+// gradientProvider builds m's gradient graph as attacks do and says where it runs.
+func gradientProvider(ctx context.Context, rt *inference.Runtime, sources []inference.ModelSource, m *inference.Model) (string, error) {
+	var fsys fs.FS
+	for _, s := range sources {
+		if s.Name == m.Source {
+			fsys = s.FS
+		}
+	}
+	net, err := attack.LoadModel(ctx, rt, fsys, m.ModelEntry)
+	if err != nil {
+		return "", err
+	}
+	defer net.Close()
+	shape := append([]int64{1}, net.InputShape()[1:]...)
+	w := inference.NewTensor(1, int64(net.Classes()))
+	w.Data[0] = 1
+	if _, err := net.Gradient(ctx, inference.NewTensor(shape...), attack.CrossEntropy, w); err != nil {
+		return "", err
+	}
+	_, g := net.Providers()
+	return g, nil
+}
+
+func oneLineErr(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
 // probeModel is a one-node graph for trying a provider.
 func probeModel() []byte {

@@ -209,3 +209,49 @@ func TestRuntimeInfoWebGPUWithoutDeviceFallsBackAndEnds(t *testing.T) {
 		}
 	}
 }
+
+// Every command that opens the runtime takes --ep and --ort-lib.
+func TestRuntimeFlagsOnEveryCommand(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve"}, {"runtime", "info"}, {"runtime", "placement"}, {"grad"}, {"attack"}, {"models", "pull"},
+		{"train"}, {"eval"}, {"train-attack"}, {"eval-attack"}, {"bench", "grad"}, {"bench", "flops"}, {"bench", "pgd"},
+	} {
+		var out, errw bytes.Buffer
+		err := run(context.Background(), append(args, "-h"), &out, &errw)
+		help := out.String() + errw.String()
+		if err == nil || !strings.Contains(help, "-ep ") || !strings.Contains(help, "-ort-lib ") {
+			t.Errorf("gibbon %s -h: %v; the help lacks --ep or --ort-lib:\n%s", strings.Join(args, " "), err, help)
+		}
+	}
+}
+
+// A provider that cannot start (CUDA: the npm library ships without its provider
+// library) falls back to the CPU with one warning line on the command's stderr,
+// however many sessions the command opens; runtime info says where each model runs.
+func TestCUDAFallsBackWithOneWarning(t *testing.T) {
+	t.Setenv("GIBBON_ORT_LIB", "")
+	t.Setenv("GIBBON_EP", "")
+	out, errs, err := runtimeCmd(t, "info", "--ep", "cuda", "--grad")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errs)
+	}
+	if !strings.Contains(out, "cuda requested; a session runs on cpu") {
+		t.Fatalf("runtime info --ep cuda:\n%s", out)
+	}
+	if n := strings.Count(errs, "did not start; falling back"); n != 1 || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+		t.Fatalf("want exactly one warning line, got %d in:\n%s", n, errs)
+	}
+	m, err := builtinManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range m.Models {
+		want := e.Name + " (built-in): runs on cpu"
+		if e.Task == inference.TaskClassifier {
+			want += "; gradient graph on cpu"
+		}
+		if !strings.Contains(out, want) {
+			t.Errorf("runtime info lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -31,6 +31,7 @@ type serveConfig struct {
 	EP        string // execution provider
 	LogFormat string // text or json
 	Server    server.Config
+	Attack    server.AttackConfig // the live explorer's limits
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -43,19 +44,25 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // parseServeConfig reads flags over environment variables over defaults.
 func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
-	cfg := serveConfig{Server: server.DefaultConfig()}
+	cfg := serveConfig{Server: server.DefaultConfig(), Attack: server.DefaultAttackConfig()}
 	fs := newFlagSet("serve", stderr)
 	fs.StringVar(&cfg.Addr, "addr", "localhost:8080", "address to listen on, host:port")
 	fs.StringVar(&cfg.DataDir, "data", "./data", "directory for Gibbon's state (created if missing)")
 	fs.StringVar(&cfg.ModelsDir, "models", "", "directory of your own models: a manifest.json, the .onnx files it names, optionally samples/digit-<label>-<k>.png")
 	fs.StringVar(&cfg.ORTLib, "ort-lib", "", "ONNX Runtime "+inference.ORTVersion+" library (default: the one `gibbon runtime install` put in the cache)")
-	fs.StringVar(&cfg.EP, "ep", "cpu", "execution provider: cpu, webgpu, cuda or auto")
+	fs.StringVar(&cfg.EP, "ep", "cpu", "execution provider: auto (CUDA, else WebGPU, else CPU), cpu, webgpu or cuda; one that does not start falls back with a warning")
 	fs.Var(byteSize{&cfg.Server.MaxUploadBytes}, "max-upload", "largest upload, e.g. 10MB, 512kB or 8MiB")
 	fs.Var(pixelCount{&cfg.Server.MaxPixels}, "max-pixels", "largest image, width × height, e.g. 40MP")
 	fs.Float64Var(&cfg.Server.UploadRate, "upload-rate", cfg.Server.UploadRate, "uploads per second per client, on average")
 	fs.IntVar(&cfg.Server.UploadBurst, "upload-burst", cfg.Server.UploadBurst, "uploads a client may send in a burst")
 	fs.DurationVar(&cfg.Server.ShutdownGrace, "shutdown-grace", cfg.Server.ShutdownGrace, "at shutdown, how long running requests may finish before their work is cancelled")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
+	a := &cfg.Attack
+	fs.IntVar(&a.MaxRuns, "explorer-runs", a.MaxRuns, "attack explorer: runs at once (each takes a core)")
+	fs.IntVar(&a.MaxQueue, "explorer-queue", a.MaxQueue, "attack explorer: runs that may wait in line beyond those (0: none; more are refused as busy)")
+	fs.IntVar(&a.MaxSteps, "explorer-max-steps", a.MaxSteps, "attack explorer: most steps (or queries) of one run")
+	fs.DurationVar(&a.RunTimeout, "explorer-time-limit", a.RunTimeout, "attack explorer: longest run, e.g. 2m; a run is stopped there")
+	fs.IntVar(&a.MaxSocketsPerClient, "explorer-pages-per-client", a.MaxSocketsPerClient, "attack explorer: pages (websockets) one address may have open")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: gibbon serve [flags]")
 		fmt.Fprintln(stderr, "Serves the Gibbon web app with the built-in models (and --models DIR's).")
@@ -93,6 +100,24 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 		return cfg, usageError{"the address is empty: give --addr host:port"}
 	}
 	if err := cfg.Server.Check(); err != nil {
+		return cfg, usageError{err.Error()}
+	}
+	switch a := cfg.Attack; {
+	case a.MaxRuns < 1:
+		return cfg, usageError{fmt.Sprintf("--explorer-runs must be at least 1, not %d", a.MaxRuns)}
+	case a.MaxQueue < 0:
+		return cfg, usageError{fmt.Sprintf("--explorer-queue cannot be negative (%d); 0 lets no run wait", a.MaxQueue)}
+	case a.MaxSteps < 1:
+		return cfg, usageError{fmt.Sprintf("--explorer-max-steps must be at least 1, not %d", a.MaxSteps)}
+	case a.RunTimeout <= 0:
+		return cfg, usageError{fmt.Sprintf("--explorer-time-limit must be above 0, not %s", a.RunTimeout)}
+	case a.MaxSocketsPerClient < 1:
+		return cfg, usageError{fmt.Sprintf("--explorer-pages-per-client must be at least 1, not %d", a.MaxSocketsPerClient)}
+	}
+	if cfg.Attack.MaxQueue == 0 {
+		cfg.Attack.MaxQueue = -1 // AttackConfig's "none may wait" (its 0 means the default)
+	}
+	if err := cfg.Attack.Check(); err != nil {
 		return cfg, usageError{err.Error()}
 	}
 	return cfg, nil
@@ -152,17 +177,39 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	log.Info("models loaded", "classifiers", len(reg.Classifiers()), "attack_networks", len(reg.AttackNetworks()),
 		"problems", len(reg.Problems()), "ms", time.Since(start).Milliseconds(), "runtime", rt.LibPath(),
-		"data", dataDirFor(cfg.DataDir))
+		"ep", rt.EP(), "runs_on", runsOn(reg.All()), "data", dataDirFor(cfg.DataDir))
 
 	// The attack explorer adapts models on first use; their sessions close before the runtime's.
 	nets := server.NewAttackNets(rt, sources...)
 	defer nets.Close()
 	srv, err := server.New(server.Deps{Config: cfg.Server, Log: log, Models: reg, Samples: samples, Gallery: store,
-		Attack: server.AttackDeps{Config: server.DefaultAttackConfig(), Nets: nets}})
+		Attack: server.AttackDeps{Config: cfg.Attack, Nets: nets}})
 	if err != nil {
 		return err
 	}
 	return srv.ListenAndServe(ctx, cfg.Addr)
+}
+
+// runsOn sums up where the models' sessions run: "cpu" when all do, else
+// "cuda: a, b; cpu: c".
+func runsOn(ms []*inference.Model) string {
+	by := map[string][]string{}
+	var order []string
+	for _, m := range ms {
+		p := m.Session().Provider()
+		if by[p] == nil {
+			order = append(order, p)
+		}
+		by[p] = append(by[p], m.Name)
+	}
+	if len(order) == 1 {
+		return order[0]
+	}
+	parts := make([]string, len(order))
+	for i, p := range order {
+		parts[i] = p + ": " + strings.Join(by[p], ", ")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // subdir is fsys's directory name, when there is one.

@@ -19,6 +19,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/onnx"
+	"gibbon/server"
 )
 
 func TestServeConfigFromFlagsEnvironmentAndDefaults(t *testing.T) {
@@ -33,6 +34,9 @@ func TestServeConfigFromFlagsEnvironmentAndDefaults(t *testing.T) {
 		cfg.Server.MaxUploadBytes != 10_000_000 || cfg.Server.MaxPixels != 40_000_000 || cfg.LogFormat != "text" {
 		t.Fatalf("defaults: %+v", cfg)
 	}
+	if cfg.Attack != server.DefaultAttackConfig() {
+		t.Fatalf("explorer defaults: %+v", cfg.Attack)
+	}
 
 	env["GIBBON_ADDR"] = ":9000"
 	env["GIBBON_MAX_UPLOAD"] = "2MiB"
@@ -40,9 +44,15 @@ func TestServeConfigFromFlagsEnvironmentAndDefaults(t *testing.T) {
 	env["GIBBON_UPLOAD_BURST"] = "7"
 	env["GIBBON_MODELS"] = "/tmp/m"
 	env["GIBBON_SHUTDOWN_GRACE"] = "250ms"
-	cfg, err = parseServeConfig([]string{"--addr", "127.0.0.1:7000", "--max-upload", "512kB"}, getenv, io.Discard)
+	env["GIBBON_EXPLORER_RUNS"] = "3"
+	env["GIBBON_EXPLORER_TIME_LIMIT"] = "45s"
+	cfg, err = parseServeConfig([]string{"--addr", "127.0.0.1:7000", "--max-upload", "512kB", "--explorer-runs", "2",
+		"--explorer-queue", "0", "--explorer-max-steps", "200", "--explorer-pages-per-client", "1"}, getenv, io.Discard)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if a := cfg.Attack; a.MaxRuns != 2 || a.MaxQueue != -1 || a.MaxSteps != 200 || a.MaxSocketsPerClient != 1 || a.RunTimeout != 45*time.Second {
+		t.Errorf("explorer limits: %+v (the queue flag's 0 is AttackConfig's -1: none may wait)", a)
 	}
 	if cfg.Addr != "127.0.0.1:7000" || cfg.Server.MaxUploadBytes != 512_000 {
 		t.Errorf("flags must win over the environment: %+v", cfg)
@@ -64,6 +74,12 @@ func TestServeConfigFromFlagsEnvironmentAndDefaults(t *testing.T) {
 		{[]string{"--log-format", "xml"}, nil, `log format "xml"`},
 		{[]string{"--upload-rate", "0"}, nil, "upload rate must be above 0"},
 		{[]string{"extra"}, nil, "serve takes no arguments"},
+		{[]string{"--explorer-runs", "0"}, nil, "--explorer-runs must be at least 1"},
+		{[]string{"--explorer-queue", "-2"}, nil, "--explorer-queue cannot be negative"},
+		{[]string{"--explorer-max-steps", "0"}, nil, "--explorer-max-steps must be at least 1"},
+		{[]string{"--explorer-time-limit", "0s"}, nil, "--explorer-time-limit must be above 0"},
+		{[]string{"--explorer-pages-per-client", "0"}, nil, "--explorer-pages-per-client must be at least 1"},
+		{nil, map[string]string{"GIBBON_EXPLORER_TIME_LIMIT": "soon"}, `GIBBON_EXPLORER_TIME_LIMIT="soon"`},
 		{nil, map[string]string{"GIBBON_MAX_UPLOAD": "huge"}, `GIBBON_MAX_UPLOAD="huge"`},
 		{nil, map[string]string{"GIBBON_UPLOAD_BURST": "many"}, `GIBBON_UPLOAD_BURST="many"`},
 	} {
