@@ -45,7 +45,9 @@ func (r *Report) Ops() []string {
 	for op := range r.ByOp {
 		ops = append(ops, op)
 	}
-	sort.Slice(ops, func(i, j int) bool { return r.ByOp[ops[i]] > r.ByOp[ops[j]] || r.ByOp[ops[i]] == r.ByOp[ops[j]] && ops[i] < ops[j] })
+	sort.Slice(ops, func(i, j int) bool {
+		return r.ByOp[ops[i]] > r.ByOp[ops[j]] || r.ByOp[ops[i]] == r.ByOp[ops[j]] && ops[i] < ops[j]
+	})
 	return ops
 }
 
