@@ -239,11 +239,10 @@ func (p *Picture) Preprocess(c InputContract) (*Preprocessed, error) {
 		if pct == 0 {
 			pct = 1
 		}
-		// Scale so the image covers (W/pct)×(H/pct), then take the centre W×H.
-		s := math.Max(float64(c.Width)/pct/float64(p.W), float64(c.Height)/pct/float64(p.H))
-		rw := max(c.Width, int(math.Round(float64(p.W)*s)))
-		rh := max(c.Height, int(math.Round(float64(p.H)*s)))
-		x0, y0 := (rw-c.Width)/2, (rh-c.Height)/2
+		rw, rh := cropScale(p.W, p.H, c.Width, c.Height, pct)
+		// Python's round (half to even), as torchvision's CenterCrop places the crop.
+		x0 := int(math.RoundToEven(float64(rw-c.Width) / 2))
+		y0 := int(math.RoundToEven(float64(rh-c.Height) / 2))
 		for i := range planes {
 			planes[i] = resample(planes[i], rw, rh, k).crop(x0, y0, c.Width, c.Height)
 		}
@@ -287,6 +286,25 @@ func (p *Picture) Preprocess(c InputContract) (*Preprocessed, error) {
 		return nil, err
 	}
 	return &Preprocessed{Tensor: t, Steps: steps, Display: disp}, nil
+}
+
+// cropScale is the size a w×h picture is scaled to before the centre W×H crop. For
+// a square input it is what timm and torchvision evaluate with: the shorter side
+// to floor(W/pct), the longer one in proportion, truncated (Resize(int)). Other
+// inputs are scaled, aspect kept, to cover (W/pct)×(H/pct).
+func cropScale(w, h, W, H int, pct float64) (rw, rh int) {
+	if W == H {
+		side := int(math.Floor(float64(W)/pct + 1e-9))
+		if w <= h {
+			rw, rh = side, int(float64(side)*float64(h)/float64(w))
+		} else {
+			rw, rh = int(float64(side)*float64(w)/float64(h)), side
+		}
+	} else {
+		s := math.Max(float64(W)/pct/float64(w), float64(H)/pct/float64(h))
+		rw, rh = int(math.Round(float64(w)*s)), int(math.Round(float64(h)*s))
+	}
+	return max(rw, W), max(rh, H)
 }
 
 func shapeString(s []int64) string {

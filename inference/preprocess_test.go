@@ -360,3 +360,99 @@ func TestTensorImageRejectsWrongSize(t *testing.T) {
 		t.Fatal("an inconsistent tensor was accepted")
 	}
 }
+
+// Bicubic is Keys' cubic with a = −0.5 (PIL's and torchvision's), with the taps
+// that fall outside the image dropped and the rest renormalised, as PIL does:
+// doubling a step edge [0 0 1 1] gives these values, with the undershoot and
+// overshoot bilinear does not have.
+func TestBicubicUpscalesAStepEdge(t *testing.T) {
+	p := plane{w: 4, h: 1, px: []float32{0, 0, 1, 1}}
+	cubic := resample(p, 8, 1, kernelBicubic)
+	// Pixel 3's centre lies at 1.75 source pixels: taps at distances 1.25, 0.25,
+	// 0.75, 1.75 weigh −0.0703125, 0.8671875, 0.2265625, −0.0234375 (sum 1).
+	// Pixel 2's at 1.25: taps 0.75, 0.25, 1.25 (the fourth is past the support)
+	// weigh 0.2265625, 0.8671875, −0.0703125, sum 1.0234375.
+	want := []float64{0, cubicAt(1, p.px), -0.0703125 / 1.0234375, 0.203125, 0.796875, 1 + 0.0703125/1.0234375, cubicAt(6, p.px), 1}
+	for i, w := range want {
+		if math.Abs(float64(cubic.px[i])-w) > 1e-6 {
+			t.Fatalf("bicubic pixel %d = %.7f, want %.7f (all: %v)", i, cubic.px[i], w, cubic.px)
+		}
+	}
+	if cubic.px[2] >= 0 || cubic.px[5] <= 1 {
+		t.Fatalf("bicubic should ring at the edge: %v", cubic.px)
+	}
+	lin := resample(p, 8, 1, kernelBilinear)
+	if math.Abs(float64(lin.px[3])-0.25) > 1e-6 || lin.px[2] != 0 {
+		t.Fatalf("bilinear: %v", lin.px)
+	}
+
+	// The contract's interp picks the kernel: the pixel beside the edge is
+	// 0.203125 (52/255) bicubic, 0.25 (64/255) bilinear; the undershoot is clamped.
+	img := canvas(4, 4, color.White)
+	fillRect(img, image.Rect(0, 0, 2, 4), color.Black)
+	c := InputContract{Layout: "NCHW", Channels: 1, Height: 8, Width: 8, Color: "gray", Range: [2]float64{0, 255}, Resize: "stretch", Interp: "bicubic"}
+	pre, err := Preprocess(img, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pre.Tensor.Data[3]; math.Abs(float64(got)-0.203125*255) > 1e-3 || pre.Tensor.Data[2] != 0 {
+		t.Fatalf("bicubic contract: row %v", pre.Tensor.Data[:8])
+	}
+	c.Interp = ""
+	if pre, err = Preprocess(img, c); err != nil || math.Abs(float64(pre.Tensor.Data[3])-0.25*255) > 1e-3 {
+		t.Fatalf("default (bilinear) contract: %v %v", err, pre.Tensor.Data[:8])
+	}
+}
+
+// cubicAt is one destination pixel of doubling src with Keys' cubic (a = −0.5),
+// written out from the definition: taps within 2 source pixels, renormalised.
+func cubicAt(i int, src []float32) float64 {
+	k := func(t float64) float64 {
+		t = math.Abs(t)
+		switch {
+		case t < 1:
+			return 1.5*t*t*t - 2.5*t*t + 1
+		case t < 2:
+			return -0.5*t*t*t + 2.5*t*t - 4*t + 2
+		}
+		return 0
+	}
+	c := (float64(i) + 0.5) / 2
+	var sum, wsum float64
+	for j := range src {
+		w := k(float64(j) + 0.5 - c)
+		sum += w * float64(src[j])
+		wsum += w
+	}
+	return sum / wsum
+}
+
+// The centre crop sizes what timm and torchvision evaluate with: the shorter side
+// to floor(size / crop_pct), the longer one truncated in proportion, the crop
+// placed with Python's rounding.
+func TestCropScalesLikeTorchvision(t *testing.T) {
+	for _, tc := range []struct {
+		w, h, side int
+		pct        float64
+		rw, rh     int
+	}{
+		{320, 240, 224, 0.875, 341, 256}, // Resize(256): 256·320/240 = 341.3
+		{240, 320, 224, 0.875, 256, 341},
+		{320, 240, 299, 0.875, 454, 341}, // floor(299/0.875) = 341; 341·4/3 = 454.7
+		{500, 375, 224, 0.9, 330, 248},   // timm crop_pct 0.9: floor(248.9) = 248
+		{224, 224, 224, 1, 224, 224},
+		{100, 50, 224, 0.875, 512, 256}, // small images are scaled up
+	} {
+		rw, rh := cropScale(tc.w, tc.h, tc.side, tc.side, tc.pct)
+		if rw != tc.rw || rh != tc.rh {
+			t.Errorf("%d×%d for %d at crop_pct %g: scaled to %d×%d, want %d×%d", tc.w, tc.h, tc.side, tc.pct, rw, rh, tc.rw, tc.rh)
+		}
+	}
+	// 454 − 299 = 155: Python's round(77.5) is 78, so the crop starts at column 78.
+	img := canvas(320, 240, color.White)
+	c := InputContract{Layout: "NCHW", Channels: 3, Height: 299, Width: 299, Color: "RGB", Resize: "crop", CropPct: 0.875, Interp: "bicubic"}
+	pre, err := Preprocess(img, c)
+	if err != nil || !hasStep(pre.Steps, "scaled to 454×341 px") || !hasStep(pre.Steps, "centre 299×299 px cropped") {
+		t.Fatalf("%v %q", err, pre.Steps)
+	}
+}
