@@ -18,7 +18,7 @@ func (s Spec) Architecture() string {
 	for _, c := range ch[1:] {
 		down = append(down, fmt.Sprint(c))
 	}
-	return fmt.Sprintf("U-Net generator: conv3x3 (%d) - %d× conv3x3/2 (%s) - conv3x3 (%d) - %d× [convT3x3/2, concat skip, conv3x3] - conv3x3 to %d head(s) × %d channel(s), ReLU; "+
+	return fmt.Sprintf("U-Net generator: conv3x3 (%d) - %d× conv3x3/2 (%s) - conv3x3 (%d) - %d× [convT3x3/2, concat skip, conv3x3 (1x1 at full size)] - conv3x3 to %d head(s) × %d channel(s), ReLU; "+
 		"head k: adv = x + eps_k·tanh(h_k) inside the eps ball and the pixel range; %.1fM multiply-adds per image",
 		ch[0], s.Levels, strings.Join(down, ", "), ch[s.Levels], s.Levels, len(s.Eps), s.Channels, float64(s.MACs())/1e6)
 }

@@ -40,7 +40,7 @@ type Spec struct {
 	Range [2]float64
 	// Eps are the heads' L∞ budgets on Range, in output order.
 	Eps []float64
-	// Base is the channel count at full resolution (doubling per level; default 8).
+	// Base is the channel count at full resolution (doubling per level; default 6).
 	Base int
 	// Levels is the number of stride-2 downsamplings (0: as many as keep the smaller
 	// side at 7 or more, at most 4).
@@ -48,7 +48,7 @@ type Spec struct {
 }
 
 // DefaultBase is the generator width when Spec.Base is 0.
-const DefaultBase = 8
+const DefaultBase = 6
 
 // Normalized fills in the defaults and checks the spec.
 func (s Spec) Normalized() (Spec, error) {
@@ -114,6 +114,7 @@ func (s Spec) MACs() int64 {
 	var total int64
 	h, w := int64(s.Height), int64(s.Width)
 	conv := func(cin, cout int, h, w int64) { total += h * w * int64(cin) * int64(cout) * 9 }
+	conv1 := func(cin, cout int, h, w int64) { total += h * w * int64(cin) * int64(cout) }
 	ch := s.levelChannels()
 	conv(s.Channels, ch[0], h, w)
 	sizes := [][2]int64{{h, w}}
@@ -125,7 +126,11 @@ func (s Spec) MACs() int64 {
 	conv(ch[s.Levels], ch[s.Levels], h, w)
 	for l := s.Levels; l >= 1; l-- {
 		conv(ch[l], ch[l-1], sizes[l][0], sizes[l][1]) // transposed conv, counted at the input size
-		conv(2*ch[l-1], ch[l-1], sizes[l-1][0], sizes[l-1][1])
+		if l == 1 {
+			conv1(2*ch[0], ch[0], sizes[0][0], sizes[0][1])
+		} else {
+			conv(2*ch[l-1], ch[l-1], sizes[l-1][0], sizes[l-1][1])
+		}
 	}
 	conv(ch[0], len(s.Eps)*s.Channels, sizes[0][0], sizes[0][1])
 	return total
@@ -192,6 +197,15 @@ func (g *gen) up(x string, cin, cout int, inH, inW, h, w int) string {
 		onnx.AttrInts("output_padding", int64(h-(2*inH-1)), int64(w-(2*inW-1))))
 }
 
+// conv1 is a 1×1 convolution with bias.
+func (g *gen) conv1(x string, cin, cout int) string {
+	g.layer++
+	shape := []int64{int64(cout), int64(cin), 1, 1}
+	w := g.param("w", shape, g.normal(shape, math.Sqrt(2/float64(cin))))
+	b := g.param("b", []int64{int64(cout)}, make([]float32, cout))
+	return g.b.Op("Conv", []string{x, w, b})
+}
+
 func (g *gen) relu(x string) string { return g.b.Op("Relu", []string{x}) }
 
 // BuildGenerator returns the generator graph with weights drawn from seed, and the
@@ -200,7 +214,8 @@ func (g *gen) relu(x string) string { return g.b.Op("Relu", []string{x}) }
 // It is a U-Net: a 3×3 convolution at full resolution, Levels stride-2 convolutions
 // down (channels doubling), one more at the bottom, then per level a stride-2
 // transposed convolution up, concatenated with the encoder's map of that size (the
-// skip connection) and mixed by a 3×3 convolution; last a 3×3 convolution to K·C
+// skip connection) and mixed by a 3×3 convolution (1×1 at full resolution, where the
+// cost is); last a 3×3 convolution to K·C
 // channels, one image-sized map h_k per head. Head k's output is x + eps_k·tanh(h_k)
 // where that stays inside the pixel range [lo, hi]; near the range's edge tanh is
 // rescaled onto [max(lo, x−eps_k), min(hi, x+eps_k)] instead of clipped. Either way
@@ -242,7 +257,13 @@ func BuildGenerator(spec Spec, seed uint64) (*onnx.ModelProto, []string, error) 
 		in, out := sizes[l], sizes[l-1]
 		up := g.relu(g.up(h, ch[l], ch[l-1], in[0], in[1], out[0], out[1]))
 		cat := b.Op("Concat", []string{up, skips[l-1]}, onnx.AttrInt("axis", 1))
-		h = g.relu(g.conv(cat, 2*ch[l-1], ch[l-1], 1, 1))
+		if l == 1 {
+			// At full resolution a 1×1 mix is enough (the 3×3 heads follow) and
+			// costs a ninth: this is where a pass spends most of its time.
+			h = g.relu(g.conv1(cat, 2*ch[l-1], ch[l-1]))
+		} else {
+			h = g.relu(g.conv(cat, 2*ch[l-1], ch[l-1], 1, 1))
+		}
 	}
 	// Small last-layer weights: every head starts near tanh's linear part, adv ≈ x.
 	heads := g.conv(h, ch[0], int(K*C), 1, 0.1)
