@@ -69,25 +69,23 @@ type Options struct {
 	Target Target
 }
 
-// Target is the execution provider a built graph is shaped for. Every form computes
-// the same gradient with standard ops on any provider; they differ in which ops a
-// provider has kernels for. On a GPU provider, a node it has no kernel for runs on the
-// CPU with copies of its inputs and outputs either side (see `gibbon runtime placement
-// --grad`); the GPU forms avoid the ops ONNX Runtime 1.24's WebGPU or CUDA provider
-// hands back:
-//   - the loss: LogSoftmax (no WebGPU kernel) is written as ReduceMax, Sub, Exp,
-//     ReduceSum, Log;
-//   - gradient accumulation: Add instead of Sum (no WebGPU kernel);
-//   - MaxPool: no Indices output (WebGPU claims MaxPool but fails on Indices, so it is
-//     forced to the CPU) and no MaxUnpool (no WebGPU or CUDA kernel): the window maxima
-//     are compared with the input (Equal), ties share the gradient, and overlapping
-//     windows add their contributions back with a one-hot ConvTranspose;
-//   - reshapes back to a forward tensor's shape use constant targets (the batch as
-//     -1) instead of Shape, whose small int64 outputs live on the CPU.
-//
-// The CPU forms keep MaxPool's Indices (with MaxUnpool or ScatterElements the CNN's
-// gradient graphs cost 3.8-4.1 forward passes on the CPU, with the mask 5.7-6.8) and
-// the fused LogSoftmax; the other GPU forms cost the same there.
+// Target is the execution provider a built graph is shaped for. On a GPU provider, a
+// node it has no kernel for runs on the CPU with copies of its inputs and outputs
+// either side (see `gibbon runtime placement --grad`). Every graph avoids the ops ONNX
+// Runtime 1.24's WebGPU provider hands back where that costs the CPU nothing: the loss
+// has no LogSoftmax (ReduceMax, Sub, Exp, ReduceSum, Log instead), gradients add up
+// with Add (no Sum), reshapes back to a forward tensor's shape use constant targets
+// (no Shape, whose int64 output lives on the CPU), zeros come from Expand (no
+// ConstantOfShape). The target decides MaxPool's backward pass:
+//   - TargetCPU: the forward node computes its Indices output, and MaxUnpool (windows
+//     that do not overlap) or ScatterElements with reduction=add take each gradient
+//     back to the element chosen. Fastest on the CPU. WebGPU cannot compute Indices
+//     (the MaxPool runs on the CPU, forced by the inference package) and has no
+//     MaxUnpool; CUDA has no MaxUnpool either.
+//   - TargetGPU: no Indices; each window's maximum is compared with its elements
+//     (Equal), ties share the gradient, and overlapping windows add their shares back
+//     with a one-hot ConvTranspose (see gradMaxPoolMask). Everything stays on the GPU;
+//     on the CPU the MNIST CNNs' gradient graphs cost 1.4-1.6x as much as with Indices.
 type Target int
 
 const (
@@ -249,7 +247,7 @@ type buildCtx struct {
 	m    *onnx.ModelProto
 	g    *onnx.GraphProto
 	opts Options
-	gpu  bool // GPU forms (see Target)
+	gpu  bool // MaxPool's GPU form (see Target)
 
 	inits      map[string]*onnx.TensorProto
 	image      string
@@ -386,7 +384,7 @@ func (c *buildCtx) run() error {
 	if !c.pr.batch[c.logits][0] || c.pr.batch[c.logits][1] {
 		return fmt.Errorf("autodiff: the model's output %q has shape %v whatever the batch size: want logits [N, classes] with N the batch (does the graph pin its batch size, e.g. in a Reshape?)", c.logits, ls)
 	}
-	c.e = newEmitter(c.g, c.pr, c.gpu)
+	c.e = newEmitter(c.g, c.pr)
 	return c.backward()
 }
 
@@ -563,19 +561,14 @@ func (c *buildCtx) backward() error {
 	switch c.opts.Loss {
 	case CrossEntropy:
 		y := c.addInput(InputLabelWeights, []int64{-1, nc})
-		var ls, p string
-		if c.gpu {
-			// LogSoftmax from ops GPU providers have: s = z - max z, log softmax = s -
-			// log sum exp s, softmax = exp s / sum exp s.
-			s := e.op("Sub", c.logits, e.opA("ReduceMax", []string{c.logits}, onnx.AttrInts("axes", 1), onnx.AttrInt("keepdims", 1)))
-			ex := e.op("Exp", s)
-			se := e.reduceSum(ex, []int64{1}, true)
-			ls = e.op("Sub", s, e.op("Log", se))
-			p = e.op("Div", ex, se)
-		} else {
-			ls = e.opA("LogSoftmax", []string{c.logits}, onnx.AttrInt("axis", 1))
-			p = e.op("Exp", ls)
-		}
+		// LogSoftmax from ops every provider has (ORT's WebGPU provider has no
+		// LogSoftmax): s = z - max z, log softmax = s - log sum exp s, softmax = exp s /
+		// sum exp s. On the CPU it costs the same as the fused op.
+		sz := e.op("Sub", c.logits, e.opA("ReduceMax", []string{c.logits}, onnx.AttrInts("axes", 1), onnx.AttrInt("keepdims", 1)))
+		ex := e.op("Exp", sz)
+		se := e.reduceSum(ex, []int64{1}, true)
+		ls := e.op("Sub", sz, e.op("Log", se))
+		p := e.op("Div", ex, se)
 		e.node("Neg", []string{e.reduceSum(e.op("Mul", y, ls), []int64{1}, false)}, OutputLoss)
 		// d/dz of -sum_c y_c log softmax(z)_c is softmax(z)*sum_c y_c - y (y need not sum to 1).
 		dz = e.op("Sub", e.op("Mul", p, e.reduceSum(y, []int64{1}, true)), y)
@@ -656,7 +649,7 @@ func (c *buildCtx) backward() error {
 func (c *buildCtx) finishGrad(gs []string, of, name string, shape []int64) {
 	e := c.e
 	if len(gs) == 0 {
-		e.node("ConstantOfShape", []string{e.op("Shape", of)}, name)
+		e.node("Expand", []string{e.scalar(0), e.op("Shape", of)}, name)
 	} else {
 		e.node("Identity", []string{e.sum(gs)}, name)
 	}

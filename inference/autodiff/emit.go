@@ -14,11 +14,10 @@ type emitter struct {
 	b      *onnx.Builder
 	pr     *probeResult
 	consts map[string]string
-	gpu    bool // GPU forms (see Target)
 }
 
-func newEmitter(g *onnx.GraphProto, pr *probeResult, gpu bool) *emitter {
-	return &emitter{b: onnx.BuilderOn(g, BuiltOpset), pr: pr, consts: map[string]string{}, gpu: gpu}
+func newEmitter(g *onnx.GraphProto, pr *probeResult) *emitter {
+	return &emitter{b: onnx.BuilderOn(g, BuiltOpset), pr: pr, consts: map[string]string{}}
 }
 
 // op adds a node without attributes and returns its output.
@@ -59,17 +58,11 @@ func (e *emitter) scalar(v float32) string {
 // floats is a float constant of the given shape.
 func (e *emitter) floats(shape []int64, v []float32) string { return e.b.Const(shape, v...) }
 
-// sum adds gradient contributions: two with Add (the same kernel cost as Sum on the
-// CPU, and WebGPU has no Sum), more with one Sum on the CPU and a balanced tree of
-// Adds for GPUs.
+// sum adds gradient contributions with a balanced tree of Adds: ORT's WebGPU provider
+// has no Sum kernel, and on the CPU the Adds cost the same (`gibbon bench grad`).
 func (e *emitter) sum(gs []string) string {
-	switch {
-	case len(gs) == 1:
+	if len(gs) == 1 {
 		return gs[0]
-	case len(gs) == 2:
-		return e.op("Add", gs...)
-	case !e.gpu:
-		return e.op("Sum", gs...)
 	}
 	h := len(gs) / 2
 	return e.op("Add", e.sum(gs[:h]), e.sum(gs[h:]))
@@ -92,10 +85,10 @@ func (e *emitter) transpose(x string, perm ...int64) string {
 	return e.opA("Transpose", []string{x}, onnx.AttrInts("perm", perm...))
 }
 
-// reshapeLike reshapes x to the runtime shape of like. The GPU forms use a constant
-// target when at most one dimension follows the batch: a Shape node's output lives
-// on the CPU, and GPU providers place the shape arithmetic ONNX Runtime derives
-// from it (a Gather after a layout change) there too.
+// reshapeLike reshapes x to the runtime shape of like: to a constant target when at
+// most one dimension follows the batch (it becomes -1), else to Shape(like). A Shape
+// node's small int64 output lives on the CPU, and GPU providers leave the shape
+// arithmetic ONNX Runtime derives from it (a Gather after a layout change) there.
 func (e *emitter) reshapeLike(x, like string) string {
 	if t, ok := e.constShape(like); ok {
 		return e.op("Reshape", x, e.ints(t...))
@@ -103,27 +96,20 @@ func (e *emitter) reshapeLike(x, like string) string {
 	return e.op("Reshape", x, e.op("Shape", like))
 }
 
-// constShape is a Reshape target for tensor t's shape (-1 for the batch), for the GPU
-// forms only.
+// constShape is a constant Reshape target for tensor t's shape, -1 for the batch.
 func (e *emitter) constShape(t string) ([]int64, bool) {
 	s, b := e.pr.shape2[t], e.pr.batch[t]
-	if !e.gpu || s == nil || len(b) != len(s) {
-		return nil, false
-	}
-	if slices.Contains(s, 0) {
-		return nil, false // a 0 in a Reshape target copies the input's dimension
+	if s == nil || len(b) != len(s) || slices.Contains(s, 0) {
+		return nil, false // (a 0 in a Reshape target copies the input's dimension)
 	}
 	out, err := shapeFor(s, b)
 	return out, err == nil
 }
 
-// zerosLike is a zero tensor shaped like t at run time (for GPUs, expanded there
-// from a scalar, not made on the CPU and copied).
+// zerosLike is a zero tensor shaped like t at run time, expanded from a scalar (on a
+// GPU provider it is made there, not on the CPU by ConstantOfShape and copied).
 func (e *emitter) zerosLike(t string) string {
-	if e.gpu {
-		return e.op("Expand", e.scalar(0), e.op("Shape", t))
-	}
-	return e.op("ConstantOfShape", e.op("Shape", t))
+	return e.op("Expand", e.scalar(0), e.op("Shape", t))
 }
 
 // unbroadcast sums gradient dy of a broadcasting op's output y down to the shape of

@@ -230,8 +230,8 @@ func gradGlobalAveragePool(c *buildCtx, n *onnx.NodeProto, dys []string, need []
 		hw *= d
 	}
 	target := e.op("Shape", x)
-	if e.gpu && batchFirstOnly(c.pr.batch[x]) {
-		// a constant target (Expand broadcasts the batch from dy): no Shape on the CPU
+	if batchFirstOnly(c.pr.batch[x]) {
+		// a constant target (Expand broadcasts the batch from dy): no Shape
 		target = e.ints(append([]int64{1}, c.pr.shape2[x][1:]...)...)
 	}
 	dx := e.op("Expand", e.op("Mul", dys[0], e.scalar(float32(1/float64(hw)))), target)
