@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
+	"github.com/chromedp/chromedp"
 
 	"gibbon/inference"
 	"gibbon/inference/catalog"
@@ -304,6 +305,9 @@ func TestExplorerImageNetModels(t *testing.T) {
 	if got := runs("tiny-inception-299"); !strings.Contains(got, "Gradient graph: not built yet") {
 		t.Fatalf("/models, a model only watched: %q", got)
 	}
+	if got := doc.Find(`[data-model="tiny-inception-299"] [data-testid="facts-input"]`).Text(); !strings.Contains(got, "shorter side scaled to 341") {
+		t.Fatalf("/models, the 299 px model's resize: %q", got)
+	}
 }
 
 // checkProviders wants the attacked model's gradient graph and every watched
@@ -335,4 +339,60 @@ func lastFrame(msgs []wsMsg) wsMsg {
 		}
 	}
 	return wsMsg{}
+}
+
+// The explorer page on ImageNet models in headless Chromium: an uploaded photo is
+// shown as the 224×224 crop the attacked model sees, at that size, with a caption
+// saying how it was made; watchers of another size say how they are fed; the
+// status says where the passes ran.
+func TestAttackBrowserImageNet(t *testing.T) {
+	f := serveExplorerDir(t, imagenetDir(t), nil)
+	file := filepath.Join(t.TempDir(), "photo.png")
+	if err := os.WriteFile(file, pngBytes(t, photo()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, exceptions := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(f.ts.URL+"/attack"), chromedp.WaitVisible(`#ax-start`),
+		chromedp.SetUploadFiles(`#ax-file`, []string{file})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the upload chosen", `document.getElementById("ax-source-label").textContent.includes("photo.png")`)
+	// Every colour model may watch, whatever its size, layout or range.
+	if n := eval[int](t, ctx, `document.querySelectorAll('[data-testid="attack-watch"]:not(:disabled)').length`); n != 3 {
+		t.Fatalf("%d watch boxes enabled, want all 3 colour models", n)
+	}
+	eval[any](t, ctx, `(() => { const e = document.getElementById("ax-steps"); e.value = "5"; e.dispatchEvent(new Event("input")); return 0; })()`)
+	if err := chromedp.Do(ctx, chromedp.Click(`#ax-start`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the run to finish", `document.getElementById("explorer").dataset.state === "done"`)
+	crop := eval[string](t, ctx, `document.getElementById("ax-crop").textContent`)
+	for _, want := range []string{"224×224 px image", "320×240 px original", "scaled to 341×256 px (aspect kept)", "centre 224×224 px cropped"} {
+		if !strings.Contains(crop, want) {
+			t.Errorf("the crop caption lacks %q: %q", want, crop)
+		}
+	}
+	for _, id := range []string{"ax-clean", "ax-adv"} {
+		got := eval[string](t, ctx, `(() => { const i = document.getElementById("`+id+`"); const r = i.getBoundingClientRect();
+			return i.naturalWidth + "x" + i.naturalHeight + " shown " + Math.round(r.width) + "x" + Math.round(r.height) + " " + i.classList.contains("pixelated"); })()`)
+		if got != "224x224 shown 224x224 false" {
+			t.Errorf("%s: %s, want the 224×224 crop shown at its size, smoothed", id, got)
+		}
+	}
+	note := eval[string](t, ctx, `document.querySelector('[data-testid="defence"][data-name="tiny-inception-299"] [data-testid="defence-input"]').textContent`)
+	if !strings.Contains(note, "resized to 299×299") {
+		t.Errorf("the 299 px watcher's note: %q", note)
+	}
+	if s := eval[string](t, ctx, `document.getElementById("ax-status").textContent`); !strings.Contains(s, "all passes on CPU") {
+		t.Errorf("status %q does not say where the passes ran", s)
+	}
+	if p := eval[string](t, ctx, `document.getElementById("explorer").dataset.providers`); !strings.Contains(p, `"pass":"gradient"`) {
+		t.Errorf("the last frame's providers: %s", p)
+	}
+	if v := eval[[]string](t, ctx, `window.__csp`); len(v) > 0 {
+		t.Errorf("Content-Security-Policy violations: %v", v)
+	}
+	if ex := exceptions(); len(ex) > 0 {
+		t.Errorf("script errors: %v", ex)
+	}
 }

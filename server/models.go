@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -154,6 +155,10 @@ func resizeText(in inference.InputContract) string {
 		pct := in.CropPct
 		if pct == 0 {
 			pct = 1
+		}
+		if in.Width == in.Height { // as inference.Preprocess (and timm, torchvision) size it
+			return fmt.Sprintf("shorter side scaled to %d keeping the aspect, centre %d×%d cropped (crop_pct %g)",
+				int(math.Floor(float64(in.Width)/pct+1e-9)), in.Width, in.Height, pct)
 		}
 		return fmt.Sprintf("scaled to cover %.0f×%.0f keeping the aspect, centre %d×%d cropped (crop_pct %g)",
 			float64(in.Width)/pct, float64(in.Height)/pct, in.Width, in.Height, pct)
