@@ -36,6 +36,7 @@ type runFlags struct {
 	n, batch, steps, threads                      int
 	seed                                          int64
 	jsonOut, save                                 bool
+	rt                                            *runtimeFlags
 }
 
 func (f *runFlags) register(fs *flag.FlagSet, kind string) {
@@ -54,6 +55,7 @@ func (f *runFlags) register(fs *flag.FlagSet, kind string) {
 	fs.IntVar(&f.steps, "steps", 0, "steps of gradient attacks (default 10), queries of square (100) and noise (1)")
 	fs.Int64Var(&f.seed, "seed", 0, "random seed (default: a new one, printed)")
 	fs.IntVar(&f.threads, "threads", 1, "ONNX Runtime intra-op threads")
+	f.rt = addRuntimeFlags(fs)
 	fs.StringVar(&f.csvPath, "csv", "", "also write the results as CSV to this file (- for stdout)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the results as JSON instead of a table")
 	fs.BoolVar(&f.save, "save", false, "save the results to the gallery (DATA/gallery.db) and print the permalink")
@@ -135,7 +137,10 @@ func openPlan(ctx context.Context, f runFlags, s sweep.Settings, stderr io.Write
 	if err != nil {
 		return nil, nil, err
 	}
-	rt, err := inference.OpenRuntime(inference.RuntimeConfig{IntraOpThreads: f.threads})
+	if _, err := inference.ResolveEP(f.rt.ep); err != nil {
+		return nil, nil, usageError{err.Error()}
+	}
+	rt, err := inference.OpenRuntime(f.rt.config(f.threads))
 	if err != nil {
 		return nil, nil, err
 	}
