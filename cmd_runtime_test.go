@@ -215,6 +215,7 @@ func TestRuntimeFlagsOnEveryCommand(t *testing.T) {
 	for _, args := range [][]string{
 		{"serve"}, {"runtime", "info"}, {"runtime", "placement"}, {"grad"}, {"attack"}, {"models", "pull"},
 		{"train"}, {"eval"}, {"train-attack"}, {"eval-attack"}, {"bench", "grad"}, {"bench", "flops"}, {"bench", "pgd"},
+		{"sweep"}, {"compete"}, {"transfer"},
 	} {
 		var out, errw bytes.Buffer
 		err := run(context.Background(), append(args, "-h"), &out, &errw)
