@@ -51,7 +51,7 @@ func (f *runFlags) register(fs *flag.FlagSet, kind string) {
 	fs.StringVar(&f.eps, "eps", "", epsHelp)
 	fs.StringVar(&f.dataset, "dataset", "", "data set: mnist-test")
 	fs.IntVar(&f.n, "n", 0, "number of images (the first N; default 1000 for sweeps, 500 for matrices)")
-	fs.IntVar(&f.batch, "batch", 0, "images per pass (default: as many as keep a pass near 512 image·ε rows; matrices 100)")
+	fs.IntVar(&f.batch, "batch", 0, "images per pass (default: as many as keep a pass near 256 image·ε rows; compete 100)")
 	fs.IntVar(&f.steps, "steps", 0, "steps of gradient attacks (default 10), queries of square (100) and noise (1)")
 	fs.Int64Var(&f.seed, "seed", 0, "random seed (default: a new one, printed)")
 	fs.IntVar(&f.threads, "threads", 1, "ONNX Runtime intra-op threads")
