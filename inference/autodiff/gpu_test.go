@@ -236,6 +236,13 @@ func TestGPUFormsMatchCPU(t *testing.T) {
 		x := spreadTensor(r, append([]int64{2}, oc.input...)...)
 		models[oc.name] = model{withHead(t, m, r, featureWidth(t, m, x)), x, classes}
 	}
+	// a strided first layer with 5 output channels: WebGPU's ConvTranspose back to the
+	// one input channel needs the GPU forms' even channel count
+	b := onnx.NewBuilder("conv_one_to_five")
+	x := b.Input("image", -1, 1, 9, 9)
+	h := b.Op("Tanh", []string{b.Op("Conv", []string{x, weights(b, rng, "w", 9, 5, 1, 3, 3)}, onnx.AttrInts("strides", 2, 2), onnx.AttrInts("pads", 1, 1, 1, 1))})
+	b.Output("logits", b.Op("Gemm", []string{b.Op("Flatten", []string{h}), weights(b, rng, "fc", 125, 3, 125)}, onnx.AttrInt("transB", 1)), -1, 3)
+	models["conv_one_to_five"] = model{b.Model(), randTensor(rng, 0, 1, 2, 1, 9, 9), 3}
 	pool := mobileBlock(rand.New(rand.NewPCG(33, 34)))
 	insertMaxPool(pool)
 	models["mobile_block_maxpool"] = model{pool, randTensor(rng, 0, 1, 2, 3, 12, 12), 4}

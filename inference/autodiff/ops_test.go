@@ -78,6 +78,12 @@ func opCases() []opCase {
 				}
 				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
 			}},
+		{name: "conv_one_channel_to_odd", input: []int64{1, 7, 7}, lo: -1, hi: 1, params: []string{"w"},
+			// the GPU forms pad the input gradient's ConvTranspose to 6 channels
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				w := weights(b, rng, "w", 9, 5, 1, 3, 3)
+				return b.Op("Tanh", []string{b.Op("Conv", []string{x, w}, onnx.AttrInts("strides", 2, 2))})
+			}},
 		{name: "conv_transpose", input: []int64{4, 4, 4}, lo: -1, hi: 1, params: []string{"w1", "b1", "w2"},
 			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
 				w1 := weights(b, rng, "w1", 18, 4, 3, 3, 3) // group 2: [Cin, Cout/g, k, k]

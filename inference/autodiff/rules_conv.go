@@ -124,7 +124,18 @@ func gradConv(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]stri
 			out[0] = e.opA("Conv", []string{dy, wt}, onnx.AttrInts("pads", pads...),
 				onnx.AttrInts("dilations", g.d...), onnx.AttrInt("group", g.group))
 		} else {
-			out[0] = e.opA("ConvTranspose", []string{dy, w},
+			gy, gw := dy, w
+			if c.gpu && g.group == 1 && ws[1] == 1 && ws[0]%2 == 1 && ws[0] >= 5 {
+				// ORT 1.24's WebGPU ConvTranspose with one output channel returns wrong
+				// values for an odd number of input channels from 5 on (seen on
+				// lavapipe): one zero channel more in dy and w makes it even.
+				pads := make([]int64, 2*(r+2))
+				pads[r+3] = 1
+				gy = e.op("Pad", dy, e.ints(pads...))
+				pads[r+3], pads[r+2] = 0, 1
+				gw = e.op("Pad", w, e.ints(pads...))
+			}
+			out[0] = e.opA("ConvTranspose", []string{gy, gw},
 				onnx.AttrInts("strides", g.s...), onnx.AttrInts("dilations", g.d...),
 				onnx.AttrInts("pads", append(append([]int64(nil), g.pb...), g.pe...)...),
 				onnx.AttrInts("output_padding", g.rem...), onnx.AttrInt("group", g.group))

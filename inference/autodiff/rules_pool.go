@@ -570,8 +570,8 @@ func gradMaxPoolMask(c *buildCtx, n *onnx.NodeProto, dy string) (string, bool) {
 		share := e.op("Div", e.op("Reshape", dy, e.ints(one...)), e.reduceSum(m, []int64{1}, true))
 		contrib := e.op("Mul", m, share)
 		// ORT 1.24's WebGPU ConvTranspose with one output channel returns wrong values
-		// when the input channels are more than 4 and not a multiple of 4 (seen on
-		// lavapipe for 5 and 9): zero channels round them up.
+		// for an odd number of input channels from 5 on (seen on lavapipe): zero
+		// channels round them up to a multiple of 4.
 		in := kk
 		if kk > 4 && kk%4 != 0 {
 			in = (kk + 3) / 4 * 4
