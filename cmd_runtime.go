@@ -30,7 +30,7 @@ type runtimeFlags struct {
 
 func addRuntimeFlags(fs *flag.FlagSet) *runtimeFlags {
 	f := &runtimeFlags{stderr: fs.Output()}
-	fs.StringVar(&f.lib, "ort-lib", "", "ONNX Runtime "+inference.ORTVersion+" library (default: GIBBON_ORT_LIB, then the one `gibbon runtime install` put in the cache); a CUDA build of that version works too")
+	fs.StringVar(&f.lib, "ort-lib", "", "`PATH` of an ONNX Runtime "+inference.ORTVersion+" library (default: GIBBON_ORT_LIB, then the one 'gibbon runtime install' put in the cache); a GPU (CUDA) build of that version runs --ep cuda")
 	fs.StringVar(&f.ep, "ep", "", "execution provider: auto (CUDA, else WebGPU, else CPU), cpu, webgpu or cuda (default: GIBBON_EP, else cpu)")
 	return f
 }
@@ -272,8 +272,13 @@ func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writ
 	builtin := fs.Bool("builtin", false, "report every built-in model")
 	nodes := fs.Bool("nodes", false, "list every node that left the provider, not just their op types")
 	grad := fs.Bool("grad", false, "report the model's gradient graph (autodiff, cross-entropy), which attacks run, instead of the model")
+	target := fs.String("target", "auto", "with --grad, the gradient graph's forms: cpu (MaxPool by its Indices), gpu (by a mask), auto (those of the provider --ep starts, as attacks build it)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	tgt, err := autodiff.ParseTarget(*target)
+	if err != nil {
+		return usageError{"--target: " + err.Error()}
 	}
 	names := fs.Args()
 	if *builtin {
@@ -296,7 +301,6 @@ func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writ
 		return usageError{err.Error()}
 	}
 	models := make([][]byte, len(names))
-	var err error
 	for i, n := range names {
 		if models[i], err = loadModelArg(n); err != nil {
 			return err
@@ -309,7 +313,7 @@ func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writ
 	defer rt.Close()
 	for i, n := range names {
 		if *grad {
-			if models[i], err = gradientGraph(rt, models[i]); err != nil {
+			if models[i], err = gradientGraph(rt, models[i], tgt); err != nil {
 				return fmt.Errorf("%s: %w", n, err)
 			}
 			n += " (gradient graph)"
@@ -323,12 +327,12 @@ func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writ
 	return nil
 }
 
-func gradientGraph(rt *inference.Runtime, model []byte) ([]byte, error) {
+func gradientGraph(rt *inference.Runtime, model []byte, target autodiff.Target) ([]byte, error) {
 	m, err := onnx.Decode(model)
 	if err != nil {
 		return nil, err
 	}
-	g, err := autodiff.Build(rt, m, autodiff.Options{Loss: autodiff.CrossEntropy})
+	g, err := autodiff.Build(rt, m, autodiff.Options{Loss: autodiff.CrossEntropy, Target: target})
 	if err != nil {
 		return nil, err
 	}

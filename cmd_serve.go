@@ -49,7 +49,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	fs.StringVar(&cfg.Addr, "addr", "localhost:8080", "address to listen on, host:port")
 	fs.StringVar(&cfg.DataDir, "data", "./data", "directory for Gibbon's state (created if missing)")
 	fs.StringVar(&cfg.ModelsDir, "models", "", "directory of your own models: a manifest.json, the .onnx files it names, optionally samples/digit-<label>-<k>.png")
-	fs.StringVar(&cfg.ORTLib, "ort-lib", "", "ONNX Runtime "+inference.ORTVersion+" library (default: the one `gibbon runtime install` put in the cache)")
+	fs.StringVar(&cfg.ORTLib, "ort-lib", "", "`PATH` of an ONNX Runtime "+inference.ORTVersion+" library (default: the one 'gibbon runtime install' put in the cache); a GPU (CUDA) build of that version runs --ep cuda")
 	fs.StringVar(&cfg.EP, "ep", "cpu", "execution provider: auto (CUDA, else WebGPU, else CPU), cpu, webgpu or cuda; one that does not start falls back with a warning")
 	fs.Var(byteSize{&cfg.Server.MaxUploadBytes}, "max-upload", "largest upload, e.g. 10MB, 512kB or 8MiB")
 	fs.Var(pixelCount{&cfg.Server.MaxPixels}, "max-pixels", "largest image, width × height, e.g. 40MP")
