@@ -190,6 +190,10 @@ func TestServeCommandServesAndStops(t *testing.T) {
 	if !strings.Contains(string(page), "user-linear") {
 		t.Fatal("/models does not list the user's model")
 	}
+	// Where the models run: in the start-up log, and per model on /models.
+	if !strings.Contains(logs.String(), `"runs_on":"cpu"`) || !strings.Contains(string(page), "Runs on") {
+		t.Errorf("neither the log nor /models says where the models run:\n%s", logs.String())
+	}
 	if st, err := os.Stat(data); err != nil || !st.IsDir() {
 		t.Errorf("data directory not created: %v", err)
 	}
