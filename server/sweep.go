@@ -265,7 +265,11 @@ func epsHint(text string, c inference.InputContract) string {
 		}
 		parts = append(parts, strconv.FormatFloat(sweep.Eps255(e, r), 'f', -1, 64))
 	}
-	return fmt.Sprintf("%d values on [%g,%g]: %s in /255 steps", len(eps), r[0], r[1], strings.Join(parts, ", "))
+	values := "values"
+	if len(eps) == 1 {
+		values = "value"
+	}
+	return fmt.Sprintf("%d %s on [%g,%g]: %s in /255 steps", len(eps), values, r[0], r[1], strings.Join(parts, ", "))
 }
 
 func (s *Server) handleSweepPage(c echo.Context) error {

@@ -3,6 +3,7 @@ package server
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,7 +15,8 @@ import (
 // observer records the chart's point count after every change. Then the same page
 // sweeps a data set (robust accuracy, progress bar), saves it to the gallery, and
 // the competition page draws its heatmap with ranks. No CSP violation, no script
-// error. With GIBBON_UPDATE_SCREENSHOT=1 it retakes docs/screenshots/sweep.png.
+// error. With GIBBON_UPDATE_SCREENSHOT=1 it retakes docs/screenshots/sweep.png,
+// compete.png and transfer.png.
 func TestSweepBrowser(t *testing.T) {
 	f := newExplorerFixture(t, nil, pushnetFile())
 	ctx, exceptions := browser(t)
@@ -153,6 +155,41 @@ func TestSweepBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join("..", "docs", "screenshots", "compete.png"), shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Saved, the competition re-opens with its heatmap drawn from the stored matrix.
+	if err := chromedp.Do(ctx, chromedp.Click(`#mx-save`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the competition's permalink", `!!document.querySelector('[data-testid="mx-permalink"]')`)
+	link = eval[string](t, ctx, `document.querySelector('[data-testid="mx-permalink"]').href`)
+	if err := chromedp.Do(ctx, chromedp.Navigate(link), chromedp.WaitVisible(`[data-testid="rerun"]`), chromedp.Click(`[data-testid="rerun"]`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the saved heatmap", `document.getElementById("matrix") && document.getElementById("matrix").dataset.state === "saved" && document.querySelectorAll('#mx-chart g.cell').length === `+strconv.Itoa(3*defs))
+	if v := eval[string](t, ctx, `document.getElementById("mx-batch").value`); v != "10" {
+		t.Errorf("the re-run form holds batch %s", v)
+	}
+	// The transfer matrix: a cell per source and target.
+	if err := chromedp.Do(ctx, chromedp.Navigate(f.ts.URL+"/transfer"), chromedp.WaitVisible(`#mx-start`)); err != nil {
+		t.Fatal(err)
+	}
+	set("mx-n", "20")
+	set("mx-steps", "3")
+	if err := chromedp.Do(ctx, chromedp.Click(`#mx-start`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the transfer matrix", `document.getElementById("matrix").dataset.state === "done"`)
+	if n := eval[int](t, ctx, `document.querySelectorAll('#mx-chart g.cell').length`); n != 3*2 {
+		t.Errorf("%d transfer cells, want 3 sources (cosine, cosine-b, pushnet) × 2 targets", n)
+	}
+	if os.Getenv(screenshotEnv) == "1" {
+		shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join("..", "docs", "screenshots", "transfer.png"), shot, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

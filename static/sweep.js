@@ -108,7 +108,8 @@
         const n = s > 0 && b >= a ? Math.floor((b - a) / s + 1e-6) + 1 : 0;
         epsHint.textContent = n > 0 ? `${n} values from ${num(a)} to ${num(a + (n - 1) * s)}` : "TO must not be below FROM, and STEP must be positive";
       } else if (t && t.split(",").every((p) => p.trim() === "" || Number.isFinite(frac(p)))) {
-        epsHint.textContent = `${t.split(",").filter((p) => p.trim()).length} values`;
+        const n = t.split(",").filter((p) => p.trim()).length;
+        epsHint.textContent = n === 1 ? "1 value" : `${n} values`;
       } else {
         epsHint.textContent = "write FROM:TO:STEP (0:0.4:0.025) or a list (0.1,0.2,0.3); 8/255 works too";
       }
