@@ -10,6 +10,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/archs"
+	"gibbon/inference/autodiff"
 	"gibbon/inference/autodiff/gradbench"
 )
 
@@ -61,6 +62,7 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	top := fs.Int("top", 8, "op types listed per graph with --profile")
 	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads")
 	seed := fs.Uint64("seed", 1, "weight seed")
+	target := fs.String("target", "auto", "gradient graph forms, comma-separated to time several: cpu (MaxPool by its Indices), gpu (by a mask, as GPU providers run it whole), auto (those of the provider --ep starts)")
 	rf := addRuntimeFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -92,6 +94,14 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(picked) == 0 {
 		return usageError{"--arch names no model"}
 	}
+	var targets []autodiff.Target
+	for _, n := range strings.Split(*target, ",") {
+		t, err := autodiff.ParseTarget(n)
+		if err != nil {
+			return usageError{"--target: " + err.Error()}
+		}
+		targets = append(targets, t)
+	}
 	if _, err := inference.ResolveEP(rf.ep); err != nil {
 		return usageError{err.Error()}
 	}
@@ -104,12 +114,19 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	opts := gradbench.Options{Batch: *batch, Reps: *reps, Profile: *profile, Threads: *threads}
 	var results []*gradbench.Result
 	for _, a := range picked {
-		fmt.Fprintf(stderr, "%s: building and timing...\n", a.Name)
-		r, err := gradbench.Measure(ctx, rt, a.Name, a.Build(*seed), opts)
-		if err != nil {
-			return err
+		for _, t := range targets {
+			name := a.Name
+			if t != autodiff.TargetAuto {
+				name += " (" + t.String() + " forms)"
+			}
+			fmt.Fprintf(stderr, "%s: building and timing...\n", name)
+			opts.Target = t
+			r, err := gradbench.Measure(ctx, rt, name, a.Build(*seed), opts)
+			if err != nil {
+				return err
+			}
+			results = append(results, r)
 		}
-		results = append(results, r)
 	}
 	return printGradBench(stdout, results, *profile, *top)
 }

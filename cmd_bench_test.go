@@ -28,6 +28,7 @@ func TestBenchGradUsage(t *testing.T) {
 		{[]string{"bench", "grad", "--threads", "0"}, "--threads"},
 		{[]string{"bench", "grad", "resnet18"}, "takes no arguments"},
 		{[]string{"bench", "grad", "--nope"}, "not defined"},
+		{[]string{"bench", "grad", "--target", "cpu,tpu"}, "--target"},
 	} {
 		var out, errw bytes.Buffer
 		err := run(context.Background(), c.args, &out, &errw)
@@ -53,6 +54,19 @@ func TestBenchGradRuns(t *testing.T) {
 	prof := s[strings.Index(s, "kernel time per run"):]
 	if rows := strings.Count(strings.TrimSpace(prof), "\n"); rows != 5 {
 		t.Errorf("profile table has %d lines after its title, want a header, 3 ops and the total:\n%s", rows, prof)
+	}
+}
+
+// --target times the gradient graph's CPU and GPU forms in one run.
+func TestBenchGradTargets(t *testing.T) {
+	var out, errw bytes.Buffer
+	if err := run(context.Background(), []string{"bench", "grad", "--arch", "mnist-cnn", "--reps", "1", "--target", "cpu,gpu"}, &out, &errw); err != nil {
+		t.Fatalf("%v\n%s", err, errw.String())
+	}
+	for _, want := range []string{"mnist-cnn (cpu forms)", "mnist-cnn (gpu forms)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }
 

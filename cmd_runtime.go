@@ -262,8 +262,8 @@ func probeModel() []byte {
 func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("runtime placement", stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon runtime placement [--ep webgpu] [--grad] [--nodes] MODEL.onnx|BUILTIN...")
-		fmt.Fprintln(stderr, "       gibbon runtime placement [--ep webgpu] [--grad] --builtin")
+		fmt.Fprintln(stderr, "Usage: gibbon runtime placement [--ep webgpu] [--grad [--target cpu|gpu]] [--nodes] MODEL.onnx|BUILTIN...")
+		fmt.Fprintln(stderr, "       gibbon runtime placement [--ep webgpu] [--grad [--target cpu|gpu]] --builtin")
 		fmt.Fprintln(stderr, "Runs each model once on constant inputs with ONNX Runtime's profiler and reports which")
 		fmt.Fprintln(stderr, "provider ran each node: the nodes a GPU provider hands back to the CPU, and the copies.")
 		fs.PrintDefaults()

@@ -163,6 +163,13 @@ func TestRuntimePlacementOnCPU(t *testing.T) {
 	if !strings.Contains(out, "tiny.onnx (gradient graph): cpu requested, runs on cpu") {
 		t.Fatalf("gradient graph placement said %q", out)
 	}
+	out, errs, err = runtimeCmd(t, "placement", "--ep", "cpu", "--grad", "--target", "gpu", model)
+	if err != nil || !strings.Contains(out, "tiny.onnx (gradient graph): cpu requested, runs on cpu") {
+		t.Fatalf("gradient graph placement, GPU forms: %v %q\n%s", err, out, errs)
+	}
+	if _, _, err := runtimeCmd(t, "placement", "--grad", "--target", "tpu", model); err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "--target") {
+		t.Fatalf("bad --target: %v", err)
+	}
 	if _, _, err := runtimeCmd(t, "placement", filepath.Join(t.TempDir(), "missing.onnx")); err == nil || !strings.Contains(err.Error(), "no such file or built-in model") {
 		t.Fatalf("missing model: %v", err)
 	}
