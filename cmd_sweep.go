@@ -199,6 +199,11 @@ func newCLIZoo(rt *inference.Runtime, src fs.FS, srcName string, man *inference.
 func (z *cliZoo) Classifiers() []string { return z.classifiers }
 func (z *cliZoo) Networks() []string    { return z.networks }
 
+func (z *cliZoo) Contract(name string) (inference.InputContract, bool) {
+	e, ok := z.entries[name]
+	return e.Input, ok
+}
+
 func (z *cliZoo) Classifier(ctx context.Context, name string) (attack.Model, inference.InputContract, error) {
 	e, ok := z.entries[name]
 	if !ok || e.Task != inference.TaskClassifier {

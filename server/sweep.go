@@ -116,6 +116,15 @@ func (z *serverZoo) Networks() []string {
 	return out
 }
 
+func (z *serverZoo) Contract(name string) (inference.InputContract, bool) {
+	for _, m := range z.s.models.All() {
+		if m.Name == name {
+			return m.Input, true
+		}
+	}
+	return inference.InputContract{}, false
+}
+
 func (z *serverZoo) Classifier(ctx context.Context, name string) (attack.Model, inference.InputContract, error) {
 	m, ok := z.s.classifier(name)
 	if !ok {

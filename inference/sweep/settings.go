@@ -76,6 +76,8 @@ type Resolver interface {
 	// Classifiers and Networks list the names available, in menu order.
 	Classifiers() []string
 	Networks() []string
+	// Contract is a classifier's or network's input contract, without loading it.
+	Contract(name string) (inference.InputContract, bool)
 	// Classifier adapts a classifier for attacks (gradients on its pixel range).
 	Classifier(ctx context.Context, name string) (attack.Model, inference.InputContract, error)
 	// Network loads an attack network.
@@ -218,21 +220,14 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 	if len(s.Models) == 0 && !sweepNet {
 		if s.Kind == KindTransfer {
 			// Every classifier and network that takes the first classifier's input.
-			var c0 inference.InputContract
-			for i, name := range r.Classifiers() {
-				_, c, err := r.Classifier(ctx, name)
-				if err != nil {
-					return nil, err
-				}
-				if i == 0 {
-					c0 = c
-				}
-				if SameInput(c, c0) {
+			c0, _ := r.Contract(r.Classifiers()[0])
+			for _, name := range r.Classifiers() {
+				if c, ok := r.Contract(name); ok && SameInput(c, c0) {
 					s.Models = append(s.Models, name)
 				}
 			}
 			for _, n := range r.Networks() {
-				if _, c, err := r.Network(ctx, n); err == nil && SameInput(c, c0) {
+				if c, ok := r.Contract(n); ok && SameInput(c, c0) {
 					s.Models = append(s.Models, NetworkPrefix+n)
 				}
 			}
@@ -435,11 +430,7 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 	s.Defences = cleanList(s.Defences)
 	if len(s.Defences) == 0 {
 		for _, name := range r.Classifiers() {
-			_, c, err := r.Classifier(ctx, name)
-			if err != nil {
-				p.Skipped = append(p.Skipped, fmt.Sprintf("%s: %v", name, err))
-				continue
-			}
+			c, _ := r.Contract(name)
 			if !SameInput(c, p.Contract) {
 				p.Skipped = append(p.Skipped, fmt.Sprintf("%s takes %s", name, describe(c)))
 				continue

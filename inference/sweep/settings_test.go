@@ -32,6 +32,14 @@ func newZoo(t testing.TB) *zoo {
 func (z *zoo) Classifiers() []string { return []string{"lin-a", "lin-b", "mlp", "rgb"} }
 func (z *zoo) Networks() []string    { return []string{"pushnet"} }
 
+func (z *zoo) Contract(name string) (inference.InputContract, bool) {
+	if name == "rgb" {
+		_, c, _ := z.Classifier(context.Background(), name)
+		return c, true
+	}
+	return mnistContract, name == "pushnet" || z.nets[name].Net != nil
+}
+
 func (z *zoo) Classifier(_ context.Context, name string) (attack.Model, inference.InputContract, error) {
 	if name == "rgb" {
 		c := mnistContract
