@@ -426,6 +426,9 @@ func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames s
 	if len(plan.Defences) > 0 {
 		names = z.labels(plan.Defences[0].Model)
 	}
+	if len(names) > 0 && s.Label >= len(names) {
+		return usageError{fmt.Sprintf("--label %d: the models have classes 0..%d", s.Label, len(names)-1)}
+	}
 	spec := sweep.ImageSpec{Attack: plan.Attack, Eps: plan.Eps, Range: plan.Range, Defences: plan.Defences, Image: pre.Tensor,
 		Label: s.Label, Labels: names, Seed: s.Seed}
 	table := !f.jsonOut && f.csvPath != "-"

@@ -379,6 +379,7 @@ func TestSweepBadCommandLines(t *testing.T) {
 		{"sweep", []string{"--models", dir, "--dataset", "mnist-test", "--n", "20000"}, "between 1 and 10000"},
 		{"sweep", []string{"--models", dir, "--dataset", "mnist-test", "--attack", "net:atn"}, "no attack network"},
 		{"sweep", []string{"--models", dir, "--dataset", "mnist-test", "--threads", "0"}, "--threads"},
+		{"sweep", []string{"--models", dir, in, "--label", "10"}, "classes 0..9"},
 		{"compete", []string{"--models", dir, "--eps", "0,0.1"}, "positive"},
 		{"compete", []string{"--models", dir, "extra"}, "no arguments"},
 		{"transfer", []string{"--models", dir, "--eps", "0.1,0.2"}, "one positive ε"},

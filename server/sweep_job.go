@@ -138,6 +138,10 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 		}
 	}
 
+	if p := plan.Settings; p.Kind == sweep.KindImage && len(st.Labels) > 0 && p.Label >= len(st.Labels) {
+		return nil, userError{http.StatusBadRequest, fmt.Sprintf("The true class must be between 0 and %d (or empty), not %d.", len(st.Labels)-1, p.Label)}
+	}
+
 	// The inputs: one image on the 8-bit grid, or the data set.
 	var clean *inference.Tensor
 	var x *inference.Tensor

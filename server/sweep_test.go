@@ -306,6 +306,7 @@ func TestSweepSocketRefusalsAndStop(t *testing.T) {
 		{map[string]any{"type": "start", "settings": map[string]any{"kind": "image", "eps": "0:1"}, "source": "sample", "sample": "digit-7-0.png"}, "FROM:TO:STEP"},
 		{map[string]any{"type": "start", "settings": map[string]any{"kind": "image"}, "source": "sample", "sample": "nope.png"}, "no sample"},
 		{map[string]any{"type": "start", "settings": map[string]any{"kind": "image"}}, "Choose an image"},
+		{map[string]any{"type": "start", "settings": map[string]any{"kind": "image", "label": 12}, "source": "sample", "sample": "digit-7-0.png"}, "between 0 and 9"},
 		{map[string]any{"type": "start", "settings": map[string]any{"kind": "dataset", "n": 5000}}, "between 1 and 1000"},
 		{map[string]any{"type": "start", "settings": map[string]any{"kind": "dataset", "steps": 101}}, "teps must be between 1 and 100"},
 		{map[string]any{"type": "start", "settings": map[string]any{"kind": "dataset", "models": []string{"colours"}}}, "28×28 gray digits"},
