@@ -360,7 +360,11 @@ func cmdTrainAttack(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	c, _ := json.Marshal(cfg)
 	prov.Notes = fmt.Sprintf("ONNX Runtime %s CPU, %d intra-op thread(s); loss: sum over heads and targets of relu(z_y − logsumexp_{j≠y} z_j + κ), y the target's clean prediction, plus calm × each head's mean squared tanh input; Adam, cosine schedule; config %s", rt.Version(), f.threads, c)
-	entry := attacknet.Entry(name, file, sha, spec, names, pixel, prov)
+	// The network's own input: the targets' contract may name theirs (a pulled
+	// model's "x", say), which the generator's graph does not have.
+	netInput := pixel
+	netInput.Name = attacknet.Input
+	entry := attacknet.Entry(name, file, sha, spec, names, netInput, prov)
 	if err := train.UpdateManifest(outDir, func(m *inference.Manifest) error {
 		for _, e := range newEntries {
 			if _, err := train.FindEntry(m, e.Name); err != nil {
