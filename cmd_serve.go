@@ -62,7 +62,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	fs.IntVar(&a.MaxQueue, "explorer-queue", a.MaxQueue, "attack explorer: runs that may wait in line beyond those (0: none; more are refused as busy)")
 	fs.IntVar(&a.MaxSteps, "explorer-max-steps", a.MaxSteps, "attack explorer: most steps (or queries) of one run")
 	fs.DurationVar(&a.RunTimeout, "explorer-time-limit", a.RunTimeout, "attack explorer: longest run, e.g. 2m; a run is stopped there")
-	fs.IntVar(&a.MaxSocketsPerClient, "explorer-pages-per-client", a.MaxSocketsPerClient, "attack explorer: pages (websockets) one address may have open")
+	fs.IntVar(&a.MaxSocketsPerClient, "explorer-pages-per-client", a.MaxSocketsPerClient, "attack explorer: pages (websockets) one address may have open (behind a reverse proxy every page comes from its address: raise it)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: gibbon serve [flags]")
 		fmt.Fprintln(stderr, "Serves the Gibbon web app with the built-in models (and --models DIR's).")
