@@ -33,35 +33,20 @@ import (
 const maxSweepQueued = 256
 
 func (s *Server) handleSweepSocket(c echo.Context) error {
-	req := c.Request()
-	if !websocket.IsWebSocketUpgrade(req) {
-		return userError{http.StatusBadRequest, "This address is the sweeps' websocket: open /sweep, /compete or /transfer in a browser."}
-	}
-	if err := checkOrigin(req); err != nil {
+	conn, err := upgradeSocket(c, "This address is the sweeps' websocket: open /sweep, /compete or /transfer in a browser.")
+	if conn == nil {
 		return err
 	}
-	up := websocket.Upgrader{ReadBufferSize: 4 << 10, WriteBufferSize: 32 << 10,
-		CheckOrigin: func(*http.Request) bool { return true }} // checked above, with a clear message
-	conn, err := up.Upgrade(c.Response(), req, nil)
-	if err != nil {
-		c.Set(handledErrKey, err)
-		return nil
-	}
-	ss := &sweepSession{s: s, cfg: s.explorer.cfg, conn: conn, out: &sweepOutbox{wake: make(chan struct{}, 1)}}
+	ss := &sweepSession{wsConn: wsConn{s: s, cfg: s.explorer.cfg, conn: conn}, out: &sweepOutbox{wake: make(chan struct{}, 1)}}
 	s.sweeps.sessions.Add(1)
 	defer s.sweeps.sessions.Add(-1)
-	ss.serve(req.Context())
+	ss.serve(c.Request().Context(), ss, ss.out.wake)
 	return nil
 }
 
 type sweepSession struct {
-	s    *Server
-	cfg  AttackConfig // ping, pong and write deadlines, as the explorer's
-	conn *websocket.Conn
-	out  *sweepOutbox
-
-	ctx    context.Context
-	cancel context.CancelFunc
+	wsConn // the connection and its plumbing, shared with the explorer
+	out    *sweepOutbox
 
 	mu      sync.Mutex
 	active  *sweepJob
@@ -70,44 +55,7 @@ type sweepSession struct {
 	jobs    sync.WaitGroup
 }
 
-func (ss *sweepSession) serve(parent context.Context) {
-	ss.ctx, ss.cancel = context.WithCancel(parent)
-	defer ss.cancel()
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		ss.writeLoop()
-		ss.cancel()
-	}()
-	stop := context.AfterFunc(ss.ctx, func() { ss.conn.SetReadDeadline(time.Now()) })
-	defer stop()
-	ss.readLoop()
-	ss.cancel()
-	ss.jobs.Wait()
-	<-writerDone
-	ss.conn.Close()
-}
-
-func (ss *sweepSession) readLoop() {
-	c := ss.conn
-	c.SetReadLimit(ss.s.cfg.MaxUploadBytes + formOverhead)
-	alive := func() { c.SetReadDeadline(time.Now().Add(ss.cfg.PongWait)) }
-	alive()
-	c.SetPongHandler(func(string) error { alive(); return nil })
-	for {
-		typ, data, err := c.ReadMessage()
-		if err != nil || ss.ctx.Err() != nil {
-			return
-		}
-		alive()
-		switch typ {
-		case websocket.TextMessage:
-			ss.handleText(data)
-		case websocket.BinaryMessage:
-			ss.handleImage(data)
-		}
-	}
-}
+func (ss *sweepSession) wait() { ss.jobs.Wait() }
 
 func (ss *sweepSession) handleText(data []byte) {
 	var m struct {
@@ -231,36 +179,18 @@ func (ss *sweepSession) sendUserError(run int, err error) {
 	ss.sendError(run, msg)
 }
 
-func (ss *sweepSession) writeLoop() {
-	c := ss.conn
-	ping := time.NewTicker(ss.cfg.PingPeriod)
-	defer ping.Stop()
-	for {
-		select {
-		case <-ss.ctx.Done():
-			msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
-			if ss.s.active.isClosed() {
-				msg = websocket.FormatCloseMessage(websocket.CloseGoingAway, "the server is shutting down")
-			}
-			c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-			return
-		case <-ping.C:
-			if err := c.WriteControl(websocket.PingMessage, nil, time.Now().Add(ss.cfg.WriteWait)); err != nil {
-				return
-			}
-		case <-ss.out.wake:
-			for ss.ctx.Err() == nil {
-				data, ok := ss.out.next()
-				if !ok {
-					break
-				}
-				c.SetWriteDeadline(time.Now().Add(ss.cfg.WriteWait))
-				if err := c.WriteMessage(websocket.TextMessage, data); err != nil {
-					return
-				}
-			}
+// flush writes the queued messages until none is left or the session ends.
+func (ss *sweepSession) flush() error {
+	for ss.ctx.Err() == nil {
+		data, ok := ss.out.next()
+		if !ok {
+			break
+		}
+		if err := ss.write(websocket.TextMessage, data); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 // sweepOutbox holds messages in order; a keyed message replaces its unsent

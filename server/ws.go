@@ -53,24 +53,10 @@ func checkOrigin(r *http.Request) error {
 }
 
 func (s *Server) handleAttackSocket(c echo.Context) error {
-	req := c.Request()
-	if !websocket.IsWebSocketUpgrade(req) {
-		return userError{http.StatusBadRequest, "This address is the attack explorer's websocket: open /attack in a browser."}
-	}
-	if err := checkOrigin(req); err != nil {
+	conn, err := upgradeSocket(c, "This address is the attack explorer's websocket: open /attack in a browser.")
+	if conn == nil {
 		return err
 	}
-	up := websocket.Upgrader{
-		ReadBufferSize:  4 << 10,
-		WriteBufferSize: 32 << 10,
-		CheckOrigin:     func(*http.Request) bool { return true }, // checked above, with a clear message
-	}
-	conn, err := up.Upgrade(c.Response(), req, nil)
-	if err != nil {
-		c.Set(handledErrKey, err) // Upgrade answered the request itself
-		return nil
-	}
-	c.Response().Status = http.StatusSwitchingProtocols // for the request log
 	// Over the per-client cap the socket is opened only to say why it closes: a
 	// browser sees no status or body of a refused upgrade.
 	client := c.RealIP()
@@ -83,7 +69,7 @@ func (s *Server) handleAttackSocket(c echo.Context) error {
 	ss := newWSSession(s, conn)
 	s.explorer.sessions.Add(1)
 	defer s.explorer.sessions.Add(-1)
-	ss.serve(req.Context())
+	ss.serve(c.Request().Context(), ss, ss.out.wake)
 	return nil
 }
 
@@ -104,14 +90,9 @@ func refuseSocket(conn *websocket.Conn, msg string) {
 
 // wsSession is one websocket connection.
 type wsSession struct {
-	s    *Server
-	cfg  AttackConfig
-	conn *websocket.Conn
+	wsConn
 	out  *outbox
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	gain   atomic.Uint64 // float64 bits
+	gain atomic.Uint64 // float64 bits
 
 	mu      sync.Mutex
 	active  *activeRun
@@ -134,55 +115,12 @@ type activeRun struct {
 }
 
 func newWSSession(s *Server, conn *websocket.Conn) *wsSession {
-	ss := &wsSession{s: s, cfg: s.explorer.cfg, conn: conn, out: newOutbox()}
+	ss := &wsSession{wsConn: wsConn{s: s, cfg: s.explorer.cfg, conn: conn}, out: newOutbox()}
 	ss.gain.Store(math.Float64bits(1))
 	return ss
 }
 
-// serve runs the session until the client leaves, the writer fails or parent ends;
-// then it cancels the run and waits for it and for the writer.
-func (ss *wsSession) serve(parent context.Context) {
-	ss.ctx, ss.cancel = context.WithCancel(parent)
-	defer ss.cancel()
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		ss.writeLoop()
-		ss.cancel()
-	}()
-	// Unblock the reader when the session ends for another reason.
-	stop := context.AfterFunc(ss.ctx, func() { ss.conn.SetReadDeadline(time.Now()) })
-	defer stop()
-	ss.readLoop()
-	ss.cancel()
-	ss.runs.Wait()
-	<-writerDone
-	ss.conn.Close()
-}
-
-func (ss *wsSession) readLoop() {
-	c := ss.conn
-	c.SetReadLimit(ss.s.cfg.MaxUploadBytes + formOverhead)
-	alive := func() { c.SetReadDeadline(time.Now().Add(ss.cfg.PongWait)) }
-	alive()
-	c.SetPongHandler(func(string) error { alive(); return nil })
-	for {
-		typ, data, err := c.ReadMessage()
-		if err != nil {
-			return
-		}
-		alive()
-		if ss.ctx.Err() != nil {
-			return
-		}
-		switch typ {
-		case websocket.TextMessage:
-			ss.handleText(data)
-		case websocket.BinaryMessage:
-			ss.handleImage(data)
-		}
-	}
-}
+func (ss *wsSession) wait() { ss.runs.Wait() }
 
 // clientMsg is what every client message has, and the fields of the small ones.
 type clientMsg struct {
@@ -360,50 +298,30 @@ func (ss *wsSession) sendUserError(err error) {
 	ss.sendError(msg)
 }
 
-// writeLoop sends the outbox's messages and the pings until the session ends or a
-// write fails (a client that takes WriteWait to accept one is gone).
-func (ss *wsSession) writeLoop() {
-	c := ss.conn
-	ping := time.NewTicker(ss.cfg.PingPeriod)
-	defer ping.Stop()
-	for {
-		select {
-		case <-ss.ctx.Done():
-			msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
-			if ss.s.active.isClosed() {
-				msg = websocket.FormatCloseMessage(websocket.CloseGoingAway, "the server is shutting down")
-			}
-			c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-			return
-		case <-ping.C:
-			if err := c.WriteControl(websocket.PingMessage, nil, time.Now().Add(ss.cfg.WriteWait)); err != nil {
-				return
-			}
-		case <-ss.out.wake:
-			for ss.ctx.Err() == nil {
-				m, ok := ss.out.next()
-				if !ok {
-					break
-				}
-				typ, data, after, err := ss.materialize(m)
-				if err != nil {
-					ss.s.log.Error("explorer: render", "err", err)
-					ss.sendError("A frame could not be drawn: " + err.Error())
-					continue
-				}
-				if data == nil {
-					continue
-				}
-				c.SetWriteDeadline(time.Now().Add(ss.cfg.WriteWait))
-				if err := c.WriteMessage(typ, data); err != nil {
-					return
-				}
-				if after != nil {
-					after()
-				}
-			}
+// flush writes the outbox's messages until it is empty or the session ends.
+func (ss *wsSession) flush() error {
+	for ss.ctx.Err() == nil {
+		m, ok := ss.out.next()
+		if !ok {
+			break
+		}
+		typ, data, after, err := ss.materialize(m)
+		if err != nil {
+			ss.s.log.Error("explorer: render", "err", err)
+			ss.sendError("A frame could not be drawn: " + err.Error())
+			continue
+		}
+		if data == nil {
+			continue
+		}
+		if err := ss.write(typ, data); err != nil {
+			return err
+		}
+		if after != nil {
+			after()
 		}
 	}
+	return nil
 }
 
 // materialize turns a queued message into bytes: frames are drawn now, so frames a
