@@ -284,7 +284,7 @@ func runNetwork(ctx context.Context, net *Network, cfg Config, req Request, head
 		return nil, fmt.Errorf("%d labels for %d images", len(req.Labels), n)
 	}
 	// The balls check the range before any pass.
-	balls := make([]*ball, len(heads))
+	balls := make([]*Ball, len(heads))
 	for j, k := range heads {
 		b, err := newBall(x0.Data, net.eps[k], cfg.Range, !cfg.NoQuantize)
 		if err != nil {
@@ -328,7 +328,7 @@ func runNetwork(ctx context.Context, net *Network, cfg Config, req Request, head
 	for j, k := range heads {
 		hstart := time.Now()
 		adv := out[k]
-		offGrid := balls[j].quantize(adv.Data)
+		offGrid := balls[j].Quantize(adv.Data)
 		wall := pass + time.Since(hstart)
 		c := cfg
 		c.Eps = net.eps[k]

@@ -5,35 +5,49 @@ import (
 	"math"
 )
 
-// ball is the feasible set around the clean images: per value the interval
+// Ball is the feasible set around clean images: per value the interval
 // [max(lo, x0−ε), min(hi, x0+ε)], checked in float64 so that |float64(x)−float64(x0)| ≤ ε
-// holds exactly for every float32 the attack emits.
-type ball struct {
+// holds exactly for every float32 the attack emits. Each image may have its own ε
+// (package sweep's batches hold many budgets).
+type Ball struct {
 	x0     []float32
 	lo, hi []float64 // per value bounds
 	rlo    float64   // range start
 	step   float64   // quantisation level spacing; 0 disables quantisation
 }
 
-func newBall(x0 []float32, eps float32, rng [2]float32, quantize bool) (*ball, error) {
-	b := &ball{x0: x0, lo: make([]float64, len(x0)), hi: make([]float64, len(x0)), rlo: float64(rng[0])}
+// newBall is the ball of one budget around all of x0.
+func newBall(x0 []float32, eps float32, rng [2]float32, quantize bool) (*Ball, error) {
+	return NewBall(x0, len(x0), []float32{eps}, rng, quantize)
+}
+
+// NewBall is the ball around x0, images of per values each, image r within eps[r]
+// of its clean values and inside rng; quantize puts the values it emits on rng's
+// 256-level grid. A clean value outside rng is an error.
+func NewBall(x0 []float32, per int, eps []float32, rng [2]float32, quantize bool) (*Ball, error) {
+	if len(x0) != per*len(eps) {
+		return nil, fmt.Errorf("%d values for %d images of %d", len(x0), len(eps), per)
+	}
+	b := &Ball{x0: x0, lo: make([]float64, len(x0)), hi: make([]float64, len(x0)), rlo: float64(rng[0])}
 	if quantize {
 		b.step = (float64(rng[1]) - float64(rng[0])) / 255
 	}
-	e := float64(eps)
-	for i, v := range x0 {
-		f := float64(v)
-		if !(f >= float64(rng[0]) && f <= float64(rng[1])) {
-			return nil, fmt.Errorf("image value %g at index %d is outside the model's input range [%g,%g]", v, i, rng[0], rng[1])
+	for r, ef := range eps {
+		e := float64(ef)
+		for i := r * per; i < (r+1)*per; i++ {
+			f := float64(x0[i])
+			if !(f >= float64(rng[0]) && f <= float64(rng[1])) {
+				return nil, fmt.Errorf("image value %g at index %d is outside the model's input range [%g,%g]", x0[i], i, rng[0], rng[1])
+			}
+			b.lo[i] = math.Max(float64(rng[0]), f-e)
+			b.hi[i] = math.Min(float64(rng[1]), f+e)
 		}
-		b.lo[i] = math.Max(float64(rng[0]), f-e)
-		b.hi[i] = math.Min(float64(rng[1]), f+e)
 	}
 	return b, nil
 }
 
 // fit returns the float32 nearest v inside value i's interval.
-func (b *ball) fit(i int, v float64) float32 {
+func (b *Ball) fit(i int, v float64) float32 {
 	lo, hi := b.lo[i], b.hi[i]
 	if !(v >= lo) { // also catches NaN
 		v = lo
@@ -54,19 +68,19 @@ func (b *ball) fit(i int, v float64) float32 {
 	return f
 }
 
-// project clips x into the ball in place.
-func (b *ball) project(x []float32) {
+// Project clips x into the ball in place.
+func (b *Ball) Project(x []float32) {
 	for i, v := range x {
 		x[i] = b.fit(i, float64(v))
 	}
 }
 
-// quantize puts x on the 256-level grid inside the ball, in place, choosing the level
+// Quantize puts x on the 256-level grid inside the ball, in place, choosing the level
 // nearest x among those inside. A value whose interval holds no level keeps its clean
-// value; quantize returns how many did.
-func (b *ball) quantize(x []float32) (offGrid int) {
+// value; Quantize returns how many did. Without quantisation it projects.
+func (b *Ball) Quantize(x []float32) (offGrid int) {
 	if b.step == 0 {
-		b.project(x)
+		b.Project(x)
 		return 0
 	}
 	for i, v := range x {

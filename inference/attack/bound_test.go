@@ -66,7 +66,7 @@ func TestQuantizeKeepsBoundAndGrid(t *testing.T) {
 					x[i] = float32(math.NaN())
 				}
 			}
-			off := b.quantize(x)
+			off := b.Quantize(x)
 			gridMisses := 0
 			for i, v := range x {
 				if !inBall(v, x0[i], c.eps, c.rng[0], c.rng[1]) {
@@ -99,7 +99,7 @@ func TestQuantizeChoosesNearestLevelInside(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := []float32{100.0/255 + 0.3, -0.5, 1.2}
-	b.quantize(x)
+	b.Quantize(x)
 	// 0.3 is 76.5 levels: the nearest level inside is 76 up.
 	if want := float32(176.0 / 255); x[0] != want {
 		t.Fatalf("got %v (%v/255), want %v", x[0], x[0]*255, want)
@@ -122,9 +122,9 @@ func TestProjectFloatEdges(t *testing.T) {
 			t.Fatal(err)
 		}
 		x := []float32{x0[0] + eps, x0[0] - eps}
-		b.project(x[:1])
+		b.Project(x[:1])
 		b2, _ := newBall(x0, eps, [2]float32{0, 1}, false)
-		b2.project(x[1:])
+		b2.Project(x[1:])
 		for _, v := range x {
 			if !inBall(v, x0[0], eps, 0, 1) {
 				t.Fatalf("x0=%v eps=%v: projected %v is outside (|d|=%v)", x0[0], eps, v, math.Abs(float64(v)-float64(x0[0])))
@@ -138,6 +138,33 @@ func TestNewBallRejectsOutOfRangeImages(t *testing.T) {
 		if _, err := newBall([]float32{0.5, v}, 0.1, [2]float32{0, 1}, true); err == nil {
 			t.Fatalf("value %v outside [0,1] was accepted", v)
 		}
+	}
+}
+
+func TestNewBallPerImageBudgets(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const per = 300
+	eps := []float32{0.05, 0.3, 0, 8.0 / 255}
+	x0 := make([]float32, per*len(eps))
+	for i := range x0 {
+		x0[i] = float32(rng.IntN(256)) / 255
+	}
+	b, err := NewBall(x0, per, eps, [2]float32{0, 1}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float32, len(x0))
+	for i := range x {
+		x[i] = x0[i] + (rng.Float32()*2-1)*0.5
+	}
+	b.Quantize(x)
+	for i, v := range x {
+		if e := eps[i/per]; !inBall(v, x0[i], e, 0, 1) || !onGrid(v, 0, 1) {
+			t.Fatalf("value %d (image %d, eps %v): %v is outside the ball around %v or off the grid", i, i/per, e, v, x0[i])
+		}
+	}
+	if _, err := NewBall(x0[:len(x0)-1], per, eps, [2]float32{0, 1}, true); err == nil {
+		t.Fatal("a ball with fewer values than its images hold was accepted")
 	}
 }
 

@@ -163,7 +163,7 @@ func (a *attacker) iterative(ctx context.Context) error {
 			for j := range x.Data {
 				x.Data[j] += cfg.Eps * (2*a.rng.Float32() - 1)
 			}
-			a.ball.project(x.Data)
+			a.ball.Project(x.Data)
 		}
 		var mom []float32
 		if momentum {
@@ -221,9 +221,9 @@ func (a *attacker) iterative(ctx context.Context) error {
 					x.Data[j] -= cfg.Alpha
 				}
 			}
-			a.ball.project(x.Data)
+			a.ball.Project(x.Data)
 		}
-		a.ball.quantize(x.Data)
+		a.ball.Quantize(x.Data)
 		logits, err := a.predictAll(ctx, x, true)
 		if err != nil {
 			return err
@@ -263,7 +263,7 @@ func (a *attacker) iterative(ctx context.Context) error {
 }
 
 // countOffGrid counts values of x that are not on the quantisation grid.
-func countOffGrid(b *ball, x []float32) int {
+func countOffGrid(b *Ball, x []float32) int {
 	if b.step == 0 {
 		return 0
 	}

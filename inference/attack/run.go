@@ -19,7 +19,7 @@ type attacker struct {
 	req    Request
 	onStep StepFunc
 	rng    *rand.Rand
-	ball   *ball
+	ball   *Ball
 	obj    *objective
 	n      int
 	per    int // values per image

@@ -147,7 +147,7 @@ func (a *attacker) compose(dst []float32, delta []float64, sp *span) {
 	if sp != nil {
 		b.x0, b.lo, b.hi = b.x0[sp.lo:sp.hi], b.lo[sp.lo:sp.hi], b.hi[sp.lo:sp.hi]
 	}
-	b.quantize(dst)
+	b.Quantize(dst)
 }
 
 func equalWindow(a, b []float32) bool {

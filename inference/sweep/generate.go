@@ -161,7 +161,7 @@ func (a *Attack) signRows(ctx context.Context, x0 *inference.Tensor, labels []in
 			alpha[r] = e / float32(steps)
 		}
 	}
-	ball, err := newRowBall(x0.Data, per, eps, c.Range, !c.NoQuantize)
+	ball, err := attack.NewBall(x0.Data, per, eps, c.Range, !c.NoQuantize)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +205,7 @@ func (a *Attack) signRows(ctx context.Context, x0 *inference.Tensor, labels []in
 				x.Data[j] += e * (2*rng.Float32() - 1)
 			}
 		}
-		ball.project(x.Data)
+		ball.Project(x.Data)
 	}
 	momentum := c.Method == attack.MIFGSM && c.Momentum > 0
 	var mom []float32
@@ -264,9 +264,9 @@ func (a *Attack) signRows(ctx context.Context, x0 *inference.Tensor, labels []in
 				}
 			}
 		}
-		ball.project(x.Data)
+		ball.Project(x.Data)
 	}
-	ball.quantize(x.Data)
+	ball.Quantize(x.Data)
 	return x, nil
 }
 
@@ -383,10 +383,10 @@ func (a *Attack) networkRows(ctx context.Context, x *inference.Tensor, rowEps, g
 		copy(adv.Data[r*per:(r+1)*per], outs[hk[r]].Data[i*per:(i+1)*per])
 		budget[r] = heads[hk[r]]
 	}
-	ball, err := newRowBall(clean, per, budget, rng, !a.Config.NoQuantize)
+	ball, err := attack.NewBall(clean, per, budget, rng, !a.Config.NoQuantize)
 	if err != nil {
 		return nil, err
 	}
-	ball.quantize(adv.Data)
+	ball.Quantize(adv.Data)
 	return adv, nil
 }
