@@ -6,7 +6,6 @@ import (
 	"io"
 	"strconv"
 
-	"gibbon/gallery"
 	"gibbon/inference/sweep"
 )
 
@@ -64,7 +63,7 @@ func cmdCompete(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		printMatrix(stdout, m, plan)
 	}
 	if f.save {
-		return saveRun(ctx, z, plan, f, gallery.KindMatrix, m, nil, nil, 0, m.WallSeconds, stdout)
+		return saveRun(ctx, z, plan, f, m, nil, nil, 0, m.WallSeconds, stdout)
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,8 +15,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +24,7 @@ import (
 	"gibbon/inference/attack"
 	"gibbon/inference/mnist"
 	"gibbon/inference/sweep"
+	"gibbon/server"
 )
 
 // runFlags are the flags sweep, compete and transfer share.
@@ -313,7 +311,7 @@ func sweepDataset(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, 
 		printDatasetTable(stdout, res, plan)
 	}
 	if f.save {
-		return saveRun(ctx, z, plan, f, gallery.KindSweep, res, nil, nil, 0, res.WallSeconds, stdout)
+		return saveRun(ctx, z, plan, f, res, nil, nil, 0, res.WallSeconds, stdout)
 	}
 	return nil
 }
@@ -515,7 +513,7 @@ func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames s
 	for _, p := range res.Points {
 		linf = max(linf, p.Linf255)
 	}
-	return saveRun(ctx, z, plan, f, gallery.KindSweep, res, orig, advPNG, linf, res.WallSeconds, stdout)
+	return saveRun(ctx, z, plan, f, res, orig, advPNG, linf, res.WallSeconds, stdout)
 }
 
 func tensorPNG(t *inference.Tensor, c inference.InputContract) ([]byte, error) {
@@ -530,39 +528,11 @@ func tensorPNG(t *inference.Tensor, c inference.InputContract) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// buildVersion is this build's version for gallery entries: the module version, else
-// the VCS revision (marked when the tree was modified).
-var buildVersion = sync.OnceValue(func() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "+dirty"
-			}
-		}
-	}
-	if (v == "" || v == "(devel)") && rev != "" {
-		v = "devel-" + rev[:min(12, len(rev))] + dirty
-	}
-	if v == "" {
-		v = "(devel)"
-	}
-	return v
-})
-
 // saveRun stores a sweep or matrix in the gallery and prints its permalink. linf255
 // is the measured distance of an image sweep's images (0: the largest budget).
-func saveRun(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, kind gallery.Kind, result any,
+func saveRun(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, result any,
 	orig, adv []byte, linf255, wallSeconds float64, stdout io.Writer) error {
-	e, err := entryFor(z, plan, f.title, kind, result, orig, adv, linf255, wallSeconds)
+	e, err := entryFor(z, plan, f.title, result, orig, adv, linf255, wallSeconds)
 	if err != nil {
 		return err
 	}
@@ -585,62 +555,19 @@ func saveRun(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, kind 
 
 // entryFor is a plan's result as a gallery entry, with the same provenance as a run:
 // every model by name and file checksum, all parameters, the seed and the version.
-func entryFor(z *cliZoo, plan *sweep.Plan, title string, kind gallery.Kind, result any, orig, adv []byte, linf255, wallSeconds float64) (*gallery.Entry, error) {
-	s := plan.Settings
-	params, err := json.Marshal(s.Saved())
+func entryFor(z *cliZoo, plan *sweep.Plan, title string, result any, orig, adv []byte, linf255, wallSeconds float64) (*gallery.Entry, error) {
+	e, err := server.SweepEntry(plan, result, linf255, math.Round(wallSeconds*1000), z.sha)
 	if err != nil {
 		return nil, err
 	}
-	payload, err := json.Marshal(result)
-	if err != nil {
-		return nil, err
-	}
-	e := &gallery.Entry{Kind: kind, Title: title, GibbonVersion: buildVersion(), Params: params, Seed: s.Seed, Payload: payload,
-		Original: orig, Adversarial: adv, Timings: map[string]float64{"total": math.Round(wallSeconds * 1000)}}
-	if len(plan.Models) > gallery.MaxModels {
-		return nil, fmt.Errorf("the gallery keeps at most %d models per entry; this run used %d", gallery.MaxModels, len(plan.Models))
-	}
-	for _, m := range plan.Models {
-		sha, err := z.sha(m.Name)
-		if err != nil {
-			return nil, err
-		}
-		e.Models = append(e.Models, gallery.ModelRef{Name: m.Name, SHA256: sha, Attacked: m.Attacked})
-	}
-	e.Attack = entryAttack(s)
-	top := slices.Max(plan.Eps)
-	if plan.Range == [2]float32{0, 1} {
-		e.Eps, e.EpsUnit = math.Round(float64(top)*1e6)/1e6, gallery.Unit1
-		e.LInf = e.Eps
-		if linf255 > 0 {
-			e.LInf = math.Round(linf255/255*1e6) / 1e6
-		}
-	} else {
-		e.Eps, e.EpsUnit = sweep.Eps255(top, plan.Range), gallery.Unit255
-		e.LInf = e.Eps
-		if linf255 > 0 {
-			e.LInf = linf255
-		}
-	}
+	e.Title, e.GibbonVersion, e.Original, e.Adversarial = title, server.Version(), orig, adv
 	if e.Title == "" {
-		e.Title = defaultTitle(s)
+		e.Title = defaultTitle(plan.Settings)
 		if r := []rune(e.Title); len(r) > gallery.MaxTitleRunes {
 			e.Title = string(r[:gallery.MaxTitleRunes-1]) + "…"
 		}
 	}
 	return e, nil
-}
-
-// entryAttack is the gallery's attack facet of a sweep or matrix.
-func entryAttack(s sweep.Settings) string {
-	a := s.Attack
-	if s.Kind == sweep.KindCompete {
-		a = "compete: " + strings.Join(s.Attacks, ", ")
-	}
-	if r := []rune(a); len(r) > gallery.MaxNameRunes {
-		a = string(r[:gallery.MaxNameRunes-1]) + "…"
-	}
-	return a
 }
 
 func defaultTitle(s sweep.Settings) string {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 
-	"gibbon/gallery"
 	"gibbon/inference/sweep"
 )
 
@@ -81,7 +80,7 @@ func cmdTransfer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stdout, "%.1f s\n", t.WallSeconds)
 	}
 	if f.save {
-		return saveRun(ctx, z, plan, f, gallery.KindMatrix, t, nil, nil, 0, t.WallSeconds, stdout)
+		return saveRun(ctx, z, plan, f, t, nil, nil, 0, t.WallSeconds, stdout)
 	}
 	return nil
 }

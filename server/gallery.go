@@ -37,9 +37,12 @@ type GalleryStore interface {
 // gallery.MaxNameRunes characters; a longer value cannot match anything).
 const maxFilterLen = 4 * gallery.MaxNameRunes
 
-// gibbonVersion is this build's version, recorded in every saved entry: the
-// module version, else the VCS revision (marked when the tree was modified).
-var gibbonVersion = sync.OnceValue(func() string {
+// Version is this build's version, recorded in every saved entry (the server's
+// and the command line's): the module version, else the VCS revision (marked when
+// the tree was modified).
+func Version() string { return version() }
+
+var version = sync.OnceValue(func() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"

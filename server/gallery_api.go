@@ -69,7 +69,7 @@ func (s *Server) handleGallerySave(c echo.Context) error {
 		return badRequest("The entry is not valid JSON for the gallery: more than one value.")
 	}
 	e := &gallery.Entry{
-		Kind: req.Kind, Title: req.Title, GibbonVersion: gibbonVersion(), Models: req.Models, Attack: req.Attack,
+		Kind: req.Kind, Title: req.Title, GibbonVersion: Version(), Models: req.Models, Attack: req.Attack,
 		Params: req.Params, Seed: req.Seed, Eps: req.Eps, EpsUnit: req.EpsUnit, LInf: req.LInf, Steps: req.Steps,
 		Predictions: req.Predictions, Timings: req.Timings, Payload: req.Payload,
 	}
