@@ -16,17 +16,9 @@ import (
 // classifiers are entry models (the gallery vouches for their checksums); a
 // transform defence's verdicts are kept in the params.
 type galleryDraft struct {
-	Kind        gallery.Kind                `json:"kind"`
-	Models      []gallery.ModelRef          `json:"models"`
-	Attack      string                      `json:"attack"`
-	Params      json.RawMessage             `json:"params"`
-	Seed        int64                       `json:"seed"`
-	Eps         float64                     `json:"eps"`
-	EpsUnit     string                      `json:"eps_unit"`
-	LInf        float64                     `json:"linf"`
+	entryFields
 	Steps       []gallery.Step              `json:"steps"`
 	Predictions []gallery.DefencePrediction `json:"predictions"`
-	Timings     map[string]float64          `json:"timings_ms"`
 }
 
 type draftDefence struct {
@@ -67,8 +59,8 @@ func galleryPreds(ps []inference.Prediction) []gallery.Prediction {
 // galleryDraft builds the entry, or says why this run cannot be saved.
 func (r *run) galleryDraft(f *finalFrame, timings map[string]float64) (*galleryDraft, string) {
 	p := r.plan
-	d := &galleryDraft{Kind: gallery.KindRun, Seed: p.seed, Eps: float64(p.eps), EpsUnit: gallery.Unit255, LInf: float64(f.linf),
-		Timings: map[string]float64{}}
+	d := &galleryDraft{entryFields: entryFields{Kind: gallery.KindRun, Seed: p.seed, Eps: float64(p.eps), EpsUnit: gallery.Unit255,
+		LInf: float64(f.linf), Timings: map[string]float64{}}}
 	seen := map[string]bool{}
 	addModel := func(m *inference.Model, attacked bool) {
 		if seen[m.Name] {

@@ -20,21 +20,33 @@ import (
 // images as base64 PNG (or data:image/png;base64 URLs). The server fills in
 // Gibbon's version and the time, and checks each model against the ones it serves.
 type saveRequest struct {
-	Kind           gallery.Kind                `json:"kind"`
+	entryFields
 	Title          string                      `json:"title"`
-	Models         []gallery.ModelRef          `json:"models"`
-	Attack         string                      `json:"attack"`
-	Params         json.RawMessage             `json:"params"`
-	Seed           int64                       `json:"seed"`
-	Eps            float64                     `json:"eps"`
-	EpsUnit        string                      `json:"eps_unit"`
-	LInf           float64                     `json:"linf"`
 	Steps          []gallery.Step              `json:"steps"`
 	Predictions    []gallery.DefencePrediction `json:"predictions"`
-	Timings        map[string]float64          `json:"timings_ms"`
 	Payload        json.RawMessage             `json:"payload"`
 	OriginalPNG    string                      `json:"original_png"`
 	AdversarialPNG string                      `json:"adversarial_png"`
+}
+
+// entryFields are the fields of a gallery entry that every draft (a run's, a
+// sweep's) and a save request have, with the same JSON names.
+type entryFields struct {
+	Kind    gallery.Kind       `json:"kind"`
+	Models  []gallery.ModelRef `json:"models"`
+	Attack  string             `json:"attack"`
+	Params  json.RawMessage    `json:"params"`
+	Seed    int64              `json:"seed"`
+	Eps     float64            `json:"eps"`
+	EpsUnit string             `json:"eps_unit"`
+	LInf    float64            `json:"linf"`
+	Timings map[string]float64 `json:"timings_ms"`
+}
+
+// fieldsOf is e's entryFields.
+func fieldsOf(e *gallery.Entry) entryFields {
+	return entryFields{Kind: e.Kind, Models: e.Models, Attack: e.Attack, Params: e.Params, Seed: e.Seed,
+		Eps: e.Eps, EpsUnit: e.EpsUnit, LInf: e.LInf, Timings: e.Timings}
 }
 
 // saveResponse tells the saver where the entry lives and how to delete it.

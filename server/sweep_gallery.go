@@ -18,18 +18,10 @@ import (
 // a run: served models by checksum, every parameter, the seed). Its fields are
 // saveRequest's.
 type sweepDraft struct {
-	Kind           gallery.Kind       `json:"kind"`
-	Models         []gallery.ModelRef `json:"models"`
-	Attack         string             `json:"attack"`
-	Params         json.RawMessage    `json:"params"`
-	Seed           int64              `json:"seed"`
-	Eps            float64            `json:"eps"`
-	EpsUnit        string             `json:"eps_unit"`
-	LInf           float64            `json:"linf"`
-	Timings        map[string]float64 `json:"timings_ms"`
-	Payload        json.RawMessage    `json:"payload"`
-	OriginalPNG    string             `json:"original_png,omitempty"`
-	AdversarialPNG string             `json:"adversarial_png,omitempty"`
+	entryFields
+	Payload        json.RawMessage `json:"payload"`
+	OriginalPNG    string          `json:"original_png,omitempty"`
+	AdversarialPNG string          `json:"adversarial_png,omitempty"`
 }
 
 // draft builds the entry, or nil when it cannot be saved (too many models, too
@@ -40,8 +32,7 @@ func (j *sweepJob) draft(plan *sweep.Plan, result any, orig, adv []byte, linf255
 	if err != nil || len(e.Payload) > gallery.MaxPayloadBytes {
 		return nil
 	}
-	d := &sweepDraft{Kind: e.Kind, Models: e.Models, Attack: e.Attack, Params: e.Params, Seed: e.Seed,
-		Eps: e.Eps, EpsUnit: e.EpsUnit, LInf: e.LInf, Timings: e.Timings, Payload: e.Payload}
+	d := &sweepDraft{entryFields: fieldsOf(e), Payload: e.Payload}
 	if orig != nil && adv != nil {
 		d.OriginalPNG = base64.StdEncoding.EncodeToString(orig)
 		d.AdversarialPNG = base64.StdEncoding.EncodeToString(adv)
