@@ -24,17 +24,11 @@ func cmdCompete(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	attacks := fs.String("attacks", "", "methods, or net:NAME for attack networks, comma-separated (default: noise, fgsm, pgd, mi-fgsm and every attack network)")
 	model := fs.String("model", "", "the model(s) gradient and black-box attacks attack (default: the first classifier)")
 	fs.StringVar(&f.defences, "defences", "", "MODEL or MODEL+KIND[:PARAM], comma-separated (default: every classifier, and every transform in front of the attacked model)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := f.parseOnlyFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError{"compete takes no arguments, only flags (see gibbon compete -h)"}
-	}
-	if f.threads < 1 {
-		return usageError{"--threads must be at least 1"}
-	}
-	s := sweep.Settings{Kind: sweep.KindCompete, Attacks: splitList(*attacks), Models: splitList(*model), Defences: splitList(f.defences),
-		Eps: f.eps, Steps: f.steps, Dataset: f.dataset, N: f.n, Batch: f.batch, Seed: seedFrom(fs, f.seed), Label: -1}
+	s := f.settings(fs, sweep.KindCompete)
+	s.Attacks, s.Models = splitList(*attacks), splitList(*model)
 	z, plan, err := openPlan(ctx, f, s, stderr)
 	if err != nil {
 		return err
@@ -52,20 +46,7 @@ func cmdCompete(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if err := writeCSVFile(f.csvPath, stdout, m.WriteCSV); err != nil {
-		return err
-	}
-	if f.jsonOut {
-		if err := writeJSON(stdout, m); err != nil {
-			return err
-		}
-	} else if f.csvPath != "-" {
-		printMatrix(stdout, m, plan)
-	}
-	if f.save {
-		return saveRun(ctx, z, plan, f, m, nil, nil, 0, m.WallSeconds, stdout)
-	}
-	return nil
+	return f.report(ctx, z, plan, m, m.WriteCSV, func(w io.Writer) { printMatrix(w, m, plan) }, m.WallSeconds, stdout)
 }
 
 func printMatrix(w io.Writer, m *sweep.Matrix, plan *sweep.Plan) {

@@ -61,6 +61,47 @@ func (f *runFlags) register(fs *flag.FlagSet, kind string) {
 	fs.StringVar(&f.title, "title", "", "the gallery entry's title, for --save")
 }
 
+// settings are the sweep settings the shared flags give, for a run of kind.
+func (f *runFlags) settings(fs *flag.FlagSet, kind string) sweep.Settings {
+	return sweep.Settings{Kind: kind, Defences: splitList(f.defences), Eps: f.eps, Steps: f.steps, Dataset: f.dataset,
+		N: f.n, Batch: f.batch, Seed: seedFrom(fs, f.seed), Label: -1}
+}
+
+// parseOnlyFlags parses the command line of a command that takes no arguments
+// (compete, transfer) and checks the shared flags.
+func (f *runFlags) parseOnlyFlags(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("%s takes no arguments, only flags (see gibbon %s -h)", fs.Name(), fs.Name())}
+	}
+	if f.threads < 1 {
+		return usageError{"--threads must be at least 1"}
+	}
+	return nil
+}
+
+// report writes a data set run's result: its CSV where --csv says, then JSON or
+// the table (unless the CSV went to stdout), and saves it to the gallery on --save.
+func (f *runFlags) report(ctx context.Context, z *cliZoo, plan *sweep.Plan, result any, writeCSV func(io.Writer) error,
+	table func(io.Writer), wallSeconds float64, stdout io.Writer) error {
+	if err := writeCSVFile(f.csvPath, stdout, writeCSV); err != nil {
+		return err
+	}
+	if f.jsonOut {
+		if err := writeJSON(stdout, result); err != nil {
+			return err
+		}
+	} else if f.csvPath != "-" {
+		table(stdout)
+	}
+	if f.save {
+		return saveRun(ctx, z, plan, *f, result, nil, nil, 0, wallSeconds, stdout)
+	}
+	return nil
+}
+
 // seedFrom returns the seed flag's value, or a new seed when it was not given.
 func seedFrom(fs *flag.FlagSet, seed int64) int64 {
 	set := false
@@ -112,8 +153,8 @@ func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case f.threads < 1:
 		return usageError{"--threads must be at least 1"}
 	}
-	s := sweep.Settings{Kind: sweep.KindDataset, Attack: *method, Models: splitList(*model), Defences: splitList(f.defences), Eps: f.eps,
-		Steps: f.steps, Dataset: f.dataset, N: f.n, Batch: f.batch, Seed: seedFrom(fs, f.seed), Label: -1}
+	s := f.settings(fs, sweep.KindDataset)
+	s.Attack, s.Models = *method, splitList(*model)
 	if f.dataset == "" {
 		s.Kind, s.Image, s.Label = sweep.KindImage, filepath.Base(pos[0]), *label
 	}
@@ -300,20 +341,7 @@ func sweepDataset(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, 
 	if err != nil {
 		return err
 	}
-	if err := writeCSVFile(f.csvPath, stdout, res.WriteCSV); err != nil {
-		return err
-	}
-	if f.jsonOut {
-		if err := writeJSON(stdout, res); err != nil {
-			return err
-		}
-	} else if f.csvPath != "-" {
-		printDatasetTable(stdout, res, plan)
-	}
-	if f.save {
-		return saveRun(ctx, z, plan, f, res, nil, nil, 0, res.WallSeconds, stdout)
-	}
-	return nil
+	return f.report(ctx, z, plan, res, res.WriteCSV, func(w io.Writer) { printDatasetTable(w, res, plan) }, res.WallSeconds, stdout)
 }
 
 func printDatasetTable(w io.Writer, res *sweep.DatasetResult, plan *sweep.Plan) {

@@ -23,17 +23,11 @@ func cmdTransfer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	sources := fs.String("sources", "", "classifiers (and net:NAME attack networks) to craft on (default: every one taking the first classifier's input)")
 	fs.StringVar(&f.defences, "targets", "", "MODEL or MODEL+KIND[:PARAM], comma-separated (default: every classifier taking that input)")
 	method := fs.String("attack", "pgd", "the attack run on each classifier source")
-	if err := parseFlags(fs, args); err != nil {
+	if err := f.parseOnlyFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError{"transfer takes no arguments, only flags (see gibbon transfer -h)"}
-	}
-	if f.threads < 1 {
-		return usageError{"--threads must be at least 1"}
-	}
-	s := sweep.Settings{Kind: sweep.KindTransfer, Attack: *method, Models: splitList(*sources), Defences: splitList(f.defences),
-		Eps: f.eps, Steps: f.steps, Dataset: f.dataset, N: f.n, Batch: f.batch, Seed: seedFrom(fs, f.seed), Label: -1}
+	s := f.settings(fs, sweep.KindTransfer)
+	s.Attack, s.Models = *method, splitList(*sources)
 	z, plan, err := openPlan(ctx, f, s, stderr)
 	if err != nil {
 		return err
@@ -51,36 +45,28 @@ func cmdTransfer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	if err := writeCSVFile(f.csvPath, stdout, t.WriteCSV); err != nil {
-		return err
+	return f.report(ctx, z, plan, t, t.WriteCSV, func(w io.Writer) { printTransfer(w, t, plan) }, t.WallSeconds, stdout)
+}
+
+// printTransfer is the transfer matrix as a table.
+func printTransfer(w io.Writer, t *sweep.TransferMatrix, plan *sweep.Plan) {
+	fmt.Fprintf(w, "%s transfer at ε %s on %d %s images; seed %d\n", plan.Settings.Attack, sweep.FormatEps(plan.Eps[0], plan.Range), t.N, t.Dataset, t.Seed)
+	fmt.Fprintln(w, "cells: share of the images the target classifies correctly that it misclassifies after the source's attack")
+	rows := [][]string{{"source \\ target"}}
+	for _, tg := range t.Targets {
+		rows[0] = append(rows[0], tg.Name)
 	}
-	if f.jsonOut {
-		if err := writeJSON(stdout, t); err != nil {
-			return err
+	for s, src := range t.Sources {
+		row := []string{src.Name}
+		for d := range t.Targets {
+			row = append(row, fmt.Sprintf("%.1f%%", 100*t.Rate[s][d]))
 		}
-	} else if f.csvPath != "-" {
-		fmt.Fprintf(stdout, "%s transfer at ε %s on %d %s images; seed %d\n", s.Attack, sweep.FormatEps(plan.Eps[0], plan.Range), t.N, t.Dataset, t.Seed)
-		fmt.Fprintln(stdout, "cells: share of the images the target classifies correctly that it misclassifies after the source's attack")
-		rows := [][]string{{"source \\ target"}}
-		for _, tg := range t.Targets {
-			rows[0] = append(rows[0], tg.Name)
-		}
-		for s, src := range t.Sources {
-			row := []string{src.Name}
-			for d := range t.Targets {
-				row = append(row, fmt.Sprintf("%.1f%%", 100*t.Rate[s][d]))
-			}
-			rows = append(rows, row)
-		}
-		clean := []string{"clean accuracy"}
-		for _, tg := range t.Targets {
-			clean = append(clean, fmt.Sprintf("%.1f%%", 100*tg.CleanAccuracy))
-		}
-		printColumns(stdout, append(rows, clean))
-		fmt.Fprintf(stdout, "%.1f s\n", t.WallSeconds)
+		rows = append(rows, row)
 	}
-	if f.save {
-		return saveRun(ctx, z, plan, f, t, nil, nil, 0, t.WallSeconds, stdout)
+	clean := []string{"clean accuracy"}
+	for _, tg := range t.Targets {
+		clean = append(clean, fmt.Sprintf("%.1f%%", 100*tg.CleanAccuracy))
 	}
-	return nil
+	printColumns(w, append(rows, clean))
+	fmt.Fprintf(w, "%.1f s\n", t.WallSeconds)
 }
