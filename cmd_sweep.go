@@ -74,7 +74,8 @@ func (f *runFlags) parseOnlyFlags(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("%s takes no arguments, only flags (see gibbon %s -h)", fs.Name(), fs.Name())}
+		name := strings.TrimPrefix(fs.Name(), "gibbon ")
+		return usageError{fmt.Sprintf("%s takes no arguments, only flags (see gibbon %s -h)", name, name)}
 	}
 	if f.threads < 1 {
 		return usageError{"--threads must be at least 1"}

@@ -382,6 +382,7 @@ func TestSweepBadCommandLines(t *testing.T) {
 		{"sweep", []string{"--models", dir, in, "--label", "10"}, "classes 0..9"},
 		{"compete", []string{"--models", dir, "--eps", "0,0.1"}, "positive"},
 		{"compete", []string{"--models", dir, "extra"}, "no arguments"},
+		{"transfer", []string{"--models", dir, "extra"}, "transfer takes no arguments, only flags (see gibbon transfer -h)"},
 		{"transfer", []string{"--models", dir, "--eps", "0.1,0.2"}, "one positive ε"},
 		{"transfer", []string{"--models", dir, "--sources", "lin-a,lin-small"}, "same input"},
 	} {
