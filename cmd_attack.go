@@ -153,10 +153,7 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageError{err.Error()}
 	}
 
-	if _, err := inference.ResolveEP(rf.ep); err != nil {
-		return usageError{err.Error()}
-	}
-	rt, err := inference.OpenRuntime(rf.config(f.threads))
+	rt, err := rf.open(f.threads)
 	if err != nil {
 		return err
 	}

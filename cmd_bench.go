@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"gibbon/inference"
 	"gibbon/inference/archs"
 	"gibbon/inference/autodiff"
 	"gibbon/inference/autodiff/gradbench"
@@ -21,29 +20,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"  grad   gradient graph vs forward pass: gibbon bench grad [--arch NAMES] [--batch N] [--reps N] [--profile]\n" +
 		"  flops  FLOPs per image of a forward pass, the gradient graph and PGD-10: gibbon bench flops [--arch NAMES] [MODEL...]\n" +
 		"  pgd    PGD-10 images/s, GFLOP/s and share of --peak: gibbon bench pgd [--arch mobilenetv2] [--batch 1,32] [--peak GFLOPS]"
-	if len(args) == 0 {
-		return usageError{"bench needs a subcommand: " + usage}
-	}
-	switch args[0] {
-	case "grad":
-		return benchGrad(ctx, args[1:], stdout, stderr)
-	case "flops":
-		return benchFlops(ctx, args[1:], stdout, stderr)
-	case "pgd":
-		return benchPGD(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, "Usage:", usage)
-		return nil
-	}
-	return usageError{fmt.Sprintf("unknown bench subcommand %q: %s", args[0], usage)}
+	return runSubcommand(ctx, "bench", usage, map[string]runFunc{
+		"grad": benchGrad, "flops": benchFlops, "pgd": benchPGD,
+	}, args, stdout, stderr)
 }
 
 func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench grad", stderr)
-	var names []string
-	for _, a := range archs.All() {
-		names = append(names, a.Name)
-	}
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: gibbon bench grad [flags]")
 		fmt.Fprintln(stderr, "Times each model's gradient graph (cross-entropy loss, input gradient: one attack")
@@ -55,7 +38,7 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		fs.PrintDefaults()
 	}
-	arch := fs.String("arch", strings.Join(names, ","), "comma-separated models to time")
+	arch := fs.String("arch", strings.Join(archList(), ","), "comma-separated models to time")
 	batch := fs.Int("batch", 1, "images per run")
 	reps := fs.Int("reps", 5, "timed forward/gradient pairs per model")
 	profile := fs.Bool("profile", false, "also run ONNX Runtime's profiler and list the op types that take the time")
@@ -102,10 +85,7 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		targets = append(targets, t)
 	}
-	if _, err := inference.ResolveEP(rf.ep); err != nil {
-		return usageError{err.Error()}
-	}
-	rt, err := inference.OpenRuntime(rf.config(*threads))
+	rt, err := rf.open(*threads)
 	if err != nil {
 		return err
 	}

@@ -77,10 +77,7 @@ func benchFlops(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if _, err := inference.ResolveEP(rf.ep); err != nil {
-		return usageError{err.Error()}
-	}
-	rt, err := inference.OpenRuntime(rf.config(1))
+	rt, err := rf.open(1)
 	if err != nil {
 		return err
 	}
@@ -120,13 +117,16 @@ func countModel(ctx context.Context, rt *inference.Runtime, b benchModel) (*flop
 	return a, nil
 }
 
-func archNames() string {
+// archList names the architectures built in Go.
+func archList() []string {
 	var names []string
 	for _, a := range archs.All() {
 		names = append(names, a.Name)
 	}
-	return strings.Join(names, ", ")
+	return names
 }
+
+func archNames() string { return strings.Join(archList(), ", ") }
 
 func benchPGD(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench pgd", stderr)
@@ -171,10 +171,7 @@ func benchPGD(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if _, err := inference.ResolveEP(rf.ep); err != nil {
-		return usageError{err.Error()}
-	}
-	rt, err := inference.OpenRuntime(rf.config(*threads))
+	rt, err := rf.open(*threads)
 	if err != nil {
 		return err
 	}

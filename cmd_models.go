@@ -17,21 +17,9 @@ import (
 
 func cmdModels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	usage := "gibbon models list [--available] | pull NAME... | pull --from FILE [--sha256 HASH] NAME | dir (gibbon models SUBCOMMAND -h for flags)"
-	if len(args) == 0 {
-		return usageError{"models needs a subcommand: " + usage}
-	}
-	switch args[0] {
-	case "list":
-		return modelsList(args[1:], stdout, stderr)
-	case "pull":
-		return modelsPull(ctx, args[1:], stdout, stderr)
-	case "dir":
-		return modelsDir(args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, "Usage:", usage)
-		return nil
-	}
-	return usageError{fmt.Sprintf("unknown models subcommand %q: %s", args[0], usage)}
+	return runSubcommand(ctx, "models", usage, map[string]runFunc{
+		"list": modelsList, "pull": modelsPull, "dir": modelsDir,
+	}, args, stdout, stderr)
 }
 
 // modelsDirFlags are the flags both subcommands share.
@@ -67,7 +55,7 @@ func (f *modelsDirFlags) resolve() (string, catalog.Catalog, error) {
 }
 
 // modelsDir prints the models directory, for `gibbon serve --models "$(gibbon models dir)"`.
-func modelsDir(args []string, stdout, stderr io.Writer) error {
+func modelsDir(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("models dir", stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: gibbon models dir [--models DIR]")
@@ -89,7 +77,7 @@ func modelsDir(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func modelsList(args []string, stdout, stderr io.Writer) error {
+func modelsList(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("models list", stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: gibbon models list [--available] [--models DIR] [--catalog FILE]")

@@ -39,6 +39,15 @@ func (f *runtimeFlags) config(threads int) inference.RuntimeConfig {
 	return inference.RuntimeConfig{LibPath: f.lib, EP: f.ep, IntraOpThreads: threads, Logger: cliLogger(f.stderr)}
 }
 
+// open opens ONNX Runtime with threads intra-op threads; an unknown --ep is a usage
+// error.
+func (f *runtimeFlags) open(threads int) (*inference.Runtime, error) {
+	if _, err := inference.ResolveEP(f.ep); err != nil {
+		return nil, usageError{err.Error()}
+	}
+	return inference.OpenRuntime(f.config(threads))
+}
+
 // cliLogger writes the runtime's warnings (a provider falling back) to a
 // command's stderr, one line each, without timestamps.
 func cliLogger(w io.Writer) *slog.Logger {
@@ -55,21 +64,9 @@ func cliLogger(w io.Writer) *slog.Logger {
 
 func cmdRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	usage := "gibbon runtime install | info | placement (gibbon runtime SUBCOMMAND -h for flags)"
-	if len(args) == 0 {
-		return usageError{"runtime needs a subcommand: " + usage}
-	}
-	switch args[0] {
-	case "install":
-		return runtimeInstall(ctx, args[1:], stdout, stderr)
-	case "info":
-		return runtimeInfo(ctx, args[1:], stdout, stderr)
-	case "placement":
-		return runtimePlacement(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, "Usage:", usage)
-		return nil
-	}
-	return usageError{fmt.Sprintf("unknown runtime subcommand %q: %s", args[0], usage)}
+	return runSubcommand(ctx, "runtime", usage, map[string]runFunc{
+		"install": runtimeInstall, "info": runtimeInfo, "placement": runtimePlacement,
+	}, args, stdout, stderr)
 }
 
 func runtimeInstall(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -177,10 +177,7 @@ func openPlan(ctx context.Context, f runFlags, s sweep.Settings, stderr io.Write
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := inference.ResolveEP(f.rt.ep); err != nil {
-		return nil, nil, usageError{err.Error()}
-	}
-	rt, err := inference.OpenRuntime(f.rt.config(f.threads))
+	rt, err := f.rt.open(f.threads)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -74,6 +74,26 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// runFunc runs a command or subcommand.
+type runFunc = func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+// runSubcommand runs the subcommand args[0] names of command cmd (bench, models,
+// runtime) with the rest of args; -h prints usage.
+func runSubcommand(ctx context.Context, cmd, usage string, subs map[string]runFunc, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{cmd + " needs a subcommand: " + usage}
+	}
+	if run, ok := subs[args[0]]; ok {
+		return run(ctx, args[1:], stdout, stderr)
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, "Usage:", usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown %s subcommand %q: %s", cmd, args[0], usage)}
+}
+
 // parseFlags parses and turns flag errors into usage errors.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
