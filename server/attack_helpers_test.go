@@ -203,10 +203,45 @@ func serveExplorerDir(t testing.TB, dir string, edit func(*AttackConfig)) *fixtu
 }
 
 // wsClient is a test client of the explorer's websocket.
-type wsClient struct {
+// socketClient is a test's end of one of the server's websockets.
+type socketClient struct {
 	t    testing.TB
 	conn *websocket.Conn
 }
+
+// dialSocket opens the websocket at path as a page of f's server would; what names
+// it in the failure.
+func dialSocket(t testing.TB, f *fixture, d *websocket.Dialer, path, what string) socketClient {
+	t.Helper()
+	url := "ws" + strings.TrimPrefix(f.ts.URL, "http") + path
+	conn, resp, err := d.Dial(url, http.Header{"Origin": {f.ts.URL}})
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial the %s: %v (HTTP %d)", what, err, status)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return socketClient{t: t, conn: conn}
+}
+
+func (c socketClient) send(v any) {
+	c.t.Helper()
+	if err := c.conn.WriteJSON(v); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c socketClient) sendBinary(b []byte) {
+	c.t.Helper()
+	if err := c.conn.WriteMessage(websocket.BinaryMessage, b); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// wsClient is a test's end of the explorer's websocket.
+type wsClient struct{ socketClient }
 
 func wsURL(f *fixture) string { return "ws" + strings.TrimPrefix(f.ts.URL, "http") + attackSocketPath }
 
@@ -217,31 +252,7 @@ func dial(t testing.TB, f *fixture) *wsClient {
 
 func dialWith(t testing.TB, f *fixture, d *websocket.Dialer) *wsClient {
 	t.Helper()
-	h := http.Header{"Origin": {f.ts.URL}}
-	conn, resp, err := d.Dial(wsURL(f), h)
-	if err != nil {
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		t.Fatalf("dial the explorer: %v (HTTP %d)", err, status)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &wsClient{t: t, conn: conn}
-}
-
-func (c *wsClient) send(v any) {
-	c.t.Helper()
-	if err := c.conn.WriteJSON(v); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *wsClient) sendBinary(b []byte) {
-	c.t.Helper()
-	if err := c.conn.WriteMessage(websocket.BinaryMessage, b); err != nil {
-		c.t.Fatal(err)
-	}
+	return &wsClient{dialSocket(t, f, d, attackSocketPath, "explorer")}
 }
 
 // wsMsg is one message from the server: Type and the decoded fields, plus images

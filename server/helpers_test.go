@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -98,33 +97,7 @@ func pngBytes(t testing.TB, img image.Image) []byte {
 
 func templateModel(t testing.TB) []byte {
 	t.Helper()
-	w := make([]float32, 784*10)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for k := range 10 {
-		col := make([]float64, 784)
-		switch d := string(rune('0' + k)); d {
-		case "0", "1", "7":
-			pre, err := inference.Preprocess(drawShape(d, 200, 200), mnistContract)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i, v := range pre.Tensor.Data {
-				col[i] = float64(v)
-			}
-		default:
-			for i := range col {
-				col[i] = rng.Float64() - 0.5
-			}
-		}
-		var norm float64
-		for _, v := range col {
-			norm += v * v
-		}
-		norm = math.Sqrt(norm)
-		for i, v := range col {
-			w[i*10+k] = float32(12 * v / norm)
-		}
-	}
+	w := templateWeights(t, 1) // seed 1: the templates of cosineModel(t, 1)
 	// Dividing by the input's norm makes the logits cosines (×12).
 	b := onnx.NewBuilder("templates")
 	x := b.Input("image", 1, 1, 28, 28)

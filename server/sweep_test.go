@@ -26,10 +26,8 @@ func pushnetFile() modelFile {
 }
 
 // swClient talks to the sweeps' websocket.
-type swClient struct {
-	t    testing.TB
-	conn *websocket.Conn
-}
+// swClient is a test's end of the sweeps' websocket.
+type swClient struct{ socketClient }
 
 // swMsg is any message from the sweeps' websocket.
 type swMsg struct {
@@ -58,24 +56,7 @@ type swMsg struct {
 
 func dialSweep(t testing.TB, f *fixture) *swClient {
 	t.Helper()
-	url := "ws" + strings.TrimPrefix(f.ts.URL, "http") + sweepSocketPath
-	conn, resp, err := websocket.DefaultDialer.Dial(url, http.Header{"Origin": {f.ts.URL}})
-	if err != nil {
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		t.Fatalf("dial the sweeps: %v (HTTP %d)", err, status)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &swClient{t: t, conn: conn}
-}
-
-func (c *swClient) send(v any) {
-	c.t.Helper()
-	if err := c.conn.WriteJSON(v); err != nil {
-		c.t.Fatal(err)
-	}
+	return &swClient{dialSocket(t, f, websocket.DefaultDialer, sweepSocketPath, "sweeps")}
 }
 
 func (c *swClient) read(timeout time.Duration) swMsg {

@@ -391,7 +391,7 @@ func TestExplorerShutdownClosesSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	c := &wsClient{t: t, conn: conn}
+	c := &wsClient{socketClient{t: t, conn: conn}}
 	m := pgd(96, 500)
 	m["pace_ms"] = 20
 	c.send(m)
