@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -12,12 +11,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"testing"
-	"time"
 
-	"gibbon/gallery"
 	"gibbon/gallery/gallerytest"
 )
 
@@ -27,27 +22,7 @@ import (
 // Besides ns/op it reports p50 and p99 per request.
 func BenchmarkGalleryPages(b *testing.B) {
 	ctx := context.Background()
-	n := 100000
-	if v, err := strconv.Atoi(os.Getenv("GIBBON_BENCH_ENTRIES")); err == nil && v > 0 {
-		n = v
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	src, err := gallerytest.SeededFile(ctx, filepath.Join(cache, "gibbon", "bench"), n, b.Logf)
-	if err != nil {
-		b.Fatal(err)
-	}
-	path := filepath.Join(b.TempDir(), gallery.FileName)
-	if err := gallerytest.CopyFile(src, path); err != nil {
-		b.Fatal(err)
-	}
-	store, err := gallery.Open(ctx, path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
+	store, n := gallerytest.BenchStore(b)
 	dir := modelDir(b)
 	srv, err := New(Deps{Config: DefaultConfig(), Log: slog.New(slog.DiscardHandler), Models: loadModels(b, dir),
 		Samples: []fs.FS{os.DirFS(filepath.Join(dir, "samples"))}, Gallery: store})
@@ -63,51 +38,20 @@ func BenchmarkGalleryPages(b *testing.B) {
 		}
 	}
 
-	db, err := sql.Open("sqlite", path+"?_query_only=1")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var slugs []string
-	rows, err := db.Query("SELECT slug FROM entries ORDER BY random() LIMIT 2000")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for rows.Next() {
-		var s string
-		rows.Scan(&s)
-		slugs = append(slugs, s)
-	}
-	rows.Close()
-	db.Close()
-	var cursors []string
-	for c := ""; ; {
-		p, err := store.List(ctx, gallery.ListOptions{Cursor: c, Limit: gallery.MaxPageSize})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if p.Next == "" {
-			break
-		}
-		c = p.Next
-		cursors = append(cursors, c)
-	}
+	slugs := gallerytest.RandomSlugs(b, store, 2000)
+	cursors := gallerytest.PageCursors(b, store)
 	b.Logf("gallery of %d entries, %d sample slugs, %d page cursors", n, len(slugs), len(cursors))
 	rng := rand.New(rand.NewPCG(3, 4))
 
 	run := func(b *testing.B, next func(i int) string) {
-		var lat []time.Duration
+		var l gallerytest.Latencies
 		i := 0
 		for b.Loop() {
 			p := next(i)
 			i++
-			t := time.Now()
-			get(b, p)
-			lat = append(lat, time.Since(t))
+			l.Time(func() { get(b, p) })
 		}
-		slices.Sort(lat)
-		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
-		b.ReportMetric(q(0.5), "p50-µs")
-		b.ReportMetric(q(0.99), "p99-µs")
+		l.Report(b)
 	}
 	b.Run("Permalink", func(b *testing.B) {
 		run(b, func(i int) string { return "/g/" + slugs[i%len(slugs)] })
