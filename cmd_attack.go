@@ -74,16 +74,9 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&f.threads, "threads", 1, "ONNX Runtime intra-op threads")
 	rf := addRuntimeFlags(fs)
 	// Flags may follow IMAGE (gibbon attack --model M IMAGE -o out.png).
-	var pos []string
-	for rest := args; ; {
-		if err := parseFlags(fs, rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
 	}
 	if f.models == "" {
 		return usageError{"attack needs --model (see gibbon attack -h)"}

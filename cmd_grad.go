@@ -29,16 +29,9 @@ func cmdGrad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	noInputGrad := fs.Bool("no-input-grad", false, "leave out input_grad (training needs only the params)")
 	rf := addRuntimeFlags(fs)
 	// Flags may follow MODEL (gibbon grad model.onnx -o out.onnx).
-	var pos []string
-	for rest := args; ; {
-		if err := parseFlags(fs, rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(pos) != 1 {
 		return usageError{"grad needs exactly one MODEL.onnx (see gibbon grad -h)"}

@@ -129,16 +129,9 @@ func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.defences, "defences", "", "MODEL or MODEL+KIND[:PARAM] (jpeg, bits, median, resize-pad), comma-separated (default: every classifier, and every transform in front of the attacked model)")
 	label := fs.Int("label", -1, "IMAGE: its true class; -1 takes the attacked model's prediction")
 	frames := fs.String("frames", "", "IMAGE: write the adversarial image at each ε to this folder (PNG)")
-	var pos []string
-	for rest := args; ; {
-		if err := parseFlags(fs, rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
 	}
 	switch {
 	case f.dataset == "" && len(pos) != 1:

@@ -74,6 +74,22 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// parseInterspersed parses a command line whose flags may follow its arguments
+// (gibbon attack --model M IMAGE -o out.png) and returns the arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for rest := args; ; {
+		if err := parseFlags(fs, rest); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+}
+
 // runFunc runs a command or subcommand.
 type runFunc = func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
