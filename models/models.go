@@ -4,7 +4,7 @@ package models
 
 import "embed"
 
-//go:embed manifest.json
+//go:embed manifest.json *.onnx samples/*.png
 var files embed.FS
 
 // FS returns the embedded files: manifest.json, the .onnx files it names, samples/.

@@ -22,7 +22,7 @@ var (
 	dataErr           error
 )
 
-func data(t *testing.T) (*mnist.Set, *mnist.Set) {
+func data(t testing.TB) (*mnist.Set, *mnist.Set) {
 	t.Helper()
 	dataOnce.Do(func() { trainSet, testSet, dataErr = mnist.Load(context.Background()) })
 	if dataErr != nil {
