@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,7 +134,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Seed:        int64(cfg.Seed),
 		Data:        mnist.Source(),
 		Epochs:      float64(cfg.Epochs),
-		WallSeconds: float64(int(tr.WallSeconds()*10)) / 10,
+		WallSeconds: math.Round(tr.WallSeconds()*1000) / 1000,
 		Date:        time.Now().UTC().Format(time.RFC3339),
 		Notes:       trainingNotes(cfg, *threads, rt.Version()),
 	}
