@@ -56,7 +56,7 @@ func TestTrainAttackThenEvalAttack(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	if !strings.Contains(logs, "30/30") || !strings.Contains(logs, "not recording") {
+	if !strings.Contains(logs, "30/30") || !strings.Contains(logs, "recording only the first-500") {
 		t.Errorf("logs:\n%s", logs)
 	}
 	if _, err := os.Stat(ckpt); !errors.Is(err, os.ErrNotExist) {
@@ -77,6 +77,9 @@ func TestTrainAttackThenEvalAttack(t *testing.T) {
 	}
 	if len(man.Models) != 3 {
 		t.Errorf("manifest has %d models, want the 2 classifiers and the network", len(man.Models))
+	}
+	if _, ok := e.Metrics["success_eps0.3_mnist-cnn-small_first500"]; !ok || len(e.Metrics) != 6 {
+		t.Errorf("metrics %v: want the first-500 success of each head on each classifier, nothing more", e.Metrics)
 	}
 
 	out, _, err = runCmd(t, "eval-attack", "--dir", dir, "--n", "40", "--baselines=false", "net")

@@ -29,6 +29,7 @@ type Network struct {
 	output string
 	shape  []int64 // image shape, batch −1
 	eps    []float32
+	heads  []float64 // eps as the manifest writes them
 	rng    [2]float32
 
 	forwards atomic.Int64
@@ -68,6 +69,7 @@ func NewNetwork(ctx context.Context, rt *inference.Runtime, m *onnx.ModelProto, 
 			return nil, fmt.Errorf("attack network %s: head ε %g must be positive and at most the range width", opts.Name, e)
 		}
 		n.eps = append(n.eps, float32(e))
+		n.heads = append(n.heads, e)
 	}
 	var err error
 	if n.input, n.shape, err = imageInput(m.Graph, ""); err != nil {
@@ -134,6 +136,9 @@ func (n *Network) Name() string { return n.name }
 
 // Eps are the heads' budgets, in output order.
 func (n *Network) Eps() []float32 { return append([]float32(nil), n.eps...) }
+
+// Heads are the budgets as given (float64, e.g. exactly 0.1), in output order.
+func (n *Network) Heads() []float64 { return append([]float64(nil), n.heads...) }
 
 // Range is the pixel range of its images.
 func (n *Network) Range() [2]float32 { return n.rng }

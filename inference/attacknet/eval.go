@@ -213,9 +213,8 @@ func Evaluate(ctx context.Context, net *attack.Network, judges []Judge, x *infer
 	p.End()
 
 	res := &Result{Network: net.Name(), N: N, Range: net.Range(), Speed: Speed{Batch: opts.Batch}}
-	for _, e := range eps {
-		res.Eps = append(res.Eps, float64(e))
-	}
+	heads := net.Heads()
+	res.Eps = heads
 	res.Speed.Network = netWall / time.Duration(N)
 	if opts.Baselines {
 		res.Speed.PGD = pgdWall / time.Duration(N*K)
@@ -228,8 +227,8 @@ func Evaluate(ctx context.Context, net *attack.Network, judges []Judge, x *infer
 		return float64(counts[a][k][j]) / float64(N)
 	}
 	for j, m := range order {
-		for k, e := range eps {
-			res.Rows = append(res.Rows, Row{Model: m.Name, Role: role[m.Name], Eps: float64(e), Clean: float64(clean[j]) / float64(N),
+		for k := range eps {
+			res.Rows = append(res.Rows, Row{Model: m.Name, Role: role[m.Name], Eps: heads[k], Clean: float64(clean[j]) / float64(N),
 				Noise: rate(aNoise, k, j), Network: rate(aNet, k, j), PGD: rate(aPGD, k, j), MIFGSM: rate(aMI, k, j)})
 		}
 	}
@@ -327,6 +326,26 @@ func (r *Result) Metrics() map[string]float64 {
 	m["eval_images"] = float64(r.N)
 	return m
 }
+
+// SubsetMetrics are the attack network's success rates as manifest metrics named for
+// the subset, "success_<eps>_<model>_first<N>": cheap to recompute exactly (one pass,
+// no random starts), so tests check the committed network against them.
+func (r *Result) SubsetMetrics() map[string]float64 {
+	m := map[string]float64{}
+	for _, row := range r.Rows {
+		m[SubsetMetric(row.Eps, row.Model, r.N)] = row.Network
+	}
+	return m
+}
+
+// SubsetMetric names the success of the head of budget eps on model over the first n
+// test images.
+func SubsetMetric(eps float64, model string, n int) string {
+	return fmt.Sprintf("success_%s_%s_first%d", HeadName(eps), model, n)
+}
+
+// CheckSubset is how many test images the subset metrics cover.
+const CheckSubset = 500
 
 func contains(s []string, v string) bool {
 	for _, x := range s {
