@@ -1,8 +1,6 @@
 package server
 
 import (
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,8 +11,8 @@ import (
 // TestAttackBrowser runs PGD on a sample seven in a real headless Chromium: the
 // defence panel updates while the run streams, the attacked model's label flips,
 // the finished run offers a lossless PNG download and saves to the gallery, and
-// the page runs under the CSP without a violation or a script error. With
-// GIBBON_UPDATE_SCREENSHOT=1 it retakes docs/screenshots/attack.png.
+// the page runs under the CSP without a violation or a script error. The
+// README's picture, docs/screenshots/attack.png, is TestAttackBuiltinBrowser's.
 func TestAttackBrowser(t *testing.T) {
 	f := newExplorerFixture(t, nil)
 	ctx, exceptions := browser(t)
@@ -101,29 +99,8 @@ func TestAttackBrowser(t *testing.T) {
 	if err != nil || size != "28x28" {
 		t.Errorf("the download is %q (%v), want a 28x28 image", size, err)
 	}
-	eval[any](t, ctx, `(window.scrollTo(0, 0), 0)`)                                               // the run bar is sticky: take the page from its top
-	if err := chromedp.Do(ctx, chromedp.MouseEvent(chromedp.MouseMoved, 1390, 990)); err != nil { // no hover highlight
-		t.Fatal(err)
-	}
-	var shot []byte
 	first, _ := strconv.ParseFloat(eval[string](t, ctx, `document.getElementById("explorer").dataset.firstFrameMs`), 64)
 	t.Logf("browser: first frame %.0f ms after Start (slow motion 40 ms per step); %s", first, status)
-
-	shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "attack.png")
-	if os.Getenv(screenshotEnv) == "1" {
-		out = filepath.Join("..", "docs", "screenshots", "attack.png")
-		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(out, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s (%d bytes)", out, len(shot))
 
 	// Save to the gallery (below), after a second, slow run stopped midway: Stop
 	// ends it at once and keeps the finished run's result on offer.

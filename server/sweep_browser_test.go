@@ -1,8 +1,6 @@
 package server
 
 import (
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,8 +13,7 @@ import (
 // observer records the chart's point count after every change. Then the same page
 // sweeps a data set (robust accuracy, progress bar), saves it to the gallery, and
 // the competition page draws its heatmap with ranks. No CSP violation, no script
-// error. With GIBBON_UPDATE_SCREENSHOT=1 it retakes docs/screenshots/sweep.png,
-// compete.png and transfer.png.
+// error. The README's pictures of these pages are TestSweepBuiltinBrowser's.
 func TestSweepBrowser(t *testing.T) {
 	f := newExplorerFixture(t, nil, pushnetFile())
 	ctx, exceptions := browser(t)
@@ -81,18 +78,6 @@ func TestSweepBrowser(t *testing.T) {
 	if n := eval[int](t, ctx, `document.querySelectorAll('#sw-legend [data-testid="legend-item"]').length`); n != 5 {
 		t.Errorf("%d legend entries, want 4 defences and the line styles", n)
 	}
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "sweep.png")
-	if os.Getenv(screenshotEnv) == "1" {
-		out = filepath.Join("..", "docs", "screenshots", "sweep.png")
-	}
-	if err := os.WriteFile(out, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-
 	// Robust accuracy on a data set: the progress bar fills, one line per defence.
 	if err := chromedp.Do(ctx, chromedp.Click(`[data-testid="sweep-kind-dataset"]`)); err != nil {
 		t.Fatal(err)
@@ -149,15 +134,6 @@ func TestSweepBrowser(t *testing.T) {
 	if !strings.Contains(eval[string](t, ctx, `document.querySelector('#mx-chart g.cell title').textContent`), "images misclassified") {
 		t.Error("a heatmap cell has no hover text")
 	}
-	if os.Getenv(screenshotEnv) == "1" {
-		shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join("..", "docs", "screenshots", "compete.png"), shot, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// Saved, the competition re-opens with its heatmap drawn from the stored matrix.
 	if err := chromedp.Do(ctx, chromedp.Click(`#mx-save`)); err != nil {
 		t.Fatal(err)
@@ -183,15 +159,6 @@ func TestSweepBrowser(t *testing.T) {
 	waitFor(t, ctx, "the transfer matrix", `document.getElementById("matrix").dataset.state === "done"`)
 	if n := eval[int](t, ctx, `document.querySelectorAll('#mx-chart g.cell').length`); n != 3*2 {
 		t.Errorf("%d transfer cells, want 3 sources (cosine, cosine-b, pushnet) × 2 targets", n)
-	}
-	if os.Getenv(screenshotEnv) == "1" {
-		shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join("..", "docs", "screenshots", "transfer.png"), shot, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	if v := eval[[]string](t, ctx, `window.__csp`); len(v) > 0 {
 		t.Errorf("Content-Security-Policy violations: %v", v)
