@@ -261,6 +261,7 @@ func TestSweepBuiltinBrowser(t *testing.T) {
 	if n := eval[int](t, ctx, `document.querySelectorAll('[data-testid="rank"]').length`); n != 3+defs {
 		t.Errorf("%d ranked entrants, want %d", n, 3+defs)
 	}
+	checkHeatmapLayout(t, ctx, "#mx-chart svg", defs)
 	saveScreenshot(t, ctx, "compete.png")
 
 	// The transfer matrix: every built-in classifier as source and as target.
@@ -277,6 +278,7 @@ func TestSweepBuiltinBrowser(t *testing.T) {
 	if c := eval[int](t, ctx, `document.querySelectorAll('#mx-chart g.cell').length`); c != n*n {
 		t.Errorf("%d transfer cells, want %d sources × %d targets", c, n, n)
 	}
+	checkHeatmapLayout(t, ctx, "#mx-chart svg", n)
 	saveScreenshot(t, ctx, "transfer.png")
 	if v := eval[[]string](t, ctx, `window.__csp`); len(v) > 0 {
 		t.Errorf("Content-Security-Policy violations: %v", v)

@@ -131,6 +131,7 @@ func TestSweepBrowser(t *testing.T) {
 	if n := eval[int](t, ctx, `document.querySelectorAll('[data-testid="rank"]').length`); n != 3+defs {
 		t.Errorf("%d ranked entrants, want %d", n, 3+defs)
 	}
+	checkHeatmapLayout(t, ctx, "#mx-chart svg", defs)
 	if !strings.Contains(eval[string](t, ctx, `document.querySelector('#mx-chart g.cell title').textContent`), "images misclassified") {
 		t.Error("a heatmap cell has no hover text")
 	}
@@ -160,6 +161,7 @@ func TestSweepBrowser(t *testing.T) {
 	if n := eval[int](t, ctx, `document.querySelectorAll('#mx-chart g.cell').length`); n != 3*2 {
 		t.Errorf("%d transfer cells, want 3 sources (cosine, cosine-b, pushnet) × 2 targets", n)
 	}
+	checkHeatmapLayout(t, ctx, "#mx-chart svg", 2)
 	if v := eval[[]string](t, ctx, `window.__csp`); len(v) > 0 {
 		t.Errorf("Content-Security-Policy violations: %v", v)
 	}

@@ -112,42 +112,85 @@
     return { fill: `rgb(${c[0]},${c[1]},${c[2]})`, ink: s > 0.55 ? "#ffffff" : "#17202a" };
   }
 
+  // Text widths for the heatmap's layout, measured with the chart's font (a canvas
+  // works even while the chart's panel is hidden), with a little slack.
+  const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
+  let measurer;
+  function textWidth(s, size, weight) {
+    if (measurer === undefined) measurer = document.createElement("canvas").getContext("2d");
+    if (!measurer) return Math.ceil(String(s).length * size * 0.62);
+    measurer.font = `${weight || 400} ${size}px ${FONT}`;
+    return Math.ceil(measurer.measureText(String(s)).width * 1.08) + 2;
+  }
+
   // heatmap draws a matrix: spec {label, rowsLabel, colsLabel, rows: [{name, note}],
   // cols: [{name, note}], share[r][c] in [0,1] (colour), text[r][c], tip[r][c],
-  // rowEnd: [text] and colEnd: [text] (scores and ranks beside and below)}.
+  // rowEnd: [text] and colEnd: [text or [lines]] (scores and ranks beside and below)}.
+  // The layout comes from the labels: the row headers' column is as wide as the
+  // longest row name, cells are as wide as their text and the lines below them
+  // (narrowed to fit the panel where they can be), column names are turned by 45°
+  // with room above for the longest, and the picture widens for the last ones.
   function heatmap(container, spec) {
     const rows = spec.rows, cols = spec.cols;
-    const cell = Math.max(58, Math.min(110, Math.floor((niceWidth(container, 420, 1200) - 420) / Math.max(cols.length, 1))));
-    const rowHead = 230, colHead = 150, endW = spec.rowEnd ? 130 : 0, endH = spec.colEnd ? 70 : 0;
-    const W = rowHead + cols.length * cell + endW + 16;
-    const H = colHead + rows.length * cell + endH + 16;
+    const F = { head: 16, row: 16, cell: 17, end: 16, corner: 14 };
+    const rad = (45 * Math.PI) / 180, SIN = Math.sin(rad), COS = Math.cos(rad);
+    const colNames = cols.map((c) => shorten(c.name, 24));
+    const rowNames = rows.map((r) => shorten(r.name, 24));
+    const corner = spec.rowsLabel + " ↓ · " + spec.colsLabel + " →";
+    const colEnd = spec.colEnd ? spec.colEnd.map((v) => (Array.isArray(v) ? v : [v]).map(String)) : null;
+    const max = (xs) => xs.reduce((a, b) => Math.max(a, b), 0);
+
+    const rowHead = Math.max(...rowNames.map((s) => textWidth(s, F.row)), textWidth(corner, F.corner)) + 24;
+    const headW = colNames.map((s) => textWidth(s, F.head));
+    const cellTextW = max(spec.text.flat().map((s) => textWidth(s, F.cell, 600)));
+    const endLineW = colEnd ? max(colEnd.flat().map((s) => textWidth(s, F.end, 700))) : 0;
+    const endLines = colEnd ? max(colEnd.map((l) => l.length)) : 0;
+    const rowEndW = spec.rowEnd ? max(spec.rowEnd.map((s) => textWidth(s, F.end, 700))) + 24 : 0;
+    const minCell = Math.max(52, cellTextW + 10, endLineW + 8);
+    // A column name starts under its column's centre and rises to the right; its
+    // far end (plus the descent's corner) must stay inside the picture.
+    const widthFor = (cell) => Math.ceil(Math.max(rowHead + cols.length * cell + rowEndW,
+      ...cols.map((c, j) => rowHead + j * cell + cell / 2 + headW[j] * COS + F.head * 0.3 * SIN)) + 12);
+    const avail = niceWidth(container, 420, 1400);
+    let cell = 110;
+    while (cell > minCell && widthFor(cell) > avail) cell -= 2;
+    cell = Math.max(cell, minCell);
+    const colHead = Math.ceil(max(headW) * SIN + F.head * COS) + 20;
+    const endH = colEnd ? 28 + (endLines - 1) * 20 + 10 : 0;
+    const W = widthFor(cell);
+    const H = colHead + rows.length * cell + endH + 12;
+    const gridRight = rowHead + cols.length * cell, gridBottom = colHead + rows.length * cell;
+
     const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": spec.label, class: "chart-svg heatmap" });
     svg.append(svgEl("title", {}, spec.label));
-    svg.append(svgEl("text", { x: rowHead - 12, y: colHead - 12, "text-anchor": "end", "font-size": 14, fill: "#55606e" }, spec.rowsLabel + " ↓ · " + spec.colsLabel + " →"));
+    svg.append(svgEl("text", { x: rowHead - 12, y: colHead - 12, "text-anchor": "end", "font-size": F.corner, fill: "#55606e", class: "corner" }, corner));
     cols.forEach((c, j) => {
-      const x = rowHead + j * cell + cell / 2;
-      const t = svgEl("text", { x, y: colHead - 10, transform: `rotate(-35 ${x} ${colHead - 10})`, "font-size": 15, fill: "#17202a" }, shorten(c.name, 26));
+      const x = rowHead + j * cell + cell / 2, y = colHead - 8;
+      const t = svgEl("text", { x, y, transform: `rotate(-45 ${x} ${y})`, "font-size": F.head, fill: "#17202a", class: "col-head" }, colNames[j]);
       svg.append(title(t, c.name + (c.note ? " · " + c.note : "")));
     });
     rows.forEach((r, i) => {
       const y = colHead + i * cell;
-      const t = svgEl("text", { x: rowHead - 12, y: y + cell / 2 + 6, "text-anchor": "end", "font-size": 16, fill: "#17202a" }, shorten(r.name, 24));
+      const t = svgEl("text", { x: rowHead - 12, y: y + cell / 2 + 6, "text-anchor": "end", "font-size": F.row, fill: "#17202a", class: "row-head" }, rowNames[i]);
       svg.append(title(t, r.name + (r.note ? " · " + r.note : "")));
       cols.forEach((c, j) => {
         const h = heat(spec.share[i][j]);
         const x = rowHead + j * cell;
         const g = svgEl("g", { class: "cell", "data-row": i, "data-col": j });
         g.append(svgEl("rect", { x: x + 1, y: y + 1, width: cell - 2, height: cell - 2, fill: h.fill, stroke: "#d8dde4" }));
-        g.append(svgEl("text", { x: x + cell / 2, y: y + cell / 2 + 6, "text-anchor": "middle", "font-size": 17, "font-weight": 600, fill: h.ink }, spec.text[i][j]));
+        g.append(svgEl("text", { x: x + cell / 2, y: y + cell / 2 + 6, "text-anchor": "middle", "font-size": F.cell, "font-weight": 600, fill: h.ink }, spec.text[i][j]));
         svg.append(title(g, spec.tip[i][j]));
       });
       if (spec.rowEnd) {
-        svg.append(svgEl("text", { x: rowHead + cols.length * cell + 12, y: y + cell / 2 + 6, "font-size": 16, "font-weight": 700, fill: "#17202a", class: "row-end" }, spec.rowEnd[i]));
+        svg.append(svgEl("text", { x: gridRight + 12, y: y + cell / 2 + 6, "font-size": F.end, "font-weight": 700, fill: "#17202a", class: "row-end" }, spec.rowEnd[i]));
       }
     });
-    if (spec.colEnd) {
-      cols.forEach((c, j) => {
-        svg.append(svgEl("text", { x: rowHead + j * cell + cell / 2, y: colHead + rows.length * cell + 28, "text-anchor": "middle", "font-size": 16, "font-weight": 700, fill: "#17202a", class: "col-end" }, spec.colEnd[j]));
+    if (colEnd) {
+      colEnd.forEach((lines, j) => {
+        const x = rowHead + j * cell + cell / 2;
+        const t = svgEl("text", { x, y: gridBottom + 28, "text-anchor": "middle", "font-size": F.end, "font-weight": 700, fill: "#17202a", class: "col-end" });
+        lines.forEach((s, k) => t.append(svgEl("tspan", { x, dy: k ? 20 : 0 }, s)));
+        svg.append(title(t, cols[j].name + ": " + lines.join(" ")));
       });
     }
     container.replaceChildren(svg);

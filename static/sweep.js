@@ -460,7 +460,7 @@
     Chart.heatmap(chartBox, {
       label: `Misclassifications of ${m.n} images: ${rows.length} attacks (rows) against ${cols.length} defences (columns)`,
       rowsLabel: "attack", colsLabel: "defence", rows, cols, share, text, tip,
-      rowEnd: m.attacks.map((a) => `${a.score} · #${a.rank}`), colEnd: m.defences.map((d) => `${d.score} · #${d.rank}`),
+      rowEnd: m.attacks.map((a) => `${a.score} · #${a.rank}`), colEnd: m.defences.map((d) => [String(d.score), "#" + d.rank]),
     });
     const epsSet = head.eps.map((e, k) => epsText(e, k, head)).join(", ");
     caption.textContent = `Cells: images the defence got wrong after the attack, of ${m.n} (darker: more). Right: each attack's score (misclassifications summed over defences) and rank; below: each defence's score (correct answers summed over attacks) and rank. Each batch of ${m.batch_images} draws its ε from {${epsSet}}; drawn so far: ${m.batch_eps.map(num).join(", ")}.`;
@@ -491,7 +491,7 @@
     Chart.heatmap(chartBox, {
       label: `Transfer success at ε ${num(t.eps)}: ${rows.length} sources (rows) against ${cols.length} targets (columns)`,
       rowsLabel: "source", colsLabel: "target", rows, cols, share: t.rate, text, tip,
-      colEnd: t.targets.map((c) => "clean " + Math.round(c.clean_accuracy * 100) + "%"),
+      colEnd: t.targets.map((c) => ["clean", Math.round(c.clean_accuracy * 100) + "%"]),
     });
     caption.textContent = `Cells: the share of the images a target classifies correctly that it gets wrong after the source's attack (${head.settings.attack}, ${epsText(head.eps[0], 0, head)}), on ${t.n} of ${head.total} images. The diagonal is the white-box attack; below: each target's clean accuracy.`;
     const thead = el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "source \\ target"), ...t.targets.map((c) => el("th", { scope: "col" }, c.name))));
