@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"io/fs"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,12 +15,10 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-
-	"gibbon/models"
 )
 
-// screenshotEnv, when set to 1, makes TestBrowser save its screenshot as
-// docs/screenshots/home.png (the README's picture): `go tool task screenshot`.
+// screenshotEnv, when set to 1, makes the built-in-model browser tests save their
+// screenshots as docs/screenshots/*.png (the README's pictures): `go tool task screenshot`.
 const screenshotEnv = "GIBBON_UPDATE_SCREENSHOT"
 
 // chromiumPath finds Debian's chromium (what .ci/run installs) or another Chrome.
@@ -180,7 +176,6 @@ func TestBrowser(t *testing.T) {
 	eval[any](t, ctx, `document.body.insertAdjacentHTML("beforeend", '<div style="color: red">x</div>'), 0`)
 	waitFor(t, ctx, "a CSP violation report", `window.__csp.length > 0`)
 
-	screenshot(t, ctx, f)
 }
 
 // drawStrokes draws straight strokes on the pad with the mouse; points are
@@ -203,48 +198,4 @@ func drawStrokes(t *testing.T, ctx context.Context, strokes [][2][2]float64) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// screenshot takes the README's picture: a "7" drawn on the pad, classified by
-// the built-in models (the test models while there are none). It is saved to
-// docs/screenshots/home.png when GIBBON_UPDATE_SCREENSHOT=1, else to a temp dir.
-func screenshot(t *testing.T, ctx context.Context, f *fixture) {
-	t.Helper()
-	url := f.ts.URL
-	builtin := loadBuiltin(t)
-	if len(builtin.Classifiers()) > 0 {
-		var samples []fs.FS
-		if sub, err := fs.Sub(models.FS(), "samples"); err == nil {
-			if _, err := fs.Stat(sub, "."); err == nil {
-				samples = append(samples, sub)
-			}
-		}
-		srv, err := New(Deps{Config: DefaultConfig(), Models: builtin, Samples: samples})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts := httptest.NewServer(srv.Handler())
-		defer ts.Close()
-		url = ts.URL
-	}
-	if err := chromedp.Do(ctx, chromedp.Navigate(url+"/"), chromedp.WaitVisible(`#pad`)); err != nil {
-		t.Fatal(err)
-	}
-	drawStrokes(t, ctx, [][2][2]float64{{{0.3, 0.2}, {0.72, 0.2}}, {{0.72, 0.2}, {0.45, 0.85}}})
-	waitFor(t, ctx, "the finished drawing's results", drawingShown)
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "home.png")
-	if os.Getenv(screenshotEnv) == "1" {
-		out = filepath.Join("..", "docs", "screenshots", "home.png")
-		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(out, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s (%d bytes, %d built-in classifiers)", out, len(shot), len(builtin.Classifiers()))
 }

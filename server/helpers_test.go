@@ -23,7 +23,6 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/onnx"
 	"gibbon/internal/testrt"
-	"gibbon/models"
 )
 
 // Test models. "templates" is a nearest-template classifier over MNIST-style
@@ -215,17 +214,6 @@ func loadModels(t testing.TB, dir string) *inference.Registry {
 	t.Helper()
 	reg, err := inference.LoadRegistry(context.Background(), testrt.Open(t),
 		inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(reg.Close)
-	return reg
-}
-
-// loadBuiltin loads the embedded models (none, or some, depending on the tree).
-func loadBuiltin(t testing.TB) *inference.Registry {
-	t.Helper()
-	reg, err := inference.LoadRegistry(context.Background(), testrt.Open(t), inference.ModelSource{Name: "built-in", FS: models.FS()})
 	if err != nil {
 		t.Fatal(err)
 	}
