@@ -24,9 +24,11 @@ func (s Spec) Architecture() string {
 }
 
 // Entry is the manifest entry of a trained generator. Its input contract is the
-// targets' without mean/std: the network takes and returns pixel-range images.
+// targets' without mean/std and under the generator's input name: the network takes
+// and returns pixel-range images.
 func Entry(name, file, sha string, spec Spec, targets []string, contract inference.InputContract, prov *inference.Provenance) inference.ModelEntry {
 	contract.Mean, contract.Std = nil, nil
+	contract.Name = Input // the generator's own input, whatever the targets call theirs
 	s, _ := spec.Normalized()
 	var heads []string
 	for _, e := range s.Eps {
