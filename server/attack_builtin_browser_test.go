@@ -22,6 +22,9 @@ import (
 // builtinClassifiers are the MNIST models embedded by package models.
 var builtinClassifiers = []string{"mnist-mlp", "mnist-cnn-small", "mnist-cnn-wide", "mnist-resnet-small", "mnist-cnn-robust"}
 
+// builtinAttackNets are the embedded attack networks; the transfer page makes each a source.
+var builtinAttackNets = []string{"mnist-attack-net"}
+
 // newBuiltinFixture serves the app over the built-in models and samples, wired as
 // `gibbon serve` wires them (registry, attack nets and gallery), with no user
 // models directory.
@@ -275,8 +278,9 @@ func TestSweepBuiltinBrowser(t *testing.T) {
 	}
 	waitFor(t, ctx, "the transfer matrix", `document.getElementById("matrix").dataset.state === "done"`)
 	n := len(builtinClassifiers)
-	if c := eval[int](t, ctx, `document.querySelectorAll('#mx-chart g.cell').length`); c != n*n {
-		t.Errorf("%d transfer cells, want %d sources × %d targets", c, n, n)
+	sources := n + len(builtinAttackNets)
+	if c := eval[int](t, ctx, `document.querySelectorAll('#mx-chart g.cell').length`); c != sources*n {
+		t.Errorf("%d transfer cells, want %d sources (classifiers and attack networks) × %d targets", c, sources, n)
 	}
 	checkHeatmapLayout(t, ctx, "#mx-chart svg", n)
 	saveScreenshot(t, ctx, "transfer.png")
