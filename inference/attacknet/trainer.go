@@ -380,8 +380,8 @@ func (t *Trainer) Save(path string) error {
 	return saveCheckpoint(path, c)
 }
 
-// ErrBadCheckpoint marks a checkpoint that cannot be used.
-var ErrBadCheckpoint = errors.New("bad checkpoint")
+// ErrBadCheckpoint marks a checkpoint that cannot be used (the same error as train's).
+var ErrBadCheckpoint = train.ErrBadCheckpoint
 
 // Resume loads a checkpoint written by a run of the same config. It reports false (and
 // no error) when the file does not exist.

@@ -61,9 +61,26 @@ func writeFileAtomic(path string, data []byte) error {
 }
 
 func saveCheckpoint(path string, c *checkpoint) error {
+	return WriteSealed(path, checkpointMagic, c)
+}
+
+// ErrBadCheckpoint marks a checkpoint file that cannot be used.
+var ErrBadCheckpoint = errors.New("bad checkpoint")
+
+func loadCheckpoint(path string) (*checkpoint, error) {
+	var c checkpoint
+	if err := ReadSealed(path, checkpointMagic, "training checkpoint", &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// WriteSealed writes magic, v gob-encoded, and the SHA-256 of both, atomically: a crash
+// leaves the previous file or the new one. Checkpoints of every trainer use it.
+func WriteSealed(path, magic string, v any) error {
 	var buf bytes.Buffer
-	buf.WriteString(checkpointMagic)
-	if err := gob.NewEncoder(&buf).Encode(c); err != nil {
+	buf.WriteString(magic)
+	if err := gob.NewEncoder(&buf).Encode(v); err != nil {
 		return fmt.Errorf("encode checkpoint: %w", err)
 	}
 	sum := sha256.Sum256(buf.Bytes())
@@ -74,24 +91,22 @@ func saveCheckpoint(path string, c *checkpoint) error {
 	return nil
 }
 
-// ErrBadCheckpoint marks a checkpoint file that cannot be used.
-var ErrBadCheckpoint = errors.New("bad checkpoint")
-
-func loadCheckpoint(path string) (*checkpoint, error) {
+// ReadSealed decodes what WriteSealed wrote into v; kind names the file in errors, which
+// wrap ErrBadCheckpoint when the file is foreign, damaged or undecodable.
+func ReadSealed(path, magic, kind string, v any) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if len(data) < len(checkpointMagic)+sha256.Size || string(data[:len(checkpointMagic)]) != checkpointMagic {
-		return nil, fmt.Errorf("%w: %s is not a Gibbon training checkpoint", ErrBadCheckpoint, path)
+	if len(data) < len(magic)+sha256.Size || string(data[:len(magic)]) != magic {
+		return fmt.Errorf("%w: %s is not a Gibbon %s", ErrBadCheckpoint, path, kind)
 	}
 	body, sum := data[:len(data)-sha256.Size], data[len(data)-sha256.Size:]
 	if got := sha256.Sum256(body); !bytes.Equal(got[:], sum) {
-		return nil, fmt.Errorf("%w: %s is damaged (checksum mismatch); delete it to start over", ErrBadCheckpoint, path)
+		return fmt.Errorf("%w: %s is damaged (checksum mismatch); delete it to start over", ErrBadCheckpoint, path)
 	}
-	var c checkpoint
-	if err := gob.NewDecoder(bytes.NewReader(body[len(checkpointMagic):])).Decode(&c); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrBadCheckpoint, path, err)
+	if err := gob.NewDecoder(bytes.NewReader(body[len(magic):])).Decode(v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrBadCheckpoint, path, err)
 	}
-	return &c, nil
+	return nil
 }
