@@ -137,7 +137,7 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return usageError{fmt.Sprintf("%s and %s take different inputs (%s vs %s): an ensemble needs one input form", surNames[0], n, describeInput(contract), describeInput(c))}
 		}
 	}
-	cfg.Range = valueRange(contract)
+	cfg.Range = contract.PixelRange()
 	cfg.Layout = contract.Layout
 	if cfg.Layout == "" {
 		cfg.Layout = "NCHW"
@@ -338,25 +338,11 @@ func sameInputs(a, b inference.InputContract) bool {
 		lb = "NCHW"
 	}
 	return strings.EqualFold(la, lb) && a.Channels == b.Channels && a.Height == b.Height && a.Width == b.Width &&
-		valueRange(a) == valueRange(b) && strings.EqualFold(a.Color, b.Color) && a.Resize == b.Resize && a.CropPct == b.CropPct
+		a.PixelRange() == b.PixelRange() && strings.EqualFold(a.Color, b.Color) && a.Resize == b.Resize && a.CropPct == b.CropPct
 }
 
 func describeInput(c inference.InputContract) string {
 	return fmt.Sprintf("%d×%d×%d %s on [%g,%g], resize %s", c.Channels, c.Height, c.Width, c.Color, c.Range[0], c.Range[1], c.Resize)
-}
-
-// valueRange is the contract's pixel range; the zero value means [0,1].
-func valueRange(c inference.InputContract) [2]float32 {
-	if c.Range == [2]float64{} {
-		return [2]float32{0, 1}
-	}
-	return [2]float32{float32(c.Range[0]), float32(c.Range[1])}
-}
-
-// pixelContract is c without mean/std: tensors on the pixel range, as attacks see them.
-func pixelContract(c inference.InputContract) inference.InputContract {
-	c.Mean, c.Std = nil, nil
-	return c
 }
 
 func attackImage(ctx context.Context, cfg attack.Config, req attack.Request, contract inference.InputContract, path string, f attackFlags, stdout, stderr io.Writer) error {
@@ -368,7 +354,7 @@ func attackImage(ctx context.Context, cfg attack.Config, req attack.Request, con
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	pc := pixelContract(contract)
+	pc := contract.Unnormalized()
 	pre, err := inference.Preprocess(dec.Image, pc)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -613,7 +599,7 @@ func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, c
 		return err
 	}
 	set := test.Subset(f.n)
-	rng := valueRange(contract)
+	rng := contract.PixelRange()
 	lo, hi := rng[0], rng[1]
 	shape := func(k int) []int64 {
 		if strings.EqualFold(contract.Layout, "NHWC") {

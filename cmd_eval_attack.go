@@ -98,7 +98,7 @@ func evalAttack(ctx context.Context, rt *inference.Runtime, dir, name string, o 
 			if e.Task != inference.TaskClassifier || isTarget[e.Name] != (pass == 0) {
 				continue
 			}
-			if !sameInputs(pixelContract(e.Input), c) {
+			if !sameInputs(e.Input.Unnormalized(), c) {
 				fmt.Fprintf(stderr, "not judging on %s: it takes %s, the network %s\n", e.Name, describeInput(e.Input), describeInput(c))
 				continue
 			}
@@ -130,7 +130,7 @@ func evalAttack(ctx context.Context, rt *inference.Runtime, dir, name string, o 
 		return err
 	}
 	set := test.Subset(o.n)
-	rng := valueRange(c)
+	rng := c.PixelRange()
 	x := inference.NewTensor(append([]int64{int64(set.Len())}, c.Shape()[1:]...)...)
 	for i, v := range set.Images {
 		x.Data[i] = rng[0] + v*(rng[1]-rng[0])

@@ -428,7 +428,7 @@ func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames s
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	pc := pixelContract(plan.Contract)
+	pc := plan.Contract.Unnormalized()
 	pre, err := inference.Preprocess(dec.Image, pc)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)

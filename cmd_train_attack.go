@@ -249,8 +249,8 @@ func cmdTrainAttack(ctx context.Context, args []string, stdout, stderr io.Writer
 				Task: inference.TaskClassifier, Description: "Classifier registered by gibbon train-attack", Input: contract, OutputsLogits: true})
 		}
 	}
-	pixel := pixelContract(contract)
-	rng := valueRange(contract)
+	pixel := contract.Unnormalized()
+	rng := contract.PixelRange()
 	spec := attacknet.Spec{Channels: contract.Channels, Height: contract.Height, Width: contract.Width, Layout: contract.Layout,
 		Range: [2]float64{float64(rng[0]), float64(rng[1])}, Eps: epsList, Base: f.base, Levels: f.levels}
 	if _, err := spec.Normalized(); err != nil {

@@ -97,3 +97,17 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	}
 	return &m, nil
 }
+
+// PixelRange is the contract's pixel range as attacks and images use it; the zero
+// Range means [0,1].
+func (c InputContract) PixelRange() [2]float32 {
+	lo, hi := c.valueRange()
+	return [2]float32{float32(lo), float32(hi)}
+}
+
+// Unnormalized is c without mean/std: tensors on the pixel range, as attacks see them
+// (the normalisation is folded into the graph instead).
+func (c InputContract) Unnormalized() InputContract {
+	c.Mean, c.Std = nil, nil
+	return c
+}

@@ -38,7 +38,7 @@ func channelWord(c inference.InputContract) string {
 }
 
 func newConverted(net defense.Classifier, from, to inference.InputContract) (*convertedNet, error) {
-	from, to = pixelContract(from), pixelContract(to)
+	from, to = from.Unnormalized(), to.Unnormalized()
 	if why := convertible(from, to); why != "" {
 		return nil, userError{400, "A defence cannot watch this attack: " + why + "."}
 	}
@@ -53,7 +53,7 @@ func newConverted(net defense.Classifier, from, to inference.InputContract) (*co
 
 // describe says what the classifier is fed, for the page.
 func (c *convertedNet) describe() string {
-	r := valueRange(c.to)
+	r := c.to.PixelRange()
 	form := fmt.Sprintf("%s on [%g,%g]", strings.ToUpper(c.to.Layout), r[0], r[1])
 	if c.from.Width == c.to.Width && c.from.Height == c.to.Height {
 		return fmt.Sprintf("sees the same %d×%d image as %s", c.to.Width, c.to.Height, form)

@@ -98,7 +98,7 @@ type grid struct {
 }
 
 func newGrid(c inference.InputContract) grid {
-	r := valueRange(c)
+	r := c.PixelRange()
 	return grid{c: c, lo: float64(r[0]), st: (float64(r[1]) - float64(r[0])) / 255}
 }
 

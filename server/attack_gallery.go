@@ -69,7 +69,7 @@ func (r *run) galleryDraft(f *finalFrame, timings map[string]float64) (*galleryD
 		seen[m.Name] = true
 		d.Models = append(d.Models, gallery.ModelRef{Name: m.Name, SHA256: strings.ToLower(m.SHA256), Attacked: attacked})
 	}
-	params := draftParams{Eps: epsLabel(p.eps, valueRange(p.contract)), Range: valueRange(p.contract), Source: r.source,
+	params := draftParams{Eps: epsLabel(p.eps, p.contract.PixelRange()), Range: p.contract.PixelRange(), Source: r.source,
 		Input: describeInput(p.contract), Quantised: true}
 	if p.network != nil {
 		addModel(p.network, true)
@@ -152,7 +152,7 @@ func (r *run) galleryDraft(f *finalFrame, timings map[string]float64) (*galleryD
 
 // chosenHead is the ε head the defences saw (attack networks).
 func (r *run) chosenHead() string {
-	rng := valueRange(r.plan.contract)
+	rng := r.plan.contract.PixelRange()
 	best, bestD := "", math.Inf(1)
 	for _, e := range r.plan.network.Attack.Eps {
 		levels := int(math.Floor(e/float64(rng[1]-rng[0])*255 + 1e-6))

@@ -196,7 +196,7 @@ func TestExplorerImageNetModels(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pre, err := inference.Preprocess(dec.Image, pixelContract(m.Input))
+			pre, err := inference.Preprocess(dec.Image, m.Input.Unnormalized())
 			if err != nil {
 				t.Fatal(err)
 			}

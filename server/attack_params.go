@@ -108,27 +108,13 @@ func (s *Server) attackChoices() []attackChoice {
 		if m.Task == inference.TaskAttackNetwork && m.Attack != nil {
 			var eps []string
 			for _, e := range m.Attack.Eps {
-				eps = append(eps, attack.FormatEps(float32(e), valueRange(m.Input)))
+				eps = append(eps, attack.FormatEps(float32(e), m.Input.PixelRange()))
 			}
 			out = append(out, attackChoice{ID: networkPrefix + m.Name, Label: "Attack network " + m.Name,
 				Note: "one forward pass; heads ε " + strings.Join(eps, ", ")})
 		}
 	}
 	return out
-}
-
-// valueRange is a contract's pixel range; zero means [0,1].
-func valueRange(c inference.InputContract) [2]float32 {
-	if c.Range == [2]float64{} {
-		return [2]float32{0, 1}
-	}
-	return [2]float32{float32(c.Range[0]), float32(c.Range[1])}
-}
-
-// pixelContract is c without mean/std: tensors on the pixel range, as attacks see them.
-func pixelContract(c inference.InputContract) inference.InputContract {
-	c.Mean, c.Std = nil, nil
-	return c
 }
 
 // inputKey is equal for models that take the same image tensor (mean/std aside,
@@ -138,14 +124,14 @@ func inputKey(c inference.InputContract) string {
 	if layout == "" {
 		layout = "NCHW"
 	}
-	r := valueRange(c)
+	r := c.PixelRange()
 	return fmt.Sprintf("%s %dx%dx%d %s [%g,%g] %s %g", layout, c.Channels, c.Height, c.Width,
 		strings.ToUpper(c.Color), r[0], r[1], strings.ToLower(c.Resize), c.CropPct)
 }
 
 // describeInput says what a model takes, for messages.
 func describeInput(c inference.InputContract) string {
-	r := valueRange(c)
+	r := c.PixelRange()
 	return fmt.Sprintf("%d×%d %s images on [%g,%g]", c.Width, c.Height, strings.ToLower(c.Color), r[0], r[1])
 }
 
@@ -223,7 +209,7 @@ func (s *Server) plan(msg startMsg) (*runPlan, error) {
 
 	// The attacked models, or the network's input form.
 	if p.network != nil {
-		p.contract = pixelContract(p.network.Input)
+		p.contract = p.network.Input.Unnormalized()
 		if msg.Target != nil {
 			return nil, bad("Attack networks are untargeted: clear the target class.")
 		}
@@ -257,7 +243,7 @@ func (s *Server) plan(msg startMsg) (*runPlan, error) {
 			}
 			p.surrogates = append(p.surrogates, m)
 		}
-		p.contract = pixelContract(p.surrogates[0].Input)
+		p.contract = p.surrogates[0].Input.Unnormalized()
 		p.labels = p.surrogates[0].Labels
 		if msg.Target != nil {
 			t := *msg.Target
@@ -355,7 +341,7 @@ func upperFirst(s string) string {
 
 // config is the attack package's configuration for the plan.
 func (p *runPlan) config() attack.Config {
-	rng := valueRange(p.contract)
+	rng := p.contract.PixelRange()
 	cfg := attack.Config{Method: p.method, Eps: float32(float64(p.eps) / 255 * float64(rng[1]-rng[0])), Range: rng,
 		Loss: p.loss, Layout: strings.ToUpper(p.contract.Layout), Seed: p.seed}
 	if cfg.Layout == "" {

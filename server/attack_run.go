@@ -235,7 +235,7 @@ func (r *run) load(ctx context.Context, data []byte) error {
 func (r *run) setup(ctx context.Context) error {
 	s, p := r.ss.s, r.plan
 	nets := s.explorer.nets
-	format := defense.Format{Layout: p.contract.Layout, Range: valueRange(p.contract), Color: p.contract.Color}
+	format := defense.Format{Layout: p.contract.Layout, Range: p.contract.PixelRange(), Color: p.contract.Color}
 	for _, m := range p.surrogates {
 		net, err := nets.Net(ctx, m)
 		if err != nil {
@@ -339,7 +339,7 @@ func topScores(ps []inference.Prediction) []views.Score {
 
 func (r *run) sendStarted() error {
 	p := r.plan
-	m := startedMsg{Type: "started", Run: r.id, Eps: p.eps, EpsLabel: epsLabel(p.eps, valueRange(p.contract)),
+	m := startedMsg{Type: "started", Run: r.id, Eps: p.eps, EpsLabel: epsLabel(p.eps, p.contract.PixelRange()),
 		Steps: p.steps, Target: p.target, Seed: p.seed, Source: r.source, Input: describeInput(p.contract),
 		SourceWidth: r.srcW, SourceHeight: r.srcH, Crop: r.crop,
 		QueueMS: millis(time.Since(r.received)), Providers: r.providers()}
@@ -699,7 +699,7 @@ func (r *run) runNetwork(ctx context.Context) error {
 		}
 		return fmt.Errorf("attack network %s returned shape %v; the explorer reads %d heads of %v images", m.Name, shape, len(heads), r.clean.Shape)
 	}
-	rng := valueRange(m.Input)
+	rng := m.Input.PixelRange()
 	best, bestD := 0, math.Inf(1)
 	snap := &snapshot{run: r, seq: 0, step: 1, steps: 1, final: true, pred: -1, done: 1}
 	r.mu.Lock()
@@ -727,7 +727,7 @@ func (r *run) runNetwork(ctx context.Context) error {
 
 // normalise applies a contract's mean/std to a pixel-range tensor.
 func normalise(x *inference.Tensor, c inference.InputContract) *inference.Tensor {
-	g := newGrid(pixelContract(c))
+	g := newGrid(c.Unnormalized())
 	y := x.Clone()
 	hw := c.Width * c.Height
 	for ch := range c.Channels {

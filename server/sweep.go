@@ -263,7 +263,7 @@ func epsHint(text string, c inference.InputContract) string {
 	if err != nil {
 		return ""
 	}
-	r := sweep.ContractRange(c)
+	r := c.PixelRange()
 	parts := make([]string, 0, 3)
 	for i, e := range eps {
 		if i == 3 && len(eps) > 4 {

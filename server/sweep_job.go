@@ -146,7 +146,7 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 	var clean *inference.Tensor
 	var x *inference.Tensor
 	var labels []int
-	g := newGrid(pixelContract(plan.Contract))
+	g := newGrid(plan.Contract.Unnormalized())
 	if plan.Settings.Kind == sweep.KindImage {
 		if j.msg.Source == "sample" {
 			sm, _ := s.samples.get(j.msg.Sample)
@@ -319,7 +319,7 @@ func (j *sweepJob) loadImage(ctx context.Context, data []byte, plan *sweep.Plan,
 	if err != nil {
 		return nil, err
 	}
-	pre, err := inference.NewPicture(dec.Image, inference.DefaultWorkingSide).Preprocess(pixelContract(plan.Contract))
+	pre, err := inference.NewPicture(dec.Image, inference.DefaultWorkingSide).Preprocess(plan.Contract.Unnormalized())
 	if err != nil {
 		return nil, err
 	}

@@ -26,7 +26,7 @@ type Skipped struct {
 // are left to the classifiers' graphs). Files that are not images Gibbon reads are
 // skipped and listed; no usable image at all is an error.
 func LoadImages(dir string, c inference.InputContract, limit int) (*Images, []Skipped, error) {
-	c.Mean, c.Std = nil, nil
+	c = c.Unnormalized()
 	if err := c.Check(); err != nil {
 		return nil, nil, err
 	}

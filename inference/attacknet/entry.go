@@ -27,7 +27,7 @@ func (s Spec) Architecture() string {
 // targets' without mean/std and under the generator's input name: the network takes
 // and returns pixel-range images.
 func Entry(name, file, sha string, spec Spec, targets []string, contract inference.InputContract, prov *inference.Provenance) inference.ModelEntry {
-	contract.Mean, contract.Std = nil, nil
+	contract = contract.Unnormalized()
 	contract.Name = Input // the generator's own input, whatever the targets call theirs
 	s, _ := spec.Normalized()
 	var heads []string

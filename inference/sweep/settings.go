@@ -118,16 +118,8 @@ func SameInput(a, b inference.InputContract) bool {
 		lb = "NCHW"
 	}
 	return la == lb && a.Channels == b.Channels && a.Height == b.Height && a.Width == b.Width &&
-		ContractRange(a) == ContractRange(b) && strings.EqualFold(a.Color, b.Color) &&
+		a.PixelRange() == b.PixelRange() && strings.EqualFold(a.Color, b.Color) &&
 		strings.EqualFold(a.Resize, b.Resize) && a.CropPct == b.CropPct
-}
-
-// ContractRange is a contract's pixel range; the zero value means [0,1].
-func ContractRange(c inference.InputContract) [2]float32 {
-	if c.Range == [2]float64{} {
-		return [2]float32{0, 1}
-	}
-	return [2]float32{float32(c.Range[0]), float32(c.Range[1])}
 }
 
 // smallGray reports an MNIST-like input, whose budgets are counted in tenths of the
@@ -140,7 +132,7 @@ func smallGray(c inference.InputContract) bool {
 // 0 to 0.4 in 16 steps (sets 0.1, 0.2, 0.3; transfer 0.2), larger images 0 to 16/255
 // (sets 4, 8, 12, 16 /255; transfer 8/255), scaled to the range.
 func DefaultEps(kind string, c inference.InputContract) string {
-	r := ContractRange(c)
+	r := c.PixelRange()
 	w := float64(r[1] - r[0])
 	f := func(v float64) string { return strconv.FormatFloat(math.Round(v*w*1e6)/1e6, 'f', -1, 64) }
 	if smallGray(c) {
@@ -292,7 +284,7 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 		}
 		p.Contract, first = c, false
 	}
-	p.Range = ContractRange(p.Contract)
+	p.Range = p.Contract.PixelRange()
 	layout := strings.ToUpper(p.Contract.Layout)
 	if layout == "" {
 		layout = "NCHW"
@@ -504,7 +496,7 @@ func methodNames() string {
 }
 
 func describe(c inference.InputContract) string {
-	r := ContractRange(c)
+	r := c.PixelRange()
 	return fmt.Sprintf("%d×%d %s images on [%g,%g]", c.Width, c.Height, strings.ToLower(c.Color), r[0], r[1])
 }
 
@@ -578,7 +570,7 @@ func MNISTImages(set *mnist.Set, n int, c inference.InputContract) (*inference.T
 	if n < 1 || n > set.Len() {
 		return nil, nil, fmt.Errorf("the set has %d images, not %d", set.Len(), n)
 	}
-	r := ContractRange(c)
+	r := c.PixelRange()
 	shape := []int64{int64(n), 1, mnist.Rows, mnist.Cols}
 	if strings.EqualFold(c.Layout, "NHWC") {
 		shape = []int64{int64(n), mnist.Rows, mnist.Cols, 1}
