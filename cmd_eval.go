@@ -100,18 +100,5 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "not recording: the manifest's metrics use seed 0")
 		return nil
 	}
-	return train.UpdateManifest(*dir, func(m *inference.Manifest) error {
-		e, err := train.FindEntry(m, name)
-		if err != nil {
-			return err
-		}
-		if e.SHA256 != entry.SHA256 {
-			return fmt.Errorf("%s changed while it was being evaluated; evaluate it again", name)
-		}
-		if e.Metrics == nil {
-			e.Metrics = map[string]float64{}
-		}
-		maps.Copy(e.Metrics, metrics)
-		return nil
-	})
+	return train.RecordMetrics(*dir, name, entry.SHA256, metrics)
 }

@@ -181,18 +181,5 @@ func evalAttack(ctx context.Context, rt *inference.Runtime, dir, name string, o 
 		return err
 	}
 	maps.Copy(metrics, check.SubsetMetrics())
-	return train.UpdateManifest(dir, func(m *inference.Manifest) error {
-		e, err := train.FindEntry(m, name)
-		if err != nil {
-			return err
-		}
-		if e.SHA256 != entry.SHA256 {
-			return fmt.Errorf("%s changed while it was being evaluated; evaluate it again", name)
-		}
-		if e.Metrics == nil {
-			e.Metrics = map[string]float64{}
-		}
-		maps.Copy(e.Metrics, metrics)
-		return nil
-	})
+	return train.RecordMetrics(dir, name, entry.SHA256, metrics)
 }

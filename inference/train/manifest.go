@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 
@@ -127,4 +128,23 @@ func ReadModelFile(dir string, e *inference.ModelEntry) ([]byte, error) {
 		return nil, fmt.Errorf("%s has SHA-256 %s but the manifest says %s: retrain it or fix the manifest", path, got, e.SHA256)
 	}
 	return data, nil
+}
+
+// RecordMetrics merges metrics into name's manifest entry in dir, refusing when the
+// model file changed (another checksum) while it was being evaluated.
+func RecordMetrics(dir, name, sha256 string, metrics map[string]float64) error {
+	return UpdateManifest(dir, func(m *inference.Manifest) error {
+		e, err := FindEntry(m, name)
+		if err != nil {
+			return err
+		}
+		if e.SHA256 != sha256 {
+			return fmt.Errorf("%s changed while it was being evaluated; evaluate it again", name)
+		}
+		if e.Metrics == nil {
+			e.Metrics = map[string]float64{}
+		}
+		maps.Copy(e.Metrics, metrics)
+		return nil
+	})
 }
