@@ -160,7 +160,8 @@ func writeFileAtomic(root *os.Root, name string, data []byte) error {
 }
 
 // Import adds the entries of an export directory, keeping their slugs, times and
-// delete-token hashes. Entries whose slug the gallery has already are skipped,
+// delete-token hashes, and marks each as imported (an operator's restore, not
+// computed by this server). Entries whose slug the gallery has already are skipped,
 // so importing twice is harmless. Every entry and image is checked as a save
 // checks it (and each image against its SHA-256 name); each entry is one
 // transaction. Paths are resolved inside dir only.
@@ -256,6 +257,8 @@ func (s *Store) importOne(ctx context.Context, root *os.Root, slug string) (bool
 		*im.dst = data
 		images++
 	}
+	// Whatever the file says, this server did not compute the entry.
+	e.Imported = true
 	p, err := prepare(e)
 	if err != nil {
 		return false, 0, err

@@ -59,6 +59,10 @@ func TestExportImportRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if a.Imported || !b.Imported {
+			t.Fatalf("entry %s: imported mark %v in the source, %v after import (want false, true)", r.Slug, a.Imported, b.Imported)
+		}
+		b.Imported = false
 		if !reflect.DeepEqual(a, b) {
 			t.Fatalf("entry %s differs after export and import:\n%+v\n%+v", r.Slug, a, b)
 		}

@@ -34,6 +34,7 @@ const (
 	MaxTitleRunes    = 200
 	MaxNameRunes     = 128 // model, attack and label names
 	MaxModels        = 16
+	MaxDefences      = 32 // models alone or behind a transform
 	MaxSteps         = 10000
 	MaxTopK          = 20
 	MaxTimings       = 32

@@ -67,6 +67,7 @@ func getEntry(ctx context.Context, q queryer, slug string) (*Entry, []byte, erro
 		return nil, nil, fmt.Errorf("load gallery entry %s: record: %w", slug, err)
 	}
 	e.Params, e.Predictions, e.Timings, e.Payload = r.Params, r.Predictions, r.Timings, r.Payload
+	e.L2, e.Runtime, e.Provider, e.Imported = r.L2, r.Runtime, r.Provider, r.Imported
 	if e.Predictions == nil {
 		e.Predictions = []DefencePrediction{}
 	}
