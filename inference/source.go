@@ -1,0 +1,13 @@
+package inference
+
+import "io/fs"
+
+// ModelSource is a set of models: a manifest.json and the files it names.
+type ModelSource struct {
+	// Name says where the models come from, for people: "built-in" or a directory.
+	Name string
+	FS   fs.FS
+}
+
+// ManifestFile is the manifest's name inside a ModelSource.
+const ManifestFile = "manifest.json"
