@@ -1,122 +1,19 @@
-// Command gibbon is an interactive web explorer for adversarial examples.
+// Command gibbon is an interactive web explorer for adversarial examples. Its
+// commands live in package cli.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"gibbon/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "gibbon:", err)
-		}
-		os.Exit(exitCode(err))
-	}
-}
-
-// run dispatches to a subcommand; every error comes back here, printed once by main.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		printHelp(stdout)
-		return nil
-	}
-	for _, c := range commands() {
-		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
-		}
-	}
-	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		printHelp(stdout)
-		return nil
-	}
-	return usageError{fmt.Sprintf("unknown command %q (see `gibbon help`)", args[0])}
-}
-
-// usageError marks a mistake in the command line (exit code 2).
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func exitCode(err error) int {
-	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
-		return 2
-	}
-	return 1
-}
-
-func printHelp(w io.Writer) {
-	fmt.Fprintln(w, "gibbon: an interactive web explorer for adversarial examples")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Usage: gibbon COMMAND [flags] [args]   (gibbon COMMAND -h for a command's flags)")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Commands:")
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintf(w, "  %-14s %s\n", "help", "show this list")
-}
-
-// newFlagSet makes a subcommand's flag set that reports errors instead of exiting.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("gibbon "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
-
-// parseInterspersed parses a command line whose flags may follow its arguments
-// (gibbon attack --model M IMAGE -o out.png) and returns the arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for rest := args; ; {
-		if err := parseFlags(fs, rest); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
-	}
-}
-
-// runFunc runs a command or subcommand.
-type runFunc = func(ctx context.Context, args []string, stdout, stderr io.Writer) error
-
-// runSubcommand runs the subcommand args[0] names of command cmd (bench, models,
-// runtime) with the rest of args; -h prints usage.
-func runSubcommand(ctx context.Context, cmd, usage string, subs map[string]runFunc, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{cmd + " needs a subcommand: " + usage}
-	}
-	if run, ok := subs[args[0]]; ok {
-		return run(ctx, args[1:], stdout, stderr)
-	}
-	switch args[0] {
-	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, "Usage:", usage)
-		return nil
-	}
-	return usageError{fmt.Sprintf("unknown %s subcommand %q: %s", cmd, args[0], usage)}
-}
-
-// parseFlags parses and turns flag errors into usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	return nil
+	os.Exit(code)
 }

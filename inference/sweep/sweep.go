@@ -5,7 +5,7 @@
 //
 // Work is batched across images and ε values together: one gradient pass carries
 // every (image, ε) pair of a batch, each row inside its own L∞ ball (see Attack). The
-// package knows nothing of HTTP or files; cmd_sweep.go and server/ adapt it.
+// package knows nothing of HTTP or files; cli/sweep.go and server/ adapt it.
 package sweep
 
 import (

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -12,7 +12,7 @@ type command struct {
 }
 
 // commands lists every subcommand, in the order `gibbon help` shows them.
-// Each command lives in its own cmd_<name>.go file.
+// Each command lives in its own file, named for it.
 func commands() []command {
 	return []command{
 		{"serve", "serve the web app on localhost:8080 with the built-in models (and --models DIR)", cmdServe},
