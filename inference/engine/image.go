@@ -19,7 +19,7 @@ type Image struct {
 	// entry's original, replayed — with no centring, cropping or resizing.
 	Exact bool
 	// MaxPixels bounds what is decoded (0: inference's default bound).
-	MaxPixels int
+	MaxPixels int64
 }
 
 // Clean is the image on the attacked models' grid, and how it got there.
@@ -34,7 +34,7 @@ type Clean struct {
 }
 
 // maxDecodePixels bounds an image when the caller gives no bound.
-const maxDecodePixels = 40_000_000
+const maxDecodePixels int64 = 40_000_000
 
 // loadImage decodes and preprocesses img for grid g's contract and puts it on
 // the grid: the clean image is exactly what its PNG holds.

@@ -1,0 +1,29 @@
+package inference
+
+import (
+	"fmt"
+	"strings"
+)
+
+// LayoutOrDefault is the contract's layout in capitals, NCHW when unset.
+func (c InputContract) LayoutOrDefault() string {
+	if l := strings.ToUpper(c.Layout); l != "" {
+		return l
+	}
+	return "NCHW"
+}
+
+// SameTensor reports whether two models take the same tensor for an image: same
+// layout, size, channels, colour order, pixel range and resize policy. Mean/std may
+// differ (attack adapters fold them into the graphs).
+func (c InputContract) SameTensor(o InputContract) bool {
+	return c.LayoutOrDefault() == o.LayoutOrDefault() && c.Channels == o.Channels && c.Height == o.Height &&
+		c.Width == o.Width && c.PixelRange() == o.PixelRange() && strings.EqualFold(c.Color, o.Color) &&
+		strings.EqualFold(c.resize(), o.resize()) && c.CropPct == o.CropPct
+}
+
+// Describe says what the model takes, for messages: "28×28 gray images on [0,1]".
+func (c InputContract) Describe() string {
+	r := c.PixelRange()
+	return fmt.Sprintf("%d×%d %s images on [%g,%g]", c.Width, c.Height, strings.ToLower(c.Color), r[0], r[1])
+}
