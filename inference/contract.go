@@ -13,14 +13,17 @@ func (c InputContract) LayoutOrDefault() string {
 	return "NCHW"
 }
 
-// SameTensor reports whether two models take the same tensor for an image: same
+// TensorKey is equal for contracts that make the same tensor from an image: same
 // layout, size, channels, colour order, pixel range and resize policy. Mean/std may
 // differ (attack adapters fold them into the graphs).
-func (c InputContract) SameTensor(o InputContract) bool {
-	return c.LayoutOrDefault() == o.LayoutOrDefault() && c.Channels == o.Channels && c.Height == o.Height &&
-		c.Width == o.Width && c.PixelRange() == o.PixelRange() && strings.EqualFold(c.Color, o.Color) &&
-		strings.EqualFold(c.resize(), o.resize()) && c.CropPct == o.CropPct
+func (c InputContract) TensorKey() string {
+	r := c.PixelRange()
+	return fmt.Sprintf("%s %dx%dx%d %s [%g,%g] %s %g", c.LayoutOrDefault(), c.Channels, c.Height, c.Width,
+		strings.ToUpper(c.Color), r[0], r[1], strings.ToLower(c.resize()), c.CropPct)
 }
+
+// SameTensor reports whether two models take the same tensor for an image (see TensorKey).
+func (c InputContract) SameTensor(o InputContract) bool { return c.TensorKey() == o.TensorKey() }
 
 // Describe says what the model takes, for messages: "28×28 gray images on [0,1]".
 func (c InputContract) Describe() string {
