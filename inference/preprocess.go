@@ -164,6 +164,15 @@ func (c InputContract) Check() error {
 	return nil
 }
 
+// NormalizeNote describes the contract's mean/std normalisation (", then (x − mean
+// …) / std … per channel"), or "" without one.
+func (c InputContract) NormalizeNote() string {
+	if len(c.Mean) == 0 && len(c.Std) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", then (x − mean %s) / std %s per channel", floatsString(c.Mean, 0), floatsString(c.Std, 1))
+}
+
 // valueRange is Range, with the zero value meaning [0, 1].
 func (c InputContract) valueRange() (lo, hi float64) {
 	if c.Range == [2]float64{} {
@@ -277,10 +286,7 @@ func (p *Picture) Preprocess(c InputContract) (*Preprocessed, error) {
 	t := packTensor(planes, c)
 	lo, hi := c.valueRange()
 	desc := fmt.Sprintf("tensor %s %s, pixel values in [%g, %g]", shapeString(t.Shape), strings.ToUpper(c.Layout), lo, hi)
-	if len(c.Mean) > 0 || len(c.Std) > 0 {
-		desc += fmt.Sprintf(", then (x − mean %s) / std %s per channel", floatsString(c.Mean, 0), floatsString(c.Std, 1))
-	}
-	steps = append(steps, desc)
+	steps = append(steps, desc+c.NormalizeNote())
 	disp, err := TensorImage(t, c)
 	if err != nil {
 		return nil, err

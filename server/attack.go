@@ -21,7 +21,6 @@ const attackSocketPath = "/api/attack/ws"
 // explorer is the explorer's state shared by every connection.
 type explorer struct {
 	cfg   AttackConfig
-	nets  AttackNets
 	queue *runQueue
 	// running counts runs between their start message and their end, queued ones
 	// included; runs counts every run begun; sessions counts open websockets
@@ -37,7 +36,7 @@ type explorer struct {
 
 func newExplorer(d AttackDeps) *explorer {
 	cfg := d.Config.withDefaults()
-	return &explorer{cfg: cfg, nets: d.Nets, queue: newRunQueue(cfg.MaxRuns, cfg.MaxQueue), clients: map[string]int{}}
+	return &explorer{cfg: cfg, queue: newRunQueue(cfg.MaxRuns, cfg.MaxQueue), clients: map[string]int{}}
 }
 
 // admit counts a websocket of client, unless it holds the most it may already.
@@ -95,7 +94,7 @@ func (s *Server) attackPage(c echo.Context) views.AttackPage {
 	}
 	for _, m := range s.models.Classifiers() {
 		page.Models = append(page.Models, views.AttackModel{Name: m.Name, Architecture: m.Architecture, Robust: m.Robust,
-			Input: describeInput(m.Input), InputKey: inputKey(m.Input), Channels: m.Input.Channels, Labels: m.Labels})
+			Input: m.Input.Describe(), InputKey: m.Input.TensorKey(), Channels: m.Input.Channels, Labels: m.Labels})
 	}
 	for _, k := range defense.Kinds {
 		page.Defences = append(page.Defences, views.DefenceKind{ID: k.ID, Label: k.Label, Param: k.Param, Unit: k.Unit,

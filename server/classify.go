@@ -162,11 +162,15 @@ func (s *Server) classify(c echo.Context) (*views.Result, error) {
 	classifiers := s.models.Classifiers()
 	var imageErrs []error
 	for _, m := range classifiers {
-		key := fmt.Sprintf("%+v", m.Input)
+		key := fmt.Sprintf("%+v", m.Input.Unnormalized()) + m.Input.NormalizeNote()
 		p, ok := cache[key]
 		if !ok {
 			start := time.Now()
-			pre, err := pic.Preprocess(m.Input)
+			// The zoo's classifiers take the pixel range: mean/std are in their graphs.
+			pre, err := pic.Preprocess(m.Input.Unnormalized())
+			if err == nil && len(pre.Steps) > 0 {
+				pre.Steps[len(pre.Steps)-1] += m.Input.NormalizeNote()
+			}
 			p = &prepared{pre: pre, err: err, ms: millis(time.Since(start))}
 			if err == nil {
 				p.url, p.err = pngDataURL(pre.Display)
@@ -195,7 +199,7 @@ func (s *Server) classify(c echo.Context) (*views.Result, error) {
 			res.Models = append(res.Models, mr)
 			continue
 		}
-		for _, pr := range m.TopK(probs, topK) {
+		for _, pr := range m.TopK(probs[0], topK) {
 			mr.Top = append(mr.Top, views.Score{Label: pr.Label, Index: pr.Index, Prob: float64(pr.Prob)})
 		}
 		res.Models = append(res.Models, mr)

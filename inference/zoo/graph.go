@@ -124,3 +124,20 @@ func dimsString(s []int64) string {
 	}
 	return "[" + strings.Join(parts, ", ") + "]"
 }
+
+// imageName is the image input's name: the contract's, or the graph's only input.
+func imageName(m *onnx.ModelProto, c inference.InputContract) string {
+	if c.Name != "" {
+		return c.Name
+	}
+	inits := map[string]bool{}
+	for _, t := range m.Graph.Initializer {
+		inits[t.GetName()] = true
+	}
+	for _, v := range m.Graph.Input {
+		if !inits[v.GetName()] {
+			return v.GetName()
+		}
+	}
+	return ""
+}

@@ -171,6 +171,21 @@ func (z *Zoo) Names(task string) []string {
 	return out
 }
 
+// Available lists the names of the models with the given task ("" for all) that
+// have not failed to load: loaded ones and ones not tried yet, in order.
+func (z *Zoo) Available(task string) []string {
+	var out []string
+	for _, s := range z.slots {
+		s.mu.Lock()
+		failed := s.err != nil
+		s.mu.Unlock()
+		if !failed && (task == "" || s.entry.Task == task) {
+			out = append(out, s.entry.Name)
+		}
+	}
+	return out
+}
+
 // All is every loaded model, classifiers and attack networks.
 func (z *Zoo) All() []*Model { return z.loaded("") }
 
@@ -249,7 +264,15 @@ type Model struct {
 
 	net *attack.ONNXModel // classifiers
 	gen *attack.Network   // attack networks
+	// input and output are the graph's own names for the image and the result.
+	input, output string
 }
+
+// InputName is the graph input the image goes to.
+func (m *Model) InputName() string { return m.input }
+
+// OutputName is the graph output Gibbon reads (the scores, for a classifier).
+func (m *Model) OutputName() string { return m.output }
 
 // Net is a classifier as attacks and defences see it: logits and input gradients
 // for images on its pixel range. Nil for an attack network.
@@ -347,7 +370,7 @@ func loadModel(ctx context.Context, rt *inference.Runtime, src inference.ModelSo
 	if err := checkGraph(graph, e.Input); err != nil {
 		return nil, err
 	}
-	m := &Model{ModelEntry: e, Source: src.Name, Labels: labels, Bytes: int64(len(data))}
+	m := &Model{ModelEntry: e, Source: src.Name, Labels: labels, Bytes: int64(len(data)), input: imageName(graph, e.Input), output: graph.Graph.Output[0].GetName()}
 	c := e.Input
 	if e.Task == inference.TaskAttackNetwork {
 		if len(c.Mean) > 0 || len(c.Std) > 0 {
