@@ -153,11 +153,18 @@ func (s *Server) request(msg startMsg) (*runRequest, error) {
 	width := float64(rng[1] - rng[0])
 	p.Eps = msg.Eps / 255 * width
 	p.Alpha = msg.Alpha / 255 * width
-	if m, err := attack.ParseMethod(p.Attack); err == nil && m == attack.FGSM {
-		p.Steps = 1 // one step, whatever the form says
-	}
-	if p.Steps > cfg.MaxSteps {
-		return nil, bad("Steps must be between 1 and %d (the explorer's cap per run), not %d.", cfg.MaxSteps, p.Steps)
+	if m, err := attack.ParseMethod(p.Attack); err == nil {
+		if m == attack.FGSM {
+			p.Steps = 1 // one step, whatever the form says
+		}
+		what := "Steps"
+		if m.BlackBox() {
+			what = "Queries"
+		}
+		// The page always says how many: 0 is not "the default" here.
+		if p.Steps < 1 || p.Steps > cfg.MaxSteps {
+			return nil, bad("%s must be between 1 and %d (the explorer's cap per run), not %d.", what, cfg.MaxSteps, p.Steps)
+		}
 	}
 	switch mode := strings.TrimSpace(msg.TargetMode); {
 	case mode == string(attack.LeastLikely):

@@ -91,6 +91,7 @@ func (r *run) execute(ctx context.Context, image []byte) {
 		}
 	}
 	r.book()
+	r.ss.ended(r)
 	switch {
 	case err == nil:
 		r.finished.Store(true)

@@ -246,15 +246,21 @@ func (ss *wsSession) launch(req *runRequest, image []byte, received time.Time) {
 		defer ss.runs.Done()
 		defer cancel()
 		r.execute(ctx, image)
-		ss.mu.Lock()
-		if ss.active != nil && ss.active.run == r {
-			ss.active = nil
-		}
-		if r.finished.Load() || r.stopped() {
-			ss.last = r
-		}
-		ss.mu.Unlock()
+		ss.ended(r)
 	}()
+}
+
+// ended frees the session for its next run; a run calls it before its last
+// message, so a client that starts again on reading it is not refused.
+func (ss *wsSession) ended(r *run) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.active != nil && ss.active.run == r {
+		ss.active = nil
+	}
+	if r.record != nil {
+		ss.last = r
+	}
 }
 
 // stop cancels the run in progress, if any, saying why.

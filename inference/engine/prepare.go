@@ -100,7 +100,7 @@ func (p *Prepared) resolveAttack(ctx context.Context, z *zoo.Zoo) error {
 	plan := p.Plan
 	var contract inference.InputContract
 	if name := plan.Network(); name != "" {
-		net, err := getModel(ctx, z, name, inference.TaskAttackNetwork, "attack network")
+		net, err := getModel(ctx, z, name, inference.TaskAttackNetwork, "to run")
 		if err != nil {
 			return err
 		}
@@ -108,7 +108,7 @@ func (p *Prepared) resolveAttack(ctx context.Context, z *zoo.Zoo) error {
 		p.use(net, true)
 	} else {
 		for _, name := range plan.Models {
-			m, err := getModel(ctx, z, name, inference.TaskClassifier, "classifier to attack")
+			m, err := getModel(ctx, z, name, inference.TaskClassifier, "to attack")
 			if err != nil {
 				return err
 			}
@@ -192,7 +192,7 @@ func (p *Prepared) watch(ctx context.Context, z *zoo.Zoo, d Defence) (*Watch, er
 	if err != nil {
 		return nil, err
 	}
-	m, err := getModel(ctx, z, d.Model, inference.TaskClassifier, "classifier to watch")
+	m, err := getModel(ctx, z, d.Model, inference.TaskClassifier, "to watch")
 	if err != nil {
 		return nil, err
 	}
@@ -288,10 +288,19 @@ func (p *Prepared) use(m *zoo.Model, attacked bool) {
 	p.models = append(p.models, gallery.ModelRef{Name: m.Name, SHA256: strings.ToLower(m.SHA256), Attacked: attacked})
 }
 
-// getModel loads a model of the given task from the zoo, or says why not.
-func getModel(ctx context.Context, z *zoo.Zoo, name, task, role string) (*zoo.Model, error) {
-	if _, ok := z.Entry(name); !ok {
-		return nil, invalid("There is no %s called %q.", role, clip(name))
+// getModel loads a model of the given task from the zoo ("to attack", "to watch"
+// say what for), or says why not.
+func getModel(ctx context.Context, z *zoo.Zoo, name, task, purpose string) (*zoo.Model, error) {
+	what := "classifier"
+	if task == inference.TaskAttackNetwork {
+		what = "attack network"
+	}
+	e, ok := z.Entry(name)
+	if !ok {
+		return nil, invalid("There is no %s called %q %s.", what, clip(name), purpose)
+	}
+	if e.Task != task {
+		return nil, invalid("%s is an %s, not a %s %s.", name, strings.ReplaceAll(e.Task, "-", " "), what, purpose)
 	}
 	m, err := z.Get(ctx, name)
 	if err != nil {
@@ -299,9 +308,6 @@ func getModel(ctx context.Context, z *zoo.Zoo, name, task, role string) (*zoo.Mo
 			return nil, ctx.Err()
 		}
 		return nil, invalid("Model %s cannot be used here: %v.", name, err)
-	}
-	if m.Task != task {
-		return nil, invalid("%s is a %s, not a %s.", name, m.Task, role)
 	}
 	return m, nil
 }

@@ -84,6 +84,7 @@ func (p *Prepared) Run(ctx context.Context, onFrame FrameFunc) (*Record, error) 
 	case err == nil:
 		return r.rec, nil
 	case errors.Is(err, errStopAfter):
+		r.rec.finish(r.last)
 		r.rec.stop("The run stopped where the recorded run stopped.")
 		return r.rec, nil
 	case r.last == nil:
@@ -91,6 +92,7 @@ func (p *Prepared) Run(ctx context.Context, onFrame FrameFunc) (*Record, error) 
 	case ctx.Err() != nil:
 		// Keep what was recorded: the record ends at its last frame, and its plan
 		// replays exactly that far.
+		r.rec.finish(r.last)
 		r.rec.stop(stopReason(ctx))
 		return r.rec, err
 	}
