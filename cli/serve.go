@@ -16,6 +16,7 @@ import (
 
 	"gibbon/gallery"
 	"gibbon/inference"
+	"gibbon/inference/zoo"
 	"gibbon/models"
 	"gibbon/server"
 )
@@ -167,7 +168,8 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	defer rt.Close()
 	start := time.Now()
-	reg, err := inference.LoadRegistry(ctx, rt, sources...)
+	// The process's one zoo: every model read, checksummed and opened once, here.
+	reg, err := zoo.Load(ctx, rt, sources...)
 	if err != nil {
 		return err
 	}
@@ -179,11 +181,8 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		"problems", len(reg.Problems()), "ms", time.Since(start).Milliseconds(), "runtime", rt.LibPath(),
 		"ep", rt.EP(), "runs_on", runsOn(reg.All()), "data", dataDirFor(cfg.DataDir))
 
-	// The attack explorer adapts models on first use; their sessions close before the runtime's.
-	nets := server.NewAttackNets(rt, sources...)
-	defer nets.Close()
 	srv, err := server.New(server.Deps{Config: cfg.Server, Log: log, Models: reg, Samples: samples, Gallery: store,
-		Attack: server.AttackDeps{Config: cfg.Attack, Nets: nets}})
+		Attack: server.AttackDeps{Config: cfg.Attack, Enabled: true}})
 	if err != nil {
 		return err
 	}
@@ -192,11 +191,11 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 
 // runsOn sums up where the models' sessions run: "cpu" when all do, else
 // "cuda: a, b; cpu: c".
-func runsOn(ms []*inference.Model) string {
+func runsOn(ms []*zoo.Model) string {
 	by := map[string][]string{}
 	var order []string
 	for _, m := range ms {
-		p := m.Session().Provider()
+		p := m.Provider()
 		if by[p] == nil {
 			order = append(order, p)
 		}

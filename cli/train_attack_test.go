@@ -11,6 +11,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/mnist"
 	"gibbon/inference/train"
+	"gibbon/inference/zoo"
 )
 
 func TestTrainAttackCommandLines(t *testing.T) {
@@ -129,7 +130,7 @@ func TestTrainAttackOnAUsersClassifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := inference.LoadRegistry(context.Background(), rt, inference.ModelSource{Name: user, FS: os.DirFS(user)})
+	reg, err := zoo.Load(context.Background(), rt, inference.ModelSource{Name: user, FS: os.DirFS(user)})
 	if err != nil {
 		rt.Close()
 		t.Fatal(err)
