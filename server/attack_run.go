@@ -38,6 +38,7 @@ type run struct {
 
 	mu         sync.Mutex
 	loss       []float64 // by recorded frame
+	conf       [][]guess // by recorded frame: each defence's guess
 	lossSent   int
 	firstFrame time.Time
 	framesSent int
@@ -168,6 +169,7 @@ func (r *run) attack(ctx context.Context) error {
 	rec, err := r.prep.Run(ctx, func(f *engine.Frame) error {
 		r.mu.Lock()
 		r.loss = append(r.loss, f.Loss)
+		r.conf = append(r.conf, guessesOf(f.Verdicts))
 		snap := &snapshot{run: r, f: f, idx: len(r.loss) - 1}
 		r.mu.Unlock()
 		if f.Final {
@@ -332,6 +334,10 @@ type frameMsg struct {
 	Queries  int            `json:"queries,omitempty"`
 	LossFrom int            `json:"loss_from"`
 	Loss     []*float64     `json:"loss"`
+	// Conf are the same recorded steps' guesses, one per defence: the top class,
+	// its probability and the true class's (the confidence chart).
+	Conf  [][]guess   `json:"conf"`
+	Heads []headState `json:"heads,omitempty"`
 	Linf     int            `json:"linf"` // /255 steps, on the images sent
 	Pred     string         `json:"pred,omitempty"`
 	Gain     float64        `json:"gain"`
@@ -348,6 +354,36 @@ type frameTiming struct {
 	StepMS    float64               `json:"step_ms"`
 	EncodeMS  float64               `json:"encode_ms"`
 	Providers []engine.PassProvider `json:"providers"`
+}
+
+// guess is a defence's top class on a step, and the true class's probability.
+type guess struct {
+	Label    string   `json:"label"`
+	Prob     float64  `json:"prob"`
+	TrueProb *float64 `json:"true_prob,omitempty"`
+}
+
+func guessesOf(vs []engine.Verdict) []guess {
+	out := make([]guess, len(vs))
+	for i, v := range vs {
+		if len(v.Top) == 0 {
+			continue
+		}
+		out[i] = guess{Label: v.Top[0].Label, Prob: float64(v.Top[0].Prob)}
+		if !math.IsNaN(v.TrueProb) {
+			tp := v.TrueProb
+			out[i].TrueProb = &tp
+		}
+	}
+	return out
+}
+
+// headState is an attack network head's image as each defence sees it.
+type headState struct {
+	Label    string         `json:"label"`
+	Linf     int            `json:"linf"`
+	Chosen   bool           `json:"chosen,omitempty"`
+	Defences []defenceState `json:"defences"`
 }
 
 type defenceState struct {
@@ -396,21 +432,13 @@ func (r *run) renderFrame(snap *snapshot, gain float64) ([]byte, error) {
 	if f.Pred >= 0 && f.Pred < len(p.Labels) {
 		m.Pred = p.Labels[f.Pred]
 	}
-	for i, d := range p.Defences {
-		v := f.Verdicts[i]
-		if f.Errors[i] != "" || len(v.Top) == 0 {
-			m.Defences = append(m.Defences, defenceState{Error: f.Errors[i]})
-			continue
+	m.Defences = r.defenceStates(f.Verdicts, f.Errors)
+	for k, hd := range f.Heads {
+		hs := headState{Label: hd.Label, Linf: hd.Linf, Chosen: k == f.Chosen, Defences: m.Defences}
+		if k != f.Chosen {
+			hs.Defences = r.defenceStates(hd.Verdicts, nil)
 		}
-		st := defenceState{Top: topScores(v.Top)}
-		if len(d.Clean) > 0 {
-			st.Flipped = v.Top[0].Index != d.Clean[0].Index
-		}
-		if !math.IsNaN(v.TrueProb) {
-			tp := v.TrueProb
-			st.TrueProb = &tp
-		}
-		m.Defences = append(m.Defences, st)
+		m.Heads = append(m.Heads, hs)
 	}
 	m.Timing = frameTiming{ElapsedMS: millis(f.Elapsed), EncodeMS: millis(enc), Providers: p.Providers()}
 	if f.Seq >= 0 {
@@ -422,6 +450,7 @@ func (r *run) renderFrame(snap *snapshot, gain float64) ([]byte, error) {
 	m.LossFrom = from
 	end := min(idx+1, len(r.loss))
 	m.Loss = jsonFloats(r.loss[from:end])
+	m.Conf = r.conf[from:end]
 	r.lossSent = end
 	r.framesDrwn++
 	r.encode += enc
@@ -430,6 +459,31 @@ func (r *run) renderFrame(snap *snapshot, gain float64) ([]byte, error) {
 	}
 	r.mu.Unlock()
 	return packBinary(&m, func(im []frameImage) { m.Images = im }, parts)
+}
+
+// defenceStates are verdicts as the page shows them, flips marked against each
+// defence's clean verdict.
+func (r *run) defenceStates(vs []engine.Verdict, errs []string) []defenceState {
+	out := make([]defenceState, len(r.prep.Defences))
+	for i, d := range r.prep.Defences {
+		v := vs[i]
+		if len(v.Top) == 0 {
+			if errs != nil {
+				out[i].Error = errs[i]
+			}
+			continue
+		}
+		st := defenceState{Top: topScores(v.Top)}
+		if len(d.Clean) > 0 {
+			st.Flipped = v.Top[0].Index != d.Clean[0].Index
+		}
+		if !math.IsNaN(v.TrueProb) {
+			tp := v.TrueProb
+			st.TrueProb = &tp
+		}
+		out[i] = st
+	}
+	return out
 }
 
 // frameSent counts a frame the client was sent.

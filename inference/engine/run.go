@@ -51,6 +51,9 @@ type Head struct {
 	Label  string // "ε 0.3 (76.5/255)"
 	Levels []uint8
 	Linf   int // levels
+	// Verdicts are each defence's view of this head's image; nil for the chosen
+	// head, whose verdicts are the frame's own.
+	Verdicts []Verdict
 }
 
 // FrameFunc receives each recorded frame; Adv and the verdicts are the caller's to
@@ -207,6 +210,23 @@ func (r *runner) network(ctx context.Context) error {
 		f.Heads = append(f.Heads, Head{Eps: e, Label: "ε " + attack.FormatEps(float32(e), rng), Levels: lv, Linf: LinfLevels(lv, p.Clean.Levels)})
 	}
 	f.Adv = f.Heads[p.head].Levels
+	// Every head faces the defences, so the page can compare the budgets.
+	for k := range f.Heads {
+		if k == p.head {
+			continue // the frame's own verdicts
+		}
+		x := p.Grid.Tensor(f.Heads[k].Levels)
+		for _, w := range p.Defences {
+			v, err := w.verdict(ctx, x, p.Label)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				v = Verdict{TrueProb: math.NaN()}
+			}
+			f.Heads[k].Verdicts = append(f.Heads[k].Verdicts, v)
+		}
+	}
 	if err := r.emit(ctx, f); err != nil {
 		return err
 	}
