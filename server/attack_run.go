@@ -324,20 +324,20 @@ func (r *run) sendStarted() error {
 
 // frameMsg is one frame's JSON header.
 type frameMsg struct {
-	Type     string         `json:"type"`
-	Run      int            `json:"run"`
-	Seq      int            `json:"seq"`
-	Step     int            `json:"step"`
-	Steps    int            `json:"steps"`
-	Final    bool           `json:"final,omitempty"`
-	Diverse  bool           `json:"diverse,omitempty"`
-	Queries  int            `json:"queries,omitempty"`
-	LossFrom int            `json:"loss_from"`
-	Loss     []*float64     `json:"loss"`
+	Type     string     `json:"type"`
+	Run      int        `json:"run"`
+	Seq      int        `json:"seq"`
+	Step     int        `json:"step"`
+	Steps    int        `json:"steps"`
+	Final    bool       `json:"final,omitempty"`
+	Diverse  bool       `json:"diverse,omitempty"`
+	Queries  int        `json:"queries,omitempty"`
+	LossFrom int        `json:"loss_from"`
+	Loss     []*float64 `json:"loss"`
 	// Conf are the same recorded steps' guesses, one per defence: the top class,
 	// its probability and the true class's (the confidence chart).
-	Conf  [][]guess   `json:"conf"`
-	Heads []headState `json:"heads,omitempty"`
+	Conf     [][]guess      `json:"conf"`
+	Heads    []headState    `json:"heads,omitempty"`
 	Linf     int            `json:"linf"` // /255 steps, on the images sent
 	Pred     string         `json:"pred,omitempty"`
 	Gain     float64        `json:"gain"`
