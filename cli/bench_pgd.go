@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"gibbon/inference"
 	"gibbon/inference/archs"
@@ -57,16 +56,13 @@ func (b benchModel) adapt(ctx context.Context, rt *inference.Runtime) (*attack.O
 }
 
 func benchFlops(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench flops", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon bench flops [--arch NAMES] [MODEL.onnx|BUILTIN...]")
-		fmt.Fprintln(stderr, "Counts the arithmetic of attacking each model, per image: its forward pass, the")
-		fmt.Fprintln(stderr, "gradient graph attacks run (forward, loss, backward to the input) and PGD-10 (10")
-		fmt.Fprintln(stderr, "gradient passes and one forward pass). Conv, ConvTranspose, Gemm and MatMul")
-		fmt.Fprintln(stderr, "multiply-adds are counted (2 FLOPs each) from the shapes of one run; the rest of the")
-		fmt.Fprintln(stderr, "work is memory-bound and left out. Architectures: "+archNames())
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("bench flops", stderr,
+		"Usage: gibbon bench flops [--arch NAMES] [MODEL.onnx|BUILTIN...]",
+		"Counts the arithmetic of attacking each model, per image: its forward pass, the",
+		"gradient graph attacks run (forward, loss, backward to the input) and PGD-10 (10",
+		"gradient passes and one forward pass). Conv, ConvTranspose, Gemm and MatMul",
+		"multiply-adds are counted (2 FLOPs each) from the shapes of one run; the rest of the",
+		"work is memory-bound and left out. Architectures: "+archNames())
 	arch := fs.String("arch", "", "comma-separated architectures built with random weights (e.g. mobilenetv2)")
 	seed := fs.Uint64("seed", 1, "weight seed for --arch")
 	rf := addRuntimeFlags(fs)
@@ -82,8 +78,7 @@ func benchFlops(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer rt.Close()
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "model\tforward GFLOP\tgradient graph GFLOP\tbackward GFLOP\tPGD-10 GFLOP\tcounted ops\t")
+	t := newNumberTable("model", "forward GFLOP", "gradient graph GFLOP", "backward GFLOP", "PGD-10 GFLOP", "counted ops")
 	for _, b := range picked {
 		a, err := countModel(ctx, rt, b)
 		if err != nil {
@@ -93,10 +88,10 @@ func benchFlops(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		for _, op := range a.Gradient.Ops() {
 			ops = append(ops, fmt.Sprintf("%s %d", op, a.Gradient.Nodes[op]))
 		}
-		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.2f\t%s\t\n", b.name, a.Forward.PerImage()/1e9, a.Gradient.PerImage()/1e9,
+		t.addf("%s\t%.3f\t%.3f\t%.3f\t%.2f\t%s", b.name, a.Forward.PerImage()/1e9, a.Gradient.PerImage()/1e9,
 			a.Backward()/1e9, a.PerImage(10, 1)/1e9, strings.Join(ops, ", "))
 	}
-	if err := tw.Flush(); err != nil {
+	if err := t.write(stdout); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "per image; 1 GFLOP = 1e9 floating-point operations, a multiply-add counting 2")
@@ -129,16 +124,13 @@ func archList() []string {
 func archNames() string { return strings.Join(archList(), ", ") }
 
 func benchPGD(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench pgd", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon bench pgd [--arch NAMES] [--batch 1,32] [--reps N] [--peak GFLOPS] [MODEL...]")
-		fmt.Fprintln(stderr, "Times PGD-10 (ε 8/255, 10 gradient steps and the end point's forward pass) on each")
-		fmt.Fprintln(stderr, "model and prints images per second, the arithmetic rate it reaches (FLOPs counted as")
-		fmt.Fprintln(stderr, "`gibbon bench flops` does) and, with --peak, its share of the machine's FLOP limit.")
-		fmt.Fprintln(stderr, "Medians over the timed runs, by wall time and by this process's CPU time (steadier")
-		fmt.Fprintln(stderr, "on a shared machine). Architectures: "+archNames())
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("bench pgd", stderr,
+		"Usage: gibbon bench pgd [--arch NAMES] [--batch 1,32] [--reps N] [--peak GFLOPS] [MODEL...]",
+		"Times PGD-10 (ε 8/255, 10 gradient steps and the end point's forward pass) on each",
+		"model and prints images per second, the arithmetic rate it reaches (FLOPs counted as",
+		"`gibbon bench flops` does) and, with --peak, its share of the machine's FLOP limit.",
+		"Medians over the timed runs, by wall time and by this process's CPU time (steadier",
+		"on a shared machine). Architectures: "+archNames())
 	arch := fs.String("arch", "mobilenetv2", "comma-separated architectures built with random weights (empty: only MODEL arguments)")
 	batches := fs.String("batch", "1,32", "comma-separated batch sizes")
 	reps := fs.Int("reps", 3, "timed runs per model and batch (after one warm-up run)")
@@ -178,16 +170,14 @@ func benchPGD(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer rt.Close()
 	fmt.Fprintf(stderr, "ONNX Runtime %s, %s requested, %d intra-op thread(s), %d timed runs after a warm-up\n", rt.Version(), rt.EP(), *threads, *reps)
 
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := "model\tbatch\truns on\tGFLOP/image\timages/s\tGFLOP/s\t"
+	t := newNumberTable("model", "batch", "runs on", "GFLOP/image", "images/s", "GFLOP/s")
 	cpu := cpuTime() > 0
 	if cpu {
-		head += "images/s (CPU time)\tGFLOP/s (CPU time)\t"
+		t.rows[0] = append(t.rows[0], "images/s (CPU time)", "GFLOP/s (CPU time)")
 	}
 	if *peak > 0 {
-		head += "of peak\t"
+		t.rows[0] = append(t.rows[0], "of peak")
 	}
-	fmt.Fprintln(tw, head)
 	for _, b := range picked {
 		fmt.Fprintf(stderr, "%s: counting and building...\n", b.name)
 		r, err := timePGD(ctx, rt, b, bs, *reps)
@@ -195,19 +185,19 @@ func benchPGD(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		for _, row := range r {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%.2f\t%.2f\t%.1f\t", b.name, row.batch, row.ep, row.flops/1e9, row.wallRate, row.wallRate*row.flops/1e9)
+			line := fmt.Sprintf("%s\t%d\t%s\t%.2f\t%.2f\t%.1f", b.name, row.batch, row.ep, row.flops/1e9, row.wallRate, row.wallRate*row.flops/1e9)
 			best := row.wallRate
 			if cpu {
-				fmt.Fprintf(tw, "%.2f\t%.1f\t", row.cpuRate, row.cpuRate*row.flops/1e9)
+				line += fmt.Sprintf("\t%.2f\t%.1f", row.cpuRate, row.cpuRate*row.flops/1e9)
 				best = row.cpuRate
 			}
 			if *peak > 0 {
-				fmt.Fprintf(tw, "%.0f%%\t", 100*best*row.flops/1e9 / *peak)
+				line += fmt.Sprintf("\t%.0f%%", 100*best*row.flops/1e9 / *peak)
 			}
-			fmt.Fprintln(tw)
+			t.addf("%s", line)
 		}
 	}
-	if err := tw.Flush(); err != nil {
+	if err := t.write(stdout); err != nil {
 		return err
 	}
 	if *peak > 0 {

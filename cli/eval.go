@@ -13,11 +13,8 @@ import (
 )
 
 func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("eval", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon eval [flags] NAME   (clean and PGD accuracy of a model on the MNIST test set)")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("eval", stderr,
+		"Usage: gibbon eval [flags] NAME   (clean and PGD accuracy of a model on the MNIST test set)")
 	dir := fs.String("dir", "models", "folder holding manifest.json and the model")
 	n := fs.Int("n", 10000, "test images to score (the first N)")
 	eps := fs.Float64("eps", train.DefaultPGD.Eps, "PGD budget (L∞, pixels in [0,1])")
@@ -27,17 +24,14 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads")
 	rf := addRuntimeFlags(fs)
 	write := fs.Bool("write", true, "record the metrics in the manifest")
-	if err := parseFlags(fs, args); err != nil {
+	name, err := parseOneArg(fs, args, "model name")
+	if err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError{"eval needs exactly one model name"}
 	}
 	if *n < 1 || *n > 10000 || *steps < 0 || *threads < 1 {
 		return usageError{"--n must be in [1,10000], --steps not negative, --threads at least 1"}
 	}
 	pgd := train.PGDConfig{Eps: *eps, Step: *step, Steps: *steps, RandomStart: true}
-	name := fs.Arg(0)
 	man, err := train.ReadManifest(*dir)
 	if err != nil {
 		return err

@@ -18,19 +18,16 @@ type evalAttackOptions struct {
 	n, batch  int
 	baselines bool
 	write     bool
-	json      bool
+	out       *outputFlags
 	seed      int64
 }
 
 func cmdEvalAttack(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("eval-attack", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon eval-attack [flags] NAME")
-		fmt.Fprintln(stderr, "Scores an attack network on the MNIST test set: success per ε head on the classifiers it was")
-		fmt.Fprintln(stderr, "trained against, on the others (transfer) and on the robust one, beside random noise, PGD-10 and")
-		fmt.Fprintln(stderr, "MI-FGSM at the same ε on the same images, and its speed against PGD-10. Prints markdown tables.")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("eval-attack", stderr,
+		"Usage: gibbon eval-attack [flags] NAME",
+		"Scores an attack network on the MNIST test set: success per ε head on the classifiers it was",
+		"trained against, on the others (transfer) and on the robust one, beside random noise, PGD-10 and",
+		"MI-FGSM at the same ε on the same images, and its speed against PGD-10. Prints markdown tables.")
 	var o evalAttackOptions
 	dir := fs.String("dir", "models", "folder holding manifest.json, the network and the classifiers")
 	fs.IntVar(&o.n, "n", 10000, "test images (the first N)")
@@ -38,14 +35,12 @@ func cmdEvalAttack(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.BoolVar(&o.baselines, "baselines", true, "also run noise, PGD-10 and MI-FGSM (slow: about 20 passes per image and ε)")
 	fs.Int64Var(&o.seed, "seed", 0, "seed of the baselines' random starts and noise")
 	fs.BoolVar(&o.write, "write", true, "record the results in the network's manifest entry (seed 0 only; full results with --n 10000 and baselines, else the first-500 subset numbers only)")
-	fs.BoolVar(&o.json, "json", false, "print the result as JSON instead of markdown")
+	o.out = addOutputFlags(fs, false)
 	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads")
 	rf := addRuntimeFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	name, err := parseOneArg(fs, args, "attack network name")
+	if err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError{"eval-attack needs exactly one attack network name"}
 	}
 	if o.n < 1 || o.n > 10000 || o.batch < 1 || *threads < 1 {
 		return usageError{"--n must be in [1,10000], --batch and --threads at least 1"}
@@ -55,7 +50,7 @@ func cmdEvalAttack(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer rt.Close()
-	return evalAttack(ctx, rt, *dir, fs.Arg(0), o, stdout, stderr)
+	return evalAttack(ctx, rt, *dir, name, o, stdout, stderr)
 }
 
 // evalAttack scores network name of dir's manifest against every classifier there
@@ -146,12 +141,8 @@ func evalAttack(ctx context.Context, rt *inference.Runtime, dir, name string, o 
 	if err != nil {
 		return err
 	}
-	if o.json {
-		if err := writeJSON(stdout, res); err != nil {
-			return err
-		}
-	} else {
-		res.Markdown(stdout)
+	if err := o.out.write(stdout, res, nil, res.Markdown); err != nil {
+		return err
 	}
 	if !o.write {
 		return nil

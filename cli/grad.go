@@ -14,14 +14,11 @@ import (
 // cmdGrad writes the gradient model of a classifier so users can inspect it (Netron,
 // onnx.checker) or run it themselves.
 func cmdGrad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("grad", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon grad MODEL.onnx -o OUT.onnx [--params a,b] [--loss ce|seed] [--input NAME] [--no-input-grad]")
-		fmt.Fprintln(stderr, "Writes MODEL's gradient graph: inputs are the model's image plus label_weights [N,C]")
-		fmt.Fprintln(stderr, "(--loss ce) or logit_seed [N,C] (--loss seed) and the --params; outputs are logits,")
-		fmt.Fprintln(stderr, "loss [N], input_grad and grad_<param> (gradients of the loss summed over the batch).")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("grad", stderr,
+		"Usage: gibbon grad MODEL.onnx -o OUT.onnx [--params a,b] [--loss ce|seed] [--input NAME] [--no-input-grad]",
+		"Writes MODEL's gradient graph: inputs are the model's image plus label_weights [N,C]",
+		"(--loss ce) or logit_seed [N,C] (--loss seed) and the --params; outputs are logits,",
+		"loss [N], input_grad and grad_<param> (gradients of the loss summed over the batch).")
 	out := fs.String("o", "", "where to write the gradient model (required)")
 	params := fs.String("params", "", "comma-separated initializers to differentiate (they become inputs)")
 	loss := fs.String("loss", "ce", "ce: softmax cross-entropy with label_weights; seed: sum(logit_seed*logits)")

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"gibbon/inference"
 	"gibbon/inference/catalog"
@@ -56,18 +56,12 @@ func (f *modelsDirFlags) resolve() (string, catalog.Catalog, error) {
 
 // modelsDir prints the models directory, for `gibbon serve --models "$(gibbon models dir)"`.
 func modelsDir(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("models dir", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon models dir [--models DIR]")
-		fmt.Fprintln(stderr, "Prints the models directory `gibbon models pull` registers into.")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("models dir", stderr,
+		"Usage: gibbon models dir [--models DIR]",
+		"Prints the models directory `gibbon models pull` registers into.")
 	df := addModelsDirFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return usageError{"models dir takes no arguments"}
 	}
 	dir, _, err := df.resolve()
 	if err != nil {
@@ -78,20 +72,14 @@ func modelsDir(_ context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func modelsList(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("models list", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon models list [--available] [--models DIR] [--catalog FILE]")
-		fmt.Fprintln(stderr, "Lists the models registered in your models directory, or with --available the")
-		fmt.Fprintln(stderr, "ImageNet classifiers `gibbon models pull` can fetch.")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("models list", stderr,
+		"Usage: gibbon models list [--available] [--models DIR] [--catalog FILE]",
+		"Lists the models registered in your models directory, or with --available the",
+		"ImageNet classifiers `gibbon models pull` can fetch.")
 	available := fs.Bool("available", false, "list the catalog of downloadable models instead")
 	df := addModelsDirFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return usageError{"models list takes no arguments"}
 	}
 	dir, cat, err := df.resolve()
 	if err != nil {
@@ -105,9 +93,8 @@ func modelsList(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, m := range man.Models {
 		installed[m.Name] = true
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	if *available {
-		fmt.Fprintln(tw, "NAME\tARCHITECTURE\tINPUT\tSIZE\tOPSET\tSTATUS")
+		t := newTable("NAME", "ARCHITECTURE", "INPUT", "SIZE", "OPSET", "STATUS")
 		for _, e := range cat {
 			status := ""
 			switch {
@@ -123,9 +110,9 @@ func modelsList(_ context.Context, args []string, stdout, stderr io.Writer) erro
 			if e.Size > 0 {
 				size = fmt.Sprintf("%.0f MB", float64(e.Size)/1e6)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", e.Name, e.Architecture, contractText(e.Input), size, e.Opset, status)
+			t.add(e.Name, e.Architecture, contractText(e.Input), size, strconv.Itoa(e.Opset), status)
 		}
-		if err := tw.Flush(); err != nil {
+		if err := t.write(stdout); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "\nPull one with `gibbon models pull NAME` (into %s).\n", dir)
@@ -135,15 +122,15 @@ func modelsList(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "No models in %s yet: `gibbon models list --available` shows what `gibbon models pull` can fetch.\n", dir)
 		return nil
 	}
-	fmt.Fprintln(tw, "NAME\tARCHITECTURE\tINPUT\tOUTPUT\tFILE")
+	t := newTable("NAME", "ARCHITECTURE", "INPUT", "OUTPUT", "FILE")
 	for _, m := range man.Models {
 		out := "logits"
 		if !m.OutputsLogits {
 			out = "probabilities"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Architecture, contractText(m.Input), out, m.File)
+		t.add(m.Name, m.Architecture, contractText(m.Input), out, m.File)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := t.write(stdout); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "\n%d model(s) in %s\n", len(man.Models), filepath.Join(dir, catalog.ManifestFile))
@@ -168,18 +155,15 @@ func contractText(c inference.InputContract) string {
 }
 
 func modelsPull(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("models pull", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon models pull [--models DIR] NAME...")
-		fmt.Fprintln(stderr, "       gibbon models pull --from FILE [--sha256 HASH] NAME")
-		fmt.Fprintln(stderr, "Downloads a catalog model (resuming an interrupted download), checks its SHA-256,")
-		fmt.Fprintln(stderr, "prepares it (opset upgrade, dynamic batch, Softmax detection, each checked by running")
-		fmt.Fprintln(stderr, "it in ONNX Runtime) and registers it in DIR/manifest.json with its preprocessing and")
-		fmt.Fprintln(stderr, "the ImageNet labels. --from imports a file you already have; models the catalog")
-		fmt.Fprintln(stderr, "lists as \"pin required\" need --sha256 with a checksum you verified.")
-		fmt.Fprintln(stderr, "Names: gibbon models list --available")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("models pull", stderr,
+		"Usage: gibbon models pull [--models DIR] NAME...",
+		"       gibbon models pull --from FILE [--sha256 HASH] NAME",
+		"Downloads a catalog model (resuming an interrupted download), checks its SHA-256,",
+		"prepares it (opset upgrade, dynamic batch, Softmax detection, each checked by running",
+		"it in ONNX Runtime) and registers it in DIR/manifest.json with its preprocessing and",
+		"the ImageNet labels. --from imports a file you already have; models the catalog",
+		"lists as \"pin required\" need --sha256 with a checksum you verified.",
+		"Names: gibbon models list --available")
 	from := fs.String("from", "", "import this local .onnx file instead of downloading")
 	sum := fs.String("sha256", "", "the file's SHA-256, verified by you (needed for pin-required models)")
 	df := addModelsDirFlags(fs)

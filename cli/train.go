@@ -21,11 +21,8 @@ import (
 )
 
 func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("train", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon train [flags] NAME   (train a built-in MNIST model; see --list)")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("train", stderr,
+		"Usage: gibbon train [flags] NAME   (train a built-in MNIST model; see --list)")
 	dir := fs.String("dir", "models", "folder that receives NAME.onnx and the manifest entry")
 	epochs := fs.Int("epochs", 0, "epochs (0: the recipe's)")
 	seed := fs.Int64("seed", -1, "random seed (-1: the recipe's)")

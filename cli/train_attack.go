@@ -99,30 +99,12 @@ func (c *contractFlags) contract() (inference.InputContract, error) {
 	return ic, nil
 }
 
-func parseFloats(s, flagName string) ([]float64, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	var out []float64
-	for _, p := range strings.Split(s, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil {
-			return nil, fmt.Errorf("%s %q: want comma-separated numbers", flagName, s)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
 func cmdTrainAttack(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("train-attack", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon train-attack --targets A,B [flags]          (against classifiers in --dir's manifest)")
-		fmt.Fprintln(stderr, "       gibbon train-attack --target my.onnx --size 224 --images DIR [flags]   (a classifier of yours)")
-		fmt.Fprintln(stderr, "Trains an attack network: a U-Net that outputs one adversarial image per ε head in one pass,")
-		fmt.Fprintln(stderr, "against several frozen classifiers at once; writes DIR/NAME.onnx and its manifest entry.")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("train-attack", stderr,
+		"Usage: gibbon train-attack --targets A,B [flags]          (against classifiers in --dir's manifest)",
+		"       gibbon train-attack --target my.onnx --size 224 --images DIR [flags]   (a classifier of yours)",
+		"Trains an attack network: a U-Net that outputs one adversarial image per ε head in one pass,",
+		"against several frozen classifiers at once; writes DIR/NAME.onnx and its manifest entry.")
 	var f trainAttackFlags
 	d := attacknet.Defaults
 	fs.StringVar(&f.dir, "dir", "models", "folder with manifest.json: reads --targets there, writes NAME.onnx and its entry there")
@@ -148,11 +130,8 @@ func cmdTrainAttack(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.BoolVar(&f.eval, "eval", true, "MNIST: evaluate afterwards like gibbon eval-attack (success, baselines, speed)")
 	fs.IntVar(&f.evalN, "eval-n", 10000, "MNIST: test images to evaluate on")
 	f.contract.add(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return usageError{fmt.Sprintf("train-attack takes flags only, not %q", fs.Arg(0))}
 	}
 	switch {
 	case (f.targets == "") == (f.targetFiles == ""):
@@ -394,7 +373,7 @@ func cmdTrainAttack(ctx context.Context, args []string, stdout, stderr io.Writer
 		return checkHeldOut(ctx, net, judges, check, contract, stdout)
 	}
 	if f.eval && isMNIST {
-		return evalAttack(ctx, rt, outDir, name, evalAttackOptions{n: f.evalN, batch: 100, baselines: true, write: true}, stdout, stderr)
+		return evalAttack(ctx, rt, outDir, name, evalAttackOptions{n: f.evalN, batch: 100, baselines: true, write: true, out: &outputFlags{}}, stdout, stderr)
 	}
 	return nil
 }
