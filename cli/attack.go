@@ -130,15 +130,12 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	contract := entries[surNames[0]].Input
 	for _, n := range surNames[1:] {
-		if c := entries[n].Input; !sameInputs(c, contract) {
-			return usageError{fmt.Sprintf("%s and %s take different inputs (%s vs %s): an ensemble needs one input form", surNames[0], n, describeInput(contract), describeInput(c))}
+		if c := entries[n].Input; !c.SameTensor(contract) {
+			return usageError{fmt.Sprintf("%s and %s take different inputs (%s vs %s): an ensemble needs one input form", surNames[0], n, contract.Describe(), c.Describe())}
 		}
 	}
 	cfg.Range = contract.PixelRange()
-	cfg.Layout = contract.Layout
-	if cfg.Layout == "" {
-		cfg.Layout = "NCHW"
-	}
+	cfg.Layout = contract.TensorLayout()
 	if err := cfg.Defaults().Validate(); err != nil {
 		return usageError{err.Error()}
 	}
@@ -195,8 +192,8 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	for _, n := range evalNames {
-		if !sameInputs(entries[n].Input, contract) {
-			fmt.Fprintf(stderr, "not judging on %s: it takes %s, the attacked model %s\n", n, describeInput(entries[n].Input), describeInput(contract))
+		if !entries[n].Input.SameTensor(contract) {
+			fmt.Fprintf(stderr, "not judging on %s: it takes %s, the attacked model %s\n", n, entries[n].Input.Describe(), contract.Describe())
 			continue
 		}
 		m, err := load(n)
@@ -314,24 +311,6 @@ func readManifest(src fs.FS, name string) (*inference.Manifest, error) {
 	return m, nil
 }
 
-// sameInputs reports whether two models take the same tensor for an image (mean/std
-// are folded into the graphs, so they may differ).
-func sameInputs(a, b inference.InputContract) bool {
-	la, lb := a.Layout, b.Layout
-	if la == "" {
-		la = "NCHW"
-	}
-	if lb == "" {
-		lb = "NCHW"
-	}
-	return strings.EqualFold(la, lb) && a.Channels == b.Channels && a.Height == b.Height && a.Width == b.Width &&
-		a.PixelRange() == b.PixelRange() && strings.EqualFold(a.Color, b.Color) && a.Resize == b.Resize && a.CropPct == b.CropPct
-}
-
-func describeInput(c inference.InputContract) string {
-	return fmt.Sprintf("%d×%d×%d %s on [%g,%g], resize %s", c.Channels, c.Height, c.Width, c.Color, c.Range[0], c.Range[1], c.Resize)
-}
-
 func attackImage(ctx context.Context, cfg attack.Config, req attack.Request, contract inference.InputContract, path string, f attackFlags, stdout, stderr io.Writer) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -373,7 +352,7 @@ func attackImage(ctx context.Context, cfg attack.Config, req attack.Request, con
 func printAttackImage(w io.Writer, res *attack.Result, req attack.Request, path string, steps []string, contract inference.InputContract, outPNG string) {
 	c := res.Config
 	fmt.Fprintf(w, "%s on %s: ε %s, %s; seed %d\n", c.Method, req.Surrogates[0].Name+moreNames(req.Surrogates), attack.FormatEps(c.Eps, c.Range), describeSteps(c), res.Seed)
-	fmt.Fprintf(w, "image %s (%s) → %s\n", path, strings.Join(steps, "; "), describeInput(contract))
+	fmt.Fprintf(w, "image %s (%s) → %s\n", path, strings.Join(steps, "; "), contract.Describe())
 	if res.Targets != nil {
 		fmt.Fprintf(w, "target class %d\n", res.Targets[0])
 	}
@@ -574,7 +553,7 @@ func imageReport(res *attack.Result, path, out string) attackReport {
 
 func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, contract inference.InputContract, f attackFlags, stdout, stderr io.Writer) error {
 	if contract.Channels != 1 || contract.Height != mnist.Rows || contract.Width != mnist.Cols {
-		return usageError{fmt.Sprintf("mnist-test holds 28×28 gray digits; the attacked model takes %s", describeInput(contract))}
+		return usageError{fmt.Sprintf("mnist-test holds 28×28 gray digits; the attacked model takes %s", contract.Describe())}
 	}
 	test, err := mnist.LoadTest(ctx)
 	if err != nil {

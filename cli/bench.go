@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"gibbon/inference"
 	"gibbon/inference/archs"
 	"gibbon/inference/autodiff"
 	"gibbon/inference/autodiff/gradbench"
@@ -57,16 +58,9 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *top < 1:
 		return usageError{"--top must be at least 1"}
 	}
-	var picked []archs.Arch
-	for _, n := range strings.Split(*arch, ",") {
-		if n = strings.TrimSpace(n); n == "" {
-			continue
-		}
-		a, err := archs.Get(n)
-		if err != nil {
-			return usageError{"--arch: " + err.Error()}
-		}
-		picked = append(picked, a)
+	picked, err := pickArchs(*arch)
+	if err != nil {
+		return err
 	}
 	if len(picked) == 0 {
 		return usageError{"--arch names no model"}
@@ -89,13 +83,8 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var results []*gradbench.Result
 	for _, a := range picked {
 		for _, t := range targets {
-			name := a.Name
-			if t != autodiff.TargetAuto {
-				name += " (" + t.String() + " forms)"
-			}
-			fmt.Fprintf(stderr, "%s: building and timing...\n", name)
 			opts.Target = t
-			r, err := gradbench.Measure(ctx, rt, name, a.Build(*seed), opts)
+			r, err := measureGrad(ctx, rt, a, *seed, opts, stderr)
 			if err != nil {
 				return err
 			}
@@ -103,6 +92,29 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	return printGradBench(stdout, results, *profile, *top)
+}
+
+// pickArchs reads --arch: architectures built in Go, by name.
+func pickArchs(list string) ([]archs.Arch, error) {
+	var picked []archs.Arch
+	for _, n := range splitList(list) {
+		a, err := archs.Get(n)
+		if err != nil {
+			return nil, usageError{"--arch: " + err.Error()}
+		}
+		picked = append(picked, a)
+	}
+	return picked, nil
+}
+
+// measureGrad times architecture a's gradient graph in opts.Target's forms.
+func measureGrad(ctx context.Context, rt *inference.Runtime, a archs.Arch, seed uint64, opts gradbench.Options, log io.Writer) (*gradbench.Result, error) {
+	name := a.Name
+	if opts.Target != autodiff.TargetAuto {
+		name += " (" + opts.Target.String() + " forms)"
+	}
+	fmt.Fprintf(log, "%s: building and timing...\n", name)
+	return gradbench.Measure(ctx, rt, name, a.Build(seed), opts)
 }
 
 // printGradBench writes the summary table, then with profiles one table per model of

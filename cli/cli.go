@@ -10,6 +10,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+
+	"gibbon/inference"
 )
 
 // Main runs the command line args and returns the process's exit code: 0, 1 for
@@ -33,7 +35,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
+			err := c.run(ctx, args[1:], stdout, stderr)
+			if errors.Is(err, inference.ErrInvalid) {
+				return usageError{err.Error()} // a mistake in the command line, found by the domain
+			}
+			return err
 		}
 	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {

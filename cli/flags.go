@@ -155,6 +155,28 @@ func (f *runtimeFlags) open(threads int) (*inference.Runtime, error) {
 	return inference.OpenRuntime(f.config(threads))
 }
 
+// lazy opens ONNX Runtime (one intra-op thread) on open's first call only, for
+// commands that may not need it; close closes it if it was opened.
+func (f *runtimeFlags) lazy() (open func() (*inference.Runtime, error), close func()) {
+	var rt *inference.Runtime
+	open = func() (*inference.Runtime, error) {
+		if rt == nil {
+			r, err := f.open(1)
+			if err != nil {
+				return nil, err
+			}
+			rt = r
+		}
+		return rt, nil
+	}
+	close = func() {
+		if rt != nil {
+			rt.Close()
+		}
+	}
+	return open, close
+}
+
 // cliLogger writes the runtime's warnings (a provider falling back) to a
 // command's stderr, one line each, without timestamps.
 func cliLogger(w io.Writer) *slog.Logger {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 
-	"gibbon/inference"
 	"gibbon/inference/autodiff"
 	"gibbon/inference/onnx"
 )
@@ -36,25 +34,16 @@ func cmdGrad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *out == "" {
 		return usageError{"grad needs -o OUT.onnx"}
 	}
-	opts := autodiff.Options{Input: *input, NoInputGrad: *noInputGrad}
-	switch *loss {
-	case "ce":
-		opts.Loss = autodiff.CrossEntropy
-	case "seed":
-		opts.Loss = autodiff.LogitSeed
-	default:
-		return usageError{fmt.Sprintf("--loss %q: want ce or seed", *loss)}
+	lossKind, err := autodiff.ParseLoss(*loss)
+	if err != nil {
+		return usageError{"--loss: " + err.Error()}
 	}
-	for _, p := range strings.Split(*params, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			opts.Params = append(opts.Params, p)
-		}
-	}
+	opts := autodiff.Options{Input: *input, NoInputGrad: *noInputGrad, Loss: lossKind, Params: splitList(*params)}
 	m, err := onnx.Load(pos[0])
 	if err != nil {
 		return err
 	}
-	rt, err := inference.OpenRuntime(rf.config(1))
+	rt, err := rf.open(1)
 	if err != nil {
 		return err
 	}
@@ -68,26 +57,10 @@ func cmdGrad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "wrote %s: %d nodes (forward %d)\n", *out, len(gm.Graph.Node), len(m.Graph.Node))
 	for _, v := range gm.Graph.Input {
-		fmt.Fprintf(stdout, "  input  %s%s\n", v.GetName(), shapeString(v))
+		fmt.Fprintf(stdout, "  input  %s %s\n", v.GetName(), onnx.ShapeString(v))
 	}
 	for _, v := range gm.Graph.Output {
-		fmt.Fprintf(stdout, "  output %s%s\n", v.GetName(), shapeString(v))
+		fmt.Fprintf(stdout, "  output %s %s\n", v.GetName(), onnx.ShapeString(v))
 	}
 	return nil
-}
-
-func shapeString(v *onnx.ValueInfoProto) string {
-	s := v.GetType().GetTensorType().GetShape()
-	if s == nil {
-		return ""
-	}
-	dims := make([]string, len(s.GetDim()))
-	for i, d := range s.GetDim() {
-		if p := d.GetDimParam(); p != "" {
-			dims[i] = p
-		} else {
-			dims[i] = fmt.Sprint(d.GetDimValue())
-		}
-	}
-	return " [" + strings.Join(dims, ",") + "]"
 }

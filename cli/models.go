@@ -89,37 +89,47 @@ func modelsList(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if *available {
+		return printCatalog(stdout, cat, man, dir)
+	}
+	return printInstalled(stdout, man, dir)
+}
+
+// printCatalog lists the models gibbon models pull can fetch, and which are in man.
+func printCatalog(w io.Writer, cat catalog.Catalog, man *inference.Manifest, dir string) error {
 	installed := map[string]bool{}
 	for _, m := range man.Models {
 		installed[m.Name] = true
 	}
-	if *available {
-		t := newTable("NAME", "ARCHITECTURE", "INPUT", "SIZE", "OPSET", "STATUS")
-		for _, e := range cat {
-			status := ""
-			switch {
-			case installed[e.Name]:
-				status = "installed"
-			case e.PinRequired():
-				status = "pin required: see pull"
-			}
-			if e.Robust {
-				status = strings.TrimPrefix(status+", adversarially trained", ", ")
-			}
-			size := "?"
-			if e.Size > 0 {
-				size = fmt.Sprintf("%.0f MB", float64(e.Size)/1e6)
-			}
-			t.add(e.Name, e.Architecture, contractText(e.Input), size, strconv.Itoa(e.Opset), status)
+	t := newTable("NAME", "ARCHITECTURE", "INPUT", "SIZE", "OPSET", "STATUS")
+	for _, e := range cat {
+		var status []string
+		switch {
+		case installed[e.Name]:
+			status = append(status, "installed")
+		case e.PinRequired():
+			status = append(status, "pin required: see pull")
 		}
-		if err := t.write(stdout); err != nil {
-			return err
+		if e.Robust {
+			status = append(status, "adversarially trained")
 		}
-		fmt.Fprintf(stdout, "\nPull one with `gibbon models pull NAME` (into %s).\n", dir)
-		return nil
+		size := "?"
+		if e.Size > 0 {
+			size = fmt.Sprintf("%.0f MB", float64(e.Size)/1e6)
+		}
+		t.add(e.Name, e.Architecture, e.Input.Describe(), size, strconv.Itoa(e.Opset), strings.Join(status, ", "))
 	}
+	if err := t.write(w); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nPull one with `gibbon models pull NAME` (into %s).\n", dir)
+	return nil
+}
+
+// printInstalled lists the models of dir's manifest.
+func printInstalled(w io.Writer, man *inference.Manifest, dir string) error {
 	if len(man.Models) == 0 {
-		fmt.Fprintf(stdout, "No models in %s yet: `gibbon models list --available` shows what `gibbon models pull` can fetch.\n", dir)
+		fmt.Fprintf(w, "No models in %s yet: `gibbon models list --available` shows what `gibbon models pull` can fetch.\n", dir)
 		return nil
 	}
 	t := newTable("NAME", "ARCHITECTURE", "INPUT", "OUTPUT", "FILE")
@@ -128,30 +138,13 @@ func modelsList(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		if !m.OutputsLogits {
 			out = "probabilities"
 		}
-		t.add(m.Name, m.Architecture, contractText(m.Input), out, m.File)
+		t.add(m.Name, m.Architecture, m.Input.Describe(), out, m.File)
 	}
-	if err := t.write(stdout); err != nil {
+	if err := t.write(w); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\n%d model(s) in %s\n", len(man.Models), filepath.Join(dir, catalog.ManifestFile))
+	fmt.Fprintf(w, "\n%d model(s) in %s\n", len(man.Models), filepath.Join(dir, catalog.ManifestFile))
 	return nil
-}
-
-// contractText is a short description of an input contract: "224 NCHW RGB [0,1] crop 0.875 bicubic".
-func contractText(c inference.InputContract) string {
-	s := fmt.Sprintf("%d %s %s [%g,%g]", c.Height, c.Layout, c.Color, c.Range[0], c.Range[1])
-	if c.Height != c.Width {
-		s = fmt.Sprintf("%dx%d %s %s [%g,%g]", c.Width, c.Height, c.Layout, c.Color, c.Range[0], c.Range[1])
-	}
-	if c.Resize == inference.ResizeCrop {
-		s += fmt.Sprintf(" crop %g", c.CropPct)
-	} else {
-		s += " " + c.Resize
-	}
-	if c.Interp != "" {
-		s += " " + c.Interp
-	}
-	return s
 }
 
 func modelsPull(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -182,40 +175,15 @@ func modelsPull(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	entries := make([]*catalog.Entry, len(names))
-	for i, n := range names {
-		e, ok := cat.Lookup(n)
-		if !ok {
-			return usageError{fmt.Sprintf("unknown model %q: `gibbon models list --available` shows the catalog (%s)", n, strings.Join(cat.Names(), ", "))}
-		}
-		entries[i] = e
+	entries, err := cat.Pick(names)
+	if err != nil {
+		return err
 	}
-
-	var rt *inference.Runtime
-	defer func() {
-		if rt != nil {
-			rt.Close()
-		}
-	}()
-	opt := catalog.Options{
-		Dir: dir, From: *from, SHA256: *sum,
-		Labels: imagenet.Labels(), LabelsFile: imagenet.FileName,
-		Progress: catalog.NewBar(stderr, isTerminal(stderr)), Log: stdout,
-		Runtime: func() (*inference.Runtime, error) {
-			if rt == nil {
-				r, err := inference.OpenRuntime(rf.config(1))
-				if err != nil {
-					return nil, err
-				}
-				rt = r
-			}
-			return rt, nil
-		},
-	}
+	openRT, closeRT := rf.lazy()
+	defer closeRT()
+	opt := catalog.Options{Dir: dir, From: *from, SHA256: *sum, Labels: imagenet.Labels(), LabelsFile: imagenet.FileName,
+		Progress: catalog.NewBar(stderr, isTerminal(stderr)), Log: stdout, Runtime: openRT}
 	for _, e := range entries {
-		if e.Classes != imagenet.NumClasses {
-			return fmt.Errorf("%s has %d classes; `gibbon models pull` registers ImageNet-1k classifiers (%d)", e.Name, e.Classes, imagenet.NumClasses)
-		}
 		res, err := catalog.Pull(ctx, *e, opt)
 		if errors.Is(err, catalog.ErrPinRequired) {
 			return err
@@ -223,22 +191,27 @@ func modelsPull(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return fmt.Errorf("pull %s: %w", e.Name, err)
 		}
-		p := res.Prepared
-		out := "logits"
-		if !p.OutputsLogits {
-			out = "probabilities (ends in Softmax; gradients start at " + p.Logits + ")"
-		}
-		batch := "batch 1 only"
-		if p.BatchDynamic {
-			batch = "any batch"
-		}
-		fmt.Fprintf(stdout, "registered %s in %s\n", e.Name, filepath.Join(dir, catalog.ManifestFile))
-		fmt.Fprintf(stdout, "  file     %s\n", res.Entry.File)
-		fmt.Fprintf(stdout, "  graph    %s, %s, input %q %v, output %s\n", p.Upgrade, batch, p.InputName, p.InputShape, out)
-		fmt.Fprintf(stdout, "  input    %s\n", contractText(res.Entry.Input))
-		for _, n := range p.Notes {
-			fmt.Fprintf(stdout, "  note     %s\n", n)
-		}
+		printPulled(stdout, dir, res)
 	}
 	return nil
+}
+
+// printPulled says what a pull registered and how the model was prepared.
+func printPulled(w io.Writer, dir string, res *catalog.Result) {
+	p := res.Prepared
+	out := "logits"
+	if !p.OutputsLogits {
+		out = "probabilities (ends in Softmax; gradients start at " + p.Logits + ")"
+	}
+	batch := "batch 1 only"
+	if p.BatchDynamic {
+		batch = "any batch"
+	}
+	fmt.Fprintf(w, "registered %s in %s\n", res.Entry.Name, filepath.Join(dir, catalog.ManifestFile))
+	fmt.Fprintf(w, "  file     %s\n", res.Entry.File)
+	fmt.Fprintf(w, "  graph    %s, %s, input %q %v, output %s\n", p.Upgrade, batch, p.InputName, p.InputShape, out)
+	fmt.Fprintf(w, "  input    %s\n", res.Entry.Input.Describe())
+	for _, n := range p.Notes {
+		fmt.Fprintf(w, "  note     %s\n", n)
+	}
 }

@@ -87,15 +87,35 @@ func runtimeInfo(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	line := func(k, v string) { fmt.Fprintf(stdout, "%-10s %s\n", k, v) }
+	if err := printLibrary(lib, rf.lib, line); err != nil {
+		return err
+	}
+	rt, err := inference.OpenRuntime(inference.RuntimeConfig{LibPath: lib, EP: ep, Logger: cliLogger(stderr)})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	s, err := rt.NewSession(probeModel())
+	if err != nil {
+		return fmt.Errorf("test session: %w", err)
+	}
+	defer s.Close()
+	line("ep", ep+" requested; a session runs on "+s.Provider())
+	return printModelProviders(ctx, rt, *modelsDir, *grad, line)
+}
+
+// printLibrary says which library runs (and where it was found: flag, variable or
+// cache), its version, build and providers.
+func printLibrary(lib, flagLib string, line func(k, v string)) error {
 	from := "cache"
 	switch {
-	case rf.lib != "":
+	case flagLib != "":
 		from = "--ort-lib"
 	case os.Getenv("GIBBON_ORT_LIB") != "":
 		from = "GIBBON_ORT_LIB"
 	}
 	info, err := inference.ReadLibraryInfo(lib)
-	line := func(k, v string) { fmt.Fprintf(stdout, "%-10s %s\n", k, v) }
 	line("library", lib+" (from "+from+")")
 	if info.Version != "" {
 		line("version", info.Version)
@@ -116,18 +136,7 @@ func runtimeInfo(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil && info.Version == "" {
 		return fmt.Errorf("%s is not a usable ONNX Runtime library (%v): run `gibbon runtime install`", lib, err)
 	}
-	rt, err := inference.OpenRuntime(inference.RuntimeConfig{LibPath: lib, EP: ep, Logger: cliLogger(stderr)})
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-	s, err := rt.NewSession(probeModel())
-	if err != nil {
-		return fmt.Errorf("test session: %w", err)
-	}
-	defer s.Close()
-	line("ep", ep+" requested; a session runs on "+s.Provider())
-	return printModelProviders(ctx, rt, *modelsDir, *grad, line)
+	return nil
 }
 
 // printModelProviders loads the built-in models (and dir's) and says where each
@@ -220,16 +229,8 @@ func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	names := fs.Args()
 	if *builtin {
-		m, err := builtinManifest()
-		if err != nil {
+		if names, err = builtinNames(names); err != nil {
 			return err
-		}
-		for _, e := range m.Models {
-			names = append(names, e.Name)
-		}
-		if len(names) == 0 {
-			fmt.Fprintln(stdout, "no built-in models yet")
-			return nil
 		}
 	}
 	if len(names) == 0 {
@@ -244,7 +245,7 @@ func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writ
 			return err
 		}
 	}
-	rt, err := inference.OpenRuntime(rf.config(1))
+	rt, err := rf.open(1)
 	if err != nil {
 		return err
 	}
@@ -315,6 +316,18 @@ func loadModelArg(arg string) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("%s: no such file or built-in model", arg)
+}
+
+// builtinNames is names and then every built-in model's name.
+func builtinNames(names []string) ([]string, error) {
+	m, err := builtinManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range m.Models {
+		names = append(names, e.Name)
+	}
+	return names, nil
 }
 
 func builtinManifest() (*inference.Manifest, error) {

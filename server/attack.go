@@ -95,7 +95,7 @@ func (s *Server) attackPage(c echo.Context) views.AttackPage {
 	}
 	for _, m := range s.models.Classifiers() {
 		page.Models = append(page.Models, views.AttackModel{Name: m.Name, Architecture: m.Architecture, Robust: m.Robust,
-			Input: describeInput(m.Input), InputKey: inputKey(m.Input), Channels: m.Input.Channels, Labels: m.Labels})
+			Input: m.Input.Describe(), InputKey: m.Input.TensorKey(), Channels: m.Input.Channels, Labels: m.Labels})
 	}
 	for _, k := range defense.Kinds {
 		page.Defences = append(page.Defences, views.DefenceKind{ID: k.ID, Label: k.Label, Param: k.Param, Unit: k.Unit,

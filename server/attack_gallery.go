@@ -70,7 +70,7 @@ func (r *run) galleryDraft(f *finalFrame, timings map[string]float64) (*galleryD
 		d.Models = append(d.Models, gallery.ModelRef{Name: m.Name, SHA256: strings.ToLower(m.SHA256), Attacked: attacked})
 	}
 	params := draftParams{Eps: epsLabel(p.eps, p.contract.PixelRange()), Range: p.contract.PixelRange(), Source: r.source,
-		Input: describeInput(p.contract), Quantised: true}
+		Input: p.contract.Describe(), Quantised: true}
 	if p.network != nil {
 		addModel(p.network, true)
 		d.Attack = "attack-network"

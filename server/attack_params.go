@@ -117,24 +117,6 @@ func (s *Server) attackChoices() []attackChoice {
 	return out
 }
 
-// inputKey is equal for models that take the same image tensor (mean/std aside,
-// which the attack adapters fold into the graphs).
-func inputKey(c inference.InputContract) string {
-	layout := strings.ToUpper(c.Layout)
-	if layout == "" {
-		layout = "NCHW"
-	}
-	r := c.PixelRange()
-	return fmt.Sprintf("%s %dx%dx%d %s [%g,%g] %s %g", layout, c.Channels, c.Height, c.Width,
-		strings.ToUpper(c.Color), r[0], r[1], strings.ToLower(c.Resize), c.CropPct)
-}
-
-// describeInput says what a model takes, for messages.
-func describeInput(c inference.InputContract) string {
-	r := c.PixelRange()
-	return fmt.Sprintf("%d×%d %s images on [%g,%g]", c.Width, c.Height, strings.ToLower(c.Color), r[0], r[1])
-}
-
 func (s *Server) classifier(name string) (*inference.Model, bool) {
 	for _, m := range s.models.Classifiers() {
 		if m.Name == name {
@@ -232,9 +214,9 @@ func (s *Server) plan(msg startMsg) (*runPlan, error) {
 			seen[name] = true
 			if len(p.surrogates) > 0 {
 				first := p.surrogates[0]
-				if inputKey(m.Input) != inputKey(first.Input) {
+				if !m.Input.SameTensor(first.Input) {
 					return nil, bad("%s takes %s and %s takes %s: attack models that take the same input together.",
-						first.Name, describeInput(first.Input), m.Name, describeInput(m.Input))
+						first.Name, first.Input.Describe(), m.Name, m.Input.Describe())
 				}
 				if len(m.Labels) != len(first.Labels) {
 					return nil, bad("%s has %d classes and %s has %d: attack models with the same classes together.",
@@ -343,10 +325,7 @@ func upperFirst(s string) string {
 func (p *runPlan) config() attack.Config {
 	rng := p.contract.PixelRange()
 	cfg := attack.Config{Method: p.method, Eps: float32(float64(p.eps) / 255 * float64(rng[1]-rng[0])), Range: rng,
-		Loss: p.loss, Layout: strings.ToUpper(p.contract.Layout), Seed: p.seed}
-	if cfg.Layout == "" {
-		cfg.Layout = "NCHW"
-	}
+		Loss: p.loss, Layout: p.contract.TensorLayout(), Seed: p.seed}
 	if p.method.BlackBox() {
 		cfg.Queries = p.steps
 	} else {

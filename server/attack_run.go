@@ -249,7 +249,7 @@ func (r *run) setup(ctx context.Context) error {
 			return err
 		}
 		d := &liveDefence{plan: w, net: net, base: net, robust: w.model.Robust}
-		if inputKey(w.model.Input) != inputKey(p.contract) {
+		if !w.model.Input.SameTensor(p.contract) {
 			cv, err := newConverted(net, p.contract, w.model.Input)
 			if err != nil {
 				return err
@@ -340,7 +340,7 @@ func topScores(ps []inference.Prediction) []views.Score {
 func (r *run) sendStarted() error {
 	p := r.plan
 	m := startedMsg{Type: "started", Run: r.id, Eps: p.eps, EpsLabel: epsLabel(p.eps, p.contract.PixelRange()),
-		Steps: p.steps, Target: p.target, Seed: p.seed, Source: r.source, Input: describeInput(p.contract),
+		Steps: p.steps, Target: p.target, Seed: p.seed, Source: r.source, Input: p.contract.Describe(),
 		SourceWidth: r.srcW, SourceHeight: r.srcH, Crop: r.crop,
 		QueueMS: millis(time.Since(r.received)), Providers: r.providers()}
 	if p.network != nil {
@@ -674,9 +674,7 @@ func (r *run) runNetwork(ctx context.Context) error {
 	m := r.plan.network
 	heads := m.Attack.Eps
 	x := r.clean
-	if len(m.Input.Mean) > 0 || len(m.Input.Std) > 0 {
-		x = normalise(x, m.Input)
-	}
+	x = m.Input.Normalize(x)
 	r.mu.Lock()
 	r.attackStart = time.Now()
 	r.mu.Unlock()
@@ -723,29 +721,4 @@ func (r *run) runNetwork(ctx context.Context) error {
 	r.mu.Unlock()
 	r.ss.send(outMsg{snap: snap})
 	return nil
-}
-
-// normalise applies a contract's mean/std to a pixel-range tensor.
-func normalise(x *inference.Tensor, c inference.InputContract) *inference.Tensor {
-	g := newGrid(c.Unnormalized())
-	y := x.Clone()
-	hw := c.Width * c.Height
-	for ch := range c.Channels {
-		mean, std := 0.0, 1.0
-		if len(c.Mean) > ch {
-			mean = c.Mean[ch]
-		} else if len(c.Mean) == 1 {
-			mean = c.Mean[0]
-		}
-		if len(c.Std) > ch {
-			std = c.Std[ch]
-		} else if len(c.Std) == 1 {
-			std = c.Std[0]
-		}
-		for p := range hw {
-			i := g.at(ch, p)
-			y.Data[i] = float32((float64(x.Data[i]) - mean) / std)
-		}
-	}
-	return y
 }

@@ -168,9 +168,7 @@ func (n *registryNetwork) Eps() []float32 { return append([]float32(nil), n.eps.
 
 func (n *registryNetwork) Generate(ctx context.Context, x *inference.Tensor) ([]*inference.Tensor, error) {
 	in := x
-	if len(n.m.Input.Mean) > 0 || len(n.m.Input.Std) > 0 {
-		in = normalise(x, n.m.Input)
-	}
+	in = n.m.Input.Normalize(x)
 	out, err := n.m.Session().Run(ctx, map[string]*inference.Tensor{n.m.InputName(): in})
 	if err != nil {
 		return nil, err
@@ -215,7 +213,7 @@ func (s *Server) sweepModels() []views.AttackModel {
 	var out []views.AttackModel
 	for _, m := range s.models.Classifiers() {
 		out = append(out, views.AttackModel{Name: m.Name, Architecture: m.Architecture, Robust: m.Robust,
-			Input: describeInput(m.Input), InputKey: inputKey(m.Input), Labels: m.Labels})
+			Input: m.Input.Describe(), InputKey: m.Input.TensorKey(), Labels: m.Labels})
 	}
 	return out
 }
@@ -248,7 +246,7 @@ func (s *Server) firstModel() *inference.Model {
 func (s *Server) sameInputModels(first *inference.Model) []string {
 	var out []string
 	for _, m := range s.models.Classifiers() {
-		if first != nil && sweep.SameInput(m.Input, first.Input) {
+		if first != nil && m.Input.SameTensor(first.Input) {
 			out = append(out, m.Name)
 		}
 	}
@@ -347,7 +345,7 @@ func (s *Server) matrixPage(c echo.Context, kind string) error {
 		if kind == sweep.KindTransfer {
 			f.Models, f.Defences = append([]string(nil), same...), same
 			for _, n := range z.networkModels() {
-				if sweep.SameInput(n.Input, first.Input) {
+				if n.Input.SameTensor(first.Input) {
 					f.Models = append(f.Models, sweep.NetworkPrefix+n.Name)
 				}
 			}

@@ -124,7 +124,7 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 		return nil, userError{http.StatusBadRequest, upperFirst(strings.TrimSuffix(err.Error(), ".")) + "."}
 	}
 	st := sweepStarted{Type: "started", Run: j.id, Kind: plan.Settings.Kind, Settings: plan.Settings, Command: plan.Settings.Command(),
-		Input: describeInput(plan.Contract), Range: []float64{float64(plan.Range[0]), float64(plan.Range[1])}, Defences: plan.Defences, Label: -1}
+		Input: plan.Contract.Describe(), Range: []float64{float64(plan.Range[0]), float64(plan.Range[1])}, Defences: plan.Defences, Label: -1}
 	for _, e := range plan.Eps {
 		st.Eps = append(st.Eps, math.Round(float64(e)*1e6)/1e6)
 		st.Eps255 = append(st.Eps255, sweep.Eps255(e, plan.Range))
