@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,17 +33,15 @@ type attackFlags struct {
 	label                                          int
 	seed                                           int64
 	modelsDir, dataset, out, eval                  string
-	jsonOut, noQuantize, noRandomStart             bool
+	noQuantize, noRandomStart                      bool
+	output                                         *outputFlags
 }
 
 func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("attack", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon attack --model M [flags] IMAGE -o out.png")
-		fmt.Fprintln(stderr, "       gibbon attack --model M --dataset mnist-test --n 1000 [flags]")
-		fmt.Fprintln(stderr, "Attacks the model(s), then reports success on every model (the others: transfer).")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("attack", stderr,
+		"Usage: gibbon attack --model M [flags] IMAGE -o out.png",
+		"       gibbon attack --model M --dataset mnist-test --n 1000 [flags]",
+		"Attacks the model(s), then reports success on every model (the others: transfer).")
 	var f attackFlags
 	fs.StringVar(&f.models, "model", "", "model(s) to attack, comma-separated for an ensemble")
 	fs.StringVar(&f.fuse, "fuse", "logits", "ensemble: average `logits` (one merged graph) or losses")
@@ -70,7 +67,7 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&f.label, "label", -1, "IMAGE: its true class; -1 takes the attacked model's prediction")
 	fs.StringVar(&f.out, "o", "", "IMAGE: write the adversarial image (PNG) here")
 	fs.StringVar(&f.eval, "eval", "all", "models to judge the result on: all, none, or a comma-separated list")
-	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON")
+	f.output = addOutputFlags(fs, false)
 	fs.IntVar(&f.threads, "threads", 1, "ONNX Runtime intra-op threads")
 	rf := addRuntimeFlags(fs)
 	// Flags may follow IMAGE (gibbon attack --model M IMAGE -o out.png).
@@ -133,15 +130,12 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	contract := entries[surNames[0]].Input
 	for _, n := range surNames[1:] {
-		if c := entries[n].Input; !sameInputs(c, contract) {
-			return usageError{fmt.Sprintf("%s and %s take different inputs (%s vs %s): an ensemble needs one input form", surNames[0], n, describeInput(contract), describeInput(c))}
+		if c := entries[n].Input; !c.SameTensor(contract) {
+			return usageError{fmt.Sprintf("%s and %s take different inputs (%s vs %s): an ensemble needs one input form", surNames[0], n, contract.Describe(), c.Describe())}
 		}
 	}
 	cfg.Range = contract.PixelRange()
-	cfg.Layout = contract.Layout
-	if cfg.Layout == "" {
-		cfg.Layout = "NCHW"
-	}
+	cfg.Layout = contract.TensorLayout()
 	if err := cfg.Defaults().Validate(); err != nil {
 		return usageError{err.Error()}
 	}
@@ -198,8 +192,8 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	for _, n := range evalNames {
-		if !sameInputs(entries[n].Input, contract) {
-			fmt.Fprintf(stderr, "not judging on %s: it takes %s, the attacked model %s\n", n, describeInput(entries[n].Input), describeInput(contract))
+		if !entries[n].Input.SameTensor(contract) {
+			fmt.Fprintf(stderr, "not judging on %s: it takes %s, the attacked model %s\n", n, entries[n].Input.Describe(), contract.Describe())
 			continue
 		}
 		m, err := load(n)
@@ -317,34 +311,6 @@ func readManifest(src fs.FS, name string) (*inference.Manifest, error) {
 	return m, nil
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" && !slices.Contains(out, p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// sameInputs reports whether two models take the same tensor for an image (mean/std
-// are folded into the graphs, so they may differ).
-func sameInputs(a, b inference.InputContract) bool {
-	la, lb := a.Layout, b.Layout
-	if la == "" {
-		la = "NCHW"
-	}
-	if lb == "" {
-		lb = "NCHW"
-	}
-	return strings.EqualFold(la, lb) && a.Channels == b.Channels && a.Height == b.Height && a.Width == b.Width &&
-		a.PixelRange() == b.PixelRange() && strings.EqualFold(a.Color, b.Color) && a.Resize == b.Resize && a.CropPct == b.CropPct
-}
-
-func describeInput(c inference.InputContract) string {
-	return fmt.Sprintf("%d×%d×%d %s on [%g,%g], resize %s", c.Channels, c.Height, c.Width, c.Color, c.Range[0], c.Range[1], c.Resize)
-}
-
 func attackImage(ctx context.Context, cfg attack.Config, req attack.Request, contract inference.InputContract, path string, f attackFlags, stdout, stderr io.Writer) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -376,32 +342,33 @@ func attackImage(ctx context.Context, cfg attack.Config, req attack.Request, con
 			return err
 		}
 	}
-	if f.jsonOut {
-		return writeJSON(stdout, imageReport(res, path, f.out))
-	}
+	return f.output.write(stdout, imageReport(res, path, f.out), nil, func(w io.Writer) {
+		printAttackImage(w, res, req, path, pre.Steps, contract, f.out)
+	})
+}
+
+// printAttackImage is one image's attack for people: each model's clean and
+// adversarial prediction, then the cost.
+func printAttackImage(w io.Writer, res *attack.Result, req attack.Request, path string, steps []string, contract inference.InputContract, outPNG string) {
 	c := res.Config
-	fmt.Fprintf(stdout, "%s on %s: ε %s, %s; seed %d\n", c.Method, req.Surrogates[0].Name+moreNames(req.Surrogates), attack.FormatEps(c.Eps, c.Range), describeSteps(c), res.Seed)
-	fmt.Fprintf(stdout, "image %s (%s) → %s\n", path, strings.Join(pre.Steps, "; "), describeInput(contract))
+	fmt.Fprintf(w, "%s on %s: ε %s, %s; seed %d\n", c.Method, req.Surrogates[0].Name+moreNames(req.Surrogates), attack.FormatEps(c.Eps, c.Range), describeSteps(c), res.Seed)
+	fmt.Fprintf(w, "image %s (%s) → %s\n", path, strings.Join(steps, "; "), contract.Describe())
 	if res.Targets != nil {
-		fmt.Fprintf(stdout, "target class %d\n", res.Targets[0])
+		fmt.Fprintf(w, "target class %d\n", res.Targets[0])
 	}
-	w := 5
-	for _, m := range res.Models {
-		w = max(w, len(m.Name)+2)
-	}
-	fmt.Fprintf(stdout, "%-*s %6s %6s  %s\n", w, "model", "clean", "adv", "success")
+	t := newNumberTable("model", "clean", "adv", "success")
 	for _, m := range res.Models {
 		mark := ""
 		if m.Surrogate {
 			mark = " *"
 		}
-		fmt.Fprintf(stdout, "%-*s %6d %6d  %s\n", w, m.Name+mark, m.Clean[0], m.Adv[0], yesNo(m.Success[0]))
+		t.add(m.Name+mark, strconv.Itoa(m.Clean[0]), strconv.Itoa(m.Adv[0]), yesNo(m.Success[0]))
 	}
-	printCost(stdout, res)
-	if f.out != "" {
-		fmt.Fprintf(stdout, "wrote %s\n", f.out)
+	t.write(w)
+	printCost(w, res)
+	if outPNG != "" {
+		fmt.Fprintf(w, "wrote %s\n", outPNG)
 	}
-	return nil
 }
 
 func moreNames(ms []attack.Model) string {
@@ -470,12 +437,6 @@ func writePNG(path string, img image.Image) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // attackReport is the JSON form of an attack's outcome.
@@ -592,7 +553,7 @@ func imageReport(res *attack.Result, path, out string) attackReport {
 
 func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, contract inference.InputContract, f attackFlags, stdout, stderr io.Writer) error {
 	if contract.Channels != 1 || contract.Height != mnist.Rows || contract.Width != mnist.Cols {
-		return usageError{fmt.Sprintf("mnist-test holds 28×28 gray digits; the attacked model takes %s", describeInput(contract))}
+		return usageError{fmt.Sprintf("mnist-test holds 28×28 gray digits; the attacked model takes %s", contract.Describe())}
 	}
 	test, err := mnist.LoadTest(ctx)
 	if err != nil {
@@ -634,21 +595,20 @@ func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, c
 	bar.done()
 	rep := t.report(cfg.Defaults())
 	rep.Dataset = f.dataset
-	if f.jsonOut {
-		return writeJSON(stdout, rep)
-	}
+	return f.output.write(stdout, rep, nil, func(w io.Writer) { printAttackDataset(w, rep, req) })
+}
+
+// printAttackDataset is a data set's attack for people: each model's accuracy
+// before and after, and its success rate.
+func printAttackDataset(w io.Writer, rep attackReport, req attack.Request) {
 	c := rep.Attack
-	fmt.Fprintf(stdout, "%s on %s: ε %s, %s; %d MNIST test images; seed %d\n", c.Method, req.Surrogates[0].Name+moreNames(req.Surrogates),
+	fmt.Fprintf(w, "%s on %s: ε %s, %s; %d MNIST test images; seed %d\n", c.Method, req.Surrogates[0].Name+moreNames(req.Surrogates),
 		rep.Eps, describeSteps(c), rep.N, rep.Seed)
 	what := "success (prediction ≠ label)"
 	if c.Target != attack.Untargeted {
 		what = "success (prediction = target)"
 	}
-	w := 5
-	for _, m := range rep.Models {
-		w = max(w, len(m.Name)+len(" (transfer)"))
-	}
-	fmt.Fprintf(stdout, "%-*s %10s %10s %10s\n", w, "model", "clean acc", "adv acc", "success")
+	t := newNumberTable("model", "clean acc", "adv acc", "success")
 	for _, m := range rep.Models {
 		name := m.Name
 		if m.Surrogate {
@@ -656,16 +616,16 @@ func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, c
 		} else {
 			name += " (transfer)"
 		}
-		fmt.Fprintf(stdout, "%-*s %9.1f%% %9.1f%% %9.1f%%\n", w, name, 100*m.CleanAccuracy, 100*m.AdvAccuracy, 100*m.SuccessRate)
+		t.addf("%s\t%.1f%%\t%.1f%%\t%.1f%%", name, 100*m.CleanAccuracy, 100*m.AdvAccuracy, 100*m.SuccessRate)
 	}
-	fmt.Fprintf(stdout, "* attacked; %s\n", what)
+	t.write(w)
+	fmt.Fprintf(w, "* attacked; %s\n", what)
 	q := ""
 	if rep.Queries > 0 {
 		q = fmt.Sprintf(", %.1f queries", rep.Queries)
 	}
-	fmt.Fprintf(stdout, "L∞ ≤ %s after quantisation, mean L2 %.4g; per image %.1f forward + %.1f backward passes%s; %.1f s, %.1f images/s\n",
+	fmt.Fprintf(w, "L∞ ≤ %s after quantisation, mean L2 %.4g; per image %.1f forward + %.1f backward passes%s; %.1f s, %.1f images/s\n",
 		attack.FormatEps(rep.LinfMax, c.Range), rep.MeanL2, rep.Forward, rep.Backward, q, rep.WallSeconds, rep.ImagesPerSec)
-	return nil
 }
 
 // progressBar redraws one line on w: "attack [=====>    ] 400/1000 12.3 img/s".

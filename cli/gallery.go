@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"gibbon/gallery"
@@ -12,39 +13,35 @@ import (
 
 // cmdGallery backs up, restores and checks the gallery file (DATA/gallery.db).
 func cmdGallery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := func() {
-		fmt.Fprintln(stderr, "Usage: gibbon gallery export [--data DIR] OUTDIR   write every entry and image to a new directory")
-		fmt.Fprintln(stderr, "       gibbon gallery import [--data DIR] INDIR    add the entries of an export (existing slugs are kept)")
-		fmt.Fprintln(stderr, "       gibbon gallery check  [--data DIR]          verify the file and that every entry is whole")
-	}
+	usage := []string{"Usage: gibbon gallery export [--data DIR] OUTDIR   write every entry and image to a new directory",
+		"       gibbon gallery import [--data DIR] INDIR    add the entries of an export (existing slugs are kept)",
+		"       gibbon gallery check  [--data DIR]          verify the file and that every entry is whole"}
+	printUsage := func() { fmt.Fprintln(stderr, strings.Join(usage, "\n")) }
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage()
+		printUsage()
 		if len(args) == 0 {
 			return usageError{"gallery needs a subcommand: export, import or check"}
 		}
 		return nil
 	}
 	sub := args[0]
-	fs := newFlagSet("gallery "+sub, stderr)
-	fs.Usage = func() { usage(); fs.PrintDefaults() }
-	data := fs.String("data", "data", "Gibbon's data directory (the gallery is "+gallery.FileName+" inside)")
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
-	}
-	wantArgs := 1
 	switch sub {
-	case "export", "import":
-	case "check":
-		wantArgs = 0
+	case "export", "import", "check":
 	default:
-		usage()
+		printUsage()
 		return usageError{fmt.Sprintf("unknown gallery subcommand %q (export, import or check)", sub)}
 	}
-	if fs.NArg() != wantArgs {
-		if wantArgs == 0 {
-			return usageError{"gallery check takes no arguments"}
-		}
-		return usageError{fmt.Sprintf("gallery %s needs exactly one directory", sub)}
+	fs := newFlagSet("gallery "+sub, stderr, usage...)
+	data := fs.String("data", "data", "Gibbon's data directory (the gallery is "+gallery.FileName+" inside)")
+	var dir string
+	var err error
+	if sub == "check" {
+		err = parseNoArgs(fs, args[1:])
+	} else {
+		dir, err = parseOneArg(fs, args[1:], "directory")
+	}
+	if err != nil {
+		return err
 	}
 	path := filepath.Join(*data, gallery.FileName)
 	store, err := gallery.Open(ctx, path)
@@ -55,17 +52,17 @@ func cmdGallery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	switch sub {
 	case "export":
-		st, err := store.Export(ctx, fs.Arg(0), progress(stderr, "exporting"))
+		st, err := store.Export(ctx, dir, progress(stderr, "exporting"))
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "exported %d entries and %d images from %s to %s\n", st.Entries, st.Images, path, fs.Arg(0))
+		fmt.Fprintf(stdout, "exported %d entries and %d images from %s to %s\n", st.Entries, st.Images, path, dir)
 	case "import":
-		st, err := store.Import(ctx, fs.Arg(0), progress(stderr, "importing"))
+		st, err := store.Import(ctx, dir, progress(stderr, "importing"))
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "imported %d entries (%d already present) from %s into %s\n", st.Entries, st.Skipped, fs.Arg(0), path)
+		fmt.Fprintf(stdout, "imported %d entries (%d already present) from %s into %s\n", st.Entries, st.Skipped, dir, path)
 	case "check":
 		if err := store.Check(ctx); err != nil {
 			return err

@@ -149,7 +149,7 @@ func (p *Prepared) resolveAttack(ctx context.Context, z *zoo.Zoo) error {
 	}
 	cfg := attack.Config{Method: p.method, Eps: float32(plan.Eps), Range: rng, Alpha: float32(plan.Alpha),
 		Restarts: plan.Restarts, Momentum: float32(plan.Momentum), Loss: attack.Loss(plan.Loss),
-		Target: attack.TargetMode(plan.Target), Layout: contract.LayoutOrDefault(), Seed: plan.Seed}
+		Target: attack.TargetMode(plan.Target), Layout: contract.TensorLayout(), Seed: plan.Seed}
 	if p.method.BlackBox() {
 		cfg.Queries = plan.Steps
 	} else {
@@ -339,7 +339,7 @@ func (w *Watch) verdict(ctx context.Context, x *inference.Tensor, label int) (Ve
 }
 
 func formatOf(c inference.InputContract) defense.Format {
-	return defense.Format{Layout: c.LayoutOrDefault(), Range: c.PixelRange(), Color: c.Color}
+	return defense.Format{Layout: c.TensorLayout(), Range: c.PixelRange(), Color: c.Color}
 }
 
 // Network is the attack network's model, or nil.
