@@ -505,7 +505,6 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-
 // writePNG writes atomically: nothing half-written is left behind.
 func writePNG(path string, img image.Image) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".gibbon-*.png")
@@ -623,7 +622,6 @@ func (t *tally) report(cfg attack.Config) attackReport {
 	}
 	return r
 }
-
 
 func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, contract inference.InputContract, f attackFlags, stdout, stderr io.Writer) error {
 	if contract.Channels != 1 || contract.Height != mnist.Rows || contract.Width != mnist.Cols {

@@ -150,7 +150,7 @@ func (p *Prepared) resolveAttack(ctx context.Context, z *zoo.Zoo) error {
 	cfg := attack.Config{Method: p.method, Eps: float32(plan.Eps), Range: rng, Alpha: float32(plan.Alpha),
 		Restarts: plan.Restarts, Momentum: float32(plan.Momentum), NoRandomStart: plan.NoRandomStart,
 		DiversityProb: float32(plan.DiversityProb), DiversityMin: float32(plan.DiversityMin), SquareP: float32(plan.SquareP),
-		Loss: attack.Loss(plan.Loss),
+		Loss:   attack.Loss(plan.Loss),
 		Target: attack.TargetMode(plan.Target), Layout: contract.TensorLayout(), Seed: plan.Seed}
 	if p.method.BlackBox() {
 		cfg.Queries = plan.Steps
