@@ -359,3 +359,37 @@ func (p *Prepared) Config() attack.Config { return p.cfg }
 
 // Models are every model the run involves, attacked ones marked.
 func (p *Prepared) Models() []gallery.ModelRef { return append([]gallery.ModelRef(nil), p.models...) }
+
+// Start describes a prepared run: what a page shows before the first frame. It is
+// data only, so it can travel (a queue worker sends it to the web node).
+type Start struct {
+	Plan     Plan
+	Contract inference.InputContract // the attacked form, on the pixel range
+	Clean    Clean
+	Labels   []string
+	// Label is the true class, Target the targeted class (−1: none or
+	// least-likely), EpsLevels ε in whole /255 levels.
+	Label, Target, EpsLevels int
+	// Config is the attack with its defaults (zero for an attack network); Network
+	// the attack network's name.
+	Config    attack.Config
+	Network   string
+	Defences  []Watch
+	Providers []PassProvider
+}
+
+// Start is the prepared run's description.
+func (p *Prepared) Start() *Start {
+	s := &Start{Plan: p.Plan, Contract: p.Grid.Contract(), Clean: *p.Clean, Labels: p.Labels, Label: p.Label, Target: p.Target,
+		EpsLevels: p.EpsLevels, Config: p.cfg, Providers: p.providers()}
+	if p.network != nil {
+		s.Network = p.network.Name
+	}
+	for _, w := range p.Defences {
+		s.Defences = append(s.Defences, *w)
+	}
+	return s
+}
+
+// Grid is the start's image grid.
+func (s *Start) Grid() Grid { return NewGrid(s.Contract) }
