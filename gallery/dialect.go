@@ -19,8 +19,8 @@ type dialect struct {
 	numbered bool
 	// readTx begins the transactions that read one snapshot (Get, Export).
 	readTx *sql.TxOptions
-	// unindexed prefixes a column whose index the planner must not pick: SQLite's
-	// unary +. PostgreSQL's planner weighs its indexes by their statistics.
+	// unindexed formats a column whose index the planner must not pick (SQLite's
+	// unary +; an expression on PostgreSQL).
 	unindexed string
 	// lockRow ends a SELECT of a row the transaction then changes, where writers
 	// run side by side (PostgreSQL). SQLite has one writer at a time.
@@ -43,7 +43,7 @@ var sqliteDialect = &dialect{
 	name:         "sqlite",
 	migrations:   "migrations/*.sql",
 	readTx:       &sql.TxOptions{ReadOnly: true},
-	unindexed:    "+",
+	unindexed:    "+%s",
 	readVersion:  "PRAGMA user_version",
 	writeVersion: "PRAGMA user_version = %d",
 	integrity:    "PRAGMA integrity_check",
@@ -62,6 +62,7 @@ var postgresDialect = &dialect{
 	migrations:     "migrations/postgres/*.sql",
 	numbered:       true,
 	readTx:         &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead},
+	unindexed:      "(%s || '')",
 	lockRow:        " FOR UPDATE",
 	lockImage:      fmt.Sprintf("SELECT pg_advisory_xact_lock(%d, ?)", pgLockImage),
 	lockSchema:     fmt.Sprintf("SELECT pg_advisory_xact_lock(%d, 0)", pgLockSchema),

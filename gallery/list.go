@@ -153,9 +153,10 @@ func (d *dialect) listQuery(f Filter, cursor string, limit int) (string, []any, 
 	}
 	if f.Kind != "" {
 		// Kind has three values: walk its index only when nothing narrower is asked
-		// ("+" keeps SQLite from choosing entries_kind over the attack or eps index).
+		// (unindexed keeps the planner from choosing entries_kind over the model,
+		// attack or eps index).
 		if f.Model != "" || f.Attack != "" || f.Eps != "" {
-			where = append(where, d.unindexed+"e.kind = ?")
+			where = append(where, fmt.Sprintf(d.unindexed, "e.kind")+" = ?")
 		} else {
 			where = append(where, "e.kind = ?")
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,16 +36,26 @@ func redactURL(target string) string {
 	return u.Redacted()
 }
 
+// pgConfig parses a postgres:// URL (libpq's parameters: host, sslmode,
+// search_path, …), bounding the connect time where the URL does not.
+func pgConfig(target string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(target)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = pgConnectTimeout
+	}
+	return cfg, nil
+}
+
 // openPostgres connects to the database target names (it must exist) and brings
 // its schema up to date.
 func openPostgres(ctx context.Context, target string, migrations fs.FS) (*Store, error) {
 	where := redactURL(target)
-	cfg, err := pgx.ParseConfig(target)
+	cfg, err := pgConfig(target)
 	if err != nil {
 		return nil, fmt.Errorf("open gallery %s: %w", where, err) // pgx leaves the password out
-	}
-	if cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout = pgConnectTimeout
 	}
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(pgMaxConns)
@@ -54,7 +65,7 @@ func openPostgres(ctx context.Context, target string, migrations fs.FS) (*Store,
 	var encoding string
 	if err := db.QueryRowContext(ctx, "SHOW server_encoding").Scan(&encoding); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open gallery %s: %w", where, err)
+		return nil, fmt.Errorf("open gallery %s: %w", where, oneLine(err))
 	}
 	if encoding != "UTF8" {
 		db.Close()
@@ -62,7 +73,34 @@ func openPostgres(ctx context.Context, target string, migrations fs.FS) (*Store,
 	}
 	if err := s.migrate(ctx, migrations); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open gallery %s: %w", where, err)
+		return nil, fmt.Errorf("open gallery %s: %w", where, oneLine(err))
 	}
 	return s, nil
 }
+
+// oneLine joins the lines of pgx's connect errors (one per address and TLS
+// attempt), dropping repeats, so that a failed start says why in one line.
+func oneLine(err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) == 1 {
+		return err
+	}
+	var parts []string
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); l != "" && !slices.Contains(parts, l) {
+			parts = append(parts, l)
+		}
+	}
+	if len(parts) == 0 {
+		return err
+	}
+	return &lineError{strings.TrimSpace(parts[0] + " " + strings.Join(parts[1:], "; ")), err}
+}
+
+type lineError struct {
+	msg string
+	err error
+}
+
+func (e *lineError) Error() string { return e.msg }
+func (e *lineError) Unwrap() error { return e.err }

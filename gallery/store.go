@@ -61,7 +61,7 @@ func open(ctx context.Context, target string, migrations fs.FS) (*Store, error) 
 		return openPostgres(ctx, target, migrations)
 	}
 	if scheme, _, ok := strings.Cut(target, "://"); ok && !strings.ContainsAny(scheme, `/\.`) {
-		return nil, fmt.Errorf("open gallery %s: %s:// is not a gallery (give a file path or a postgres:// URL)", clip(target), clip(scheme))
+		return nil, fmt.Errorf("open gallery %s: %s:// is not a gallery (give a file path or a postgres:// URL)", redactURL(target), clip(scheme))
 	}
 	return openSQLite(ctx, target, migrations)
 }
