@@ -114,34 +114,48 @@ func insert(ctx context.Context, tx conn, e *Entry, p *prepared, deleteHash []by
 		return false, fmt.Errorf("store entry: %w", err)
 	}
 	created := e.CreatedAt.UnixMilli()
+	var models, steps, facets []any
 	for i, m := range e.Models {
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO entry_models (entry_id, position, name, sha256, attacked, created_at, attack, eps, eps_unit)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			id, i, m.Name, m.SHA256, m.Attacked, created, e.Attack, e.Eps, e.EpsUnit); err != nil {
-			return false, fmt.Errorf("store models: %w", err)
-		}
+		models = append(models, id, i, m.Name, m.SHA256, m.Attacked, created, e.Attack, e.Eps, e.EpsUnit)
 	}
-	if len(e.Steps) > 0 {
-		stmt, err := tx.PrepareContext(ctx, "INSERT INTO steps (entry_id, step, loss, top1) VALUES (?, ?, ?, ?)")
-		if err != nil {
-			return false, err
-		}
-		defer stmt.Close()
-		for i, st := range e.Steps {
-			if _, err := stmt.ExecContext(ctx, id, st.Step, st.Loss, string(p.steps[i])); err != nil {
-				return false, fmt.Errorf("store steps: %w", err)
-			}
-		}
+	if err := insertRows(ctx, tx, "entry_models (entry_id, position, name, sha256, attacked, created_at, attack, eps, eps_unit)", 9, models, ""); err != nil {
+		return false, fmt.Errorf("store models: %w", err)
+	}
+	for i, st := range e.Steps {
+		steps = append(steps, id, st.Step, st.Loss, string(p.steps[i]))
+	}
+	if err := insertRows(ctx, tx, "steps (entry_id, step, loss, top1)", 4, steps, ""); err != nil {
+		return false, fmt.Errorf("store steps: %w", err)
 	}
 	for _, f := range facetsOf(e) {
-		if _, err := tx.ExecContext(ctx,
-			"INSERT INTO facets (facet, value, count) VALUES (?, ?, 1) ON CONFLICT (facet, value) DO UPDATE SET count = facets.count + 1",
-			f[0], f[1]); err != nil {
-			return false, fmt.Errorf("store facets: %w", err)
-		}
+		facets = append(facets, f[0], f[1], 1)
+	}
+	if err := insertRows(ctx, tx, "facets (facet, value, count)", 3, facets,
+		" ON CONFLICT (facet, value) DO UPDATE SET count = facets.count + 1"); err != nil {
+		return false, fmt.Errorf("store facets: %w", err)
 	}
 	return true, nil
+}
+
+// maxRowsPerInsert bounds one INSERT's rows (and so its placeholders, which
+// both databases limit).
+const maxRowsPerInsert = 100
+
+// insertRows inserts rows of width values each, flattened in args, with as few
+// statements as maxRowsPerInsert allows: on PostgreSQL each statement is a
+// round trip, so one per row made a save of 20 steps wait for 20. suffix ends
+// each statement (an ON CONFLICT clause).
+func insertRows(ctx context.Context, tx conn, into string, width int, args []any, suffix string) error {
+	row := "(" + strings.Repeat("?, ", width-1) + "?)"
+	for len(args) > 0 {
+		n := min(len(args)/width, maxRowsPerInsert)
+		q := "INSERT INTO " + into + " VALUES " + strings.Repeat(row+", ", n-1) + row + suffix
+		if _, err := tx.ExecContext(ctx, q, args[:n*width]...); err != nil {
+			return err
+		}
+		args = args[n*width:]
+	}
+	return nil
 }
 
 // lockImages takes the dialect's lock on each image (if it has one) in SHA
