@@ -136,8 +136,11 @@ func start(tb testing.TB) *cluster {
 	return running
 }
 
+// debianBinaries is where Debian's postgresql packages put each version's server.
+const debianBinaries = "/usr/lib/postgresql/*/bin"
+
 func startCluster() (*cluster, error) {
-	bin, err := findBinaries()
+	bin, err := findBinaries(debianBinaries)
 	if err != nil {
 		return nil, err
 	}
@@ -296,9 +299,9 @@ func serverUser() (*syscall.Credential, string, error) {
 }
 
 // findBinaries returns the directory holding initdb and postgres: the newest
-// of Debian's /usr/lib/postgresql/<version>/bin, else PATH's.
-func findBinaries() (string, error) {
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+// version matching the glob, else PATH's.
+func findBinaries(glob string) (string, error) {
+	dirs, _ := filepath.Glob(glob)
 	slices.SortFunc(dirs, func(a, b string) int { return versionOf(b) - versionOf(a) })
 	for _, d := range dirs {
 		if isExecutable(filepath.Join(d, "initdb")) && isExecutable(filepath.Join(d, "postgres")) {
@@ -308,7 +311,7 @@ func findBinaries() (string, error) {
 	if p, err := exec.LookPath("initdb"); err == nil && isExecutable(filepath.Join(filepath.Dir(p), "postgres")) {
 		return filepath.Dir(p), nil
 	}
-	return "", fmt.Errorf("pgtest: no PostgreSQL server (initdb and postgres in /usr/lib/postgresql/*/bin or PATH): run %s", SetupCommand)
+	return "", fmt.Errorf("pgtest: no PostgreSQL server (initdb and postgres in %s or PATH): run %s", glob, SetupCommand)
 }
 
 func versionOf(binDir string) int {
