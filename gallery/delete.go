@@ -33,7 +33,7 @@ func (s *Store) Delete(ctx context.Context, slug, token string) error {
 // entry uses. Its locks come in the order insert takes them: images, then
 // facets in sorted order.
 func remove(ctx context.Context, tx conn, e *Entry) error {
-	if err := lockImages(ctx, tx, e.OriginalSHA, e.AdversarialSHA); err != nil {
+	if err := lockImages(ctx, tx, tx.d.dropImage, e.OriginalSHA, e.AdversarialSHA); err != nil {
 		return err
 	}
 	// steps and entry_models go with it (ON DELETE CASCADE). A concurrent delete

@@ -25,10 +25,11 @@ type dialect struct {
 	// lockRow ends a SELECT of a row the transaction then changes, where writers
 	// run side by side (PostgreSQL). SQLite has one writer at a time.
 	lockRow string
-	// lockImage, given an image's key (imageLockKey), makes the saves and deletes
-	// of one image take turns, so that a delete never removes an image a
-	// concurrent save is about to use. Empty with one writer at a time.
-	lockImage string
+	// useImage and dropImage, given an image's key (imageLockKey), lock it:
+	// saves that use the image share the lock, a delete that may drop it takes
+	// it alone, so it never removes an image a concurrent save is about to use.
+	// Empty with one writer at a time.
+	useImage, dropImage string
 	// The schema version: lockSchema (if any) makes the migration transaction
 	// exclusive, prepareVersion (if any) creates where the version is kept,
 	// readVersion reads it and writeVersion (a format for the number) records it.
@@ -64,7 +65,8 @@ var postgresDialect = &dialect{
 	readTx:         &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead},
 	unindexed:      "(%s || '')",
 	lockRow:        " FOR UPDATE",
-	lockImage:      fmt.Sprintf("SELECT pg_advisory_xact_lock(%d, ?)", pgLockImage),
+	useImage:       fmt.Sprintf("SELECT pg_advisory_xact_lock_shared(%d, ?)", pgLockImage),
+	dropImage:      fmt.Sprintf("SELECT pg_advisory_xact_lock(%d, ?)", pgLockImage),
 	lockSchema:     fmt.Sprintf("SELECT pg_advisory_xact_lock(%d, 0)", pgLockSchema),
 	prepareVersion: "CREATE TABLE IF NOT EXISTS gallery_schema_version (version integer NOT NULL)",
 	readVersion:    "SELECT coalesce(max(version), 0) FROM gallery_schema_version",

@@ -298,3 +298,91 @@ func silentServer(t *testing.T) string {
 	})
 	return l.Addr().String()
 }
+
+// Nodes saving and deleting entries that share one image, so that it comes
+// and goes: a delete never removes the image under a concurrent save, and the
+// last delete leaves nothing behind.
+func TestSharedImageComesAndGoesUnderConcurrentSaves(t *testing.T) {
+	eachBackend(t, testSharedImageComesAndGoes)
+}
+
+func testSharedImageComesAndGoes(t *testing.T, be backend) {
+	ctx := context.Background()
+	target := be.newTarget(t)
+	nodes := []*gallery.Store{openAt(t, target), openAt(t, target)}
+	shared := gallerytest.Run(0, gallerytest.Options{}).Original
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 15 {
+				e := gallerytest.Run(uint64(w*1000+i), gallerytest.Options{})
+				e.Original = shared
+				rec, err := nodes[w%2].Save(ctx, e)
+				if err == nil {
+					err = nodes[(w+1)%2].Delete(ctx, rec.Slug, rec.DeleteToken)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"entries", "images", "facets", "steps", "entry_models"} {
+		if n := countRows(t, target, table); n != 0 {
+			t.Errorf("%d rows left in %s after every entry was deleted", n, table)
+		}
+	}
+}
+
+// Nodes deleting at once the last entries with a facet value (sharing no
+// image): the counts go down by one per delete and the last one out removes
+// the value, however the deletes interleave.
+func TestConcurrentDeletesCountFacetsDown(t *testing.T) {
+	eachBackend(t, testConcurrentDeletesCountFacetsDown)
+}
+
+func testConcurrentDeletesCountFacetsDown(t *testing.T, be backend) {
+	ctx := context.Background()
+	target := be.newTarget(t)
+	nodes := []*gallery.Store{openAt(t, target), openAt(t, target), openAt(t, target)}
+	keep := mustSave(t, nodes[0], gallerytest.Run(999, gallerytest.Options{Attack: "kept"}))
+	for round := range 20 {
+		var receipts []gallery.Receipt
+		for i := range len(nodes) {
+			e := gallerytest.Run(uint64(round*10+i), gallerytest.Options{Attack: fmt.Sprint("attack-", round)})
+			receipts = append(receipts, mustSave(t, nodes[0], e))
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		errs := make(chan error, len(nodes))
+		for i, s := range nodes {
+			wg.Go(func() {
+				<-start
+				errs <- s.Delete(ctx, receipts[i].Slug, receipts[i].DeleteToken)
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+	f, err := nodes[1].Facets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(f) != "{[{mnist-cnn 1} {mnist-mlp 1}] [{kept 1}] [{8/255 1}]}" {
+		t.Fatalf("facets with one entry (%s) left: %v", keep.Slug, f)
+	}
+	mustCheck(t, nodes[2])
+}

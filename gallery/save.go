@@ -81,7 +81,7 @@ func insert(ctx context.Context, tx conn, e *Entry, p *prepared, deleteHash []by
 	if p.adv != nil {
 		advSHA = p.adv.sha
 	}
-	if err := lockImages(ctx, tx, e.OriginalSHA, e.AdversarialSHA); err != nil {
+	if err := lockImages(ctx, tx, tx.d.useImage, e.OriginalSHA, e.AdversarialSHA); err != nil {
 		return false, err
 	}
 	for _, im := range []*imageInfo{p.orig, p.adv} {
@@ -158,16 +158,17 @@ func insertRows(ctx context.Context, tx conn, into string, width int, args []any
 	return nil
 }
 
-// lockImages takes the dialect's lock on each image (if it has one) in SHA
-// order, the one order every writer takes them in. Empty SHAs are skipped.
-func lockImages(ctx context.Context, tx conn, shas ...string) error {
-	if tx.d.lockImage == "" {
+// lockImages runs lock (the dialect's useImage or dropImage; none if empty)
+// for each image in SHA order, the one order every writer takes them in.
+// Empty SHAs are skipped.
+func lockImages(ctx context.Context, tx conn, lock string, shas ...string) error {
+	if lock == "" {
 		return nil
 	}
 	shas = slices.DeleteFunc(slices.Clone(shas), func(sha string) bool { return sha == "" })
 	slices.Sort(shas)
 	for _, sha := range slices.Compact(shas) {
-		if _, err := tx.ExecContext(ctx, tx.d.lockImage, imageLockKey(sha)); err != nil {
+		if _, err := tx.ExecContext(ctx, lock, imageLockKey(sha)); err != nil {
 			return fmt.Errorf("lock image: %w", err)
 		}
 	}
