@@ -20,8 +20,8 @@ func cmdGallery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	usage := []string{"Usage: gibbon gallery export [--data DIR | --db DB] OUTDIR   write every entry and image to a new directory",
 		"       gibbon gallery import [--data DIR | --db DB] INDIR    add the entries of an export (existing slugs are kept)",
 		"       gibbon gallery check  [--data DIR | --db DB] [--reproduce [--models DIR]]",
-		"                                                   verify the gallery and that every entry is whole;",
-		"                                                   --reproduce also replays every run from its plan",
+		"                                                             verify the gallery and that every entry is whole;",
+		"                                                             --reproduce also replays every run from its plan",
 		"DB is a gallery file or a postgres:// URL; export from one and import into the other to move a gallery."}
 	printUsage := func() { fmt.Fprintln(stderr, strings.Join(usage, "\n")) }
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
