@@ -236,6 +236,7 @@ func TestOpenPostgresErrors(t *testing.T) {
 		name, target, want string
 	}{
 		{"nothing listening", "postgres://gibbon:hunter2@" + closed + "/gallery", "refused"},
+		{"password as a parameter", "postgres://gibbon@" + closed + "/gallery?password=hunter2&sslpassword=hunter2", "refused"},
 		{"server never answers", "postgres://gibbon:hunter2@" + silent + "/gallery?connect_timeout=1", "timeout"},
 		{"no such database", noDB.String(), `database "no_such_db" does not exist`},
 		{"no such role", noRole.String(), `role "nobody_here" does not exist`},

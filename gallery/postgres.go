@@ -27,11 +27,19 @@ func isPostgresURL(target string) bool {
 	return strings.HasPrefix(target, "postgres://") || strings.HasPrefix(target, "postgresql://")
 }
 
-// redactURL is target without its password, for messages and logs.
+// redactURL is target with its passwords masked (the user's, and the
+// password and sslpassword parameters), for messages and logs.
 func redactURL(target string) string {
 	u, err := url.Parse(target)
 	if err != nil {
 		return "a postgres:// URL" // unparsable: it may hold a password anywhere
+	}
+	q := u.Query()
+	for k := range q {
+		if strings.EqualFold(k, "password") || strings.EqualFold(k, "sslpassword") {
+			q[k] = []string{"xxxxx"}
+			u.RawQuery = q.Encode()
+		}
 	}
 	return u.Redacted()
 }
