@@ -17,6 +17,7 @@ import (
 
 	"gibbon/gallery"
 	"gibbon/gallery/gallerytest"
+	"gibbon/inference"
 	"gibbon/inference/engine"
 )
 
@@ -361,4 +362,59 @@ func sweepEntry() *gallery.Entry {
 	e := gallerytest.Run(7, gallerytest.Options{})
 	e.Kind, e.Params, e.Payload = gallery.KindSweep, json.RawMessage(`{"kind":"image"}`), json.RawMessage(`{"points":[]}`)
 	return e
+}
+
+// TestPermalinkOfANetworkAndAStoppedRun covers the runs without steps of their own
+// (an attack network's one pass) and runs stopped midway: each page says so, and
+// each replays bit for bit.
+func TestPermalinkOfANetworkAndAStoppedRun(t *testing.T) {
+	net := modelFile{inference.ModelEntry{Name: "pushnet", File: "pushnet.onnx", Task: inference.TaskAttackNetwork,
+		Input: mnistContract, Attack: &inference.AttackNetInfo{Eps: []float64{0.1, 0.2, 0.3}, Targets: []string{"cosine"}}}, attackNetModel()}
+	f := &galleryFixture{newExplorerFixture(t, nil, net)}
+	m := pgd(51, 1)
+	m["attack"], m["surrogates"] = "net:pushnet", nil
+	netRun, _ := savedRun(t, f.fixture, m)
+
+	// Stopped after its first frame.
+	c := dial(t, f.fixture)
+	m = pgd(96, 200)
+	m["pace_ms"] = 20
+	c.send(m)
+	c.until("frame", 30*time.Second)
+	c.send(map[string]string{"type": "stop"})
+	done, _ := c.until("done", 10*time.Second)
+	if !done.Stopped || !done.Saveable {
+		t.Fatalf("done after stop: %+v", done)
+	}
+	resp, saved := saveRun(t, f.fixture, done.Key, "")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("saving the stopped run: %d", resp.StatusCode)
+	}
+
+	d := getDoc(t, f, "/g/"+netRun.Slug, http.StatusOK)
+	for key, want := range map[string]string{"attack": "Attack network pushnet", "steps": "one forward pass", "head": "ε 0.2 (51/255)", "eps": "51/255"} {
+		if v, _ := cell(d, key); v != want {
+			t.Errorf("network run: %s is %q, want %q", key, v, want)
+		}
+	}
+	if desc := d.Find(`meta[property="og:description"]`).AttrOr("content", ""); !strings.HasPrefix(desc, "Attack network pushnet, ε 51/255: 7 → ") {
+		t.Errorf("network run's og:description %q", desc)
+	}
+	d = getDoc(t, f, "/g/"+saved.Slug, http.StatusOK)
+	v, note := cell(d, "steps")
+	if !regexp.MustCompile(`^200 asked, \d+ run$`).MatchString(v) || !strings.Contains(note, "stopped after") || !strings.Contains(note, "You stopped the run") {
+		t.Errorf("stopped run: steps %q, note %q", v, note)
+	}
+
+	s := newSession(t, f.fixture)
+	for _, slug := range []string{netRun.Slug, saved.Slug} {
+		if status, v, msg := verifyAs(t, s, slug); status != http.StatusOK || !v.Reproduced {
+			t.Errorf("verify %s: %d %s %+v", slug, status, msg, v)
+		}
+	}
+	resp = f.do(t, http.MethodGet, "/api/gallery/"+saved.Slug+"/plan", nil, nil)
+	var plan planResponse
+	if err := json.NewDecoder(resp.Body).Decode(&plan); err != nil || len(plan.Notes) != 1 || !strings.Contains(plan.Notes[0], "stopped after") {
+		t.Errorf("the stopped run's plan notes %q (%v)", plan.Notes, err)
+	}
 }
