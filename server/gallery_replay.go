@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -64,7 +65,26 @@ func (s *Server) handleGalleryPlan(c echo.Context) error {
 	if e.OriginalSHA == "" {
 		return userError{http.StatusUnprocessableEntity, "This entry keeps no original image to re-run the attack on."}
 	}
-	return c.JSON(http.StatusOK, replayPlan(e, params))
+	res := replayPlan(e, params)
+	res.Notes = append(res.Notes, s.modelNotes(e)...)
+	return c.JSON(http.StatusOK, res)
+}
+
+// modelNotes say which of the entry's models this server lacks or has in another
+// version (a re-run with them cannot give the stored result; Verify refuses).
+func (s *Server) modelNotes(e *gallery.Entry) []string {
+	var out []string
+	for _, m := range e.Models {
+		got, ok := s.models.Model(m.Name)
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("Model %s is not loaded on this server.", m.Name))
+		case !strings.EqualFold(got.SHA256, m.SHA256):
+			out = append(out, fmt.Sprintf("Model %s here is another file (SHA-256 %s…, the entry used %s…): a re-run will not give the stored result.",
+				m.Name, shortSHA(got.SHA256), shortSHA(m.SHA256)))
+		}
+	}
+	return out
 }
 
 // replayPlan is the plan in the explorer's units, with its start message.

@@ -116,13 +116,22 @@ func TestVerifyRefusesWhatItCannotReplay(t *testing.T) {
 			otherFile.Models[i].SHA256 = strings.Repeat("ab", 32)
 		}
 	}
+	retiredSlug, otherSlug := save(&retired), save(otherFile)
+	g := &galleryFixture{f}
+	for slug, says := range map[string]string{retiredSlug: "Model retired-net is not loaded on this server.", otherSlug: "Model cosine here is another file"} {
+		var plan planResponse
+		json.NewDecoder(g.do(t, http.MethodGet, "/api/gallery/"+slug+"/plan", nil, nil).Body).Decode(&plan)
+		if len(plan.Notes) != 1 || !strings.HasPrefix(plan.Notes[0], says) {
+			t.Errorf("plan notes %q, want one saying %q", plan.Notes, says)
+		}
+	}
 	for _, tc := range []struct {
 		name, slug string
 		status     int
 		says       []string
 	}{
-		{"missing model", save(&retired), http.StatusConflict, []string{"retired-net", "not loaded here"}},
-		{"other checksum", save(otherFile), http.StatusConflict, []string{"cosine", "another file"}},
+		{"missing model", retiredSlug, http.StatusConflict, []string{"retired-net", "not loaded here"}},
+		{"other checksum", otherSlug, http.StatusConflict, []string{"cosine", "another file"}},
 		{"sweep", save(sweepEntry()), http.StatusUnprocessableEntity, []string{"only single runs are replayed"}},
 		{"no plan", save(entryFor(t, 1)), http.StatusUnprocessableEntity, []string{"records no plan"}},
 		{"unknown", "0000000000", http.StatusNotFound, []string{"no gallery entry"}},
