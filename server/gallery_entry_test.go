@@ -145,7 +145,7 @@ func checkParams(t *testing.T, d *goquery.Document, e *gallery.Entry) {
 		"label":    regexp.MustCompile(`^7$`),
 		"seed":     regexp.MustCompile(`^3$`),
 		"image":    regexp.MustCompile(`^sample digit-7-0\.png$`),
-		"input":    regexp.MustCompile(`^28×28 gray images on \[0,1\]$`),
+		"input":    regexp.MustCompile(`^28×28 gray images on \[0,1\]`),
 		"runtime":  regexp.MustCompile(`^ONNX Runtime 1\.24\.1 · cpu$`),
 		"version":  regexp.MustCompile(`.`),
 	}
