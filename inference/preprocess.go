@@ -26,16 +26,11 @@ type Picture struct {
 
 // NewPicture converts img. When maxSide > 0 and img is larger, it is scaled down
 // (keeping its aspect ratio) so that its longer side is maxSide. The memory it
-// takes follows the picture's size, not the source's (preprocess_shrink.go).
+// takes follows the picture's size, not the source's: at most PictureBytes.
 func NewPicture(img image.Image, maxSide int) *Picture {
 	b := img.Bounds()
 	sw, sh := b.Dx(), b.Dy()
-	w, h := sw, sh
-	if maxSide > 0 && max(sw, sh) > maxSide {
-		s := float64(maxSide) / float64(max(sw, sh))
-		w = max(1, int(math.Round(float64(sw)*s)))
-		h = max(1, int(math.Round(float64(sh)*s)))
-	}
+	w, h := pictureSize(sw, sh, maxSide)
 	if w <= 0 || h <= 0 {
 		return &Picture{W: w, H: h, SrcW: sw, SrcH: sh, Gray: true}
 	}

@@ -144,42 +144,15 @@ func TestDecodeBytesBoundWhatTheDecoderAllocates(t *testing.T) {
 	}
 }
 
-// animatedWebPFile wraps the VP8L bitstream of a still WebP into a valid
-// one-frame animation: VP8X with the animation flag, ANIM, and one ANMF.
-func animatedWebPFile(t *testing.T) []byte {
-	t.Helper()
-	still, err := os.ReadFile("testdata/gopher-doc.1bpp.lossless.webp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(still[12:16]) != "VP8L" {
-		t.Fatalf("the still WebP's first chunk is %q", still[12:16])
-	}
-	cfg, err := ReadImageHeader(still)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunk := func(id string, body []byte) []byte {
-		out := append([]byte(id), binary.LittleEndian.AppendUint32(nil, uint32(len(body)))...)
-		out = append(out, body...)
-		if len(body)%2 == 1 {
-			out = append(out, 0)
-		}
-		return out
-	}
-	u24 := func(v int) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16)} }
-	vp8x := append([]byte{1 << 1, 0, 0, 0}, append(u24(cfg.Width-1), u24(cfg.Height-1)...)...)
-	anim := []byte{255, 255, 255, 255, 0, 0} // background, loop forever
-	frame := append(append(append(u24(0), u24(0)...), append(u24(cfg.Width-1), u24(cfg.Height-1)...)...), append(u24(100), 0)...)
-	frame = append(frame, still[12:]...) // the VP8L chunk as it is
-	body := append([]byte("WEBP"), chunk("VP8X", vp8x)...)
-	body = append(body, chunk("ANIM", anim)...)
-	body = append(body, chunk("ANMF", frame)...)
-	return append(append([]byte("RIFF"), binary.LittleEndian.AppendUint32(nil, uint32(len(body)))...), body...)
-}
-
+// testdata/gopher-doc.animated.webp is gopher-doc.1bpp.lossless.webp's VP8L
+// bitstream as a one-frame animation (VP8X with the animation flag, ANIM, ANMF),
+// which Chromium shows.
 func TestAnimatedWebPIsUnsupportedMedia(t *testing.T) {
-	_, err := DecodeImage(animatedWebPFile(t), 40_000_000)
+	anim, err := os.ReadFile("testdata/gopher-doc.animated.webp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = DecodeImage(anim, 40_000_000)
 	var ie *ImageError
 	if !errors.Is(err, ErrUnsupportedImage) || !errors.As(err, &ie) || !strings.Contains(ie.Msg, "animated WebP") {
 		t.Fatalf("animated WebP: %v, want unsupported, saying so", err)
@@ -195,8 +168,8 @@ func TestAnimatedWebPIsUnsupportedMedia(t *testing.T) {
 
 // Making a picture takes memory by the picture's size, whatever the source's
 // shape: a 1×3,000,000 strip costs what a 1×1024 one does, and the widest and
-// tallest images the side limit lets through stay within 48 bytes a picture pixel
-// (what the server reserves for a picture).
+// tallest images the side limit lets through stay within PictureBytes (what the
+// server reserves for a picture).
 func TestPictureMemoryFollowsThePictureNotTheSource(t *testing.T) {
 	halves := func(w, h int) *image.Gray { // black first half, white second, along the long side
 		img := image.NewGray(image.Rect(0, 0, w, h))
@@ -211,7 +184,7 @@ func TestPictureMemoryFollowsThePictureNotTheSource(t *testing.T) {
 		img := halves(size[0], size[1])
 		var p *Picture
 		got := allocated(func() { p = NewPicture(img, DefaultWorkingSide) })
-		budget := int64(48*p.W*p.H + 1<<20)
+		budget := PictureBytes(size[0], size[1], DefaultWorkingSide)
 		t.Logf("%d×%d → %d×%d: allocated %d bytes (budget %d, source %d)", size[0], size[1], p.W, p.H, got, budget, len(img.Pix))
 		if got > budget {
 			t.Errorf("%d×%d: allocated %d bytes for a %d×%d picture, over %d", size[0], size[1], got, p.W, p.H, budget)

@@ -3,6 +3,7 @@ package inference
 import (
 	"image"
 	"image/color"
+	"math"
 )
 
 // Converting a decoded image into a Picture in bounded memory. The source is read
@@ -16,6 +17,23 @@ import (
 
 // spanPixels is how many source pixels are converted at a time.
 const spanPixels = 4096
+
+// PictureBytes bounds the memory NewPicture(img, maxSide) takes for a w×h img:
+// the box grid's rows at the picture's width (less than twice its height), the
+// resampled planes and the picture, 48 bytes a picture pixel, plus the spans.
+func PictureBytes(w, h, maxSide int) int64 {
+	pw, ph := pictureSize(w, h, maxSide)
+	return 48*int64(pw)*int64(ph) + 1<<20
+}
+
+// pictureSize is the size NewPicture scales a w×h image to.
+func pictureSize(w, h, maxSide int) (int, int) {
+	if maxSide > 0 && max(w, h) > maxSide {
+		s := float64(maxSide) / float64(max(w, h))
+		return max(1, int(math.Round(float64(w)*s))), max(1, int(math.Round(float64(h)*s)))
+	}
+	return w, h
+}
 
 // pictureFrom converts img to a w×h picture (w ≤ the source width, h ≤ its height).
 func pictureFrom(img image.Image, w, h int) *Picture {
