@@ -332,13 +332,6 @@ func (s *Server) plan(msg startMsg) (*runPlan, error) {
 	return p, nil
 }
 
-func upperFirst(s string) string {
-	if s == "" {
-		return s
-	}
-	return strings.ToUpper(s[:1]) + s[1:]
-}
-
 // config is the attack package's configuration for the plan.
 func (p *runPlan) config() attack.Config {
 	rng := p.contract.PixelRange()

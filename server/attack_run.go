@@ -199,17 +199,10 @@ func (r *run) load(ctx context.Context, data []byte) error {
 	default:
 		r.source = "your upload"
 	}
-	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	dec, err := inference.DecodeImage(data, s.cfg.MaxPixels)
+	pic, _, err := s.loadPicture(ctx, data)
 	if err != nil {
 		return err
 	}
-	pic := inference.NewPicture(dec.Image, inference.DefaultWorkingSide)
 	pre, err := pic.Preprocess(p.contract)
 	if err != nil {
 		return err
