@@ -134,10 +134,7 @@ func (r *run) execute(ctx context.Context, image []byte) {
 	err := r.load(ctx, image)
 	var release func()
 	if err == nil {
-		release, err = s.explorer.queue.acquire(ctx, func(pos int) {
-			running, waiting := s.explorer.queue.stats()
-			r.ss.sendJSON(map[string]any{"type": "queued", "run": r.id, "position": pos, "running": running, "waiting": waiting})
-		})
+		release, err = s.explorer.queue.acquire(ctx, func(pos int) { r.ss.sendQueued(r.id, pos) })
 	}
 	if err == nil {
 		defer release()

@@ -19,36 +19,35 @@ import (
 // from the header before it starts; it is reserved from one budget shared by every
 // upload path (classify, the explorer, sweeps), and refused when it could never
 // fit. CPU is the server's slots (one per core); large images use all but one of
-// them, so a small request never waits behind large ones.
+// them, so a small request never waits behind large ones. The order is fixed —
+// a large image's turn, a CPU slot, then the memory — so only decodes holding a
+// slot wait for memory, and the memory's line is never longer than the slots.
 
 // heavyPixels is where an image starts to count as large: decoding and scaling
 // it takes a noticeable fraction of a second.
 const heavyPixels = 4_000_000
 
-// maxImagesWaiting bounds the uploads waiting for decode memory: each holds its
-// bytes while it waits.
-const maxImagesWaiting = 8
-
-// errImagesBusy answers an upload when the line for decode memory is full.
+// errImagesBusy answers an upload when the line for decode memory is full (it
+// cannot be, with the order above; a clear answer if that ever changes).
 var errImagesBusy = userError{http.StatusServiceUnavailable,
 	"The server is busy decoding other large images. Try again in a few seconds."}
 
 // imageWork is the budget every image decode takes from.
 type imageWork struct {
 	limits inference.DecodeLimits
-	memory *gate         // bytes of decoder and picture memory in use
 	heavy  chan struct{} // large images decoding at once
 	slots  chan struct{} // the server's CPU slots
+	memory *gate         // bytes of decoder and picture memory in use
 }
 
 func newImageWork(cfg Config, slots chan struct{}) *imageWork {
 	return &imageWork{
 		limits: inference.DecodeLimits{MaxPixels: cfg.MaxPixels, MaxSide: cfg.MaxImageSide, MaxBytes: cfg.MaxDecodeBytes},
+		heavy:  make(chan struct{}, max(1, cap(slots)-1)),
+		slots:  slots,
 		// Room for the largest image with its picture, and small ones beside it.
 		memory: newGate(cfg.MaxDecodeBytes+cfg.MaxDecodeBytes/4+
-			inference.PictureBytes(inference.DefaultWorkingSide, inference.DefaultWorkingSide, 0), maxImagesWaiting),
-		heavy: make(chan struct{}, max(1, cap(slots)-1)),
-		slots: slots,
+			inference.PictureBytes(inference.DefaultWorkingSide, inference.DefaultWorkingSide, 0), cap(slots)),
 	}
 }
 
@@ -63,6 +62,17 @@ func (s *Server) loadPicture(ctx context.Context, data []byte) (*inference.Pictu
 	if err := w.limits.Check(hdr); err != nil {
 		return nil, hdr, err
 	}
+	heavy := int64(hdr.Width)*int64(hdr.Height) > heavyPixels
+	if heavy {
+		if err := take(ctx, w.heavy); err != nil {
+			return nil, hdr, err
+		}
+		defer func() { <-w.heavy }()
+	}
+	if err := take(ctx, w.slots); err != nil {
+		return nil, hdr, err
+	}
+	defer func() { <-w.slots }()
 	release, err := w.memory.acquire(ctx, hdr.DecodeBytes+inference.PictureBytes(hdr.Width, hdr.Height, inference.DefaultWorkingSide))
 	if errors.Is(err, errGateFull) {
 		return nil, hdr, errImagesBusy
@@ -70,20 +80,12 @@ func (s *Server) loadPicture(ctx context.Context, data []byte) (*inference.Pictu
 		return nil, hdr, err
 	}
 	defer release()
-	if int64(hdr.Width)*int64(hdr.Height) > heavyPixels {
-		if err := take(ctx, w.heavy); err != nil {
-			return nil, hdr, err
-		}
-		defer func() { <-w.heavy }()
+	if heavy {
 		// Collect the decoded image before its memory is given back to the
 		// budget: otherwise the collector lets the heap grow to twice what is
 		// live, and the next large image is decoded beside this one's garbage.
 		defer runtime.GC()
 	}
-	if err := take(ctx, w.slots); err != nil {
-		return nil, hdr, err
-	}
-	defer func() { <-w.slots }()
 	dec, err := w.limits.Decode(data)
 	if err != nil {
 		return nil, hdr, err

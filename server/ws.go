@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,6 +93,8 @@ type wsSession struct {
 	wsConn
 	out  *outbox
 	gain atomic.Uint64 // float64 bits
+	// place is the active run's latest place in line (sendQueued).
+	place atomic.Int64
 
 	mu     sync.Mutex
 	active *activeRun
@@ -332,6 +335,18 @@ func (ss *wsSession) send(m outMsg) {
 	if err := ss.out.push(m); err != nil {
 		ss.closeWith(websocket.ClosePolicyViolation, tooManyWaiting)
 	}
+}
+
+// sendQueued tells the client its run's place in line. The message is written
+// with the place current then, so while one is unsent the next is not queued: a
+// long line moving fast sends each client a few messages, not one per move.
+func (ss *wsSession) sendQueued(run, pos int) {
+	ss.place.Store(int64(pos))
+	ss.send(outMsg{key: "queued " + strconv.Itoa(run), build: func() (int, []byte, error) {
+		running, waiting := ss.s.explorer.queue.stats()
+		data, err := json.Marshal(map[string]any{"type": "queued", "run": run, "position": ss.place.Load(), "running": running, "waiting": waiting})
+		return websocket.TextMessage, data, err
+	}})
 }
 
 func (ss *wsSession) sendJSON(v any) {
