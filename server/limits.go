@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -81,10 +81,12 @@ func (s *Server) loadPicture(ctx context.Context, data []byte) (*inference.Pictu
 	}
 	defer release()
 	if heavy {
-		// Collect the decoded image before its memory is given back to the
-		// budget: otherwise the collector lets the heap grow to twice what is
-		// live, and the next large image is decoded beside this one's garbage.
-		defer runtime.GC()
+		// Collect the decoded image, and hand its pages back to the system,
+		// before its memory is given back to the budget: otherwise the collector
+		// lets the heap grow to twice what is live, and the next large image is
+		// decoded in fresh pages beside this one's (gibbon serve measured 311 MB
+		// resident above idle for four 160 MB decodes in turn; 168 MB with this).
+		defer debug.FreeOSMemory()
 	}
 	dec, err := w.limits.Decode(data)
 	if err != nil {
