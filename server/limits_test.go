@@ -315,3 +315,20 @@ func BenchmarkClassifyBesideWorstCaseUploads(b *testing.B) {
 		b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/classify")
 	})
 }
+
+func TestConfigCheckRefusesLimitsThatCannotWork(t *testing.T) {
+	if err := DefaultConfig().Check(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for name, edit := range map[string]func(*Config){
+		"side":    func(c *Config) { c.MaxImageSide = 0 },
+		"decode":  func(c *Config) { c.MaxDecodeBytes = 1000 },
+		"sockets": func(c *Config) { c.MaxSockets = -1 },
+	} {
+		c := DefaultConfig()
+		edit(&c)
+		if err := c.Check(); err == nil {
+			t.Errorf("%s: no error for %+v", name, c)
+		}
+	}
+}
