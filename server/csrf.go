@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -46,13 +47,13 @@ func (s *Server) csrfToken(c echo.Context) string {
 	return token
 }
 
-func wellFormedToken(t string) bool {
-	if len(t) != csrfTokenLen {
-		return false
-	}
-	for i := range len(t) {
-		c := t[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+func wellFormedToken(t string) bool { return len(t) == csrfTokenLen && plainText(t, "-_") }
+
+// plainText is true when s holds only ASCII letters, digits and the bytes of extra.
+func plainText(s, extra string) bool {
+	for i := range len(s) {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(extra, c) >= 0) {
 			return false
 		}
 	}

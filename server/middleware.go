@@ -195,14 +195,5 @@ func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 const maxRequestIDLen = 64
 
 func validRequestID(id string) bool {
-	if id == "" || len(id) > maxRequestIDLen {
-		return false
-	}
-	for i := range len(id) {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
-			return false
-		}
-	}
-	return true
+	return id != "" && len(id) <= maxRequestIDLen && plainText(id, "-_.:")
 }
