@@ -358,7 +358,7 @@ func attackImage(ctx context.Context, z *zoo.Zoo, cfg attack.Config, surrogates,
 		kept = append(kept, d)
 	}
 	plan.Defences = kept
-	p, err := engine.Prepare(ctx, z, plan, engine.Image{Ref: plan.Image, Data: data, MaxPixels: maxImagePixels}, engine.CLILimits)
+	p, err := engine.Prepare(ctx, z, plan, engine.Image{Ref: plan.Image, Data: data, Limits: inference.DecodeLimits{MaxPixels: maxImagePixels}}, engine.CLILimits)
 	if err != nil {
 		var ie *inference.ImageError
 		if errors.As(err, &ie) {

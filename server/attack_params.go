@@ -5,7 +5,6 @@ import (
 	"math"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"gibbon/gallery"
 	"gibbon/inference"
@@ -257,12 +256,4 @@ func epsLabel(levels int, rng [2]float32) string {
 		return fmt.Sprintf("%d/255 = %.3g", levels, v)
 	}
 	return fmt.Sprintf("%d/255 of [%g,%g] = %.4g", levels, rng[0], rng[1], v)
-}
-
-// upperFirst capitalises the first letter (a rune: an error may begin with "ε").
-func upperFirst(s string) string {
-	for i, r := range s {
-		return strings.ToUpper(string(r)) + s[i+utf8.RuneLen(r):]
-	}
-	return s
 }

@@ -316,17 +316,11 @@ func imageName(m sweepStartMsg, given string) string {
 // puts it on the 8-bit grid: the clean image is what a PNG of it holds.
 func (j *sweepJob) loadImage(ctx context.Context, data []byte, plan *sweep.Plan, g engine.Grid) (*inference.Tensor, error) {
 	s := j.ss.s
-	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	dec, err := inference.DecodeImage(data, s.cfg.MaxPixels)
+	pic, _, err := s.loadPicture(ctx, data)
 	if err != nil {
 		return nil, err
 	}
-	pre, err := inference.NewPicture(dec.Image, inference.DefaultWorkingSide).Preprocess(plan.Contract.Unnormalized())
+	pre, err := pic.Preprocess(plan.Contract.Unnormalized())
 	if err != nil {
 		return nil, err
 	}
