@@ -216,18 +216,20 @@ func (f *attackFlags) config() (attack.Config, error) {
 	if err != nil {
 		return attack.Config{}, err
 	}
-	eps, err := attack.ParseEps(f.eps)
+	eps, err := inference.ParseEps(f.eps)
 	if err != nil {
-		return attack.Config{}, err
+		return attack.Config{}, fmt.Errorf("--eps: %w", err)
 	}
-	cfg := attack.Config{Method: m, Eps: eps, Steps: f.steps, Restarts: f.restarts, NoRandomStart: f.noRandomStart,
+	cfg := attack.Config{Method: m, Eps: float32(eps), Steps: f.steps, Restarts: f.restarts, NoRandomStart: f.noRandomStart,
 		Momentum: float32(f.momentum), DiversityProb: float32(f.diProb), DiversityMin: float32(f.diMin),
 		Loss: attack.Loss(strings.ToLower(f.loss)), Queries: f.queries, SquareP: float32(f.squareP),
 		NoQuantize: f.noQuantize, Seed: f.seed}
 	if f.alpha != "" {
-		if cfg.Alpha, err = attack.ParseEps(f.alpha); err != nil {
-			return attack.Config{}, fmt.Errorf("--alpha: %w", err)
+		alpha, err := inference.ParseEps(f.alpha)
+		if err != nil || alpha == 0 {
+			return attack.Config{}, fmt.Errorf("--alpha %q: want a step size above 0, like 0.01 or 2/255", f.alpha)
 		}
+		cfg.Alpha = float32(alpha)
 	}
 	if f.steps < 0 || f.restarts < 0 || f.queries < 0 {
 		return attack.Config{}, errors.New("--steps, --restarts and --queries must not be negative")
@@ -351,7 +353,7 @@ func attackImage(ctx context.Context, cfg attack.Config, req attack.Request, con
 // adversarial prediction, then the cost.
 func printAttackImage(w io.Writer, res *attack.Result, req attack.Request, path string, steps []string, contract inference.InputContract, outPNG string) {
 	c := res.Config
-	fmt.Fprintf(w, "%s on %s: ε %s, %s; seed %d\n", c.Method, req.Surrogates[0].Name+moreNames(req.Surrogates), attack.FormatEps(c.Eps, c.Range), describeSteps(c), res.Seed)
+	fmt.Fprintf(w, "%s on %s: ε %s, %s; seed %d\n", c.Method, req.Surrogates[0].Name+moreNames(req.Surrogates), inference.EpsOn(c.Eps, c.Range).String(), describeSteps(c), res.Seed)
 	fmt.Fprintf(w, "image %s (%s) → %s\n", path, strings.Join(steps, "; "), contract.Describe())
 	if res.Targets != nil {
 		fmt.Fprintf(w, "target class %d\n", res.Targets[0])
@@ -386,7 +388,7 @@ func describeSteps(c attack.Config) string {
 	case attack.Noise:
 		return fmt.Sprintf("%d draws", c.Queries)
 	}
-	s := fmt.Sprintf("%d steps of %s, %s loss", c.Steps, attack.FormatEps(c.Alpha, c.Range), c.Loss)
+	s := fmt.Sprintf("%d steps of %s, %s loss", c.Steps, inference.EpsOn(c.Alpha, c.Range).String(), c.Loss)
 	if c.Method == attack.PGD && c.Restarts > 1 {
 		s += fmt.Sprintf(", %d restarts", c.Restarts)
 	}
@@ -419,7 +421,7 @@ func printCost(w io.Writer, res *attack.Result) {
 		l2 += float64(v)
 	}
 	fmt.Fprintf(w, "L∞ %s after quantisation%s, mean L2 %.4g; per image %.1f forward + %.1f backward passes%s; %s\n",
-		attack.FormatEps(res.LinfMax, res.Config.Range), grid, l2/float64(len(res.L2)), fwd, bwd, q, res.Wall.Round(time.Millisecond))
+		inference.EpsOn(res.LinfMax, res.Config.Range).String(), grid, l2/float64(len(res.L2)), fwd, bwd, q, res.Wall.Round(time.Millisecond))
 }
 
 // writePNG writes atomically: nothing half-written is left behind.
@@ -523,7 +525,7 @@ func (t *tally) add(res *attack.Result) {
 }
 
 func (t *tally) report(cfg attack.Config) attackReport {
-	r := attackReport{Attack: cfg, Eps: attack.FormatEps(cfg.Eps, cfg.Range), N: t.n, Seed: cfg.Seed,
+	r := attackReport{Attack: cfg, Eps: inference.EpsOn(cfg.Eps, cfg.Range).String(), N: t.n, Seed: cfg.Seed,
 		LinfMax: t.linfMax, LinfMax255: float64(t.linfMax) / float64(cfg.Range[1]-cfg.Range[0]) * 255,
 		MeanL2: t.l2 / float64(t.n), OffGrid: t.offGrid,
 		Forward: float64(t.fwd) / float64(t.n), Backward: float64(t.bwd) / float64(t.n),
@@ -625,7 +627,7 @@ func printAttackDataset(w io.Writer, rep attackReport, req attack.Request) {
 		q = fmt.Sprintf(", %.1f queries", rep.Queries)
 	}
 	fmt.Fprintf(w, "L∞ ≤ %s after quantisation, mean L2 %.4g; per image %.1f forward + %.1f backward passes%s; %.1f s, %.1f images/s\n",
-		attack.FormatEps(rep.LinfMax, c.Range), rep.MeanL2, rep.Forward, rep.Backward, q, rep.WallSeconds, rep.ImagesPerSec)
+		inference.EpsOn(rep.LinfMax, c.Range).String(), rep.MeanL2, rep.Forward, rep.Backward, q, rep.WallSeconds, rep.ImagesPerSec)
 }
 
 // progressBar redraws one line on w: "attack [=====>    ] 400/1000 12.3 img/s".

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 
+	"gibbon/inference"
 	"gibbon/inference/sweep"
 )
 
@@ -52,7 +53,7 @@ func printMatrix(w io.Writer, m *sweep.Matrix, plan *sweep.Plan) {
 		if i > 0 {
 			eps += ", "
 		}
-		eps += sweep.FormatEps(e, plan.Range)
+		eps += inference.EpsOn(e, plan.Range).String()
 	}
 	fmt.Fprintf(w, "%d attacks × %d defences on %d %s images in batches of %d, each batch's ε drawn from {%s}; seed %d\n",
 		len(m.Attacks), len(m.Defences), m.N, m.Dataset, m.Batch, eps, m.Seed)

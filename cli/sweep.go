@@ -317,7 +317,7 @@ func printDatasetTable(w io.Writer, res *sweep.DatasetResult, plan *sweep.Plan) 
 		rows[0] = append(rows[0], c.Name)
 	}
 	for k, e := range plan.Eps {
-		row := []string{sweep.FormatEps(e, plan.Range)}
+		row := []string{inference.EpsOn(e, plan.Range).String()}
 		for _, c := range res.Defences {
 			row = append(row, fmt.Sprintf("%.1f%%", 100*c.Accuracy[k]))
 		}
@@ -390,7 +390,7 @@ func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames s
 				fmt.Fprintf(stdout, "%s on %s; seed %d\n", describeAttack(plan.Attack.Info()), path, s.Seed)
 				fmt.Fprintf(stdout, "each defence: top class (probability of the true class / of the strongest wrong class); * flipped\n")
 			}
-			cells := []string{fmt.Sprintf("ε %-18s", sweep.FormatEps(float32(p.Eps), plan.Range))}
+			cells := []string{fmt.Sprintf("ε %-18s", inference.EpsOn(float32(p.Eps), plan.Range).String())}
 			for d, dp := range p.Defences {
 				mark := ""
 				if dp.Flipped {
@@ -509,9 +509,9 @@ func printFlips(w io.Writer, res *sweep.ImageResult, plan *sweep.Plan, frames st
 	}
 	fmt.Fprintln(w, "; smallest ε that flips each defence:")
 	for _, d := range res.Defences {
-		at := "not flipped up to ε " + sweep.FormatEps(plan.Eps[len(plan.Eps)-1], plan.Range)
+		at := "not flipped up to ε " + inference.EpsOn(plan.Eps[len(plan.Eps)-1], plan.Range).String()
 		if d.FlipEps != nil {
-			at = sweep.FormatEps(float32(*d.FlipEps), plan.Range)
+			at = inference.EpsOn(float32(*d.FlipEps), plan.Range).String()
 		}
 		fmt.Fprintf(w, "  %s: %s\n", d.Name, at)
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"gibbon/inference"
-	"gibbon/inference/attack"
 	"gibbon/inference/attacknet"
 	"gibbon/inference/train"
 )
@@ -164,25 +163,19 @@ func printHeldOut(w io.Writer, tr *attacknet.Trained) {
 		for _, m := range r.Models {
 			parts = append(parts, fmt.Sprintf("%s %.1f%%", m.Name, 100*m.SuccessRate))
 		}
-		fmt.Fprintf(w, "  ε %s: %s; %.2f ms per image\n", attack.FormatEps(r.Config.Eps, r.Config.Range), strings.Join(parts, ", "), float64(r.Wall)/1e6/float64(r.N()))
+		fmt.Fprintf(w, "  ε %s: %s; %.2f ms per image\n", inference.EpsOn(r.Config.Eps, r.Config.Range).String(), strings.Join(parts, ", "), float64(r.Wall)/1e6/float64(r.N()))
 	}
 }
 
-// parseEpsList reads comma-separated budgets like attack.ParseEps ("0.3" or "8/255")
-// in float64, so the manifest records 0.1 rather than float32's 0.10000000149.
+// parseEpsList reads comma-separated budgets ("0.3" or "8/255").
 func parseEpsList(list string) ([]float64, error) {
 	var out []float64
 	for _, s := range strings.Split(list, ",") {
-		if _, err := attack.ParseEps(s); err != nil {
+		e, err := inference.ParseEps(s)
+		if err != nil {
 			return nil, err
 		}
-		num, den, frac := strings.Cut(strings.TrimSpace(s), "/")
-		a, _ := strconv.ParseFloat(strings.TrimSpace(num), 64)
-		if frac {
-			b, _ := strconv.ParseFloat(strings.TrimSpace(den), 64)
-			a /= b
-		}
-		out = append(out, a)
+		out = append(out, e)
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"gibbon/inference"
 	"gibbon/inference/sweep"
 )
 
@@ -47,7 +48,7 @@ func cmdTransfer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 // printTransfer is the transfer matrix as a table.
 func printTransfer(w io.Writer, t *sweep.TransferMatrix, plan *sweep.Plan) {
-	fmt.Fprintf(w, "%s transfer at ε %s on %d %s images; seed %d\n", plan.Settings.Attack, sweep.FormatEps(plan.Eps[0], plan.Range), t.N, t.Dataset, t.Seed)
+	fmt.Fprintf(w, "%s transfer at ε %s on %d %s images; seed %d\n", plan.Settings.Attack, inference.EpsOn(plan.Eps[0], plan.Range).String(), t.N, t.Dataset, t.Seed)
 	fmt.Fprintln(w, "cells: share of the images the target classifies correctly that it misclassifies after the source's attack")
 	rows := [][]string{{"source \\ target"}}
 	for _, tg := range t.Targets {

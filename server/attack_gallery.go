@@ -8,7 +8,6 @@ import (
 
 	"gibbon/gallery"
 	"gibbon/inference"
-	"gibbon/inference/attack"
 )
 
 // galleryDraft is a finished run as a gallery entry, less the title and the two
@@ -69,7 +68,7 @@ func (r *run) galleryDraft(f *finalFrame, timings map[string]float64) (*galleryD
 		seen[m.Name] = true
 		d.Models = append(d.Models, gallery.ModelRef{Name: m.Name, SHA256: strings.ToLower(m.SHA256), Attacked: attacked})
 	}
-	params := draftParams{Eps: epsLabel(p.eps, p.contract.PixelRange()), Range: p.contract.PixelRange(), Source: r.source,
+	params := draftParams{Eps: inference.EpsLevels(float64(p.eps), p.contract.PixelRange()).LevelsString(), Range: p.contract.PixelRange(), Source: r.source,
 		Input: p.contract.Describe(), Quantised: true}
 	if p.network != nil {
 		addModel(p.network, true)
@@ -155,9 +154,9 @@ func (r *run) chosenHead() string {
 	rng := r.plan.contract.PixelRange()
 	best, bestD := "", math.Inf(1)
 	for _, e := range r.plan.network.Attack.Eps {
-		levels := int(math.Floor(e/float64(rng[1]-rng[0])*255 + 1e-6))
-		if dd := math.Abs(float64(levels - r.plan.eps)); dd < bestD {
-			best, bestD = "ε "+attack.FormatEps(float32(e), rng), dd
+		head := inference.Eps{Value: e, Range: rng}
+		if dd := math.Abs(float64(head.WholeLevels() - r.plan.eps)); dd < bestD {
+			best, bestD = "ε "+head.String(), dd
 		}
 	}
 	return best

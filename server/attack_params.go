@@ -108,7 +108,7 @@ func (s *Server) attackChoices() []attackChoice {
 		if m.Task == inference.TaskAttackNetwork && m.Attack != nil {
 			var eps []string
 			for _, e := range m.Attack.Eps {
-				eps = append(eps, attack.FormatEps(float32(e), m.Input.PixelRange()))
+				eps = append(eps, inference.EpsOn(float32(e), m.Input.PixelRange()).String())
 			}
 			out = append(out, attackChoice{ID: networkPrefix + m.Name, Label: "Attack network " + m.Name,
 				Note: "one forward pass; heads ε " + strings.Join(eps, ", ")})
@@ -324,7 +324,7 @@ func upperFirst(s string) string {
 // config is the attack package's configuration for the plan.
 func (p *runPlan) config() attack.Config {
 	rng := p.contract.PixelRange()
-	cfg := attack.Config{Method: p.method, Eps: float32(float64(p.eps) / 255 * float64(rng[1]-rng[0])), Range: rng,
+	cfg := attack.Config{Method: p.method, Eps: float32(inference.EpsLevels(float64(p.eps), rng).Value), Range: rng,
 		Loss: p.loss, Layout: p.contract.TensorLayout(), Seed: p.seed}
 	if p.method.BlackBox() {
 		cfg.Queries = p.steps
@@ -335,13 +335,4 @@ func (p *runPlan) config() attack.Config {
 		cfg.Target, cfg.TargetClass = attack.TargetClass, p.target
 	}
 	return cfg
-}
-
-// epsLabel writes ε as the page shows it: "40/255 = 0.157" (on [0,1]).
-func epsLabel(levels int, rng [2]float32) string {
-	v := float64(levels) / 255 * float64(rng[1]-rng[0])
-	if rng == [2]float32{0, 1} {
-		return fmt.Sprintf("%d/255 = %.3g", levels, v)
-	}
-	return fmt.Sprintf("%d/255 of [%g,%g] = %.4g", levels, rng[0], rng[1], v)
 }

@@ -339,7 +339,7 @@ func topScores(ps []inference.Prediction) []views.Score {
 
 func (r *run) sendStarted() error {
 	p := r.plan
-	m := startedMsg{Type: "started", Run: r.id, Eps: p.eps, EpsLabel: epsLabel(p.eps, p.contract.PixelRange()),
+	m := startedMsg{Type: "started", Run: r.id, Eps: p.eps, EpsLabel: inference.EpsLevels(float64(p.eps), p.contract.PixelRange()).LevelsString(),
 		Steps: p.steps, Target: p.target, Seed: p.seed, Source: r.source, Input: p.contract.Describe(),
 		SourceWidth: r.srcW, SourceHeight: r.srcH, Crop: r.crop,
 		QueueMS: millis(time.Since(r.received)), Providers: r.providers()}
@@ -704,9 +704,10 @@ func (r *run) runNetwork(ctx context.Context) error {
 	snap.elapsed = r.attackEnd.Sub(r.attackStart)
 	r.mu.Unlock()
 	for k, e := range heads {
-		levels := int(math.Floor(e/float64(rng[1]-rng[0])*255 + 1e-6))
+		head := inference.Eps{Value: e, Range: rng}
+		levels := head.WholeLevels()
 		lv := r.grid.levels(y.Data[k*per:(k+1)*per], r.cleanLv, levels)
-		label := "ε " + attack.FormatEps(float32(e), rng)
+		label := "ε " + head.String()
 		snap.heads = append(snap.heads, headSnap{label: label, lv: lv})
 		if d := math.Abs(float64(levels - r.plan.eps)); d < bestD {
 			best, bestD = k, d

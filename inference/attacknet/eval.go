@@ -206,7 +206,7 @@ func Evaluate(ctx context.Context, net *attack.Network, judges []Judge, x *infer
 					miWall += res.Wall
 				}
 				done += hi - lo
-				p.Update(done, fmt.Sprintf("%s ε %s", b.method, attack.FormatEps(e, net.Range())))
+				p.Update(done, fmt.Sprintf("%s ε %s", b.method, inference.EpsOn(e, net.Range()).String()))
 			}
 		}
 	}
@@ -271,7 +271,7 @@ func (r *Result) Markdown(w io.Writer) {
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|")
 	for _, row := range r.Rows {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | **%s** | %s | %s |\n", row.Model, row.Role, pct(row.Clean),
-			attack.FormatEps(float32(row.Eps), r.Range), pct(row.Noise), pct(row.Network), pct(row.PGD), pct(row.MIFGSM))
+			inference.EpsOn(float32(row.Eps), r.Range).String(), pct(row.Noise), pct(row.Network), pct(row.PGD), pct(row.MIFGSM))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Speed (wall time per image, batches of %d, same process and images):\n\n", r.Speed.Batch)
