@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/attack"
 	"gibbon/inference/mnist"
+	"gibbon/internal/atomicfile"
 	"gibbon/models"
 )
 
@@ -424,21 +424,12 @@ func printCost(w io.Writer, res *attack.Result) {
 		inference.EpsOn(res.LinfMax, res.Config.Range).String(), grid, l2/float64(len(res.L2)), fwd, bwd, q, res.Wall.Round(time.Millisecond))
 }
 
-// writePNG writes atomically: nothing half-written is left behind.
+// writePNG writes img to path atomically: nothing half-written is left behind.
 func writePNG(path string, img image.Image) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".gibbon-*.png")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := png.Encode(tmp, img); err != nil {
-		tmp.Close()
+	if err := atomicfile.Write(path, func(w io.Writer) error { return png.Encode(w, img) }); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(tmp.Name(), path)
+	return nil
 }
 
 // attackReport is the JSON form of an attack's outcome.

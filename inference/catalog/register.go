@@ -9,6 +9,7 @@ import (
 	"runtime"
 
 	"gibbon/inference"
+	"gibbon/internal/atomicfile"
 )
 
 // ManifestFile is the manifest's name inside a models directory.
@@ -81,44 +82,5 @@ func Register(dir string, entry inference.ModelEntry) error {
 	if _, err := inference.ParseManifest(data); err != nil {
 		return fmt.Errorf("manifest would not read back: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, ManifestFile), append(data, '\n'))
-}
-
-// writeFileAtomic writes data to a temporary file beside path, syncs it and renames it
-// over path.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(name)
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(name, 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		return err
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteFile(filepath.Join(dir, ManifestFile), append(data, '\n'))
 }
