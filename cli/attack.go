@@ -562,7 +562,7 @@ func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, c
 		return []int64{int64(k), 1, mnist.Rows, mnist.Cols}
 	}
 	var t tally
-	bar := newProgressBar(stderr, "attack", set.Len())
+	bar := newBar(stderr, "attack", set.Len())
 	for start := 0; start < set.Len(); start += f.batch {
 		k := min(f.batch, set.Len()-start)
 		x := inference.NewTensor(shape(k)...)
@@ -579,13 +579,13 @@ func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, c
 		r.Images, r.Labels = x, labels
 		res, err := attack.Run(ctx, c, r, nil)
 		if err != nil {
-			bar.done()
+			bar.End()
 			return err
 		}
 		t.add(res)
-		bar.set(start + k)
+		bar.Update(start+k, "")
 	}
-	bar.done()
+	bar.End()
 	rep := t.report(cfg.Defaults())
 	rep.Dataset = f.dataset
 	return f.output.write(stdout, rep, nil, func(w io.Writer) { printAttackDataset(w, rep, req) })
@@ -620,41 +620,3 @@ func printAttackDataset(w io.Writer, rep attackReport, req attack.Request) {
 	fmt.Fprintf(w, "L∞ ≤ %s after quantisation, mean L2 %.4g; per image %.1f forward + %.1f backward passes%s; %.1f s, %.1f images/s\n",
 		inference.EpsOn(rep.LinfMax, c.Range).String(), rep.MeanL2, rep.Forward, rep.Backward, q, rep.WallSeconds, rep.ImagesPerSec)
 }
-
-// progressBar redraws one line on w: "attack [=====>    ] 400/1000 12.3 img/s".
-type progressBar struct {
-	w     io.Writer
-	label string
-	total int
-	start time.Time
-	last  time.Time
-}
-
-func newProgressBar(w io.Writer, label string, total int) *progressBar {
-	p := &progressBar{w: w, label: label, total: total, start: time.Now()}
-	p.draw(0)
-	return p
-}
-
-func (p *progressBar) set(n int) {
-	if now := time.Now(); n == p.total || now.Sub(p.last) > 200*time.Millisecond {
-		p.last = now
-		p.draw(n)
-	}
-}
-
-func (p *progressBar) draw(n int) {
-	const width = 30
-	filled := width * n / max(p.total, 1)
-	bar := strings.Repeat("=", filled)
-	if filled < width {
-		bar += ">" + strings.Repeat(" ", width-filled-1)
-	}
-	rate := ""
-	if el := time.Since(p.start).Seconds(); n > 0 && el > 0 {
-		rate = fmt.Sprintf(" %.1f img/s", float64(n)/el)
-	}
-	fmt.Fprintf(p.w, "\r%s [%s] %d/%d%s", p.label, bar, n, p.total, rate)
-}
-
-func (p *progressBar) done() { fmt.Fprintln(p.w) }

@@ -37,10 +37,10 @@ func cmdCompete(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	s = plan.Settings
-	bar := newProgressBar(stderr, "compete", len(labels))
+	bar := newBar(stderr, "compete", len(labels))
 	m, err := sweep.Compete(ctx, sweep.CompeteSpec{Dataset: s.Dataset, Attacks: plan.Attacks, Defences: plan.Defences, Images: x, Labels: labels,
-		Range: plan.Range, EpsSet: plan.Eps, Batch: s.Batch, Seed: s.Seed}, func(m *sweep.Matrix) error { bar.set(m.N); return nil })
-	bar.done()
+		Range: plan.Range, EpsSet: plan.Eps, Batch: s.Batch, Seed: s.Seed}, func(m *sweep.Matrix) error { bar.Update(m.N, ""); return nil })
+	bar.End()
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -33,7 +34,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer rt.Close()
-	ev, err := train.Evaluate(ctx, rt, *dir, name, train.EvalOptions{N: *n, Seed: *seed, Progress: train.NewProgress(stderr),
+	ev, err := train.Evaluate(ctx, rt, *dir, name, train.EvalOptions{N: *n, Seed: *seed, Progress: progress.New(stderr),
 		PGD: train.PGDConfig{Eps: *eps, Step: *step, Steps: *steps, RandomStart: true}})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/attacknet"
 	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 type evalAttackOptions struct {
@@ -52,7 +53,7 @@ func cmdEvalAttack(ctx context.Context, args []string, stdout, stderr io.Writer)
 func evalAttack(ctx context.Context, rt *inference.Runtime, dir, name string, o evalAttackOptions, stdout, stderr io.Writer) error {
 	record := o.write && o.seed == 0
 	s, err := attacknet.Score(ctx, rt, dir, name, attacknet.ScoreOptions{N: o.n, Batch: o.batch, Baselines: o.baselines,
-		Seed: o.seed, Metrics: record, Progress: train.NewProgress(stderr), Log: stderr})
+		Seed: o.seed, Metrics: record, Progress: progress.New(stderr), Log: stderr})
 	if err != nil {
 		return err
 	}

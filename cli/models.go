@@ -12,6 +12,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/catalog"
+	"gibbon/internal/progress"
 	"gibbon/models/imagenet"
 )
 
@@ -182,7 +183,7 @@ func modelsPull(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	openRT, closeRT := rf.lazy()
 	defer closeRT()
 	opt := catalog.Options{Dir: dir, From: *from, SHA256: *sum, Labels: imagenet.Labels(), LabelsFile: imagenet.FileName,
-		Progress: catalog.NewBar(stderr, isTerminal(stderr)), Log: stdout, Runtime: openRT}
+		Progress: catalog.NewBar(stderr, progress.IsTerminal(stderr)), Log: stdout, Runtime: openRT}
 	for _, e := range entries {
 		res, err := catalog.Pull(ctx, *e, opt)
 		if errors.Is(err, catalog.ErrPinRequired) {

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"gibbon/internal/atomicfile"
+	"gibbon/internal/progress"
 )
 
 // writeJSON writes v as indented JSON: the --json form of a command's result.
@@ -122,4 +123,11 @@ func writeCSVFile(path string, stdout io.Writer, write func(io.Writer) error) er
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// newBar starts a progress bar of total steps on w.
+func newBar(w io.Writer, label string, total int) *progress.Bar {
+	b := progress.New(w)
+	b.Begin(label, 0, total)
+	return b
 }

@@ -15,6 +15,7 @@ import (
 	"gibbon/inference/autodiff"
 	"gibbon/inference/onnx"
 	"gibbon/inference/ortinstall"
+	"gibbon/internal/progress"
 	"gibbon/models"
 )
 
@@ -36,7 +37,7 @@ func runtimeInstall(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
-	inst := &ortinstall.Installer{Progress: stderr, Terminal: isTerminal(stderr)}
+	inst := &ortinstall.Installer{Progress: stderr, Terminal: progress.IsTerminal(stderr)}
 	// Already installed: no registry needed, nothing fetched.
 	lib, ok, _, err := inst.Check()
 	if err != nil {
@@ -336,15 +337,4 @@ func builtinManifest() (*inference.Manifest, error) {
 		return nil, fmt.Errorf("built-in manifest: %w", err)
 	}
 	return inference.ParseManifest(data)
-}
-
-// isTerminal reports whether w is a terminal (a character device), where a
-// redrawn progress bar makes sense.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
 }

@@ -299,11 +299,11 @@ func sweepDataset(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, 
 		return err
 	}
 	s := plan.Settings
-	bar := newProgressBar(stderr, "sweep", len(labels))
+	bar := newBar(stderr, "sweep", len(labels))
 	res, err := sweep.RunDataset(ctx, sweep.DatasetSpec{Dataset: s.Dataset, Attack: plan.Attack, Eps: plan.Eps, Range: plan.Range,
 		Defences: plan.Defences, Images: x, Labels: labels, Batch: s.Batch, Seed: s.Seed},
-		func(r *sweep.DatasetResult) error { bar.set(r.N); return nil })
-	bar.done()
+		func(r *sweep.DatasetResult) error { bar.Update(r.N, ""); return nil })
+	bar.End()
 	if err != nil {
 		return err
 	}

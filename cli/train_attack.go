@@ -12,7 +12,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/attacknet"
-	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 // contractFlags describe a user's classifier file when no manifest does.
@@ -87,7 +87,7 @@ func cmdTrainAttack(ctx context.Context, args []string, stdout, stderr io.Writer
 		"Trains an attack network: a U-Net that outputs one adversarial image per ε head in one pass,",
 		"against several frozen classifiers at once; writes DIR/NAME.onnx and its manifest entry.")
 	job := attacknet.Job{Config: attacknet.Defaults, Command: "gibbon train-attack " + strings.Join(args, " "), Log: stderr,
-		Progress: train.NewProgress(stderr)}
+		Progress: progress.New(stderr)}
 	cfg := &job.Config
 	fs.StringVar(&job.Dir, "dir", "models", "folder with manifest.json: reads --targets there, writes NAME.onnx and its entry there")
 	targets := fs.String("targets", "", "classifiers of --dir's manifest to train against, comma-separated")

@@ -36,10 +36,10 @@ func cmdTransfer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	s = plan.Settings
-	bar := newProgressBar(stderr, "transfer", len(labels))
+	bar := newBar(stderr, "transfer", len(labels))
 	t, err := sweep.Transfer(ctx, sweep.TransferSpec{Dataset: s.Dataset, Sources: plan.Attacks, Targets: plan.Defences, Images: x, Labels: labels,
-		Range: plan.Range, Eps: plan.Eps[0], Batch: s.Batch, Seed: s.Seed}, func(t *sweep.TransferMatrix) error { bar.set(t.N); return nil })
-	bar.done()
+		Range: plan.Range, Eps: plan.Eps[0], Batch: s.Batch, Seed: s.Seed}, func(t *sweep.TransferMatrix) error { bar.Update(t.N, ""); return nil })
+	bar.End()
 	if err != nil {
 		return err
 	}

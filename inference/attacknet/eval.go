@@ -11,7 +11,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/attack"
-	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 // Roles of the classifiers an evaluation scores.
@@ -41,7 +41,7 @@ type EvalOptions struct {
 	Seed        int64
 	// Layout of the images: "NCHW" (default) or "NHWC".
 	Layout   string
-	Progress *train.Progress
+	Progress *progress.Bar
 }
 
 // Row is one judge at one ε: success rates are the fraction of images whose

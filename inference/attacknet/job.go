@@ -17,6 +17,7 @@ import (
 	"gibbon/inference/mnist"
 	"gibbon/inference/onnx"
 	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 // Job is one training of an attack network from a models folder, as gibbon
@@ -39,7 +40,7 @@ type Job struct {
 	Threads            int    // recorded in the provenance
 	Command            string // recorded in the provenance
 	Log                io.Writer
-	Progress           *train.Progress
+	Progress           *progress.Bar
 }
 
 // Trained is a finished Job: the network written and registered.

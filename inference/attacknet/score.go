@@ -12,6 +12,7 @@ import (
 	"gibbon/inference/attack"
 	"gibbon/inference/mnist"
 	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 // ScoreOptions say how Score evaluates an attack network.
@@ -21,7 +22,7 @@ type ScoreOptions struct {
 	Baselines bool // also noise, PGD-10 and MI-FGSM
 	Seed      int64
 	Metrics   bool // also measure Scored.Metrics (one more pass over CheckSubset images)
-	Progress  *train.Progress
+	Progress  *progress.Bar
 	Log       io.Writer // classifiers left out, and what runs
 }
 

@@ -14,6 +14,7 @@ import (
 	"gibbon/inference/attack"
 	"gibbon/inference/mnist"
 	"gibbon/inference/train"
+	"gibbon/internal/progress"
 	"gibbon/internal/testrt"
 )
 
@@ -32,7 +33,7 @@ func TestShortTrainingBeatsNoiseThroughTheAttackPath(t *testing.T) {
 	}
 	defer tr.Close()
 	var log bytes.Buffer
-	if err := tr.Run(ctx, RunOptions{Progress: train.NewProgress(&log)}); err != nil {
+	if err := tr.Run(ctx, RunOptions{Progress: progress.New(&log)}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(log.String(), "fooled eps0.1") || !strings.Contains(log.String(), "120/120") {

@@ -16,6 +16,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/mnist"
 	"gibbon/inference/onnx"
+	"gibbon/internal/progress"
 )
 
 // BuildOptions say where a built-in model goes and how its training runs.
@@ -26,7 +27,7 @@ type BuildOptions struct {
 	Fresh      bool   // start over even when a checkpoint exists
 	Command    string // the command line, recorded in the provenance
 	Log        io.Writer
-	Progress   *Progress
+	Progress   *progress.Bar
 }
 
 // Built is a trained, saved and registered model.

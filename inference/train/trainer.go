@@ -18,6 +18,7 @@ import (
 	"gibbon/inference/mnist"
 	"gibbon/inference/onnx"
 	"gibbon/inference/train/arch"
+	"gibbon/internal/progress"
 )
 
 // Config is one training run. Two runs with equal configs (and the same machine and
@@ -222,7 +223,7 @@ type RunOptions struct {
 	// the context is cancelled, and at the end. Empty: no checkpoints.
 	Checkpoint      string
 	CheckpointEvery int
-	Progress        *Progress
+	Progress        *progress.Bar
 }
 
 // Run trains from the current step to opts.StopAt (or the end). A cancelled context
