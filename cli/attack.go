@@ -301,12 +301,9 @@ func fs_(dir string) (fs.FS, string) {
 	return os.DirFS(dir), dir
 }
 
+// readManifest reads the manifest of src, which name describes for errors.
 func readManifest(src fs.FS, name string) (*inference.Manifest, error) {
-	data, err := fs.ReadFile(src, inference.ManifestFile)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	m, err := inference.ParseManifest(data)
+	m, err := inference.ReadManifestFS(src)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 
+	"gibbon/inference"
 	"gibbon/inference/train"
 	"gibbon/internal/progress"
 )
@@ -53,5 +54,5 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "not recording: the manifest's metrics use seed 0")
 		return nil
 	}
-	return train.RecordMetrics(*dir, name, ev.SHA256, ev.Metrics)
+	return inference.RecordMetrics(*dir, name, ev.SHA256, ev.Metrics)
 }

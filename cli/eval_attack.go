@@ -7,7 +7,6 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/attacknet"
-	"gibbon/inference/train"
 	"gibbon/internal/progress"
 )
 
@@ -69,5 +68,5 @@ func evalAttack(ctx context.Context, rt *inference.Runtime, dir, name string, o 
 	case o.n != 10000 || !o.baselines:
 		fmt.Fprintf(stderr, "recording only the first-%d subset numbers (full results need --n 10000 with baselines)\n", attacknet.CheckSubset)
 	}
-	return train.RecordMetrics(dir, name, s.SHA256, s.Metrics)
+	return inference.RecordMetrics(dir, name, s.SHA256, s.Metrics)
 }

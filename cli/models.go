@@ -86,7 +86,7 @@ func modelsList(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	man, err := catalog.ReadManifest(dir)
+	man, err := inference.ReadManifest(dir)
 	if err != nil {
 		return err
 	}
@@ -144,7 +144,7 @@ func printInstalled(w io.Writer, man *inference.Manifest, dir string) error {
 	if err := t.write(w); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\n%d model(s) in %s\n", len(man.Models), filepath.Join(dir, catalog.ManifestFile))
+	fmt.Fprintf(w, "\n%d model(s) in %s\n", len(man.Models), filepath.Join(dir, inference.ManifestFile))
 	return nil
 }
 
@@ -208,7 +208,7 @@ func printPulled(w io.Writer, dir string, res *catalog.Result) {
 	if p.BatchDynamic {
 		batch = "any batch"
 	}
-	fmt.Fprintf(w, "registered %s in %s\n", res.Entry.Name, filepath.Join(dir, catalog.ManifestFile))
+	fmt.Fprintf(w, "registered %s in %s\n", res.Entry.Name, filepath.Join(dir, inference.ManifestFile))
 	fmt.Fprintf(w, "  file     %s\n", res.Entry.File)
 	fmt.Fprintf(w, "  graph    %s, %s, input %q %v, output %s\n", p.Upgrade, batch, p.InputName, p.InputShape, out)
 	fmt.Fprintf(w, "  input    %s\n", res.Entry.Input.Describe())

@@ -332,9 +332,9 @@ func builtinNames(names []string) ([]string, error) {
 }
 
 func builtinManifest() (*inference.Manifest, error) {
-	data, err := fs.ReadFile(models.FS(), "manifest.json")
+	m, err := inference.ReadManifestFS(models.FS())
 	if err != nil {
-		return nil, fmt.Errorf("built-in manifest: %w", err)
+		return nil, fmt.Errorf("built-in models: %w", err)
 	}
-	return inference.ParseManifest(data)
+	return m, nil
 }

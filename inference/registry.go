@@ -20,9 +20,6 @@ type ModelSource struct {
 	FS   fs.FS
 }
 
-// ManifestFile is the manifest's name inside a ModelSource.
-const ManifestFile = "manifest.json"
-
 // Problem is a model (or a whole manifest, when Model is "") that could not be
 // served, and why. Problems are reported; the other models are served.
 type Problem struct {
@@ -56,14 +53,9 @@ type Registry struct {
 func LoadRegistry(ctx context.Context, rt *Runtime, sources ...ModelSource) (*Registry, error) {
 	r := &Registry{byName: map[string]*Model{}}
 	for _, src := range sources {
-		data, err := fs.ReadFile(src.FS, ManifestFile)
+		man, err := ReadManifestFS(src.FS)
 		if err != nil {
-			r.problems = append(r.problems, Problem{Source: src.Name, Err: fmt.Errorf("read %s: %w", ManifestFile, err)})
-			continue
-		}
-		man, err := ParseManifest(data)
-		if err != nil {
-			r.problems = append(r.problems, Problem{Source: src.Name, Err: fmt.Errorf("%w (fix %s)", err, ManifestFile)})
+			r.problems = append(r.problems, Problem{Source: src.Name, Err: err})
 			continue
 		}
 		for _, e := range man.Models {

@@ -130,12 +130,12 @@ func (j Job) loadTargets(ctx context.Context, rt *inference.Runtime) (*targets, 
 
 func (j Job) manifestTargets(ctx context.Context, rt *inference.Runtime) (*targets, error) {
 	ts := &targets{outDir: j.Dir}
-	man, err := train.ReadManifest(j.Dir)
+	man, err := inference.ReadManifest(j.Dir)
 	if err != nil {
 		return ts, err
 	}
 	for i, n := range j.Targets {
-		e, err := train.FindTask(man, n, inference.TaskClassifier)
+		e, err := man.EntryOf(n, inference.TaskClassifier)
 		if err != nil {
 			return ts, inference.Invalidf("--targets: %v (in %s)", err, j.Dir)
 		}
@@ -289,14 +289,14 @@ func (j Job) save(rt *inference.Runtime, tr *Trainer, cfg Config, ts *targets, d
 		WallSeconds: float64(int(tr.WallSeconds()*10)) / 10, Date: time.Now().UTC().Format(time.RFC3339),
 		Notes: fmt.Sprintf("ONNX Runtime %s CPU, %d intra-op thread(s); loss: sum over heads and targets of relu(z_y − logsumexp_{j≠y} z_j + κ), y the target's clean prediction, plus calm × each head's mean squared tanh input; Adam, cosine schedule; config %s", rt.Version(), j.Threads, c)}
 	entry := Entry(j.Name, filepath.Base(out.Path), out.SHA256, cfg.Spec, ts.names, ts.contract, prov)
-	if err := train.UpdateManifest(ts.outDir, func(m *inference.Manifest) error {
+	if err := inference.UpdateManifest(ts.outDir, func(m *inference.Manifest) error {
 		for _, e := range ts.register {
-			if _, err := train.FindEntry(m, e.Name); err != nil {
-				train.PutEntry(m, e)
-				fmt.Fprintf(j.Log, "registered classifier %s (%s) in %s\n", e.Name, e.File, filepath.Join(ts.outDir, train.ManifestFile))
+			if _, err := m.Entry(e.Name); err != nil {
+				m.Put(e)
+				fmt.Fprintf(j.Log, "registered classifier %s (%s) in %s\n", e.Name, e.File, filepath.Join(ts.outDir, inference.ManifestFile))
 			}
 		}
-		train.PutEntry(m, entry)
+		m.Put(entry)
 		return nil
 	}); err != nil {
 		return nil, err

@@ -11,7 +11,6 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/attack"
 	"gibbon/inference/mnist"
-	"gibbon/inference/train"
 	"gibbon/internal/progress"
 )
 
@@ -43,11 +42,11 @@ func Score(ctx context.Context, rt *inference.Runtime, dir, name string, opts Sc
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
-	man, err := train.ReadManifest(dir)
+	man, err := inference.ReadManifest(dir)
 	if err != nil {
 		return nil, err
 	}
-	entry, err := train.FindTask(man, name, inference.TaskAttackNetwork)
+	entry, err := man.EntryOf(name, inference.TaskAttackNetwork)
 	if err != nil {
 		return nil, inference.Invalidf("%v (in %s)", err, dir)
 	}

@@ -154,8 +154,8 @@ func Pull(ctx context.Context, e Entry, opt Options) (*Result, error) {
 		Architecture: e.Architecture, Robust: e.Robust,
 		Input: contract, LabelsFile: opt.LabelsFile, OutputsLogits: p.OutputsLogits,
 	}
-	old, _ := ReadManifest(opt.Dir)
-	if err := Register(opt.Dir, entry); err != nil {
+	old, _ := inference.ReadManifest(opt.Dir)
+	if err := inference.UpdateManifest(opt.Dir, func(m *inference.Manifest) error { m.Put(entry); return nil }); err != nil {
 		os.Remove(path)
 		return nil, fmt.Errorf("register %s: %w", e.Name, err)
 	}

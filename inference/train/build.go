@@ -86,8 +86,8 @@ func Build(ctx context.Context, rt *inference.Runtime, r Recipe, opts BuildOptio
 	if cfg.TrainSubset > 0 {
 		prov.Data += fmt.Sprintf(" (first %d training images only)", cfg.TrainSubset)
 	}
-	if err := UpdateManifest(opts.Dir, func(m *inference.Manifest) error {
-		PutEntry(m, r.Entry(filepath.Base(b.Path), b.SHA256, prov))
+	if err := inference.UpdateManifest(opts.Dir, func(m *inference.Manifest) error {
+		m.Put(r.Entry(filepath.Base(b.Path), b.SHA256, prov))
 		return nil
 	}); err != nil {
 		return nil, err

@@ -205,15 +205,15 @@ type Evaluation struct {
 // attack) also on the first CleanSubset and PGDSubset images, the numbers tests
 // recompute. The file must match the manifest's checksum.
 func Evaluate(ctx context.Context, rt *inference.Runtime, dir, name string, opts EvalOptions) (*Evaluation, error) {
-	man, err := ReadManifest(dir)
+	man, err := inference.ReadManifest(dir)
 	if err != nil {
 		return nil, err
 	}
-	entry, err := FindEntry(man, name)
+	entry, err := man.Entry(name)
 	if err != nil {
 		return nil, inference.Invalidf("%v (in %s)", err, dir)
 	}
-	model, err := ReadModelFile(dir, entry)
+	model, err := inference.ReadModelFile(dir, entry)
 	if err != nil {
 		return nil, err
 	}
