@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-
 )
 
 // DefaultModelsDir is where pulled models go unless --models says otherwise: the
