@@ -1,7 +1,8 @@
 // Package train trains Gibbon's built-in MNIST classifiers on ONNX Runtime: gradient
 // graphs from inference/autodiff, mini-batches in a seeded order, SGD with momentum or
-// Adam(W), a learning-rate schedule, optional FGSM/PGD adversarial training,
-// atomic checkpoints that resume bit for bit, and a progress bar.
+// Adam(W), a learning-rate schedule, optional FGSM/PGD adversarial training and
+// atomic checkpoints that resume bit for bit; Build trains a recipe into a models
+// folder and Evaluate scores a model on the MNIST test set.
 package train
 
 import (
