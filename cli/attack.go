@@ -542,7 +542,7 @@ func imageReport(res *attack.Result, path, out string) attackReport {
 }
 
 func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, contract inference.InputContract, f attackFlags, stdout, stderr io.Writer) error {
-	if contract.Channels != 1 || contract.Height != mnist.Rows || contract.Width != mnist.Cols {
+	if !contract.FitsMNIST() {
 		return usageError{fmt.Sprintf("mnist-test holds 28×28 gray digits; the attacked model takes %s", contract.Describe())}
 	}
 	test, err := mnist.LoadTest(ctx)
@@ -550,25 +550,13 @@ func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, c
 		return err
 	}
 	set := test.Subset(f.n)
-	rng := contract.PixelRange()
-	lo, hi := rng[0], rng[1]
-	shape := func(k int) []int64 {
-		if strings.EqualFold(contract.Layout, "NHWC") {
-			return []int64{int64(k), mnist.Rows, mnist.Cols, 1}
-		}
-		return []int64{int64(k), 1, mnist.Rows, mnist.Cols}
-	}
 	var t tally
 	bar := newBar(stderr, "attack", set.Len())
 	for start := 0; start < set.Len(); start += f.batch {
 		k := min(f.batch, set.Len()-start)
-		x := inference.NewTensor(shape(k)...)
-		labels := make([]int, k)
-		for i := range k {
-			for j, v := range set.Image(start + i) {
-				x.Data[i*mnist.Pixels+j] = lo + v*(hi-lo)
-			}
-			labels[i] = int(set.Labels[start+i])
+		x, labels, err := contract.MNISTTensor(set, start, k)
+		if err != nil {
+			return err
 		}
 		c := cfg
 		c.Seed = cfg.Seed + int64(start/f.batch)

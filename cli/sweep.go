@@ -290,7 +290,7 @@ func loadSet(ctx context.Context, plan *sweep.Plan) (*inference.Tensor, []int, e
 	if err != nil {
 		return nil, nil, err
 	}
-	return sweep.MNISTImages(test, plan.Settings.N, plan.Contract)
+	return plan.Contract.MNISTTensor(test, 0, plan.Settings.N)
 }
 
 func sweepDataset(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, stdout, stderr io.Writer) error {

@@ -3,8 +3,11 @@ package inference
 import (
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
+
+	"gibbon/inference/mnist"
 )
 
 func TestSameTensorIgnoresMeanStdAndCase(t *testing.T) {
@@ -95,5 +98,30 @@ func TestInvalidfMatchesErrInvalid(t *testing.T) {
 	}
 	if errors.Is(errors.New("disk full"), ErrInvalid) {
 		t.Fatal("other errors are not ErrInvalid")
+	}
+}
+
+func TestMNISTTensorScalesToTheRange(t *testing.T) {
+	set := &mnist.Set{Images: make([]float32, 3*mnist.Pixels), Labels: []uint8{7, 2, 1}}
+	for i := range set.Images {
+		set.Images[i] = float32(i/mnist.Pixels) / 2 // image k is all k/2
+	}
+	c := InputContract{Layout: "NHWC", Channels: 1, Height: 28, Width: 28, Color: "gray", Range: [2]float64{-1, 1}}
+	x, labels, err := c.MNISTTensor(set, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(x.Shape, []int64{2, 28, 28, 1}) || !slices.Equal(labels, []int{2, 1}) {
+		t.Fatalf("shape %v, labels %v", x.Shape, labels)
+	}
+	if x.Data[0] != 0 || x.Data[mnist.Pixels] != 1 { // 0.5 and 1 on [-1,1]
+		t.Fatalf("values %v and %v, want 0 and 1", x.Data[0], x.Data[mnist.Pixels])
+	}
+	if _, _, err := c.MNISTTensor(set, 2, 2); err == nil {
+		t.Fatal("images past the set's end were given")
+	}
+	rgb := InputContract{Channels: 3, Height: 28, Width: 28, Color: "RGB"}
+	if _, _, err := rgb.MNISTTensor(set, 0, 1); !errors.Is(err, ErrInvalid) || rgb.FitsMNIST() {
+		t.Fatalf("an RGB model: %v", err)
 	}
 }

@@ -137,7 +137,7 @@ func (g grid) tensor(lv []uint8) *inference.Tensor {
 
 // at is where channel ch of pixel p (= y·w + x) lies in the tensor.
 func (g grid) at(ch, p int) int {
-	if strings.EqualFold(g.c.Layout, "NHWC") {
+	if g.c.TensorLayout() == inference.LayoutNHWC {
 		return p*g.c.Channels + ch
 	}
 	return ch*g.c.Width*g.c.Height + p

@@ -203,23 +203,21 @@ func sameDims(a, b []int64) bool {
 	return true
 }
 
-// isMNIST reports a contract MNIST's images fit: 28×28 gray.
-func isMNIST(c inference.InputContract) bool {
-	return c.Channels == 1 && c.Height == mnist.Rows && c.Width == mnist.Cols
-}
-
 // trainingImages are the job's images on c's pixel range, the held-out ones (nil
 // without), and a description for the provenance.
 func (j Job) trainingImages(ctx context.Context, c inference.InputContract) (data, check *Images, desc string, err error) {
 	if j.Images == "" {
-		if !isMNIST(c) {
+		if !c.FitsMNIST() {
 			return nil, nil, "", inference.Invalidf("the targets take %s: pass --images DIR (the MNIST default fits 28×28 gray models only)", c.Describe())
 		}
 		trainSet, _, err := mnist.Load(ctx)
 		if err != nil {
 			return nil, nil, "", err
 		}
-		x, _ := mnistTensor(trainSet, c)
+		x, _, err := c.MNISTTensor(trainSet, 0, trainSet.Len())
+		if err != nil {
+			return nil, nil, "", err
+		}
 		desc = mnist.Source() + "; training images only, labels unused (each target's prediction is the label)"
 		return &Images{Data: x.Data, Shape: x.Shape[1:]}, nil, desc, nil
 	}
@@ -277,7 +275,7 @@ func (j Job) save(rt *inference.Runtime, tr *Trainer, cfg Config, ts *targets, d
 		return nil, err
 	}
 	out := &Trained{Name: j.Name, Dir: ts.outDir, Path: filepath.Join(ts.outDir, j.Name+".onnx"), Config: cfg,
-		Wall: time.Duration(tr.WallSeconds() * float64(time.Second)), MNIST: isMNIST(ts.contract)}
+		Wall: time.Duration(tr.WallSeconds() * float64(time.Second)), MNIST: ts.contract.FitsMNIST()}
 	if out.SHA256, err = train.SaveModel(model, out.Path); err != nil {
 		return nil, err
 	}
