@@ -5,8 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"image"
-	"image/png"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -19,12 +17,8 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/attack"
 	"gibbon/inference/mnist"
-	"gibbon/internal/atomicfile"
 	"gibbon/models"
 )
-
-// maxImagePixels bounds what `gibbon attack IMAGE` decodes.
-const maxImagePixels = 40_000_000
 
 type attackFlags struct {
 	models, fuse, method, eps, alpha, loss, target string
@@ -311,18 +305,10 @@ func readManifest(src fs.FS, name string) (*inference.Manifest, error) {
 }
 
 func attackImage(ctx context.Context, cfg attack.Config, req attack.Request, contract inference.InputContract, path string, f attackFlags, stdout, stderr io.Writer) error {
-	data, err := os.ReadFile(path)
+	pc := contract.Unnormalized()
+	pre, err := readImage(path, pc)
 	if err != nil {
 		return err
-	}
-	dec, err := inference.DecodeImage(data, maxImagePixels)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	pc := contract.Unnormalized()
-	pre, err := inference.Preprocess(dec.Image, pc)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
 	}
 	req.Images = pre.Tensor
 	if f.label >= 0 {
@@ -419,14 +405,6 @@ func printCost(w io.Writer, res *attack.Result) {
 	}
 	fmt.Fprintf(w, "L∞ %s after quantisation%s, mean L2 %.4g; per image %.1f forward + %.1f backward passes%s; %s\n",
 		inference.EpsOn(res.LinfMax, res.Config.Range).String(), grid, l2/float64(len(res.L2)), fwd, bwd, q, res.Wall.Round(time.Millisecond))
-}
-
-// writePNG writes img to path atomically: nothing half-written is left behind.
-func writePNG(path string, img image.Image) error {
-	if err := atomicfile.Write(path, func(w io.Writer) error { return png.Encode(w, img) }); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // attackReport is the JSON form of an attack's outcome.

@@ -1,14 +1,12 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
-	"image/png"
 	"io"
 	"io/fs"
 	"math"
@@ -342,18 +340,10 @@ func describeAttack(in sweep.Info) string {
 }
 
 func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames string, f runFlags, stdout, stderr io.Writer) error {
-	data, err := os.ReadFile(path)
+	pc := plan.Contract.Unnormalized()
+	pre, err := readImage(path, pc)
 	if err != nil {
 		return err
-	}
-	dec, err := inference.DecodeImage(data, maxImagePixels)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	pc := plan.Contract.Unnormalized()
-	pre, err := inference.Preprocess(dec.Image, pc)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
 	}
 	if frames != "" {
 		if err := os.MkdirAll(frames, 0o755); err != nil {
@@ -433,18 +423,6 @@ func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames s
 		linf = max(linf, p.Linf255)
 	}
 	return saveRun(ctx, z, plan, f, res, orig, advPNG, linf, res.WallSeconds, stdout)
-}
-
-func tensorPNG(t *inference.Tensor, c inference.InputContract) ([]byte, error) {
-	img, err := inference.TensorImage(t, c)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 // saveRun stores a sweep or matrix in the gallery and prints its permalink. linf255

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -177,7 +178,7 @@ func (j Job) fileTargets(ctx context.Context, rt *inference.Runtime) (*targets, 
 			return ts, err
 		}
 		ts.models, ts.names = append(ts.models, om), append(ts.names, name)
-		if want := c.Shape(); !sameDims(om.InputShape()[1:], want[1:]) {
+		if want := c.Shape(); !slices.Equal(om.InputShape()[1:], want[1:]) {
 			return ts, inference.Invalidf("%s takes images %v; the input described says %v", path, om.InputShape(), want)
 		}
 		rel, err := filepath.Rel(ts.outDir, path)
@@ -189,18 +190,6 @@ func (j Job) fileTargets(ctx context.Context, rt *inference.Runtime) (*targets, 
 			Task: inference.TaskClassifier, Description: "Classifier registered by gibbon train-attack", Input: c, OutputsLogits: true})
 	}
 	return ts, nil
-}
-
-func sameDims(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // trainingImages are the job's images on c's pixel range, the held-out ones (nil
