@@ -15,6 +15,7 @@ import (
 	"gibbon/inference/autodiff"
 	"gibbon/inference/onnx"
 	"gibbon/inference/ortinstall"
+	"gibbon/inference/zoo"
 	"gibbon/internal/progress"
 	"gibbon/models"
 )
@@ -154,15 +155,15 @@ func printModelProviders(ctx context.Context, rt *inference.Runtime, dir string,
 		}
 		sources = append(sources, inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
 	}
-	reg, err := inference.LoadRegistry(ctx, rt, sources...)
+	reg, err := zoo.Load(ctx, rt, sources...)
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
 	for _, m := range reg.All() {
-		where := m.Session().Provider()
+		where := m.Provider()
 		if grad && m.Task == inference.TaskClassifier {
-			g, err := gradientProvider(ctx, rt, sources, m)
+			g, err := gradientProvider(ctx, m)
 			if err != nil {
 				where += "; gradient graph: " + oneLineErr(err)
 			} else {
@@ -178,18 +179,8 @@ func printModelProviders(ctx context.Context, rt *inference.Runtime, dir string,
 }
 
 // gradientProvider builds m's gradient graph as attacks do and says where it runs.
-func gradientProvider(ctx context.Context, rt *inference.Runtime, sources []inference.ModelSource, m *inference.Model) (string, error) {
-	var fsys fs.FS
-	for _, s := range sources {
-		if s.Name == m.Source {
-			fsys = s.FS
-		}
-	}
-	net, err := attack.LoadModel(ctx, rt, fsys, m.ModelEntry)
-	if err != nil {
-		return "", err
-	}
-	defer net.Close()
+func gradientProvider(ctx context.Context, m *zoo.Model) (string, error) {
+	net := m.Net()
 	shape := append([]int64{1}, net.InputShape()[1:]...)
 	w := inference.NewTensor(1, int64(net.Classes()))
 	w.Data[0] = 1

@@ -18,6 +18,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/catalog"
 	"gibbon/inference/onnx"
+	"gibbon/inference/zoo"
 )
 
 // An attack network trained against a pulled ImageNet model (input "x", 224 px,
@@ -88,7 +89,7 @@ func TestTrainAttackAgainstAPulledModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	reg, err := inference.LoadRegistry(context.Background(), rt, inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
+	reg, err := zoo.Load(context.Background(), rt, inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/mnist"
+	"gibbon/inference/zoo"
 )
 
 func TestTrainAttackCommandLines(t *testing.T) {
@@ -128,7 +129,7 @@ func TestTrainAttackOnAUsersClassifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := inference.LoadRegistry(context.Background(), rt, inference.ModelSource{Name: user, FS: os.DirFS(user)})
+	reg, err := zoo.Load(context.Background(), rt, inference.ModelSource{Name: user, FS: os.DirFS(user)})
 	if err != nil {
 		rt.Close()
 		t.Fatal(err)

@@ -48,6 +48,15 @@ type Entry struct {
 	// LInfMeasured is the L-infinity distance between the two stored images in
 	// /255 steps, computed at save time (nil without both images).
 	LInfMeasured *float64 `json:"linf_measured_255,omitempty"`
+	// L2 is the L2 distance the run reached, on the models' input range.
+	L2 float64 `json:"l2,omitempty"`
+	// Runtime and Provider say what computed the entry: "ONNX Runtime 1.24.1" and
+	// the execution provider its passes ran on ("cpu").
+	Runtime  string `json:"runtime,omitempty"`
+	Provider string `json:"provider,omitempty"`
+	// Imported marks an entry an operator restored with gallery import: this
+	// server did not compute it.
+	Imported bool `json:"imported,omitempty"`
 
 	Steps       []Step              `json:"steps"`
 	Predictions []DefencePrediction `json:"predictions"`
@@ -82,18 +91,44 @@ type Step struct {
 	Top1 []Top1 `json:"top1"`
 }
 
-// Top1 is one model's best guess.
+// Top1 is one defence's best guess.
 type Top1 struct {
-	Model string  `json:"model"`
-	Label string  `json:"label"`
-	Prob  float64 `json:"prob"`
+	// Defence names the defence ("mnist-mlp + JPEG q75"); "" means Model alone.
+	Defence string  `json:"defence,omitempty"`
+	Model   string  `json:"model"`
+	Label   string  `json:"label"`
+	Prob    float64 `json:"prob"`
+	// TrueProb is the probability of the true class (nil when unrecorded).
+	TrueProb *float64 `json:"true_prob,omitempty"`
 }
 
-// DefencePrediction is one model's final top-k on both images.
+// Name is the defence's name: Defence, or Model when that is empty.
+func (t Top1) Name() string {
+	if t.Defence != "" {
+		return t.Defence
+	}
+	return t.Model
+}
+
+// DefencePrediction is one defence's final top-k on both images: a classifier,
+// alone or behind an input transformation.
 type DefencePrediction struct {
-	Model       string       `json:"model"`
+	// Name is the defence's name ("mnist-mlp + JPEG q75"); "" means Model alone.
+	Name  string `json:"name,omitempty"`
+	Model string `json:"model"`
+	// Transform and Param name the input transformation in front of Model, if any.
+	Transform   string       `json:"transform,omitempty"`
+	Param       int          `json:"param,omitempty"`
 	Original    []Prediction `json:"original"`
 	Adversarial []Prediction `json:"adversarial"`
+}
+
+// DefenceName is the defence's name: Name, or Model when that is empty.
+func (d DefencePrediction) DefenceName() string {
+	if d.Name != "" {
+		return d.Name
+	}
+	return d.Model
 }
 
 // Prediction is one of a top-k.

@@ -29,6 +29,10 @@ type record struct {
 	Predictions []DefencePrediction `json:"predictions"`
 	Timings     map[string]float64  `json:"timings_ms,omitempty"`
 	Payload     json.RawMessage     `json:"payload,omitempty"`
+	L2          float64             `json:"l2,omitempty"`
+	Runtime     string              `json:"runtime,omitempty"`
+	Provider    string              `json:"provider,omitempty"`
+	Imported    bool                `json:"imported,omitempty"`
 }
 
 // prepare validates e and normalises it in place (trimmed text, lower-case
@@ -106,67 +110,41 @@ func prepare(e *Entry) (*prepared, error) {
 	if !finite(e.LInf) || e.LInf < 0 || e.LInf > maxEps {
 		return nil, invalid("linf", "want a number from 0 to %g (%s)", maxEps, e.EpsUnit)
 	}
-
-	// Steps.
-	if len(e.Steps) > MaxSteps {
-		return nil, tooLarge("steps", "%d steps, at most %d", len(e.Steps), MaxSteps)
+	if !finite(e.L2) || e.L2 < 0 {
+		return nil, invalid("l2", "want a non-negative number")
 	}
-	p.steps = make([][]byte, len(e.Steps))
-	size := 0
-	for i, st := range e.Steps {
-		field := fmt.Sprintf("steps[%d]", i)
-		if st.Step < 0 || (i > 0 && st.Step <= e.Steps[i-1].Step) {
-			return nil, invalid(field+".step", "step numbers must be non-negative and increasing")
-		}
-		if !finite(st.Loss) {
-			return nil, invalid(field+".loss", "not a finite number")
-		}
-		if len(st.Top1) > len(e.Models) {
-			return nil, invalid(field+".top1", "more guesses than models")
-		}
-		seen := map[string]bool{}
-		for j, t := range st.Top1 {
-			f := fmt.Sprintf("%s.top1[%d]", field, j)
-			if !known[t.Model] {
-				return nil, invalid(f+".model", "%q is not among the entry's models", clip(t.Model))
-			}
-			if seen[t.Model] {
-				return nil, invalid(f+".model", "%q twice in one step", t.Model)
-			}
-			seen[t.Model] = true
-			if err := checkText(f+".label", t.Label, MaxNameRunes, true); err != nil {
-				return nil, err
-			}
-			if !isProb(t.Prob) {
-				return nil, invalid(f+".prob", "want a probability from 0 to 1")
-			}
-		}
-		top1 := st.Top1
-		if top1 == nil {
-			top1 = []Top1{}
-		}
-		b, err := json.Marshal(top1)
-		if err != nil {
-			return nil, invalid(field, "%v", err)
-		}
-		p.steps[i] = b
-		size += len(b) + 32
+	if err := checkText("runtime", e.Runtime, MaxVersionRunes, true); err != nil {
+		return nil, err
+	}
+	if err := checkText("provider", e.Provider, MaxVersionRunes, true); err != nil {
+		return nil, err
 	}
 
-	// Final predictions.
-	if len(e.Predictions) > len(e.Models) {
-		return nil, invalid("predictions", "more defences than models")
+	// Final predictions, one per defence: a model, alone or behind a transform.
+	if len(e.Predictions) > MaxDefences {
+		return nil, tooLarge("predictions", "%d defences, at most %d", len(e.Predictions), MaxDefences)
 	}
-	seen := map[string]bool{}
-	for i, d := range e.Predictions {
+	defences := make(map[string]bool, len(e.Predictions))
+	for i := range e.Predictions {
+		d := &e.Predictions[i]
 		field := fmt.Sprintf("predictions[%d]", i)
 		if !known[d.Model] {
 			return nil, invalid(field+".model", "%q is not among the entry's models", clip(d.Model))
 		}
-		if seen[d.Model] {
-			return nil, invalid(field+".model", "%q listed twice", d.Model)
+		d.Name = strings.TrimSpace(d.Name)
+		if d.Name == d.Model {
+			d.Name = ""
 		}
-		seen[d.Model] = true
+		if err := checkText(field+".name", d.Name, MaxNameRunes, true); err != nil {
+			return nil, err
+		}
+		if err := checkText(field+".transform", d.Transform, MaxNameRunes, true); err != nil {
+			return nil, err
+		}
+		if defences[d.DefenceName()] {
+			return nil, invalid(field+".name", "%q listed twice", d.DefenceName())
+		}
+		defences[d.DefenceName()] = true
 		for side, preds := range map[string][]Prediction{"original": d.Original, "adversarial": d.Adversarial} {
 			if len(preds) > MaxTopK {
 				return nil, tooLarge(field+"."+side, "top-%d, at most %d", len(preds), MaxTopK)
@@ -185,10 +163,69 @@ func prepare(e *Entry) (*prepared, error) {
 			}
 		}
 	}
+
+	// Steps: each defence's guess is keyed by its name (a model's name, or a
+	// defence among the predictions).
+	if len(e.Steps) > MaxSteps {
+		return nil, tooLarge("steps", "%d steps, at most %d", len(e.Steps), MaxSteps)
+	}
+	p.steps = make([][]byte, len(e.Steps))
+	size := 0
+	for i := range e.Steps {
+		st := &e.Steps[i]
+		field := fmt.Sprintf("steps[%d]", i)
+		if st.Step < 0 || (i > 0 && st.Step <= e.Steps[i-1].Step) {
+			return nil, invalid(field+".step", "step numbers must be non-negative and increasing")
+		}
+		if !finite(st.Loss) {
+			return nil, invalid(field+".loss", "not a finite number")
+		}
+		if len(st.Top1) > len(known)+len(defences) {
+			return nil, invalid(field+".top1", "more guesses than defences")
+		}
+		seen := map[string]bool{}
+		for j := range st.Top1 {
+			t := &st.Top1[j]
+			f := fmt.Sprintf("%s.top1[%d]", field, j)
+			if !known[t.Model] {
+				return nil, invalid(f+".model", "%q is not among the entry's models", clip(t.Model))
+			}
+			if t.Defence == t.Model {
+				t.Defence = ""
+			}
+			if t.Defence != "" && !defences[t.Defence] {
+				return nil, invalid(f+".defence", "%q is not among the entry's defences", clip(t.Defence))
+			}
+			if seen[t.Name()] {
+				return nil, invalid(f+".model", "%q twice in one step", t.Name())
+			}
+			seen[t.Name()] = true
+			if err := checkText(f+".label", t.Label, MaxNameRunes, true); err != nil {
+				return nil, err
+			}
+			if !isProb(t.Prob) {
+				return nil, invalid(f+".prob", "want a probability from 0 to 1")
+			}
+			if t.TrueProb != nil && !isProb(*t.TrueProb) {
+				return nil, invalid(f+".true_prob", "want a probability from 0 to 1")
+			}
+		}
+		top1 := st.Top1
+		if top1 == nil {
+			top1 = []Top1{}
+		}
+		b, err := json.Marshal(top1)
+		if err != nil {
+			return nil, invalid(field, "%v", err)
+		}
+		p.steps[i] = b
+		size += len(b) + 32
+	}
+
 	if len(e.Predictions) > 0 {
 		first := e.Predictions[0]
 		for _, d := range e.Predictions {
-			if d.Model == p.model {
+			if d.Model == p.model && d.Transform == "" {
 				first = d
 				break
 			}
@@ -260,7 +297,8 @@ func prepare(e *Entry) (*prepared, error) {
 		e.AdversarialSHA, e.Width, e.Height = p.adv.sha, p.adv.width, p.adv.height
 	}
 
-	rec, err := json.Marshal(record{Params: e.Params, Predictions: e.Predictions, Timings: e.Timings, Payload: e.Payload})
+	rec, err := json.Marshal(record{Params: e.Params, Predictions: e.Predictions, Timings: e.Timings, Payload: e.Payload,
+		L2: e.L2, Runtime: e.Runtime, Provider: e.Provider, Imported: e.Imported})
 	if err != nil {
 		return nil, invalid("", "encode record: %v", err)
 	}

@@ -30,9 +30,11 @@ func hugePNG(w, h uint32) []byte {
 	return b.Bytes()
 }
 
-func TestSaveRejectsBadEntries(t *testing.T) {
+func TestSaveRejectsBadEntries(t *testing.T) { eachBackend(t, testSaveRejectsBadEntries) }
+
+func testSaveRejectsBadEntries(t *testing.T, be backend) {
 	ctx := context.Background()
-	s, path := openStore(t)
+	s, path := openStore(t, be)
 	cases := []struct {
 		name    string
 		mutate  func(e *gallery.Entry)
@@ -79,6 +81,12 @@ func TestSaveRejectsBadEntries(t *testing.T) {
 		{"png bomb header", func(e *gallery.Entry) { e.Original = hugePNG(100000, 100000) }, true, "pixels"},
 		{"png too many bytes", func(e *gallery.Entry) { e.Original = make([]byte, gallery.MaxImageBytes+1) }, true, "bytes"},
 		{"sizes differ", func(e *gallery.Entry) { e.Adversarial = gallerytest.PNG(29, 28, 0) }, false, "28x28"},
+		{"defence twice", func(e *gallery.Entry) { e.Predictions[1].Model = e.Predictions[0].Model }, false, "listed twice"},
+		{"defence name control", func(e *gallery.Entry) { e.Predictions[0].Name = "a\x07" }, false, "control"},
+		{"top1 unknown defence", func(e *gallery.Entry) { e.Steps[0].Top1[0].Defence = "mnist-cnn + ghost" }, false, "defences"},
+		{"true prob over 1", func(e *gallery.Entry) { v := 2.0; e.Steps[0].Top1[0].TrueProb = &v }, false, "true_prob"},
+		{"l2 negative", func(e *gallery.Entry) { e.L2 = -1 }, false, "l2"},
+		{"provider too long", func(e *gallery.Entry) { e.Provider = strings.Repeat("x", gallery.MaxVersionRunes+1) }, true, "provider"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,10 +117,47 @@ func TestSaveRejectsBadEntries(t *testing.T) {
 	}
 }
 
-func TestHostileTextIsStoredVerbatim(t *testing.T) {
+func TestTransformDefencesAndProvenanceRoundTrip(t *testing.T) {
+	eachBackend(t, testTransformDefencesAndProvenanceRoundTrip)
+}
+
+func testTransformDefencesAndProvenanceRoundTrip(t *testing.T, be backend) {
+	// A run's record keeps every defence, transforms included, each step's guesses
+	// keyed by defence, and what computed it.
+	ctx := context.Background()
+	s, _ := openStore(t, be)
+	e := gallerytest.Run(7, gallerytest.Options{})
+	model := e.Predictions[0].Model
+	jpeg := e.Predictions[0]
+	jpeg.Name, jpeg.Transform, jpeg.Param = model+" + JPEG q75", "jpeg", 75
+	e.Predictions = append(e.Predictions, jpeg)
+	tp := 0.25
+	e.Steps[0].Top1 = append(e.Steps[0].Top1, gallery.Top1{Defence: jpeg.Name, Model: model, Label: "7", Prob: 0.5, TrueProb: &tp})
+	e.L2, e.Runtime, e.Provider = 1.75, "ONNX Runtime 1.24.1", "cpu"
+	rec := mustSave(t, s, e)
+	got, err := s.Get(ctx, rec.Slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := got.Predictions[len(got.Predictions)-1]
+	if last.DefenceName() != jpeg.Name || last.Transform != "jpeg" || last.Param != 75 {
+		t.Fatalf("transform defence came back as %+v", last)
+	}
+	g := got.Steps[0].Top1[len(got.Steps[0].Top1)-1]
+	if g.Name() != jpeg.Name || g.TrueProb == nil || *g.TrueProb != tp {
+		t.Fatalf("step guess came back as %+v", g)
+	}
+	if got.L2 != 1.75 || got.Runtime != "ONNX Runtime 1.24.1" || got.Provider != "cpu" || got.Imported {
+		t.Fatalf("provenance came back as l2 %v runtime %q provider %q imported %v", got.L2, got.Runtime, got.Provider, got.Imported)
+	}
+}
+
+func TestHostileTextIsStoredVerbatim(t *testing.T) { eachBackend(t, testHostileTextIsStoredVerbatim) }
+
+func testHostileTextIsStoredVerbatim(t *testing.T, be backend) {
 	// The store keeps user text exactly (views escape it); it must not break SQL.
 	ctx := context.Background()
-	s, _ := openStore(t)
+	s, _ := openStore(t, be)
 	hostile := []string{
 		`<script>alert(1)</script>`,
 		`"><img src=x onerror=alert(1)>`,

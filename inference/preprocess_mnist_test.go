@@ -10,6 +10,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/mnist"
+	"gibbon/inference/zoo"
 	"gibbon/internal/testrt"
 	"gibbon/models"
 )
@@ -18,17 +19,20 @@ import (
 // paper, 8× larger, off-centre) must come back from preprocessing close to the
 // MNIST originals, and every built-in classifier must read them about as well as
 // the originals: the normalisation is MNIST's own, not an approximation of it.
+var mnistInput = inference.InputContract{Name: "image", Layout: "NCHW", Channels: 1, Height: 28, Width: 28,
+	Color: "gray", Range: [2]float64{0, 1}, Resize: "mnist"}
+
 func TestMNISTNormalisationRecoversMNISTDigits(t *testing.T) {
 	test, err := mnist.LoadTest(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := inference.LoadRegistry(context.Background(), testrt.Open(t), inference.ModelSource{Name: "built-in", FS: models.FS()})
+	reg, err := zoo.Load(context.Background(), testrt.Open(t), inference.ModelSource{Name: "built-in", FS: models.FS()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	var classifiers []*inference.Model
+	var classifiers []*zoo.Model
 	for _, m := range reg.Classifiers() {
 		if m.Input.Resize == inference.ResizeMNIST {
 			classifiers = append(classifiers, m)
@@ -52,7 +56,7 @@ func TestMNISTNormalisationRecoversMNISTDigits(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if argmax(p) == int(test.Labels[i]) {
+				if argmax(p[0]) == int(test.Labels[i]) {
 					ok[j][k]++
 				}
 			}

@@ -21,7 +21,6 @@ const attackSocketPath = "/api/attack/ws"
 // explorer is the explorer's state shared by every connection.
 type explorer struct {
 	cfg   AttackConfig
-	nets  AttackNets
 	queue *runQueue
 	// running counts runs between their start message and their end, queued ones
 	// included; runs counts every run begun; sessions counts open websockets
@@ -37,7 +36,7 @@ type explorer struct {
 
 func newExplorer(d AttackDeps) *explorer {
 	cfg := d.Config.withDefaults()
-	return &explorer{cfg: cfg, nets: d.Nets, queue: newRunQueue(cfg.MaxRuns, cfg.MaxQueue), clients: map[string]int{}}
+	return &explorer{cfg: cfg, queue: newRunQueue(cfg.MaxRuns, cfg.MaxQueue), clients: map[string]int{}}
 }
 
 // admit counts a websocket of client, unless it holds the most it may already.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"gibbon/inference"
+	"gibbon/inference/engine"
 )
 
 // BenchmarkFrameEncode is the server's image work per frame: the adversarial
@@ -20,7 +21,7 @@ func BenchmarkFrameEncode(b *testing.B) {
 		{"imagenet-224x224-rgb", inference.InputContract{Layout: "NCHW", Channels: 3, Height: 224, Width: 224, Color: "RGB", Resize: "crop"}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			g := newGrid(c.contract)
+			g := engine.NewGrid(c.contract)
 			n := c.contract.Channels * c.contract.Height * c.contract.Width
 			rng := rand.New(rand.NewPCG(1, 2))
 			clean, adv := make([]uint8, n), make([]uint8, n)
@@ -30,10 +31,10 @@ func BenchmarkFrameEncode(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := encodePNG(g.image(adv)); err != nil {
+				if _, err := engine.EncodePNG(g.Image(adv)); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := encodePNG(g.perturbation(adv, clean, 8, 1)); err != nil {
+				if _, err := engine.EncodePNG(g.Perturbation(adv, clean, 8, 1)); err != nil {
 					b.Fatal(err)
 				}
 			}

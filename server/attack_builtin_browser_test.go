@@ -15,6 +15,7 @@ import (
 
 	"gibbon/gallery"
 	"gibbon/inference"
+	"gibbon/inference/zoo"
 	"gibbon/internal/testrt"
 	"gibbon/models"
 )
@@ -32,7 +33,7 @@ func newBuiltinFixture(t *testing.T) *fixture {
 	t.Helper()
 	rt := testrt.Open(t)
 	src := inference.ModelSource{Name: "built-in", FS: models.FS()}
-	reg, err := inference.LoadRegistry(context.Background(), rt, src)
+	reg, err := zoo.Load(context.Background(), rt, src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,28 +51,26 @@ func newBuiltinFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nets := NewAttackNets(rt, src)
 	store, err := gallery.Open(context.Background(), filepath.Join(t.TempDir(), gallery.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
 	srv, err := New(Deps{Config: DefaultConfig(), Log: slog.New(slog.NewTextHandler(logs, nil)), Models: reg,
-		Samples: []fs.FS{samples}, Gallery: store, Attack: AttackDeps{Config: DefaultAttackConfig(), Nets: nets}})
+		Samples: []fs.FS{samples}, Gallery: store, Attack: AttackDeps{Config: DefaultAttackConfig(), Enabled: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { store.Close() })
 	t.Cleanup(reg.Close)
-	t.Cleanup(nets.Close)
 	t.Cleanup(func() { // websockets are hijacked: wait for the sessions before closing what they use
 		for deadline := time.Now().Add(10 * time.Second); srv.explorer.sessions.Load() > 0 && time.Now().Before(deadline); {
 			time.Sleep(5 * time.Millisecond)
 		}
 	})
 	t.Cleanup(ts.Close)
-	return &fixture{srv: srv, ts: ts, reg: reg, logs: logs}
+	return &fixture{srv: srv, ts: ts, reg: reg, logs: logs, store: store}
 }
 
 // saveScreenshot writes a full-page screenshot as docs/screenshots/<name> when

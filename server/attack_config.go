@@ -101,9 +101,11 @@ func (c AttackConfig) withDefaults() AttackConfig {
 	return c
 }
 
-// AttackDeps are the explorer's dependencies. Without Nets the explorer is left out
-// (no route, no menu entry).
+// AttackDeps configure the explorer and the sweep pages. Unless Enabled they are
+// left out (no route, no menu entry).
 type AttackDeps struct {
-	Config AttackConfig
-	Nets   AttackNets
+	Config  AttackConfig
+	Enabled bool
+	// Runner executes the runs; nil runs them in this process.
+	Runner Runner
 }

@@ -25,6 +25,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/onnx"
 	"gibbon/inference/train/arch"
+	"gibbon/inference/zoo"
 	"gibbon/internal/testrt"
 )
 
@@ -167,14 +168,13 @@ func serveExplorerDir(t testing.TB, dir string, edit func(*AttackConfig)) *fixtu
 	}
 	rt := testrt.Open(t)
 	src := inference.ModelSource{Name: dir, FS: os.DirFS(dir)}
-	reg, err := inference.LoadRegistry(context.Background(), rt, src)
+	reg, err := zoo.Load(context.Background(), rt, src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p := reg.Problems(); len(p) > 0 {
 		t.Fatalf("test models did not load: %v", p)
 	}
-	nets := NewAttackNets(rt, src)
 	store, err := gallery.Open(context.Background(), filepath.Join(t.TempDir(), gallery.FileName))
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func serveExplorerDir(t testing.TB, dir string, edit func(*AttackConfig)) *fixtu
 	logs := &syncBuffer{}
 	srv, err := New(Deps{Config: cfg, Log: slog.New(slog.NewTextHandler(logs, nil)), Models: reg,
 		Samples: []fs.FS{os.DirFS(filepath.Join(dir, "samples"))}, Gallery: store,
-		Attack: AttackDeps{Config: acfg, Nets: nets}})
+		Attack: AttackDeps{Config: acfg, Enabled: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,6 @@ func serveExplorerDir(t testing.TB, dir string, edit func(*AttackConfig)) *fixtu
 	// Cleanups run last-in first-out: the server, then the sessions, then the store.
 	t.Cleanup(func() { store.Close() })
 	t.Cleanup(reg.Close)
-	t.Cleanup(nets.Close)
 	// Websockets are hijacked, so ts.Close does not wait for them: a test that
 	// fails mid-run must not close the sessions under a running attack.
 	t.Cleanup(func() {
@@ -199,7 +198,7 @@ func serveExplorerDir(t testing.TB, dir string, edit func(*AttackConfig)) *fixtu
 		}
 	})
 	t.Cleanup(ts.Close)
-	return &fixture{srv: srv, ts: ts, reg: reg, logs: logs}
+	return &fixture{srv: srv, ts: ts, reg: reg, logs: logs, store: store}
 }
 
 // wsClient is a test client of the explorer's websocket.
@@ -277,7 +276,9 @@ type wsMsg struct {
 	Watched  int                `json:"watched"`
 	Eps      int                `json:"eps"`
 	Timings  map[string]float64 `json:"timings"`
-	Gallery  json.RawMessage    `json:"gallery"`
+	Key      string             `json:"key"`
+	Saveable bool               `json:"saveable"`
+	NoSave   string             `json:"no_save"`
 	Download string             `json:"download"`
 	Defences []struct {
 		Name    string `json:"name"`
@@ -386,4 +387,29 @@ var smallBufferDialer = &websocket.Dialer{
 	},
 	HandshakeTimeout: 10 * time.Second,
 	ReadBufferSize:   1024,
+}
+
+// saveRun saves a finished run by its key, as the page does: a same-origin POST
+// from the address (and without the cookie) the test's websocket used.
+func saveRun(t testing.TB, f *fixture, key, title string) (*http.Response, saveResponse) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"title": title})
+	req, err := http.NewRequest(http.MethodPost, f.ts.URL+"/api/runs/"+key+"/save", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var saved saveResponse
+	if resp.StatusCode == http.StatusCreated {
+		if err := json.NewDecoder(resp.Body).Decode(&saved); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp, saved
 }

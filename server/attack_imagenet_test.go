@@ -20,6 +20,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/catalog"
+	"gibbon/inference/engine"
 	"gibbon/inference/onnx"
 	"gibbon/internal/testrt"
 	"gibbon/models/imagenet"
@@ -153,7 +154,7 @@ type imagenetStarted struct {
 		Name  string `json:"name"`
 		Input string `json:"input"`
 	} `json:"defences"`
-	Providers []modelProvider `json:"providers"`
+	Providers []engine.PassProvider `json:"providers"`
 }
 
 type frameTimingMsg struct {
@@ -298,8 +299,7 @@ func TestExplorerImageNetModels(t *testing.T) {
 		})
 		return strings.Join(facts, "; ")
 	}
-	if got := runs("tiny-torch"); !strings.Contains(got, "Classify: CPU") || !strings.Contains(got, "Explorer forward: CPU") ||
-		!strings.Contains(got, "Gradient graph: CPU") {
+	if got := runs("tiny-torch"); !strings.Contains(got, "Forward: CPU") || !strings.Contains(got, "Gradient graph: CPU") {
 		t.Fatalf("/models, tiny-torch runs on: %q", got)
 	}
 	if got := runs("tiny-inception-299"); !strings.Contains(got, "Gradient graph: not built yet") {
@@ -312,13 +312,13 @@ func TestExplorerImageNetModels(t *testing.T) {
 
 // checkProviders wants the attacked model's gradient graph and every watched
 // model's forward pass listed, all on the CPU (the test runtime's provider).
-func checkProviders(t *testing.T, ps []modelProvider, surrogate string, watch []string) {
+func checkProviders(t *testing.T, ps []engine.PassProvider, surrogate string, watch []string) {
 	t.Helper()
-	want := map[modelProvider]bool{{Model: surrogate, Pass: "gradient", EP: inference.EPCPU}: true}
+	want := map[engine.PassProvider]bool{{Model: surrogate, Pass: "gradient", EP: inference.EPCPU}: true}
 	for _, w := range watch {
-		want[modelProvider{Model: w, Pass: "forward", EP: inference.EPCPU}] = true
+		want[engine.PassProvider{Model: w, Pass: "forward", EP: inference.EPCPU}] = true
 	}
-	got := map[modelProvider]bool{}
+	got := map[engine.PassProvider]bool{}
 	for _, p := range ps {
 		got[p] = true
 	}

@@ -5,24 +5,34 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"gibbon/gallery"
 	"gibbon/inference"
 	"gibbon/inference/attack"
-	"gibbon/inference/defense"
+	"gibbon/inference/engine"
 )
 
 // startMsg is the client's request to start a run (JSON over the websocket). An
 // uploaded or drawn image follows it as one binary message of ImageBytes bytes.
 type startMsg struct {
-	Attack     string      `json:"attack"`
-	Eps        float64     `json:"eps"` // in /255 steps of the input range
-	Steps      int         `json:"steps"`
-	Target     *int        `json:"target"` // class index; absent or null: untargeted
+	Attack string  `json:"attack"`
+	Eps    float64 `json:"eps"` // in /255 steps of the input range
+	Steps  int     `json:"steps"`
+	// Target is a class index; absent or null: untargeted. TargetMode
+	// "least-likely" aims at the attacked models' least likely clean class.
+	Target     *int        `json:"target"`
+	TargetMode string      `json:"target_mode"`
 	Loss       string      `json:"loss"`
+	Alpha      float64     `json:"alpha"` // step size in /255 steps; 0: the attack's default
+	Restarts   int         `json:"restarts"`
+	Momentum   float64     `json:"momentum"`
 	Surrogates []string    `json:"surrogates"`
 	Watch      []watchSpec `json:"watch"`
-	Source     string      `json:"source"` // sample, upload or drawing
+	Source     string      `json:"source"` // sample, upload, drawing or gallery
 	Sample     string      `json:"sample"`
+	Entry      string      `json:"entry"` // source gallery: the entry whose image is re-run
+	Filename   string      `json:"filename"`
 	ImageBytes int64       `json:"image_bytes"`
 	Gain       float64     `json:"gain"`
 	PaceMS     int         `json:"pace_ms"`
@@ -36,44 +46,30 @@ type watchSpec struct {
 	Param   int    `json:"param"`
 }
 
-// runPlan is a checked start message.
-type runPlan struct {
-	method     attack.Method    // gradient or black-box attack; "" with network
-	network    *inference.Model // attack network, or nil
-	eps        int              // /255 steps
-	steps      int
-	target     int // −1: untargeted
-	loss       attack.Loss
-	surrogates []*inference.Model
-	watch      []watchPlan
-	contract   inference.InputContract // the attacked form, on the pixel range
-	labels     []string
-	seed       int64
-	pace       time.Duration
-	gain       float64
-	source     string // "sample", "upload" or "drawing"
-	sample     string
-	imageBytes int64
-}
-
-type watchPlan struct {
-	name      string // what the page shows: "cnn" or "cnn + JPEG q75"
-	model     *inference.Model
-	kind      *defense.Kind
-	transform defense.Transform
-	param     int
+// runRequest is a start message read: the engine's plan, where its image comes
+// from, and how the page wants it shown.
+type runRequest struct {
+	plan engine.Plan
+	// source is sample, upload, drawing or gallery; sample the sample's name,
+	// entry the gallery entry's slug, imageBytes an upload's announced size.
+	source, sample, entry string
+	imageBytes            int64
+	pace                  time.Duration
+	gain                  float64
 }
 
 const (
-	minGain, maxGain = 0.25, 16.0
+	minGain, maxGain = engine.MinGain, engine.MaxGain
 	// networkPrefix marks attack networks in the attack menu.
-	networkPrefix = "net:"
+	networkPrefix = engine.NetworkPrefix
 )
 
 // attackChoice is one entry of the attack menu.
 type attackChoice struct {
 	ID, Label, Note string
 	Gradient        bool
+	// Heads are an attack network's budgets in /255 steps (the ε it offers).
+	Heads []int
 }
 
 func methodLabel(m attack.Method) (label, note string) {
@@ -104,190 +100,99 @@ func (s *Server) attackChoices() []attackChoice {
 		label, note := methodLabel(m)
 		out = append(out, attackChoice{ID: string(m), Label: label, Note: note, Gradient: !m.BlackBox()})
 	}
-	for _, m := range s.models.All() {
-		if m.Task == inference.TaskAttackNetwork && m.Attack != nil {
-			var eps []string
-			for _, e := range m.Attack.Eps {
-				eps = append(eps, inference.EpsOn(float32(e), m.Input.PixelRange()).String())
-			}
-			out = append(out, attackChoice{ID: networkPrefix + m.Name, Label: "Attack network " + m.Name,
-				Note: "one forward pass; heads ε " + strings.Join(eps, ", ")})
+	for _, m := range s.models.AttackNetworks() {
+		rng := m.Input.PixelRange()
+		g := engine.NewGrid(m.Input)
+		var eps []string
+		var heads []int
+		for _, e := range m.Attack.Eps {
+			eps = append(eps, inference.EpsOn(float32(e), rng).String())
+			heads = append(heads, g.EpsLevels(e))
 		}
+		out = append(out, attackChoice{ID: networkPrefix + m.Name, Label: "Attack network " + m.Name,
+			Note: "one forward pass; heads ε " + strings.Join(eps, ", "), Heads: heads})
 	}
 	return out
 }
 
-func (s *Server) classifier(name string) (*inference.Model, bool) {
-	for _, m := range s.models.Classifiers() {
-		if m.Name == name {
-			return m, true
-		}
-	}
-	return nil, false
-}
-
-// plan checks a start message against the served models and the limits. Every
-// problem is a userError whose message says what to change.
-func (s *Server) plan(msg startMsg) (*runPlan, error) {
+// request reads a start message: the page's units (ε and step size in /255
+// steps) become the engine's, and what only the page uses (slow motion, gain,
+// the image's source) is checked here. The plan itself is checked by the engine.
+func (s *Server) request(msg startMsg) (*runRequest, error) {
 	cfg := s.explorer.cfg
 	bad := func(format string, args ...any) error {
 		return userError{400, fmt.Sprintf(format, args...)}
 	}
-	p := &runPlan{target: -1, loss: attack.LossCE, gain: 1}
-
-	// The attack.
-	id := strings.TrimSpace(msg.Attack)
-	if name, ok := strings.CutPrefix(id, networkPrefix); ok {
-		for _, m := range s.models.All() {
-			if m.Name == name && m.Task == inference.TaskAttackNetwork && m.Attack != nil {
-				p.network = m
-			}
-		}
-		if p.network == nil {
-			return nil, bad("There is no attack network called %q.", truncate(name, 60))
-		}
-	} else {
-		m, err := attack.ParseMethod(id)
-		if err != nil || id == "" {
-			names := make([]string, len(attack.Methods))
-			for i, m := range attack.Methods {
-				names[i] = string(m)
-			}
-			return nil, bad("Unknown attack %q: choose one of %s.", truncate(id, 40), strings.Join(names, ", "))
-		}
-		p.method = m
-	}
-
-	// ε in /255 steps.
+	req := &runRequest{gain: 1}
 	if math.IsNaN(msg.Eps) || msg.Eps != math.Trunc(msg.Eps) || msg.Eps < 1 || msg.Eps > 255 {
 		return nil, bad("ε must be a whole number of /255 steps from 1 to 255, not %g.", msg.Eps)
 	}
-	p.eps = int(msg.Eps)
-
-	// Steps (queries for the black-box attacks).
-	if p.network == nil {
-		if p.method == attack.FGSM {
-			msg.Steps = 1 // one step, whatever the form says
-		}
-		if msg.Steps < 1 || msg.Steps > cfg.MaxSteps {
-			what := "Steps"
-			if p.method.BlackBox() {
-				what = "Queries"
-			}
-			return nil, bad("%s must be between 1 and %d (the explorer's cap per run), not %d.", what, cfg.MaxSteps, msg.Steps)
-		}
-		if p.method == attack.Square && msg.Steps < 2 {
-			return nil, bad("Square Attack needs at least 2 queries (the first one reads the clean prediction).")
-		}
-		p.steps = msg.Steps
+	if math.IsNaN(msg.Alpha) || msg.Alpha < 0 || msg.Alpha > 255 {
+		return nil, bad("The step size must be between 0 (the attack's default) and 255 /255 steps, not %g.", msg.Alpha)
 	}
-	switch strings.ToLower(strings.TrimSpace(msg.Loss)) {
-	case "", "ce":
-	case "margin":
-		p.loss = attack.LossMargin
-	default:
-		return nil, bad("Unknown loss %q: choose ce or margin.", truncate(msg.Loss, 40))
+	p := engine.Plan{Attack: strings.TrimSpace(msg.Attack), Steps: msg.Steps, Restarts: msg.Restarts, Momentum: msg.Momentum,
+		Loss: strings.ToLower(strings.TrimSpace(msg.Loss)), Models: msg.Surrogates}
+	if p.Loss == "ce" {
+		p.Loss = "" // the default
 	}
-
-	// The attacked models, or the network's input form.
-	if p.network != nil {
-		p.contract = p.network.Input.Unnormalized()
+	// The attacked form's range: the models' (or the network's); the engine checks
+	// that they agree.
+	rng := [2]float32{0, 1}
+	if name, ok := strings.CutPrefix(p.Attack, networkPrefix); ok {
+		m, ok := s.models.Model(name)
+		if !ok || m.Task != inference.TaskAttackNetwork {
+			return nil, bad("There is no attack network called %q.", truncate(name, 60))
+		}
+		rng = m.Input.PixelRange()
+		p.Steps = 0 // the page's step field does not apply
+	} else if len(msg.Surrogates) > 0 {
+		if m, ok := s.models.Classifier(msg.Surrogates[0]); ok {
+			rng = m.Input.PixelRange()
+		}
+	}
+	p.Eps = inference.EpsLevels(msg.Eps, rng).Value
+	p.Alpha = inference.EpsLevels(msg.Alpha, rng).Value
+	if m, err := attack.ParseMethod(p.Attack); err == nil {
+		if m == attack.FGSM {
+			p.Steps = 1 // one step, whatever the form says
+		}
+		what := "Steps"
+		if m.BlackBox() {
+			what = "Queries"
+		}
+		// The page always says how many: 0 is not "the default" here.
+		if p.Steps < 1 || p.Steps > cfg.MaxSteps {
+			return nil, bad("%s must be between 1 and %d (the explorer's cap per run), not %d.", what, cfg.MaxSteps, p.Steps)
+		}
+	}
+	switch mode := strings.TrimSpace(msg.TargetMode); {
+	case mode == string(attack.LeastLikely):
 		if msg.Target != nil {
-			return nil, bad("Attack networks are untargeted: clear the target class.")
+			return nil, bad("Choose a target class or least-likely, not both.")
 		}
-	} else {
-		if len(msg.Surrogates) == 0 {
-			return nil, bad("Pick at least one model to attack.")
-		}
-		if len(msg.Surrogates) > cfg.MaxDefences {
-			return nil, bad("At most %d models can be attacked together.", cfg.MaxDefences)
-		}
-		seen := map[string]bool{}
-		for _, name := range msg.Surrogates {
-			m, ok := s.classifier(name)
-			if !ok {
-				return nil, bad("There is no classifier called %q to attack.", truncate(name, 60))
-			}
-			if seen[name] {
-				return nil, bad("Model %s is listed twice among the attacked models.", name)
-			}
-			seen[name] = true
-			if len(p.surrogates) > 0 {
-				first := p.surrogates[0]
-				if !m.Input.SameTensor(first.Input) {
-					return nil, bad("%s takes %s and %s takes %s: attack models that take the same input together.",
-						first.Name, first.Input.Describe(), m.Name, m.Input.Describe())
-				}
-				if len(m.Labels) != len(first.Labels) {
-					return nil, bad("%s has %d classes and %s has %d: attack models with the same classes together.",
-						first.Name, len(first.Labels), m.Name, len(m.Labels))
-				}
-			}
-			p.surrogates = append(p.surrogates, m)
-		}
-		p.contract = p.surrogates[0].Input.Unnormalized()
-		p.labels = p.surrogates[0].Labels
-		if msg.Target != nil {
-			t := *msg.Target
-			if t < 0 || t >= len(p.labels) {
-				return nil, bad("Target class %d does not exist: the attacked models have classes 0 to %d.", t, len(p.labels)-1)
-			}
-			p.target = t
-		}
+		p.Target = mode
+	case mode != "" && mode != string(attack.TargetClass):
+		return nil, bad("Unknown target mode %q: choose class or least-likely.", truncate(mode, 40))
+	case msg.Target != nil:
+		p.Target, p.TargetClass = string(attack.TargetClass), *msg.Target
 	}
-
-	// Defences to watch.
-	if len(msg.Watch) > cfg.MaxDefences {
-		return nil, bad("At most %d defences can be watched in one run, not %d.", cfg.MaxDefences, len(msg.Watch))
-	}
-	names := map[string]bool{}
 	for _, w := range msg.Watch {
-		m, ok := s.classifier(w.Model)
-		if !ok {
-			return nil, bad("There is no classifier called %q to watch.", truncate(w.Model, 60))
-		}
-		// Another size, layout or range is converted (attack_convert.go).
-		if why := convertible(p.contract, m.Input); why != "" {
-			return nil, bad("%s cannot watch this attack: %s.", m.Name, why)
-		}
-		wp := watchPlan{name: m.Name, model: m}
-		if w.Defence != "" {
-			k, ok := defense.KindByID(w.Defence)
-			if !ok {
-				return nil, bad("Unknown defence %q.", truncate(w.Defence, 40))
-			}
-			t, err := defense.NewTransform(k.ID, w.Param)
-			if err != nil {
-				return nil, bad("%s.", upperFirst(err.Error()))
-			}
-			wp.kind, wp.transform, wp.param = &k, t, w.Param
-			wp.name = m.Name + " + " + t.Name()
-		}
-		if names[wp.name] {
-			return nil, bad("The defence %s is listed twice.", wp.name)
-		}
-		names[wp.name] = true
-		p.watch = append(p.watch, wp)
+		p.Defences = append(p.Defences, engine.Defence{Model: w.Model, Transform: w.Defence, Param: w.Param})
 	}
-	if len(p.watch) == 0 {
-		return nil, bad("Pick at least one defence to watch.")
-	}
-
-	// Display and pacing.
 	if msg.Gain != 0 {
 		if math.IsNaN(msg.Gain) || msg.Gain < minGain || msg.Gain > maxGain {
 			return nil, bad("The perturbation gain must be between %g and %g, not %g.", minGain, maxGain, msg.Gain)
 		}
-		p.gain = msg.Gain
+		req.gain = msg.Gain
 	}
 	if msg.PaceMS < 0 || time.Duration(msg.PaceMS)*time.Millisecond > cfg.MaxPace {
 		return nil, bad("Slow motion must be between 0 and %d ms per step, not %d.", cfg.MaxPace.Milliseconds(), msg.PaceMS)
 	}
-	p.pace = time.Duration(msg.PaceMS) * time.Millisecond
+	req.pace = time.Duration(msg.PaceMS) * time.Millisecond
 	if msg.Seed != nil {
-		p.seed = *msg.Seed
+		p.Seed = *msg.Seed
 	} else {
-		p.seed = time.Now().UnixNano() & (1<<31 - 1)
+		p.Seed = time.Now().UnixNano() & (1<<31 - 1)
 	}
 
 	// The image.
@@ -296,7 +201,14 @@ func (s *Server) plan(msg startMsg) (*runPlan, error) {
 		if _, ok := s.samples.get(msg.Sample); !ok {
 			return nil, bad("There is no sample called %q.", truncate(msg.Sample, 60))
 		}
-		p.sample = msg.Sample
+		req.sample = msg.Sample
+		p.Image = engine.ImageRef{Source: "sample", Name: msg.Sample}
+	case "gallery":
+		if s.gallery == nil || !gallery.ValidSlug(msg.Entry) {
+			return nil, bad("There is no gallery entry %q to re-run.", truncate(msg.Entry, 40))
+		}
+		req.entry = msg.Entry
+		p.Image = engine.ImageRef{Source: "gallery", Name: msg.Entry}
 	case "upload", "drawing":
 		if msg.ImageBytes < 1 {
 			return nil, errNoInput
@@ -304,35 +216,43 @@ func (s *Server) plan(msg startMsg) (*runPlan, error) {
 		if msg.ImageBytes > s.cfg.MaxUploadBytes {
 			return nil, s.errUploadTooLarge()
 		}
-		p.imageBytes = msg.ImageBytes
+		req.imageBytes = msg.ImageBytes
+		p.Image = engine.ImageRef{Source: msg.Source, Name: cleanFilename(msg.Filename)}
 	case "":
 		return nil, errNoInput
 	default:
-		return nil, bad("Unknown image source %q: send sample, upload or drawing.", truncate(msg.Source, 40))
+		return nil, bad("Unknown image source %q: send sample, upload, drawing or gallery.", truncate(msg.Source, 40))
 	}
-	p.source = msg.Source
-	return p, nil
+	req.source = msg.Source
+	req.plan = p
+	return req, nil
 }
 
+// cleanFilename keeps an uploaded file's name for the record: no path, no
+// control characters, at most 100 characters.
+func cleanFilename(name string) string {
+	name = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '/' || r == '\\' {
+			return -1
+		}
+		return r
+	}, strings.TrimSpace(name))
+	if r := []rune(name); len(r) > 100 {
+		name = string(r[:100])
+	}
+	return name
+}
+
+// engineLimits are the explorer's bounds on a plan.
+func (s *Server) engineLimits() engine.Limits {
+	cfg := s.explorer.cfg
+	return engine.Limits{MaxSteps: cfg.MaxSteps, MaxModels: cfg.MaxDefences, MaxDefences: cfg.MaxDefences, MaxRestarts: 10}
+}
+
+// upperFirst capitalises the first letter (a rune: an error may begin with "ε").
 func upperFirst(s string) string {
-	if s == "" {
-		return s
+	for i, r := range s {
+		return strings.ToUpper(string(r)) + s[i+utf8.RuneLen(r):]
 	}
-	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-// config is the attack package's configuration for the plan.
-func (p *runPlan) config() attack.Config {
-	rng := p.contract.PixelRange()
-	cfg := attack.Config{Method: p.method, Eps: float32(inference.EpsLevels(float64(p.eps), rng).Value), Range: rng,
-		Loss: p.loss, Layout: p.contract.TensorLayout(), Seed: p.seed}
-	if p.method.BlackBox() {
-		cfg.Queries = p.steps
-	} else {
-		cfg.Steps = p.steps
-	}
-	if p.target >= 0 {
-		cfg.Target, cfg.TargetClass = attack.TargetClass, p.target
-	}
-	return cfg
+	return s
 }

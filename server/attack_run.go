@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -13,149 +14,88 @@ import (
 	"github.com/gorilla/websocket"
 
 	"gibbon/inference"
-	"gibbon/inference/attack"
-	"gibbon/inference/defense"
+	"gibbon/inference/engine"
 	"gibbon/views"
 )
 
-// run is one attack, from its start message to its last frame. Its goroutine (the
-// session's) prepares and attacks; the session's writer draws its frames.
+// run is one attack on the explorer's websocket, from its start message to its
+// last frame. The engine plans, runs and records it; the run only adapts it: its
+// goroutine (the session's) prepares and runs the plan, the session's writer draws
+// the frames the client has time for, and the finished record waits in the run
+// book for the page to save it.
 type run struct {
 	ss       *wsSession
 	id       int
-	plan     *runPlan
+	key      string // the run book's key
+	req      *runRequest
 	received time.Time // when the start message (or its image) arrived
 
-	// Set while preparing, read-only once the run is started.
-	grid     grid
-	cleanLv  []uint8
-	clean    *inference.Tensor
-	cleanPNG []byte
-	source   string
-	defs     []*liveDefence
-	// surNets are the attacked models' nets, in plan order.
-	surNets []AttackNet
-	// crop says how the upload became the model's input (the preprocessing
-	// steps), and srcW×srcH is the upload's size.
-	crop       []string
-	srcW, srcH int
+	start *engine.Start // set once the runner prepared the plan, read-only after
 
 	stopReason atomic.Pointer[string]
 	dropped    atomic.Int64 // frames replaced by newer ones before they were drawn
 	finished   atomic.Bool
 
-	mu          sync.Mutex
-	loss        []float32 // by frame sequence number
-	lossSent    int
-	top1        map[int][]topGuess // by sequence number, for drawn frames
-	attackStart time.Time
-	attackEnd   time.Time
-	firstFrame  time.Time
-	framesSent  int
-	framesDrawn int
-	encode      time.Duration
-	final       *finalFrame
-	attackSteps int
+	mu         sync.Mutex
+	loss       []float64 // by recorded frame
+	conf       [][]guess // by recorded frame: each defence's guess
+	lossSent   int
+	firstFrame time.Time
+	framesSent int
+	framesDrwn int
+	encode     time.Duration
+	final      *engine.Frame
+	record     *engine.Record
 }
 
-// liveDefence is one watched defence: a classifier, alone or behind a transform.
-type liveDefence struct {
-	plan watchPlan
-	net  defense.Classifier
-	// base is the classifier's own net (for its provider); input says how the
-	// attack's image is fed to it when it takes another form ("" when as is).
-	base      AttackNet
-	input     string
-	clean     []inference.Prediction
-	cleanErr  string
-	robust    bool
-	random    bool
-	transform string
-}
-
-type topGuess struct {
-	model string
-	pred  inference.Prediction
-}
-
-// finalFrame is what the last frame showed.
-type finalFrame struct {
-	lv    []uint8
-	top   [][]inference.Prediction // per defence
-	linf  int
-	heads []pngPart
-}
-
-// snapshot is one step of the attack, copied out of the attack's callback.
+// snapshot is a recorded frame waiting to be drawn; idx is its place among the
+// run's recorded frames (its loss is loss[idx]).
 type snapshot struct {
-	run     *run
-	seq     int
-	step    int
-	steps   int
-	final   bool
-	diverse bool
-	queries int
-	pred    int // the attacked models' top class, −1 if unknown
-	adv     []float32
-	heads   []headSnap
-	chosen  string // the head shown against the defences
-	// elapsed is the attack's wall time when the step was taken, after done steps.
-	elapsed time.Duration
-	done    int
+	run *run
+	f   *engine.Frame
+	idx int
 }
 
-type headSnap struct {
-	label string
-	lv    []uint8
-}
-
-func newRun(ss *wsSession, id int, plan *runPlan, received time.Time) *run {
-	return &run{ss: ss, id: id, plan: plan, received: received, top1: map[int][]topGuess{}}
-}
-
-func (r *run) result() *finalFrame {
-	if !r.finished.Load() {
-		return nil
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.final
+func newRun(ss *wsSession, id int, req *runRequest, received time.Time) *run {
+	return &run{ss: ss, id: id, req: req, received: received}
 }
 
 func (r *run) stopped() bool { return r.stopReason.Load() != nil }
 
-// execute runs the attack and ends with exactly one of: done, stopped (also a done
-// message), or error — unless the client is gone.
+// execute runs the attack and ends with exactly one of: done (also for a stopped
+// run) or error — unless the client is gone. The runner does the work (here, or
+// on a queue worker); the run relays what it reports.
 func (r *run) execute(ctx context.Context, image []byte) {
 	s := r.ss.s
 	s.explorer.runs.Add(1)
 	s.explorer.running.Add(1)
 	defer s.explorer.running.Add(-1)
-	err := r.load(ctx, image)
-	var release func()
+	r.key = s.runs.open(r.ss.owner)
+	job, err := r.job(ctx, image)
 	if err == nil {
-		release, err = s.explorer.queue.acquire(ctx, func(pos int) {
-			running, waiting := s.explorer.queue.stats()
-			r.ss.sendJSON(map[string]any{"type": "queued", "run": r.id, "position": pos, "running": running, "waiting": waiting})
+		var rec *engine.Record
+		rec, err = s.runner.Run(ctx, job, engine.Events{
+			Queued: func(pos, running, waiting int) {
+				r.ss.sendJSON(map[string]any{"type": "queued", "run": r.id, "position": pos, "running": running, "waiting": waiting})
+			},
+			Started: r.started,
+			Frame:   func(f *engine.Frame) error { return r.frame(ctx, f) },
 		})
-	}
-	if err == nil {
-		defer release()
-		tctx, cancel := context.WithTimeout(ctx, r.ss.cfg.RunTimeout)
-		defer cancel()
-		err = r.setup(tctx)
-		if err == nil {
-			if r.plan.network != nil {
-				err = r.runNetwork(tctx)
-			} else {
-				err = r.runAttack(tctx)
+		if rec != nil {
+			r.mu.Lock()
+			r.record = rec
+			r.mu.Unlock()
+			if rec.Stopped && !r.stopped() {
+				reason := rec.Reason
+				if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+					reason = fmt.Sprintf("The run reached the explorer's time limit of %s.", job.Timeout)
+				}
+				r.stopReason.Store(&reason)
 			}
 		}
-		if err != nil && tctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-			reason := fmt.Sprintf("The run reached the explorer's time limit of %s.", r.ss.cfg.RunTimeout)
-			r.stopReason.Store(&reason)
-		}
 	}
+	r.book()
+	r.ss.ended(r)
 	switch {
 	case err == nil:
 		r.finished.Store(true)
@@ -165,15 +105,13 @@ func (r *run) execute(ctx context.Context, image []byte) {
 	case r.stopped():
 		r.ss.send(outMsg{build: r.doneMsg})
 	default:
-		var ue userError
-		var ie *inference.ImageError
 		var be busyError
-		msg := ""
+		var msg string
 		switch {
-		case errors.As(err, &ue), errors.As(err, &ie):
-			_, msg = statusFor(err)
 		case errors.As(err, &be):
 			msg = be.Error()
+		case isUserError(err):
+			_, msg = statusFor(err)
 		default:
 			s.log.Warn("explorer: run failed", "run", r.id, "err", err)
 			msg = "The attack failed: " + err.Error()
@@ -182,111 +120,92 @@ func (r *run) execute(ctx context.Context, image []byte) {
 	}
 }
 
-// load decodes and preprocesses the image (with the server's decode slots) and
-// puts it on the 8-bit grid: the clean image is what a PNG of it holds.
-func (r *run) load(ctx context.Context, data []byte) error {
-	s, p := r.ss.s, r.plan
-	switch p.source {
-	case "sample":
-		sm, ok := s.samples.get(p.sample)
-		if !ok {
-			return userError{400, fmt.Sprintf("There is no sample called %q.", p.sample)}
-		}
-		data = sm.data
-		r.source = "sample " + sm.Label + " (" + sm.Name + ")"
-	case "drawing":
-		r.source = "your drawing"
-	default:
-		r.source = "your upload"
-	}
-	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	dec, err := inference.DecodeImage(data, s.cfg.MaxPixels)
-	if err != nil {
-		return err
-	}
-	pic := inference.NewPicture(dec.Image, inference.DefaultWorkingSide)
-	pre, err := pic.Preprocess(p.contract)
-	if err != nil {
-		return err
-	}
-	r.srcW, r.srcH = pic.SrcW, pic.SrcH
-	if pic.W != pic.SrcW || pic.H != pic.SrcH {
-		r.crop = append(r.crop, fmt.Sprintf("scaled to %d×%d px to work on (aspect kept)", pic.W, pic.H))
-	}
-	// The last step describes the tensor; the page shows the image.
-	r.crop = append(r.crop, pre.Steps[:max(0, len(pre.Steps)-1)]...)
-	r.grid = newGrid(p.contract)
-	r.cleanLv = make([]uint8, len(pre.Tensor.Data))
-	for i, v := range pre.Tensor.Data {
-		r.cleanLv[i] = r.grid.level(v)
-	}
-	r.clean = r.grid.tensor(r.cleanLv)
-	r.cleanPNG, err = encodePNG(r.grid.image(r.cleanLv))
-	return err
+// isUserError reports an error whose message is for people: a bad plan or image.
+func isUserError(err error) bool {
+	var ue userError
+	var ie *inference.ImageError
+	var pe *engine.InvalidError
+	var me *engine.MissingModelError
+	return errors.As(err, &ue) || errors.As(err, &ie) || errors.As(err, &pe) || errors.As(err, &me)
 }
 
-// setup adapts the models, builds the defences, takes their clean verdicts and
-// sends the started message.
-func (r *run) setup(ctx context.Context) error {
-	s, p := r.ss.s, r.plan
-	nets := s.explorer.nets
-	format := defense.Format{Layout: p.contract.Layout, Range: p.contract.PixelRange(), Color: p.contract.Color}
-	for _, m := range p.surrogates {
-		net, err := nets.Net(ctx, m)
-		if err != nil {
-			return err
+// job is the run as the runner takes it: the plan, the image's bytes (a sample,
+// an upload, or a gallery entry's stored original, taken exactly), the limits.
+func (r *run) job(ctx context.Context, data []byte) (engine.Job, error) {
+	s, req := r.ss.s, r.req
+	img := engine.Image{Ref: req.plan.Image, Data: data, MaxPixels: s.cfg.MaxPixels}
+	switch req.source {
+	case "sample":
+		sm, ok := s.samples.get(req.sample)
+		if !ok {
+			return engine.Job{}, userError{400, fmt.Sprintf("There is no sample called %q.", req.sample)}
 		}
-		r.surNets = append(r.surNets, net)
+		img.Data = sm.data
+	case "gallery":
+		e, err := s.gallery.Get(ctx, req.entry)
+		if err != nil {
+			return engine.Job{}, err
+		}
+		orig, _, err := s.gallery.Images(ctx, e)
+		if err != nil {
+			return engine.Job{}, err
+		}
+		img.Data, img.Exact = orig, true
 	}
-	for i, w := range p.watch {
-		net, err := nets.Net(ctx, w.model)
-		if err != nil {
-			return err
-		}
-		d := &liveDefence{plan: w, net: net, base: net, robust: w.model.Robust}
-		if !w.model.Input.SameTensor(p.contract) {
-			cv, err := newConverted(net, p.contract, w.model.Input)
-			if err != nil {
-				return err
-			}
-			d.net, d.input = cv, cv.describe()
-		}
-		if w.transform != nil {
-			dn, err := defense.New(w.transform, d.net, format, uint64(p.seed)+uint64(i)*0x9e37)
-			if err != nil {
-				return err
-			}
-			d.net, d.random, d.transform = dn, w.kind.Random, w.transform.Name()
-		}
-		d.clean, err = r.verdict(ctx, d, r.clean)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			d.cleanErr = err.Error()
-		}
-		r.defs = append(r.defs, d)
-	}
+	return engine.Job{Plan: req.plan, Image: img, Limits: s.engineLimits(), Timeout: r.ss.cfg.RunTimeout}, nil
+}
+
+// started keeps the prepared run's description and sends it to the page.
+func (r *run) started(st *engine.Start) error {
+	r.mu.Lock()
+	r.start = st
+	r.mu.Unlock()
 	return r.sendStarted()
 }
 
-// verdict is a defence's top 5 on x.
-func (r *run) verdict(ctx context.Context, d *liveDefence, x *inference.Tensor) ([]inference.Prediction, error) {
-	logits, err := d.net.Predict(ctx, x)
+// frame offers a recorded frame to the outbox (the final one must arrive, the
+// others only if the client keeps up), paced for slow motion.
+func (r *run) frame(ctx context.Context, f *engine.Frame) error {
+	r.mu.Lock()
+	r.loss = append(r.loss, f.Loss)
+	r.conf = append(r.conf, guessesOf(f.Verdicts))
+	snap := &snapshot{run: r, f: f, idx: len(r.loss) - 1}
+	r.mu.Unlock()
+	if f.Final {
+		r.ss.send(outMsg{snap: snap})
+		return nil
+	}
+	if old := r.ss.out.offer(snap); old != nil {
+		old.run.dropped.Add(1)
+	}
+	if p := r.req.pace; p > 0 {
+		t := time.NewTimer(p)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// book files the run's entry (or why it has none) under its key.
+func (r *run) book() {
+	r.mu.Lock()
+	rec := r.record
+	r.mu.Unlock()
+	if rec == nil {
+		r.ss.s.runs.close(r.key, nil, "it ended before its first step.")
+		return
+	}
+	e, err := rec.Entry()
 	if err != nil {
-		return nil, err
+		r.ss.s.runs.close(r.key, nil, err.Error())
+		return
 	}
-	if len(logits.Data) != len(d.plan.model.Labels) {
-		return nil, fmt.Errorf("%d scores for %d labels", len(logits.Data), len(d.plan.model.Labels))
-	}
-	probs := append([]float32(nil), logits.Data...)
-	inference.Softmax(probs)
-	return d.plan.model.TopK(probs, topK), nil
+	e.GibbonVersion = rec.Version
+	r.ss.s.runs.close(r.key, e, "")
 }
 
 // startedMsg tells the page what is being run, with the clean image and every
@@ -294,6 +213,7 @@ func (r *run) verdict(ctx context.Context, d *liveDefence, x *inference.Tensor) 
 type startedMsg struct {
 	Type        string   `json:"type"`
 	Run         int      `json:"run"`
+	Key         string   `json:"key"`
 	Attack      string   `json:"attack"`
 	AttackLabel string   `json:"attack_label"`
 	Eps         int      `json:"eps"`
@@ -301,19 +221,21 @@ type startedMsg struct {
 	Steps       int      `json:"steps"`
 	Target      int      `json:"target"`
 	TargetLabel string   `json:"target_label,omitempty"`
+	Label       int      `json:"label"`
+	LabelName   string   `json:"label_name"`
 	Surrogates  []string `json:"surrogates"`
 	Seed        int64    `json:"seed"`
 	Source      string   `json:"source"`
 	Input       string   `json:"input"`
 	// SourceWidth×SourceHeight is the image as uploaded; Crop lists how it became
 	// the clean image, the model's input (scaled, centre-cropped, ...).
-	SourceWidth  int             `json:"source_width"`
-	SourceHeight int             `json:"source_height"`
-	Crop         []string        `json:"crop"`
-	Defences     []defenceHeader `json:"defences"`
-	QueueMS      float64         `json:"queue_ms"`
-	Providers    []modelProvider `json:"providers"`
-	Images       []frameImage    `json:"images"`
+	SourceWidth  int                   `json:"source_width"`
+	SourceHeight int                   `json:"source_height"`
+	Crop         []string              `json:"crop"`
+	Defences     []defenceHeader       `json:"defences"`
+	QueueMS      float64               `json:"queue_ms"`
+	Providers    []engine.PassProvider `json:"providers"`
+	Images       []frameImage          `json:"images"`
 }
 
 type defenceHeader struct {
@@ -337,30 +259,48 @@ func topScores(ps []inference.Prediction) []views.Score {
 	return out
 }
 
+// sourceLabel says where the image came from, for people.
+func sourceLabel(ref engine.ImageRef) string {
+	switch ref.Source {
+	case "sample":
+		return "sample " + ref.Name
+	case "drawing":
+		return "your drawing"
+	case "gallery":
+		return "the image of gallery entry " + ref.Name
+	}
+	return "your upload"
+}
+
 func (r *run) sendStarted() error {
-	p := r.plan
-	m := startedMsg{Type: "started", Run: r.id, Eps: p.eps, EpsLabel: inference.EpsLevels(float64(p.eps), p.contract.PixelRange()).LevelsString(),
-		Steps: p.steps, Target: p.target, Seed: p.seed, Source: r.source, Input: p.contract.Describe(),
-		SourceWidth: r.srcW, SourceHeight: r.srcH, Crop: r.crop,
-		QueueMS: millis(time.Since(r.received)), Providers: r.providers()}
-	if p.network != nil {
-		m.Attack, m.AttackLabel = networkPrefix+p.network.Name, "Attack network "+p.network.Name
+	p := r.start
+	c := p.Contract
+	m := startedMsg{Type: "started", Run: r.id, Key: r.key, Eps: p.EpsLevels, EpsLabel: inference.EpsLevels(float64(p.EpsLevels), c.PixelRange()).LevelsString(),
+		Steps: p.Plan.Steps, Target: p.Target, Label: p.Label, LabelName: p.Labels[p.Label], Seed: p.Plan.Seed,
+		Source: sourceLabel(p.Plan.Image), Input: c.Describe(), SourceWidth: p.Clean.SourceW, SourceHeight: p.Clean.SourceH,
+		Crop: p.Clean.Steps, QueueMS: millis(time.Since(r.received)), Providers: p.Providers}
+	if p.Network != "" {
+		m.Attack, m.AttackLabel = networkPrefix+p.Network, "Attack network "+p.Network
+		m.Steps = 1
 	} else {
-		m.Attack = string(p.method)
-		m.AttackLabel, _ = methodLabel(p.method)
-		for _, sm := range p.surrogates {
-			m.Surrogates = append(m.Surrogates, sm.Name)
+		cfg := p.Config
+		m.Attack = string(cfg.Method)
+		m.AttackLabel, _ = methodLabel(cfg.Method)
+		m.Steps = cfg.Steps
+		if cfg.Method.BlackBox() {
+			m.Steps = cfg.Queries
 		}
-		if p.target >= 0 {
-			m.TargetLabel = p.labels[p.target]
+		m.Surrogates = p.Plan.Models
+		if p.Target >= 0 {
+			m.TargetLabel = p.Labels[p.Target]
 		}
 	}
-	for _, d := range r.defs {
-		m.Defences = append(m.Defences, defenceHeader{Name: d.plan.name, Model: d.plan.model.Name, Transform: d.transform,
-			Random: d.random, Robust: d.robust, Input: d.input, Clean: topScores(d.clean), Error: d.cleanErr})
+	for _, d := range p.Defences {
+		m.Defences = append(m.Defences, defenceHeader{Name: d.Name, Model: d.Model, Transform: d.Transform,
+			Random: d.Random, Robust: d.Robust, Input: d.Input, Clean: topScores(d.Clean), Error: d.CleanErr})
 	}
 	data, err := packBinary(&m, func(im []frameImage) { m.Images = im },
-		[]pngPart{{role: "clean", data: r.cleanPNG, w: p.contract.Width, h: p.contract.Height}})
+		[]pngPart{{role: "clean", data: p.Clean.PNG, w: c.Width, h: c.Height}})
 	if err != nil {
 		return err
 	}
@@ -368,75 +308,22 @@ func (r *run) sendStarted() error {
 	return nil
 }
 
-// runAttack runs a gradient or black-box attack, turning each step into a snapshot.
-func (r *run) runAttack(ctx context.Context) error {
-	p := r.plan
-	req := attack.Request{Images: r.clean}
-	for i, m := range p.surrogates {
-		req.Surrogates = append(req.Surrogates, attack.Model{Name: m.Name, Net: r.surNets[i]})
-	}
-	r.mu.Lock()
-	r.attackStart = time.Now()
-	r.mu.Unlock()
-	_, err := attack.Run(ctx, p.config(), req, func(st attack.Step) error { return r.step(ctx, st) })
-	r.mu.Lock()
-	r.attackEnd = time.Now()
-	r.mu.Unlock()
-	return err
-}
-
-// step records a step's loss and offers its snapshot to the outbox: the final one
-// must arrive, the others only if the client keeps up.
-func (r *run) step(ctx context.Context, st attack.Step) error {
-	loss := float32(math.NaN())
-	if len(st.Loss) > 0 {
-		loss = st.Loss[0]
-	}
-	r.mu.Lock()
-	r.loss = append(r.loss, loss)
-	seq := len(r.loss) - 1
-	r.attackSteps++
-	done, elapsed := r.attackSteps, time.Since(r.attackStart)
-	r.mu.Unlock()
-	snap := &snapshot{run: r, seq: seq, step: st.Step, steps: st.Steps, final: st.Final, diverse: st.Diverse,
-		adv: append([]float32(nil), st.Adv.Data...), pred: -1, elapsed: elapsed, done: done}
-	if len(st.Pred) > 0 {
-		snap.pred = st.Pred[0]
-	}
-	if len(st.Queries) > 0 {
-		snap.queries = st.Queries[0]
-	}
-	if st.Final {
-		r.ss.send(outMsg{snap: snap})
-		return nil
-	}
-	if old := r.ss.out.offer(snap); old != nil {
-		old.run.dropped.Add(1)
-	}
-	if p := r.plan.pace; p > 0 {
-		t := time.NewTimer(p)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
 // frameMsg is one frame's JSON header.
 type frameMsg struct {
-	Type     string         `json:"type"`
-	Run      int            `json:"run"`
-	Seq      int            `json:"seq"`
-	Step     int            `json:"step"`
-	Steps    int            `json:"steps"`
-	Final    bool           `json:"final,omitempty"`
-	Diverse  bool           `json:"diverse,omitempty"`
-	Queries  int            `json:"queries,omitempty"`
-	LossFrom int            `json:"loss_from"`
-	Loss     []*float64     `json:"loss"`
+	Type     string     `json:"type"`
+	Run      int        `json:"run"`
+	Seq      int        `json:"seq"`
+	Step     int        `json:"step"`
+	Steps    int        `json:"steps"`
+	Final    bool       `json:"final,omitempty"`
+	Diverse  bool       `json:"diverse,omitempty"`
+	Queries  int        `json:"queries,omitempty"`
+	LossFrom int        `json:"loss_from"`
+	Loss     []*float64 `json:"loss"`
+	// Conf are the same recorded steps' guesses, one per defence: the top class,
+	// its probability and the true class's (the confidence chart).
+	Conf     [][]guess      `json:"conf"`
+	Heads    []headState    `json:"heads,omitempty"`
 	Linf     int            `json:"linf"` // /255 steps, on the images sent
 	Pred     string         `json:"pred,omitempty"`
 	Gain     float64        `json:"gain"`
@@ -448,98 +335,141 @@ type frameMsg struct {
 
 // frameTiming is how long the frame took to make, and where the models ran.
 type frameTiming struct {
-	// ElapsedMS is the attack's wall time up to this step; StepMS its mean per step.
-	ElapsedMS float64 `json:"elapsed_ms"`
-	StepMS    float64 `json:"step_ms"`
-	// VerdictMS is the watched defences' passes on this frame; EncodeMS its PNGs.
-	VerdictMS float64         `json:"verdict_ms"`
-	EncodeMS  float64         `json:"encode_ms"`
-	Providers []modelProvider `json:"providers"`
+	// ElapsedMS is the attack's own time up to this step; StepMS its mean per step.
+	ElapsedMS float64               `json:"elapsed_ms"`
+	StepMS    float64               `json:"step_ms"`
+	EncodeMS  float64               `json:"encode_ms"`
+	Providers []engine.PassProvider `json:"providers"`
+}
+
+// guess is a defence's top class on a step, and the true class's probability.
+type guess struct {
+	Label    string   `json:"label"`
+	Prob     float64  `json:"prob"`
+	TrueProb *float64 `json:"true_prob,omitempty"`
+}
+
+func guessesOf(vs []engine.Verdict) []guess {
+	out := make([]guess, len(vs))
+	for i, v := range vs {
+		if len(v.Top) == 0 {
+			continue
+		}
+		out[i] = guess{Label: v.Top[0].Label, Prob: float64(v.Top[0].Prob)}
+		if !math.IsNaN(v.TrueProb) {
+			tp := v.TrueProb
+			out[i].TrueProb = &tp
+		}
+	}
+	return out
+}
+
+// headState is an attack network head's image as each defence sees it.
+type headState struct {
+	Label    string         `json:"label"`
+	Linf     int            `json:"linf"`
+	Chosen   bool           `json:"chosen,omitempty"`
+	Defences []defenceState `json:"defences"`
 }
 
 type defenceState struct {
-	Top     []views.Score `json:"top"`
-	Flipped bool          `json:"flipped"`
-	Error   string        `json:"error,omitempty"`
+	Top      []views.Score `json:"top"`
+	Flipped  bool          `json:"flipped"`
+	TrueProb *float64      `json:"true_prob,omitempty"`
+	Error    string        `json:"error,omitempty"`
 }
 
-// renderFrame draws a snapshot: the adversarial image as the model receives it (on
-// the 8-bit grid), the perturbation, every defence's top 5, and the loss values
-// since the last frame drawn. It returns nil for a stale frame of a stopped run.
-func (r *run) renderFrame(ctx context.Context, snap *snapshot, gain float64) ([]byte, error) {
-	if r.stopped() && !snap.final {
+// renderFrame draws a recorded frame: the adversarial image, the perturbation at
+// the page's gain, an attack network's heads, every defence's verdict, and the loss
+// values since the last frame drawn. It returns nil for a stale frame of a stopped
+// run.
+func (r *run) renderFrame(snap *snapshot, gain float64) ([]byte, error) {
+	f := snap.f
+	if r.stopped() && !f.Final {
 		return nil, nil
 	}
-	p := r.plan
-	lv := r.grid.levels(snap.adv, r.cleanLv, p.eps)
+	p := r.start
+	g := p.Grid()
+	c := g.Contract()
 	start := time.Now()
-	advPNG, err := encodePNG(r.grid.image(lv))
+	advPNG, err := engine.EncodePNG(g.Image(f.Adv))
 	if err != nil {
 		return nil, err
 	}
-	pertPNG, err := encodePNG(r.grid.perturbation(lv, r.cleanLv, p.eps, gain))
+	pertPNG, err := engine.EncodePNG(g.Perturbation(f.Adv, p.Clean.Levels, p.EpsLevels, gain))
 	if err != nil {
 		return nil, err
 	}
-	w, h := p.contract.Width, p.contract.Height
-	parts := []pngPart{{role: "adv", data: advPNG, w: w, h: h}, {role: "perturbation", data: pertPNG, w: w, h: h}}
-	for _, hd := range snap.heads {
-		data, err := encodePNG(r.grid.image(hd.lv))
+	parts := []pngPart{{role: "adv", data: advPNG, w: c.Width, h: c.Height}, {role: "perturbation", data: pertPNG, w: c.Width, h: c.Height}}
+	for _, hd := range f.Heads {
+		data, err := engine.EncodePNG(g.Image(hd.Levels))
 		if err != nil {
 			return nil, err
 		}
-		parts = append(parts, pngPart{role: "head", label: hd.label, data: data, w: w, h: h, linf: linfLevels(hd.lv, r.cleanLv)})
+		parts = append(parts, pngPart{role: "head", label: hd.Label, data: data, w: c.Width, h: c.Height, linf: hd.Linf})
 	}
 	enc := time.Since(start)
 
-	x := r.grid.tensor(lv)
-	m := frameMsg{Type: "frame", Run: r.id, Seq: snap.seq, Step: snap.step, Steps: snap.steps, Final: snap.final,
-		Diverse: snap.diverse, Queries: snap.queries, Linf: linfLevels(lv, r.cleanLv), Gain: gain, Chosen: snap.chosen}
-	if snap.pred >= 0 && snap.pred < len(p.labels) {
-		m.Pred = p.labels[snap.pred]
+	m := frameMsg{Type: "frame", Run: r.id, Seq: f.Seq, Step: f.Step, Steps: f.Steps, Final: f.Final, Diverse: f.Diverse,
+		Queries: f.Queries, Linf: engine.LinfLevels(f.Adv, p.Clean.Levels), Gain: gain}
+	if len(f.Heads) > 0 {
+		m.Chosen = f.Heads[f.Chosen].Label
 	}
-	tops := make([][]inference.Prediction, len(r.defs))
-	var guesses []topGuess
-	verdicts := time.Now()
-	for i, d := range r.defs {
-		top, err := r.verdict(ctx, d, x)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, nil
-			}
-			m.Defences = append(m.Defences, defenceState{Error: err.Error()})
-			continue
-		}
-		tops[i] = top
-		st := defenceState{Top: topScores(top)}
-		if len(d.clean) > 0 && len(top) > 0 {
-			st.Flipped = top[0].Index != d.clean[0].Index
-		}
-		m.Defences = append(m.Defences, st)
-		if d.transform == "" && len(top) > 0 {
-			guesses = append(guesses, topGuess{model: d.plan.model.Name, pred: top[0]})
-		}
+	if f.Pred >= 0 && f.Pred < len(p.Labels) {
+		m.Pred = p.Labels[f.Pred]
 	}
-
-	m.Timing = frameTiming{ElapsedMS: millis(snap.elapsed), VerdictMS: millis(time.Since(verdicts)), EncodeMS: millis(enc),
-		Providers: r.providers()}
-	if snap.done > 0 {
-		m.Timing.StepMS = millis(snap.elapsed) / float64(snap.done)
+	m.Defences = r.defenceStates(f.Verdicts, f.Errors)
+	for k, hd := range f.Heads {
+		hs := headState{Label: hd.Label, Linf: hd.Linf, Chosen: k == f.Chosen, Defences: m.Defences}
+		if k != f.Chosen {
+			hs.Defences = r.defenceStates(hd.Verdicts, nil)
+		}
+		m.Heads = append(m.Heads, hs)
+	}
+	m.Timing = frameTiming{ElapsedMS: millis(f.Elapsed), EncodeMS: millis(enc), Providers: p.Providers}
+	if f.Seq >= 0 {
+		m.Timing.StepMS = millis(f.Elapsed) / float64(f.Seq+1)
 	}
 	r.mu.Lock()
-	from := min(r.lossSent, snap.seq+1)
+	idx := snap.idx
+	from := min(r.lossSent, idx+1)
 	m.LossFrom = from
-	end := min(snap.seq+1, len(r.loss))
+	end := min(idx+1, len(r.loss))
 	m.Loss = jsonFloats(r.loss[from:end])
+	m.Conf = r.conf[from:end]
 	r.lossSent = end
-	r.top1[snap.seq] = guesses
-	r.framesDrawn++
+	r.framesDrwn++
 	r.encode += enc
-	if snap.final {
-		r.final = &finalFrame{lv: lv, top: tops, linf: m.Linf, heads: parts[2:]}
+	if f.Final {
+		r.final = f
 	}
 	r.mu.Unlock()
 	return packBinary(&m, func(im []frameImage) { m.Images = im }, parts)
+}
+
+// defenceStates are verdicts as the page shows them, flips marked against each
+// defence's clean verdict.
+func (r *run) defenceStates(vs []engine.Verdict, errs []string) []defenceState {
+	out := make([]defenceState, len(r.start.Defences))
+	for i, d := range r.start.Defences {
+		v := vs[i]
+		if len(v.Top) == 0 {
+			if errs != nil {
+				out[i].Error = errs[i]
+			}
+			continue
+		}
+		st := defenceState{Top: topScores(v.Top)}
+		if len(d.Clean) > 0 {
+			st.Flipped = v.Top[0].Index != d.Clean[0].Index
+		}
+		if !math.IsNaN(v.TrueProb) {
+			tp := v.TrueProb
+			st.TrueProb = &tp
+		}
+		out[i] = st
+	}
+	return out
 }
 
 // frameSent counts a frame the client was sent.
@@ -554,11 +484,14 @@ func (r *run) frameSent(*snapshot) {
 
 // perturbationMsg redraws the finished run's perturbation at another gain.
 func (r *run) perturbationMsg(gain float64) (int, []byte, error) {
-	f := r.result()
-	if f == nil {
+	r.mu.Lock()
+	rec := r.record
+	r.mu.Unlock()
+	if rec == nil || rec.Adv == nil {
 		return 0, nil, nil
 	}
-	data, err := encodePNG(r.grid.perturbation(f.lv, r.cleanLv, r.plan.eps, gain))
+	g := rec.Grid()
+	data, err := engine.EncodePNG(g.Perturbation(rec.Adv, rec.Clean, rec.EpsLevels, gain))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -568,53 +501,71 @@ func (r *run) perturbationMsg(gain float64) (int, []byte, error) {
 		Gain   float64      `json:"gain"`
 		Images []frameImage `json:"images"`
 	}{Type: "perturbation", Run: r.id, Gain: gain}
+	c := g.Contract()
 	out, err := packBinary(&m, func(im []frameImage) { m.Images = im },
-		[]pngPart{{role: "perturbation", data: data, w: r.plan.contract.Width, h: r.plan.contract.Height}})
+		[]pngPart{{role: "perturbation", data: data, w: c.Width, h: c.Height}})
 	return websocket.BinaryMessage, out, err
 }
 
-// doneMsg ends a run: a summary, the timings, and for a finished run the gallery
-// entry the page may save.
+// doneMsg ends a run: a summary, the timings, and whether the page may save it
+// (by its key: the server keeps what it computed).
 type doneMsg struct {
-	Type     string             `json:"type"`
-	Run      int                `json:"run"`
-	Stopped  bool               `json:"stopped"`
-	Reason   string             `json:"reason,omitempty"`
-	Linf     int                `json:"linf"`
-	Flipped  int                `json:"flipped"`
-	Watched  int                `json:"watched"`
-	Steps    int                `json:"steps"`
-	Seed     int64              `json:"seed"`
-	Download string             `json:"download,omitempty"`
-	Timings  map[string]float64 `json:"timings"`
-	// Providers says where the run's passes ran.
-	Providers []modelProvider `json:"providers"`
-	Gallery   *galleryDraft   `json:"gallery,omitempty"`
-	NoSave    string          `json:"no_save,omitempty"`
+	Type    string `json:"type"`
+	Run     int    `json:"run"`
+	Key     string `json:"key"`
+	Stopped bool   `json:"stopped"`
+	Reason  string `json:"reason,omitempty"`
+	Linf    int    `json:"linf"`
+	// L2 is on the models' input range.
+	L2      float64 `json:"l2"`
+	Flipped int     `json:"flipped"`
+	Watched int     `json:"watched"`
+	// Steps counts the steps the attack reported (queries for black-box ones);
+	// StepsAsked what the plan asked for.
+	Steps      int                `json:"steps"`
+	StepsAsked int                `json:"steps_asked"`
+	Seed       int64              `json:"seed"`
+	Download   string             `json:"download,omitempty"`
+	Timings    map[string]float64 `json:"timings"`
+	// Providers says where the run's passes ran; Deterministic whether all of them
+	// ran on the CPU, which replays bit for bit.
+	Providers     []engine.PassProvider `json:"providers"`
+	Deterministic bool                  `json:"deterministic"`
+	Saveable      bool                  `json:"saveable"`
+	NoSave        string                `json:"no_save,omitempty"`
 }
 
 func (r *run) doneMsg() (int, []byte, error) {
-	m := doneMsg{Type: "done", Run: r.id, Seed: r.plan.seed, Watched: len(r.defs)}
+	m := doneMsg{Type: "done", Run: r.id, Key: r.key, Seed: r.req.plan.Seed}
+	r.mu.Lock()
+	if p := r.start; p != nil {
+		m.Watched = len(p.Defences)
+	}
+	r.mu.Unlock()
 	if reason := r.stopReason.Load(); reason != nil && !r.finished.Load() {
 		m.Stopped, m.Reason = true, *reason
 	}
 	r.mu.Lock()
-	m.Steps = r.attackSteps
+	rec := r.record
 	m.Timings = r.timingsLocked()
-	f := r.final
 	r.mu.Unlock()
-	m.Providers = r.providers()
-	if f != nil && !m.Stopped {
-		m.Linf = f.linf
-		for i, d := range r.defs {
-			if len(f.top[i]) > 0 && len(d.clean) > 0 && f.top[i][0].Index != d.clean[0].Index {
-				m.Flipped++
+	if rec != nil && rec.Adv != nil {
+		m.Linf, m.L2, m.Flipped, m.Steps = rec.Linf, rec.L2, rec.Flipped(), rec.StepsRun
+		m.Providers, m.Deterministic = rec.Providers, rec.Deterministic()
+		m.Download = r.downloadName(rec)
+		if cfg := rec.Config; cfg.Method != "" {
+			m.StepsAsked = cfg.Steps
+			if cfg.Method.BlackBox() {
+				m.StepsAsked = cfg.Queries
 			}
+		} else {
+			m.StepsAsked = 1
 		}
-		m.Download = r.downloadName()
-		m.Gallery, m.NoSave = r.galleryDraft(f, m.Timings)
+		m.Saveable = r.ss.s.gallery != nil
+	} else {
+		m.NoSave = "The run stopped before its first step: there is nothing to save."
 	}
-	data, err := jsonBytes(m)
+	data, err := json.Marshal(m)
 	return websocket.TextMessage, data, err
 }
 
@@ -622,40 +573,34 @@ func (r *run) doneMsg() (int, []byte, error) {
 func (r *run) timingsLocked() map[string]float64 {
 	t := map[string]float64{
 		"frames_sent":    float64(r.framesSent),
-		"frames_drawn":   float64(r.framesDrawn),
+		"frames_drawn":   float64(r.framesDrwn),
 		"frames_skipped": float64(r.dropped.Load()),
 	}
 	if !r.firstFrame.IsZero() {
 		t["first_frame_ms"] = millis(r.firstFrame.Sub(r.received))
 	}
-	if !r.attackStart.IsZero() && !r.attackEnd.IsZero() {
-		wall := r.attackEnd.Sub(r.attackStart)
-		t["attack_ms"] = millis(wall)
-		if r.attackSteps > 0 {
-			t["step_ms"] = millis(wall) / float64(r.attackSteps)
+	if rec := r.record; rec != nil {
+		for k, v := range rec.Timings {
+			t[k] = v
 		}
-		if s := wall.Seconds(); s > 0 {
-			t["frames_per_second"] = float64(r.framesSent) / s
-			t["steps_per_second"] = float64(r.attackSteps) / s
+		if ms := rec.Timings["attack_ms"]; ms > 0 {
+			t["frames_per_second"] = float64(r.framesSent) / (ms / 1000)
+			t["steps_per_second"] = float64(rec.StepsRun) / (ms / 1000)
 		}
 	}
-	if r.framesDrawn > 0 {
-		t["encode_ms_per_frame"] = millis(r.encode) / float64(r.framesDrawn)
+	if r.framesDrwn > 0 {
+		t["encode_ms_per_frame"] = millis(r.encode) / float64(r.framesDrwn)
 	}
 	return t
 }
 
-func (r *run) downloadName() string {
-	p := r.plan
-	name := string(p.method)
-	if p.network != nil {
-		name = "net-" + p.network.Name
+// downloadName names the adversarial PNG: attack, models, ε and seed.
+func (r *run) downloadName(rec *engine.Record) string {
+	name := rec.AttackName()
+	if n := rec.Plan.Network(); n != "" {
+		name = "net-" + n
 	} else {
-		var ms []string
-		for _, m := range p.surrogates {
-			ms = append(ms, m.Name)
-		}
-		name += "-" + strings.Join(ms, "+")
+		name += "-" + strings.Join(rec.Plan.Models, "+")
 	}
 	clean := strings.Map(func(c rune) rune {
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '+' || c == '_' {
@@ -663,63 +608,9 @@ func (r *run) downloadName() string {
 		}
 		return '_'
 	}, name)
-	return fmt.Sprintf("gibbon-%s-eps%d-seed%d.png", clean, p.eps, p.seed)
-}
-
-// runNetwork runs an attack network: one forward pass gives one adversarial image
-// per ε head. The explorer reads the output as heads × the input's shape, in the
-// manifest's order of ε, on the pixel range; each head is put on the 8-bit grid
-// inside its own ball, and the head nearest the chosen ε faces the defences.
-func (r *run) runNetwork(ctx context.Context) error {
-	m := r.plan.network
-	heads := m.Attack.Eps
-	x := r.clean
-	x = m.Input.Normalize(x)
-	r.mu.Lock()
-	r.attackStart = time.Now()
-	r.mu.Unlock()
-	out, err := m.Session().Run(ctx, map[string]*inference.Tensor{m.InputName(): x})
-	r.mu.Lock()
-	r.attackEnd = time.Now()
-	r.mu.Unlock()
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("attack network %s: %w", m.Name, err)
+	stopped := ""
+	if rec.Stopped {
+		stopped = fmt.Sprintf("-stopped%d", rec.StepsRun)
 	}
-	y := out[m.OutputName()]
-	per := len(r.clean.Data)
-	if y == nil || len(y.Data) != len(heads)*per {
-		var shape []int64
-		if y != nil {
-			shape = y.Shape
-		}
-		return fmt.Errorf("attack network %s returned shape %v; the explorer reads %d heads of %v images", m.Name, shape, len(heads), r.clean.Shape)
-	}
-	rng := m.Input.PixelRange()
-	best, bestD := 0, math.Inf(1)
-	snap := &snapshot{run: r, seq: 0, step: 1, steps: 1, final: true, pred: -1, done: 1}
-	r.mu.Lock()
-	snap.elapsed = r.attackEnd.Sub(r.attackStart)
-	r.mu.Unlock()
-	for k, e := range heads {
-		head := inference.Eps{Value: e, Range: rng}
-		levels := head.WholeLevels()
-		lv := r.grid.levels(y.Data[k*per:(k+1)*per], r.cleanLv, levels)
-		label := "ε " + head.String()
-		snap.heads = append(snap.heads, headSnap{label: label, lv: lv})
-		if d := math.Abs(float64(levels - r.plan.eps)); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	chosen := snap.heads[best]
-	snap.chosen = chosen.label
-	snap.adv = r.grid.tensor(chosen.lv).Data
-	r.mu.Lock()
-	r.loss = append(r.loss, float32(math.NaN()))
-	r.attackSteps = 1
-	r.mu.Unlock()
-	r.ss.send(outMsg{snap: snap})
-	return nil
+	return fmt.Sprintf("gibbon-%s-eps%d-seed%d%s.png", clean, rec.EpsLevels, rec.Plan.Seed, stopped)
 }

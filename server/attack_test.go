@@ -12,6 +12,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 
 	"gibbon/inference"
+	"gibbon/inference/engine"
 )
 
 // TestExplorerRefusesBadInput sends one bad request after another on one socket:
@@ -331,7 +332,7 @@ func TestOutboxKeepsOnlyTheNewestFrame(t *testing.T) {
 	o := newOutbox()
 	r := &run{}
 	for i := range 1000 {
-		if old := o.offer(&snapshot{run: r, seq: i}); old != nil {
+		if old := o.offer(&snapshot{run: r, f: &engine.Frame{Seq: i}}); old != nil {
 			old.run.dropped.Add(1)
 		}
 	}
@@ -343,17 +344,17 @@ func TestOutboxKeepsOnlyTheNewestFrame(t *testing.T) {
 	}
 	m1, _ := o.next()
 	m2, _ := o.next()
-	if m1.snap == nil || m1.snap.seq != 999 || string(m2.data) != "done" {
+	if m1.snap == nil || m1.snap.f.Seq != 999 || string(m2.data) != "done" {
 		t.Fatalf("order: %+v then %+v", m1, m2)
 	}
 	if _, ok := o.next(); ok {
 		t.Fatal("the outbox is not empty")
 	}
-	o.offer(&snapshot{run: r, seq: 1000})
-	if err := o.push(outMsg{snap: &snapshot{run: r, seq: 1001, final: true}}); err != nil {
+	o.offer(&snapshot{run: r, f: &engine.Frame{Seq: 1000}})
+	if err := o.push(outMsg{snap: &snapshot{run: r, f: &engine.Frame{Seq: 1001, Final: true}}}); err != nil {
 		t.Fatal(err)
 	}
-	if m, _ := o.next(); m.snap == nil || m.snap.seq != 1001 || r.dropped.Load() != 1000 {
+	if m, _ := o.next(); m.snap == nil || m.snap.f.Seq != 1001 || r.dropped.Load() != 1000 {
 		t.Fatalf("a final frame must supersede the unsent one: %+v, %d dropped", m, r.dropped.Load())
 	}
 	for i := range maxQueued {
@@ -428,38 +429,5 @@ func TestRunQueueOrder(t *testing.T) {
 	relC()
 	if running, _ := q.stats(); running != 0 {
 		t.Fatalf("%d running after every release", running)
-	}
-}
-
-// TestAttackNetsLoadOnceAndSayWhatIsMissing: a model is adapted once and shared;
-// a model whose files the explorer was not given, or that is not a classifier, is
-// a clear error.
-func TestAttackNetsLoadOnceAndSayWhatIsMissing(t *testing.T) {
-	f := newExplorerFixture(t, nil)
-	nets := f.srv.explorer.nets
-	m, ok := f.reg.Model("cosine")
-	if !ok {
-		t.Fatal("no cosine model")
-	}
-	a, err := nets.Net(context.Background(), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := nets.Net(context.Background(), m)
-	if err != nil || a != b {
-		t.Fatalf("second Net: %v (same adapter: %v)", err, a == b)
-	}
-	if a.Classes() != 10 {
-		t.Fatalf("%d classes", a.Classes())
-	}
-	stranger := *m
-	stranger.Source = "somewhere else"
-	if _, err := nets.Net(context.Background(), &stranger); err == nil || !strings.Contains(err.Error(), "not available to the explorer") {
-		t.Fatalf("a model from an unknown source: %v", err)
-	}
-	network := *m
-	network.Task = inference.TaskAttackNetwork
-	if _, err := nets.Net(context.Background(), &network); err == nil || !strings.Contains(err.Error(), "not a classifier") {
-		t.Fatalf("an attack network as a classifier: %v", err)
 	}
 }

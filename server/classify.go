@@ -166,7 +166,13 @@ func (s *Server) classify(c echo.Context) (*views.Result, error) {
 		p, ok := cache[key]
 		if !ok {
 			start := time.Now()
-			pre, err := pic.Preprocess(m.Input)
+			// The zoo's classifiers take the pixel range: mean/std are in their graphs.
+			pre, err := pic.Preprocess(m.Input.Unnormalized())
+			if err == nil && len(pre.Steps) > 0 {
+				if m.Input.Normalized() {
+					pre.Steps[len(pre.Steps)-1] += "; the model's graph takes them to " + m.Input.ValuesText()
+				}
+			}
 			p = &prepared{pre: pre, err: err, ms: millis(time.Since(start))}
 			if err == nil {
 				p.url, p.err = pngDataURL(pre.Display)
@@ -195,7 +201,7 @@ func (s *Server) classify(c echo.Context) (*views.Result, error) {
 			res.Models = append(res.Models, mr)
 			continue
 		}
-		for _, pr := range m.TopK(probs, topK) {
+		for _, pr := range m.TopK(probs[0], topK) {
 			mr.Top = append(mr.Top, views.Score{Label: pr.Label, Index: pr.Index, Prob: float64(pr.Prob)})
 		}
 		res.Models = append(res.Models, mr)

@@ -11,6 +11,7 @@ import (
 
 	"gibbon/gallery"
 	"gibbon/inference"
+	"gibbon/inference/engine"
 	"gibbon/views"
 )
 
@@ -55,9 +56,15 @@ func statusFor(err error) (int, string) {
 	var ie *inference.ImageError
 	var he *echo.HTTPError
 	var ge *gallery.ValidationError
+	var pe *engine.InvalidError
+	var me *engine.MissingModelError
 	switch {
 	case errors.As(err, &ue):
 		return ue.status, ue.msg
+	case errors.As(err, &pe):
+		return http.StatusBadRequest, pe.Msg
+	case errors.As(err, &me):
+		return http.StatusConflict, upperFirst(me.Error()) + "."
 	case errors.Is(err, gallery.ErrNotFound):
 		return http.StatusNotFound, "There is no gallery entry at this address. It may have been deleted."
 	case errors.Is(err, gallery.ErrForbidden):

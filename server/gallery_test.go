@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -29,7 +28,6 @@ import (
 // galleryFixture is a server over the test models with a real gallery file.
 type galleryFixture struct {
 	*fixture
-	store *gallery.Store
 }
 
 func newGalleryFixture(t testing.TB, edit func(*Config)) *galleryFixture {
@@ -54,35 +52,29 @@ func newGalleryFixture(t testing.TB, edit func(*Config)) *galleryFixture {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return &galleryFixture{fixture: &fixture{srv: srv, ts: ts, reg: reg, logs: logs}, store: store}
+	return &galleryFixture{fixture: &fixture{srv: srv, ts: ts, reg: reg, logs: logs, store: store}}
 }
 
 // hostile is user text that would run as script if it reached the page unescaped.
 const hostile = `<script>alert("x")</script><img src=x onerror=alert(1)>`
 
-// saveBody is a valid POST /api/gallery body for the test models.
-func saveBody(t testing.TB, seed uint64, edit func(map[string]any)) []byte {
+// entryFor is a run entry over the test models, as the server would have made it
+// (gallery entries are the server's own records; see runs.go), with a hostile title.
+func entryFor(t testing.TB, seed uint64) *gallery.Entry {
 	t.Helper()
 	e := gallerytest.Run(seed, gallerytest.Options{Models: []string{"templates", "colours"}, Title: hostile})
-	m := map[string]any{
-		"kind": "run", "title": e.Title, "attack": "pgd", "seed": e.Seed, "eps": 8, "eps_unit": "/255", "linf": 8,
-		"params":      map[string]any{"steps": 10, "alpha": 2, "note": hostile},
-		"models":      []map[string]any{{"name": "templates", "attacked": true}, {"name": "colours"}},
-		"steps":       e.Steps,
-		"predictions": e.Predictions,
-		"timings_ms":  e.Timings,
-		// One as a data: URL (as a canvas gives it), one as plain base64.
-		"original_png":    "data:image/png;base64," + base64.StdEncoding.EncodeToString(e.Original),
-		"adversarial_png": base64.StdEncoding.EncodeToString(e.Adversarial),
-	}
-	if edit != nil {
-		edit(m)
-	}
-	b, err := json.Marshal(m)
+	e.Attack, e.Seed, e.Eps, e.EpsUnit, e.LInf = "pgd", 1, 8, gallery.Unit255, 8
+	e.Params = json.RawMessage(`{"steps":10,"alpha":2,"note":` + mustJSON(t, hostile) + `}`)
+	e.Models = []gallery.ModelRef{{Name: "templates", SHA256: shaHex(templateModel(t)), Attacked: true}, {Name: "colours", SHA256: shaHex(colourModel())}}
+	return e
+}
+
+func mustJSON(t testing.TB, v any) string {
+	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return string(b)
 }
 
 func (f *galleryFixture) do(t testing.TB, method, path string, body []byte, header http.Header) *http.Response {
@@ -106,33 +98,26 @@ func (f *galleryFixture) do(t testing.TB, method, path string, body []byte, head
 	return resp
 }
 
-func (f *galleryFixture) save(t testing.TB, body []byte) saveResponse {
+// save stores e and returns what a saver is told.
+func (f *galleryFixture) save(t testing.TB, e *gallery.Entry) saveResponse {
 	t.Helper()
-	resp := f.do(t, http.MethodPost, "/api/gallery", body, nil)
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("save: status %d: %s", resp.StatusCode, readAll(t, resp.Body))
-	}
-	var r saveResponse
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+	rec, err := f.store.Save(context.Background(), e)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	perm := f.ts.URL + "/g/" + rec.Slug
+	return saveResponse{Slug: rec.Slug, Permalink: perm, DeleteURL: perm + "/delete?" + url.Values{"token": {rec.DeleteToken}}.Encode(),
+		DeleteToken: rec.DeleteToken}
 }
 
 func TestGallerySaveAndPermalink(t *testing.T) {
 	f := newGalleryFixture(t, nil)
-	body := saveBody(t, 1, nil)
-	r := f.save(t, body)
-	if !gallery.ValidSlug(r.Slug) || r.Permalink != f.ts.URL+"/g/"+r.Slug || !strings.HasPrefix(r.DeleteURL, r.Permalink+"/delete?token=") {
-		t.Fatalf("save response %+v", r)
-	}
+	saved := entryFor(t, 1)
+	wantAdv := saved.Adversarial
+	r := f.save(t, saved)
 	stored, err := f.store.Get(context.Background(), r.Slug)
 	if err != nil {
 		t.Fatal(err)
-	}
-	// The server, not the client, vouches for version and model checksums.
-	if stored.GibbonVersion == "" || stored.Models[0].SHA256 != shaHex(templateModel(t)) || stored.Models[1].SHA256 != shaHex(colourModel()) {
-		t.Fatalf("provenance not filled in by the server: %+v", stored)
 	}
 
 	resp := f.do(t, http.MethodGet, "/g/"+r.Slug, nil, nil)
@@ -202,9 +187,6 @@ func TestGallerySaveAndPermalink(t *testing.T) {
 	}
 
 	// The images are the saved bytes, cached for good under their hash.
-	var sent map[string]any
-	json.Unmarshal(body, &sent)
-	wantAdv, _ := base64.StdEncoding.DecodeString(sent["adversarial_png"].(string))
 	resp = f.do(t, http.MethodGet, imgs["image-adversarial"], nil, nil)
 	if got := readAll(t, resp.Body); got != string(wantAdv) || resp.Header.Get("Content-Type") != "image/png" ||
 		!strings.Contains(resp.Header.Get("Cache-Control"), "immutable") {
@@ -266,33 +248,26 @@ func decodesAsPNG(b []byte) bool {
 	return err == nil
 }
 
-func TestGallerySaveRefusesBadEntries(t *testing.T) {
-	f := newGalleryFixture(t, func(c *Config) { c.MaxUploadBytes = 200_000 })
+func TestRunSaveRefusesWhatItCannotVouchFor(t *testing.T) {
+	f := newGalleryFixture(t, nil)
+	key := f.srv.runs.open("ip:127.0.0.1")
 	cases := []struct {
-		name   string
-		body   []byte
-		status int
-		says   string
+		name, path string
+		body       []byte
+		header     http.Header
+		status     int
+		says       string
 	}{
-		{"not json", []byte("{nope"), 400, "not valid JSON"},
-		{"two values", append(saveBody(t, 1, nil), []byte(" {}")...), 400, "more than one"},
-		{"unknown field", saveBody(t, 1, func(m map[string]any) { m["admin"] = true }), 400, "unknown field"},
-		{"unknown model", saveBody(t, 1, func(m map[string]any) {
-			m["models"] = []map[string]any{{"name": "<b>evil</b>"}}
-		}), 400, "not one this server serves"},
-		{"wrong checksum", saveBody(t, 1, func(m map[string]any) {
-			m["models"] = []map[string]any{{"name": "templates", "sha256": strings.Repeat("0", 64)}, {"name": "colours"}}
-		}), 400, "not the checksum"},
-		{"bad base64", saveBody(t, 1, func(m map[string]any) { m["original_png"] = "!!!" }), 400, "base64"},
-		{"jpeg data url", saveBody(t, 1, func(m map[string]any) { m["original_png"] = "data:image/jpeg;base64,AAAA" }), 400, "original_png"},
-		{"not a png", saveBody(t, 1, func(m map[string]any) { m["original_png"] = base64.StdEncoding.EncodeToString([]byte("GIF89a")) }), 400, "not a PNG"},
-		{"control in title", saveBody(t, 1, func(m map[string]any) { m["title"] = "a\u202eb" }), 400, "Title: contains a control character"},
-		{"eps without unit", saveBody(t, 1, func(m map[string]any) { delete(m, "eps_unit") }), 400, "Eps_unit"},
-		{"too many steps", saveBody(t, 1, func(m map[string]any) { m["steps"] = make([]gallery.Step, gallery.MaxSteps+1) }), 413, ""},
+		{"unknown key", "/api/runs/" + strings.Repeat("a", 32) + "/save", nil, nil, 404, "no run with this key"},
+		{"malformed key", "/api/runs/<b>x<b>/save", nil, nil, 404, "no run with this key"},
+		{"unfinished", "/api/runs/" + key + "/save", nil, nil, 409, "still going"},
+		{"client-made images", "/api/runs/" + key + "/save", []byte(`{"title":"x","adversarial_png":"AAAA"}`), nil, 400, "come from the server"},
+		{"not json", "/api/runs/" + key + "/save", []byte(`{nope`), nil, 400, "not valid"},
+		{"cross-site", "/api/runs/" + key + "/save", nil, http.Header{"Sec-Fetch-Site": {"cross-site"}}, 403, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			resp := f.do(t, http.MethodPost, "/api/gallery", tc.body, nil)
+			resp := f.do(t, http.MethodPost, tc.path, tc.body, tc.header)
 			var e struct{ Error string }
 			json.NewDecoder(resp.Body).Decode(&e)
 			if resp.StatusCode != tc.status || !strings.Contains(e.Error, tc.says) {
@@ -300,17 +275,22 @@ func TestGallerySaveRefusesBadEntries(t *testing.T) {
 			}
 		})
 	}
-	// A cross-site page cannot save into the gallery.
-	resp := f.do(t, http.MethodPost, "/api/gallery", saveBody(t, 1, nil), http.Header{"Sec-Fetch-Site": {"cross-site"}})
-	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("cross-site save: status %d", resp.StatusCode)
+	// Another page's run, and one that ended without a result.
+	other := f.srv.runs.open("cookie:someone-else")
+	f.srv.runs.close(other, entryFor(t, 3), "")
+	if resp := f.do(t, http.MethodPost, "/api/runs/"+other+"/save", nil, nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("someone else's run: status %d", resp.StatusCode)
+	}
+	f.srv.runs.close(key, nil, "it ended before its first step.")
+	if resp := f.do(t, http.MethodPost, "/api/runs/"+key+"/save", nil, nil); resp.StatusCode != http.StatusConflict {
+		t.Fatalf("a run without a result: status %d", resp.StatusCode)
 	}
 	p, err := f.store.List(context.Background(), gallery.ListOptions{})
 	if err != nil || len(p.Entries) != 0 {
 		t.Fatalf("refused saves stored %d entries (%v)", len(p.Entries), err)
 	}
 	if strings.Contains(f.logs.String(), "level=ERROR") {
-		t.Fatalf("a bad entry was logged as a server error:\n%s", f.logs.String())
+		t.Fatalf("a refused save was logged as a server error:\n%s", f.logs.String())
 	}
 }
 
@@ -408,8 +388,8 @@ func TestGalleryIndexPagesAndFilters(t *testing.T) {
 
 func TestGalleryDeleteBySecretLink(t *testing.T) {
 	f := newGalleryFixture(t, nil)
-	r := f.save(t, saveBody(t, 1, nil))
-	other := f.save(t, saveBody(t, 2, nil))
+	r := f.save(t, entryFor(t, 1))
+	other := f.save(t, entryFor(t, 2))
 	stored, _ := f.store.Get(context.Background(), r.Slug)
 
 	u, _ := url.Parse(r.DeleteURL)
@@ -455,7 +435,7 @@ func TestGalleryDeleteBySecretLink(t *testing.T) {
 
 func TestGalleryPathsAreValidated(t *testing.T) {
 	f := newGalleryFixture(t, nil)
-	r := f.save(t, saveBody(t, 1, nil))
+	r := f.save(t, entryFor(t, 1))
 	for _, path := range []string{
 		"/g/" + strings.ToUpper(r.Slug),
 		"/g/" + r.Slug + "x",

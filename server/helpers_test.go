@@ -17,11 +17,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
+	"gibbon/gallery"
 	"gibbon/inference"
 	"gibbon/inference/onnx"
+	"gibbon/inference/zoo"
 	"gibbon/internal/testrt"
 )
 
@@ -185,12 +188,39 @@ func modelDir(t testing.TB) string {
 	return dir
 }
 
+// keepModels rewrites dir's manifest to list only the named models.
+func keepModels(t testing.TB, dir string, names []string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := inference.ParseManifest(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []inference.ModelEntry
+	for _, e := range man.Models {
+		if slices.Contains(names, e.Name) {
+			kept = append(kept, e)
+		}
+	}
+	out, err := json.Marshal(inference.Manifest{Models: kept})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // fixture is a server over the test models, served by httptest.
 type fixture struct {
-	srv  *Server
-	ts   *httptest.Server
-	reg  *inference.Registry
-	logs *syncBuffer
+	srv   *Server
+	ts    *httptest.Server
+	reg   *zoo.Zoo
+	logs  *syncBuffer
+	store *gallery.Store // nil without a gallery
 }
 
 type syncBuffer struct {
@@ -210,9 +240,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func loadModels(t testing.TB, dir string) *inference.Registry {
+func loadModels(t testing.TB, dir string) *zoo.Zoo {
 	t.Helper()
-	reg, err := inference.LoadRegistry(context.Background(), testrt.Open(t),
+	reg, err := zoo.Load(context.Background(), testrt.Open(t),
 		inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
 	if err != nil {
 		t.Fatal(err)
@@ -226,10 +256,13 @@ func newFixture(t testing.TB, edit func(*Config)) *fixture {
 	return newFixtureWith(t, edit, nil)
 }
 
-// newFixtureWith lets a test wrap the registry (wrap may be nil).
-func newFixtureWith(t testing.TB, edit func(*Config), wrap func(Models) Models) *fixture {
+// newFixtureWith serves only the named test models (all when only is nil).
+func newFixtureWith(t testing.TB, edit func(*Config), only []string) *fixture {
 	t.Helper()
 	dir := modelDir(t)
+	if only != nil {
+		keepModels(t, dir, only)
+	}
 	cfg := DefaultConfig()
 	cfg.UploadRate, cfg.UploadBurst = 1000, 1000
 	if edit != nil {
@@ -237,11 +270,7 @@ func newFixtureWith(t testing.TB, edit func(*Config), wrap func(Models) Models) 
 	}
 	logs := &syncBuffer{}
 	reg := loadModels(t, dir)
-	var models Models = reg
-	if wrap != nil {
-		models = wrap(reg)
-	}
-	srv, err := New(Deps{Config: cfg, Log: slog.New(slog.NewTextHandler(logs, nil)), Models: models,
+	srv, err := New(Deps{Config: cfg, Log: slog.New(slog.NewTextHandler(logs, nil)), Models: reg,
 		Samples: []fs.FS{os.DirFS(filepath.Join(dir, "samples"))}})
 	if err != nil {
 		t.Fatal(err)

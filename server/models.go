@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"gibbon/inference"
+	"gibbon/inference/zoo"
 	"gibbon/views"
 )
 
@@ -28,7 +29,7 @@ func (s *Server) handleModels(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.Models(page))
 }
 
-func modelInfo(m *inference.Model) views.ModelInfo {
+func modelInfo(m *zoo.Model) views.ModelInfo {
 	in := m.Input
 	info := views.ModelInfo{
 		Name: m.Name, Task: m.Task, Source: m.Source, Description: m.Description,
@@ -106,37 +107,33 @@ func modelInfo(m *inference.Model) views.ModelInfo {
 	return info
 }
 
-// runsOn says where a model's sessions run: the one that classifies uploads and,
-// for classifiers the explorer has adapted, its forward session and gradient graph.
-func (s *Server) runsOn(m *inference.Model) []views.Fact {
-	var out []views.Fact
-	if sess := m.Session(); sess != nil {
-		label := "Classify"
-		if m.Task == inference.TaskAttackNetwork {
-			label = "Attack network"
-		}
-		out = append(out, views.Fact{Label: label, Value: providerLabel(sess.Provider())})
+// runsOn says where a model's sessions run: its forward pass (classifying,
+// defending, attacking) and, once an attack built it, its gradient graph.
+func (s *Server) runsOn(m *zoo.Model) []views.Fact {
+	if net := m.Network(); net != nil {
+		return []views.Fact{{Label: "Attack network", Value: providerLabel(net.Provider())}}
 	}
-	if m.Task != inference.TaskClassifier || s.explorer == nil {
-		return out
+	fwd, grad := m.Net().Providers()
+	out := []views.Fact{{Label: "Forward", Value: providerLabel(fwd)}}
+	if grad == "" {
+		return append(out, views.Fact{Label: "Gradient graph", Value: "not built yet: the first gradient attack on this model builds it"})
 	}
-	np, ok := s.explorer.nets.(netProviders)
-	if !ok {
-		return out
+	return append(out, views.Fact{Label: "Gradient graph", Value: providerLabel(grad)})
+}
+
+// providerLabel is how pages name a provider.
+func providerLabel(ep string) string {
+	switch ep {
+	case inference.EPCPU:
+		return "CPU"
+	case inference.EPCUDA:
+		return "CUDA"
+	case inference.EPWebGPU:
+		return "WebGPU"
+	case "":
+		return "not started"
 	}
-	fwd, grad, ok := np.Providers(m.Name)
-	switch {
-	case !ok:
-		out = append(out, views.Fact{Label: "Explorer", Value: "not loaded yet: the explorer adapts a model on its first run"})
-	default:
-		out = append(out, views.Fact{Label: "Explorer forward", Value: providerLabel(fwd)})
-		if grad == "" {
-			out = append(out, views.Fact{Label: "Gradient graph", Value: "not built yet: the first gradient attack on this model builds it"})
-		} else {
-			out = append(out, views.Fact{Label: "Gradient graph", Value: providerLabel(grad)})
-		}
-	}
-	return out
+	return ep
 }
 
 func resizeText(in inference.InputContract) string {

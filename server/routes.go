@@ -47,7 +47,7 @@ func (s *Server) routes() {
 		e.GET("/g/:slug/:file", s.handleGalleryFile)      // original|adversarial|perturbation.png, perturbation.npy, entry.json, export.zip
 		e.GET("/g/:slug/delete", s.handleGalleryDeletePage)
 		e.POST("/g/:slug/delete", s.handleGalleryDelete)
-		e.POST("/api/gallery", s.handleGallerySave)
+		e.POST("/api/runs/:key/save", s.handleRunSave) // a finished run or sweep, by its key: the server's own record
 		e.DELETE("/api/gallery/:slug", s.handleGalleryDeleteAPI)
 	}
 

@@ -24,7 +24,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"gibbon/inference"
+	"gibbon/inference/zoo"
 	"gibbon/static"
 	"gibbon/views"
 )
@@ -76,18 +76,12 @@ func (c Config) Check() error {
 	return nil
 }
 
-// Models is what the server needs of the model registry.
-type Models interface {
-	All() []*inference.Model
-	Classifiers() []*inference.Model
-	Problems() []inference.Problem
-}
-
 // Deps are the server's dependencies, made by the caller and owned by it.
 type Deps struct {
 	Config Config
 	Log    *slog.Logger
-	Models Models
+	// Models are the served models: the process's one zoo.
+	Models *zoo.Zoo
 	// Samples are folders of sample images named digit-<label>-<k>.png; the first
 	// folder holding a name wins.
 	Samples []fs.FS
@@ -103,7 +97,7 @@ type Deps struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	models  Models
+	models  *zoo.Zoo
 	gallery GalleryStore
 	samples *sampleSet
 	assets  *static.Assets
@@ -123,6 +117,10 @@ type Server struct {
 	explorer *explorer
 	// sweeps runs ε sweeps and matrices (sweep.go), or is nil without the explorer.
 	sweeps *sweeper
+	// runs keeps finished runs' entries until their page saves them (runs.go).
+	runs *runBook
+	// runner executes the explorer's runs (runner.go).
+	runner Runner
 }
 
 // New builds the server and its routes; it does not listen.
@@ -131,7 +129,7 @@ func New(d Deps) (*Server, error) {
 		return nil, err
 	}
 	if d.Models == nil {
-		return nil, errors.New("server: no model registry")
+		return nil, errors.New("server: no model zoo")
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
@@ -149,9 +147,14 @@ func New(d Deps) (*Server, error) {
 		cfg: d.Config, log: d.Log, models: d.Models, gallery: d.Gallery, samples: samples, assets: assets,
 		work: work, cancelWork: cancel,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+		runs:  newRunBook(),
 	}
-	if d.Attack.Nets != nil {
+	if d.Attack.Enabled {
 		s.explorer = newExplorer(d.Attack)
+		s.runner = d.Attack.Runner
+		if s.runner == nil {
+			s.runner = localRunner{s}
+		}
 		s.sweeps = newSweeper(defaultSweepLimits())
 	}
 	s.echo = echo.New()

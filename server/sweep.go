@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 	"gibbon/inference/defense"
 	"gibbon/inference/mnist"
 	"gibbon/inference/sweep"
+	"gibbon/inference/zoo"
 	"gibbon/views"
 )
 
@@ -80,126 +80,6 @@ func (sw *sweeper) mnistTest(ctx context.Context) (*mnist.Set, error) {
 	return set, nil
 }
 
-// serverZoo resolves the registry's models for sweep plans.
-type serverZoo struct {
-	s *Server
-
-	mu   sync.Mutex
-	nets map[string]*registryNetwork
-}
-
-func (s *Server) zoo() *serverZoo { return &serverZoo{s: s, nets: map[string]*registryNetwork{}} }
-
-func (z *serverZoo) Classifiers() []string {
-	var out []string
-	for _, m := range z.s.models.Classifiers() {
-		out = append(out, m.Name)
-	}
-	return out
-}
-
-func (z *serverZoo) networkModels() []*inference.Model {
-	var out []*inference.Model
-	for _, m := range z.s.models.All() {
-		if m.Task == inference.TaskAttackNetwork && m.Attack != nil && len(m.Attack.Eps) > 0 {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func (z *serverZoo) Networks() []string {
-	var out []string
-	for _, m := range z.networkModels() {
-		out = append(out, m.Name)
-	}
-	return out
-}
-
-func (z *serverZoo) Contract(name string) (inference.InputContract, bool) {
-	for _, m := range z.s.models.All() {
-		if m.Name == name {
-			return m.Input, true
-		}
-	}
-	return inference.InputContract{}, false
-}
-
-func (z *serverZoo) Classifier(ctx context.Context, name string) (attack.Model, inference.InputContract, error) {
-	m, ok := z.s.classifier(name)
-	if !ok {
-		return attack.Model{}, inference.InputContract{}, fmt.Errorf("there is no classifier called %q", truncate(name, 60))
-	}
-	net, err := z.s.explorer.nets.Net(ctx, m)
-	if err != nil {
-		return attack.Model{}, inference.InputContract{}, err
-	}
-	return attack.Model{Name: m.Name, Net: net}, m.Input, nil
-}
-
-func (z *serverZoo) Network(_ context.Context, name string) (sweep.Generator, inference.InputContract, error) {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if n := z.nets[name]; n != nil {
-		return n, n.m.Input, nil
-	}
-	for _, m := range z.networkModels() {
-		if m.Name == name {
-			n := &registryNetwork{m: m}
-			for _, e := range m.Attack.Eps {
-				n.eps = append(n.eps, float32(e))
-			}
-			z.nets[name] = n
-			return n, m.Input, nil
-		}
-	}
-	return nil, inference.InputContract{}, fmt.Errorf("there is no attack network called %q", truncate(name, 60))
-}
-
-// registryNetwork runs a registry attack network: one pass, one image per ε head, read
-// as the explorer reads it (heads × the input's shape, on the pixel range).
-type registryNetwork struct {
-	m   *inference.Model
-	eps []float32
-}
-
-func (n *registryNetwork) Name() string   { return n.m.Name }
-func (n *registryNetwork) Eps() []float32 { return append([]float32(nil), n.eps...) }
-
-func (n *registryNetwork) Generate(ctx context.Context, x *inference.Tensor) ([]*inference.Tensor, error) {
-	in := x
-	in = n.m.Input.Normalize(x)
-	out, err := n.m.Session().Run(ctx, map[string]*inference.Tensor{n.m.InputName(): in})
-	if err != nil {
-		return nil, err
-	}
-	y := out[n.m.OutputName()]
-	K := len(n.eps)
-	if y == nil || len(y.Data) != K*len(x.Data) {
-		var shape []int64
-		if y != nil {
-			shape = y.Shape
-		}
-		return nil, fmt.Errorf("it returned shape %v for images %v; want %d heads per image", shape, x.Shape, K)
-	}
-	N := int(x.Shape[0])
-	per := len(x.Data) / N
-	heads := make([]*inference.Tensor, K)
-	for k := range heads {
-		h := inference.NewTensor(x.Shape...)
-		for i := range N {
-			copy(h.Data[i*per:(i+1)*per], y.Data[(i*K+k)*per:(i*K+k+1)*per])
-		}
-		for _, v := range h.Data {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, fmt.Errorf("it returned a non-finite value")
-			}
-		}
-		heads[k] = h
-	}
-	return heads, nil
-}
-
 // attackChoicesFor are the attack menu's entries (attack networks as net:NAME).
 func (s *Server) sweepAttackChoices() []views.AttackChoice {
 	var out []views.AttackChoice
@@ -229,7 +109,7 @@ func defenceKinds() []views.DefenceKind {
 
 // firstModel is the model the forms start with: the first one that is not
 // adversarially trained, as in the explorer.
-func (s *Server) firstModel() *inference.Model {
+func (s *Server) firstModel() *zoo.Model {
 	cs := s.models.Classifiers()
 	for _, m := range cs {
 		if !m.Robust {
@@ -243,7 +123,7 @@ func (s *Server) firstModel() *inference.Model {
 }
 
 // sameInputModels are the classifiers that take first's input.
-func (s *Server) sameInputModels(first *inference.Model) []string {
+func (s *Server) sameInputModels(first *zoo.Model) []string {
 	var out []string
 	for _, m := range s.models.Classifiers() {
 		if first != nil && m.Input.SameTensor(first.Input) {
@@ -312,7 +192,7 @@ func (s *Server) handleSweepPage(c echo.Context) error {
 			f.N = set.N
 		}
 		f.Defences, f.Sample = set.Defences, ""
-		if m, ok := s.classifier(f.Model); ok {
+		if m, ok := s.models.Classifier(f.Model); ok {
 			contract = m.Input
 		}
 		page.Saved = saved
@@ -338,13 +218,13 @@ func (s *Server) matrixPage(c echo.Context, kind string) error {
 		Defences: defenceKinds(), Gallery: s.gallery != nil, MaxImages: lim.MaxImages, MaxSteps: lim.MaxSteps, Problems: len(s.models.Problems())}
 	f := views.MatrixForm{Attack: string(attack.PGD), Steps: 10, N: min(500, lim.MaxImages), Batch: 100, Seed: newSeed()}
 	var contract inference.InputContract
-	z := s.zoo()
+	z := sweep.FromZoo(s.models)
 	if first := s.firstModel(); first != nil {
 		contract = first.Input
 		same := s.sameInputModels(first)
 		if kind == sweep.KindTransfer {
 			f.Models, f.Defences = append([]string(nil), same...), same
-			for _, n := range z.networkModels() {
+			for _, n := range s.models.AttackNetworks() {
 				if n.Input.SameTensor(first.Input) {
 					f.Models = append(f.Models, sweep.NetworkPrefix+n.Name)
 				}
@@ -410,7 +290,7 @@ func (s *Server) savedSettings(c echo.Context, kinds ...string) (*views.SavedRun
 	if set.Kind == sweep.KindImage && e.OriginalSHA != "" {
 		saved.ImageURL = imageURL(e.OriginalSHA)
 	}
-	if _, err := set.Plan(c.Request().Context(), s.zoo(), s.sweeps.lim.Limits); err != nil {
+	if _, err := set.Plan(c.Request().Context(), sweep.FromZoo(s.models), s.sweeps.lim.Limits); err != nil {
 		saved.Problem = "These settings cannot run on this server as they are: " + err.Error() + "."
 	}
 	return saved, &set.Settings, nil

@@ -10,43 +10,28 @@ import (
 	"time"
 
 	"gibbon/gallery"
+	"gibbon/inference"
 	"gibbon/inference/sweep"
 )
 
-// sweepDraft is a finished sweep or matrix as a gallery entry, less the title, which
-// the page adds before posting it to POST /api/gallery (the same provenance rules as
-// a run: served models by checksum, every parameter, the seed). Its fields are
-// saveRequest's.
-type sweepDraft struct {
-	entryFields
-	Payload        json.RawMessage `json:"payload"`
-	OriginalPNG    string          `json:"original_png,omitempty"`
-	AdversarialPNG string          `json:"adversarial_png,omitempty"`
-}
-
-// draft builds the entry, or nil when it cannot be saved (too many models, too
-// large a result). linf255 is an image sweep's measured distance (0: the largest
-// budget).
-func (j *sweepJob) draft(plan *sweep.Plan, result any, orig, adv []byte, linf255 float64, wall time.Duration) *sweepDraft {
+// entry is the finished sweep or matrix as the gallery entry the page may save (by
+// the job's key), or nil when it cannot be saved (too many models, too large a
+// result). linf255 is an image sweep's measured distance (0: the largest budget).
+func (j *sweepJob) entry(plan *sweep.Plan, result any, orig, adv []byte, linf255 float64, wall time.Duration) *gallery.Entry {
 	e, err := SweepEntry(plan, result, linf255, millis(wall), j.ss.s.servedSHA)
 	if err != nil || len(e.Payload) > gallery.MaxPayloadBytes {
 		return nil
 	}
-	d := &sweepDraft{entryFields: fieldsOf(e), Payload: e.Payload}
-	if orig != nil && adv != nil {
-		d.OriginalPNG = base64.StdEncoding.EncodeToString(orig)
-		d.AdversarialPNG = base64.StdEncoding.EncodeToString(adv)
-	}
-	return d
+	e.GibbonVersion = inference.Version()
+	e.Original, e.Adversarial = orig, adv
+	return e
 }
 
 // servedSHA is a served model's checksum, "" for a model the server does not serve.
 func (s *Server) servedSHA(name string) (string, error) {
 	sha := ""
-	for _, r := range s.models.All() {
-		if r.Name == name {
-			sha = strings.ToLower(r.SHA256)
-		}
+	if e, ok := s.models.Entry(name); ok {
+		sha = strings.ToLower(e.SHA256)
 	}
 	return sha, nil
 }

@@ -12,7 +12,9 @@ import (
 	"time"
 	"unicode"
 
+	"gibbon/gallery"
 	"gibbon/inference"
+	"gibbon/inference/engine"
 	"gibbon/inference/sweep"
 )
 
@@ -20,6 +22,7 @@ import (
 type sweepJob struct {
 	ss       *sweepSession
 	id       int
+	key      string // the run book's key
 	msg      sweepStartMsg
 	received time.Time
 	cancel   context.CancelFunc
@@ -31,6 +34,7 @@ type sweepJob struct {
 type sweepStarted struct {
 	Type     string          `json:"type"`
 	Run      int             `json:"run"`
+	Key      string          `json:"key"`
 	Kind     string          `json:"kind"`
 	Settings sweep.Settings  `json:"settings"`
 	Command  string          `json:"command"`
@@ -63,15 +67,17 @@ type sweepProgress struct {
 }
 
 type sweepDone struct {
-	Type    string      `json:"type"`
-	Run     int         `json:"run"`
-	Kind    string      `json:"kind"`
-	Result  any         `json:"result"`
-	CSV     string      `json:"csv"`
-	Command string      `json:"command"`
-	Seconds float64     `json:"seconds"`
-	Gallery *sweepDraft `json:"gallery,omitempty"`
-	NoSave  string      `json:"no_save,omitempty"`
+	Type    string  `json:"type"`
+	Run     int     `json:"run"`
+	Key     string  `json:"key"`
+	Kind    string  `json:"kind"`
+	Result  any     `json:"result"`
+	CSV     string  `json:"csv"`
+	Command string  `json:"command"`
+	Seconds float64 `json:"seconds"`
+	// Saveable says the page may save the run by its key; NoSave why it may not.
+	Saveable bool   `json:"saveable"`
+	NoSave   string `json:"no_save,omitempty"`
 }
 
 // execute runs the job and ends with exactly one of done, stopped or error, unless
@@ -80,7 +86,11 @@ func (j *sweepJob) execute(ctx context.Context, image []byte) {
 	sw := j.ss.s.sweeps
 	sw.running.Add(1)
 	defer sw.running.Add(-1)
+	j.key = j.ss.s.runs.open(j.ss.owner)
 	final, err := j.run(ctx, image)
+	if final == nil {
+		j.ss.s.runs.close(j.key, nil, "it did not finish.")
+	}
 	// The run is over before its last message leaves: a client may start the next
 	// one as soon as it reads it.
 	j.ss.finished(j)
@@ -116,14 +126,14 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 	if set.Kind == sweep.KindImage {
 		set.Image = imageName(j.msg, set.Image)
 	}
-	plan, err := set.Plan(ctx, s.zoo(), sw.lim.Limits)
+	plan, err := set.Plan(ctx, sweep.FromZoo(s.models), sw.lim.Limits)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, userError{http.StatusBadRequest, upperFirst(strings.TrimSuffix(err.Error(), ".")) + "."}
 	}
-	st := sweepStarted{Type: "started", Run: j.id, Kind: plan.Settings.Kind, Settings: plan.Settings, Command: plan.Settings.Command(),
+	st := sweepStarted{Type: "started", Run: j.id, Key: j.key, Kind: plan.Settings.Kind, Settings: plan.Settings, Command: plan.Settings.Command(),
 		Input: plan.Contract.Describe(), Range: []float64{float64(plan.Range[0]), float64(plan.Range[1])}, Defences: plan.Defences, Label: -1}
 	for _, e := range plan.Eps {
 		st.Eps = append(st.Eps, math.Round(float64(e)*1e6)/1e6)
@@ -133,7 +143,7 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 		st.Attacks = append(st.Attacks, a.Name)
 	}
 	if len(plan.Defences) > 0 {
-		if m, ok := s.classifier(plan.Defences[0].Model); ok {
+		if m, ok := s.models.Classifier(plan.Defences[0].Model); ok {
 			st.Labels = m.Labels
 		}
 	}
@@ -146,7 +156,7 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 	var clean *inference.Tensor
 	var x *inference.Tensor
 	var labels []int
-	g := newGrid(plan.Contract.Unnormalized())
+	g := engine.NewGrid(plan.Contract)
 	if plan.Settings.Kind == sweep.KindImage {
 		if j.msg.Source == "sample" {
 			sm, _ := s.samples.get(j.msg.Sample)
@@ -182,7 +192,7 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 
 	p := plan.Settings
 	var result any
-	var draft *sweepDraft
+	var entry *gallery.Entry
 	var csv bytes.Buffer
 	progress := func(done int, r any) {
 		j.ss.send("progress", sweepProgress{Type: "progress", Run: j.id, Done: done, Total: st.Total, Result: r})
@@ -202,11 +212,7 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 		var advPNG []byte
 		flip := -1
 		res, err := sweep.RunImage(ctx, spec, func(pt sweep.Point) error {
-			lv := make([]uint8, len(pt.Adv.Data))
-			for i, v := range pt.Adv.Data {
-				lv[i] = g.level(v)
-			}
-			data, err := encodePNG(g.image(lv))
+			data, err := engine.EncodePNG(g.Image(g.Quantize(pt.Adv.Data)))
 			if err != nil {
 				return err
 			}
@@ -227,7 +233,7 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 			return nil, err
 		}
 		result = res
-		cleanPNG, err := encodePNG(g.image(levelsOf(g, clean)))
+		cleanPNG, err := engine.EncodePNG(g.Image(g.Quantize(clean.Data)))
 		if err != nil {
 			return nil, err
 		}
@@ -235,7 +241,7 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 		for _, pt := range res.Points {
 			linf = max(linf, pt.Linf255)
 		}
-		draft = j.draft(plan, res, cleanPNG, advPNG, linf, time.Since(start))
+		entry = j.entry(plan, res, cleanPNG, advPNG, linf, time.Since(start))
 	case sweep.KindDataset:
 		j.ss.send("", st)
 		res, err := sweep.RunDataset(ctx, sweep.DatasetSpec{Dataset: p.Dataset, Attack: plan.Attack, Eps: plan.Eps, Range: plan.Range,
@@ -247,7 +253,7 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 		if err := res.WriteCSV(&csv); err != nil {
 			return nil, err
 		}
-		result, draft = res, j.draft(plan, res, nil, nil, 0, time.Since(start))
+		result, entry = res, j.entry(plan, res, nil, nil, 0, time.Since(start))
 	case sweep.KindCompete:
 		j.ss.send("", st)
 		m, err := sweep.Compete(ctx, sweep.CompeteSpec{Dataset: p.Dataset, Attacks: plan.Attacks, Defences: plan.Defences, Images: x,
@@ -259,7 +265,7 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 		if err := m.WriteCSV(&csv); err != nil {
 			return nil, err
 		}
-		result, draft = m, j.draft(plan, m, nil, nil, 0, time.Since(start))
+		result, entry = m, j.entry(plan, m, nil, nil, 0, time.Since(start))
 	case sweep.KindTransfer:
 		j.ss.send("", st)
 		t, err := sweep.Transfer(ctx, sweep.TransferSpec{Dataset: p.Dataset, Sources: plan.Attacks, Targets: plan.Defences, Images: x,
@@ -271,16 +277,17 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 		if err := t.WriteCSV(&csv); err != nil {
 			return nil, err
 		}
-		result, draft = t, j.draft(plan, t, nil, nil, 0, time.Since(start))
+		result, entry = t, j.entry(plan, t, nil, nil, 0, time.Since(start))
 	}
-	done := sweepDone{Type: "done", Run: j.id, Kind: p.Kind, Result: result, CSV: csv.String(), Command: p.Command(),
+	done := sweepDone{Type: "done", Run: j.id, Key: j.key, Kind: p.Kind, Result: result, CSV: csv.String(), Command: p.Command(),
 		Seconds: time.Since(start).Seconds()}
-	if s.gallery != nil {
-		if draft == nil {
-			done.NoSave = "This run involves more models than a gallery entry holds."
-		}
-		done.Gallery = draft
+	why := ""
+	if entry == nil {
+		why = "it involves more models, or a larger result, than a gallery entry holds."
+		done.NoSave = "This run cannot be saved: " + why
 	}
+	s.runs.close(j.key, entry, why)
+	done.Saveable = entry != nil && s.gallery != nil
 	return &done, nil
 }
 
@@ -307,7 +314,7 @@ func imageName(m sweepStartMsg, given string) string {
 
 // loadImage decodes and preprocesses the image (with the server's decode slots) and
 // puts it on the 8-bit grid: the clean image is what a PNG of it holds.
-func (j *sweepJob) loadImage(ctx context.Context, data []byte, plan *sweep.Plan, g grid) (*inference.Tensor, error) {
+func (j *sweepJob) loadImage(ctx context.Context, data []byte, plan *sweep.Plan, g engine.Grid) (*inference.Tensor, error) {
 	s := j.ss.s
 	select {
 	case s.slots <- struct{}{}:
@@ -323,19 +330,11 @@ func (j *sweepJob) loadImage(ctx context.Context, data []byte, plan *sweep.Plan,
 	if err != nil {
 		return nil, err
 	}
-	return g.tensor(levelsOf(g, pre.Tensor)), nil
+	return g.Tensor(g.Quantize(pre.Tensor.Data)), nil
 }
 
-func levelsOf(g grid, t *inference.Tensor) []uint8 {
-	lv := make([]uint8, len(t.Data))
-	for i, v := range t.Data {
-		lv[i] = g.level(v)
-	}
-	return lv
-}
-
-func (j *sweepJob) thumb(g grid, t *inference.Tensor) (string, error) {
-	data, err := encodePNG(g.image(levelsOf(g, t)))
+func (j *sweepJob) thumb(g engine.Grid, t *inference.Tensor) (string, error) {
+	data, err := engine.EncodePNG(g.Image(g.Quantize(t.Data)))
 	if err != nil {
 		return "", err
 	}

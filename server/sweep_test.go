@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 	"github.com/gorilla/websocket"
 
+	"gibbon/gallery"
 	"gibbon/inference"
 	"gibbon/inference/sweep"
 )
@@ -48,7 +50,9 @@ type swMsg struct {
 	Point    sweep.Point     `json:"point"`
 	Settings sweep.Settings  `json:"settings"`
 	Result   json.RawMessage `json:"result"`
-	Gallery  json.RawMessage `json:"gallery"`
+	Key      string          `json:"key"`
+	Saveable bool            `json:"saveable"`
+	NoSave   string          `json:"no_save"`
 	Defences []struct {
 		Name, Model, Transform string
 	} `json:"defences"`
@@ -156,26 +160,19 @@ func TestSweepSocketStreamsAnImageSweep(t *testing.T) {
 		t.Errorf("command %s", done.Command)
 	}
 
-	// Save the draft as the page does, then follow the permalink's re-run link.
-	var draft map[string]any
-	if err := json.Unmarshal(done.Gallery, &draft); err != nil || draft == nil {
-		t.Fatalf("no gallery draft: %v", err)
+	// Save it by its key as the page does, then follow the permalink's re-run link.
+	if !done.Saveable {
+		t.Fatalf("the sweep cannot be saved: %s", done.NoSave)
 	}
-	if draft["kind"] != "sweep" || draft["original_png"] == nil || draft["eps_unit"] != "/1" || draft["eps"] != 0.45 {
-		t.Errorf("draft %v", draft)
-	}
-	draft["title"] = "Sweeping a seven"
-	body, _ := json.Marshal(draft)
-	s := newSession(t, f)
-	resp := s.postJSON("/api/gallery", body)
+	resp, saved := saveRun(t, f, done.Key, "Sweeping a seven")
 	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("saving: %d %s", resp.StatusCode, readAll(t, resp.Body))
+		t.Fatalf("saving: %d", resp.StatusCode)
 	}
-	var saved saveResponse
-	if err := json.NewDecoder(resp.Body).Decode(&saved); err != nil {
-		t.Fatal(err)
+	stored, err := f.store.Get(context.Background(), saved.Slug)
+	if err != nil || stored.Kind != gallery.KindSweep || stored.OriginalSHA == "" || stored.EpsUnit != "/1" || stored.Eps != 0.45 {
+		t.Fatalf("stored sweep %+v (%v)", stored, err)
 	}
-	resp.Body.Close()
+	s := newSession(t, f)
 	entry := doc(t, s.get(saved.Permalink))
 	rerun, _ := entry.Find(`[data-testid="rerun"]`).Attr("href")
 	if rerun != "/sweep?from="+saved.Slug {
@@ -253,9 +250,10 @@ func TestSweepSocketDatasetAndMatrices(t *testing.T) {
 			t.Errorf("%s: score %d, row %d", at.Name, at.Score, sum)
 		}
 	}
-	var draft map[string]any
-	if err := json.Unmarshal(done.Gallery, &draft); err != nil || draft["kind"] != "matrix" || draft["attack"] != "compete: noise, fgsm, net:pushnet" {
-		t.Errorf("compete draft %v: %v", err, draft)
+	if resp, saved := saveRun(t, f, done.Key, ""); resp.StatusCode != http.StatusCreated {
+		t.Errorf("saving the matrix: %d", resp.StatusCode)
+	} else if e, err := f.store.Get(context.Background(), saved.Slug); err != nil || e.Kind != gallery.KindMatrix || e.Attack != "compete: noise, fgsm, net:pushnet" {
+		t.Errorf("stored matrix %+v: %v", e, err)
 	}
 
 	c.send(map[string]any{"type": "start", "settings": map[string]any{"kind": "transfer", "attack": "pgd", "models": []string{"cosine", "cosine-b", "net:pushnet"},

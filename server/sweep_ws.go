@@ -37,7 +37,8 @@ func (s *Server) handleSweepSocket(c echo.Context) error {
 	if conn == nil {
 		return err
 	}
-	ss := &sweepSession{wsConn: wsConn{s: s, cfg: s.explorer.cfg, conn: conn}, out: &sweepOutbox{wake: make(chan struct{}, 1)}}
+	ss := &sweepSession{wsConn: wsConn{s: s, cfg: s.explorer.cfg, conn: conn}, out: &sweepOutbox{wake: make(chan struct{}, 1)},
+		owner: runOwner(c)}
 	s.sweeps.sessions.Add(1)
 	defer s.sweeps.sessions.Add(-1)
 	ss.serve(c.Request().Context(), ss, ss.out.wake)
@@ -47,6 +48,8 @@ func (s *Server) handleSweepSocket(c echo.Context) error {
 type sweepSession struct {
 	wsConn // the connection and its plumbing, shared with the explorer
 	out    *sweepOutbox
+	// owner is who opened the page (runOwner): its runs are saved by them only.
+	owner string
 
 	mu      sync.Mutex
 	active  *sweepJob

@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"gibbon/inference"
 )
 
 // pngHeaderOnly is a PNG signature and IHDR chunk declaring w×h and no pixels.
@@ -178,15 +176,10 @@ func TestBlankImages(t *testing.T) {
 		t.Errorf("colours: %+v", r.Models[1])
 	}
 
-	only := newFixtureWith(t, nil, func(m Models) Models { return firstOnly{m} })
+	only := newFixtureWith(t, nil, []string{"templates"})
 	s = newSession(t, only)
 	resp = s.post("/classify", upload{file: blankPNG(t), filename: "white.png"}, http.Header{})
 	if msg := doc(t, resp).Find(`[data-testid="error"]`).Text(); resp.StatusCode != 422 || !strings.Contains(msg, "looks blank") {
 		t.Errorf("only MNIST models: %d %q", resp.StatusCode, msg)
 	}
 }
-
-// firstOnly serves the first classifier of a registry.
-type firstOnly struct{ Models }
-
-func (f firstOnly) Classifiers() []*inference.Model { return f.Models.Classifiers()[:1] }

@@ -67,6 +67,7 @@ func (s *Server) handleAttackSocket(c echo.Context) error {
 	}
 	defer s.explorer.leave(client)
 	ss := newWSSession(s, conn)
+	ss.owner = runOwner(c)
 	s.explorer.sessions.Add(1)
 	defer s.explorer.sessions.Add(-1)
 	ss.serve(c.Request().Context(), ss, ss.out.wake)
@@ -93,6 +94,8 @@ type wsSession struct {
 	wsConn
 	out  *outbox
 	gain atomic.Uint64 // float64 bits
+	// owner is who opened the page (runOwner): its runs are saved by them only.
+	owner string
 
 	mu      sync.Mutex
 	active  *activeRun
@@ -104,7 +107,7 @@ type wsSession struct {
 
 // pendingStart is a checked start message waiting for its image.
 type pendingStart struct {
-	plan     *runPlan
+	req      *runRequest
 	received time.Time
 }
 
@@ -199,18 +202,18 @@ func (ss *wsSession) start(sm startMsg) {
 		ss.sendError("A run is already in progress: stop it before starting another.")
 		return
 	}
-	plan, err := ss.s.plan(sm)
+	req, err := ss.s.request(sm)
 	if err != nil {
 		ss.sendUserError(err)
 		return
 	}
-	if plan.imageBytes > 0 {
+	if req.imageBytes > 0 {
 		ss.mu.Lock()
-		ss.pending = &pendingStart{plan: plan, received: received}
+		ss.pending = &pendingStart{req: req, received: received}
 		ss.mu.Unlock()
 		return
 	}
-	ss.launch(plan, nil, received)
+	ss.launch(req, nil, received)
 }
 
 func (ss *wsSession) handleImage(data []byte) {
@@ -222,36 +225,42 @@ func (ss *wsSession) handleImage(data []byte) {
 		ss.sendError("An image arrived without a start message before it.")
 		return
 	}
-	if int64(len(data)) != p.plan.imageBytes {
+	if int64(len(data)) != p.req.imageBytes {
 		ss.sendError("The image is not the size the start message announced; try again.")
 		return
 	}
-	ss.launch(p.plan, data, p.received)
+	ss.launch(p.req, data, p.received)
 }
 
 // launch starts the run goroutine.
-func (ss *wsSession) launch(plan *runPlan, image []byte, received time.Time) {
+func (ss *wsSession) launch(req *runRequest, image []byte, received time.Time) {
 	ctx, cancel := context.WithCancel(ss.ctx)
 	ss.mu.Lock()
 	ss.nextID++
-	r := newRun(ss, ss.nextID, plan, received)
+	r := newRun(ss, ss.nextID, req, received)
 	ss.active = &activeRun{run: r, cancel: cancel}
-	ss.gain.Store(math.Float64bits(plan.gain))
+	ss.gain.Store(math.Float64bits(req.gain))
 	ss.mu.Unlock()
 	ss.runs.Add(1)
 	go func() {
 		defer ss.runs.Done()
 		defer cancel()
 		r.execute(ctx, image)
-		ss.mu.Lock()
-		if ss.active != nil && ss.active.run == r {
-			ss.active = nil
-		}
-		if r.finished.Load() {
-			ss.last = r
-		}
-		ss.mu.Unlock()
+		ss.ended(r)
 	}()
+}
+
+// ended frees the session for its next run; a run calls it before its last
+// message, so a client that starts again on reading it is not refused.
+func (ss *wsSession) ended(r *run) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.active != nil && ss.active.run == r {
+		ss.active = nil
+	}
+	if r.record != nil {
+		ss.last = r
+	}
 }
 
 // stop cancels the run in progress, if any, saying why.
@@ -329,7 +338,7 @@ func (ss *wsSession) flush() error {
 func (ss *wsSession) materialize(m outMsg) (typ int, data []byte, after func(), err error) {
 	switch {
 	case m.snap != nil:
-		data, err = m.snap.run.renderFrame(ss.ctx, m.snap, ss.currentGain())
+		data, err = m.snap.run.renderFrame(m.snap, ss.currentGain())
 		if err != nil || data == nil {
 			return 0, nil, nil, err
 		}

@@ -3,8 +3,8 @@ package server
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
+	"gibbon/inference/engine"
 	"image/png"
 	"net"
 	"net/http"
@@ -79,7 +79,8 @@ func TestExplorerStreamsARun(t *testing.T) {
 			t.Fatalf("frame %d perturbation: %v", fr.Seq, err)
 		}
 	}
-	// PGD reports steps 0..steps-1 and the final quantised point: steps+1 losses.
+	// PGD reports steps 0..steps-1 and the final quantised point: steps+1 losses,
+	// every one recorded (fewer than engine.MaxRecordedSteps).
 	if len(loss) != steps+1 {
 		t.Fatalf("the loss curve has %d points, want %d", len(loss), steps+1)
 	}
@@ -94,7 +95,7 @@ func TestExplorerStreamsARun(t *testing.T) {
 		t.Fatalf("done counts %g frames sent, the client got %d", got, len(frames))
 	}
 	if sent, skipped := done.Timings["frames_sent"], done.Timings["frames_skipped"]; int(sent+skipped) != steps+1 {
-		t.Fatalf("%g frames sent + %g skipped, want every one of the %d steps accounted for", sent, skipped, steps+1)
+		t.Fatalf("%g frames sent + %g skipped, want every one of the %d recorded steps accounted for", sent, skipped, steps+1)
 	}
 	for _, k := range []string{"first_frame_ms", "attack_ms", "encode_ms_per_frame", "frames_per_second"} {
 		if _, ok := done.Timings[k]; !ok {
@@ -106,28 +107,29 @@ func TestExplorerStreamsARun(t *testing.T) {
 		t.Errorf("download name %q", done.Download)
 	}
 
-	// The page posts the gallery draft with a title and the two PNGs.
-	var draft map[string]any
-	if err := json.Unmarshal(done.Gallery, &draft); err != nil || draft == nil {
-		t.Fatalf("done has no gallery entry: %v", err)
+	// The page saves the run by its key: the server stores what it computed.
+	if !done.Saveable || done.Key != started.Key {
+		t.Fatalf("done: saveable %v, key %q (started %q): %s", done.Saveable, done.Key, started.Key, done.NoSave)
 	}
-	draft["title"] = "PGD on a seven"
-	draft["original_png"] = started.images["clean"]
-	draft["adversarial_png"] = last.images["adv"]
-	body, err := json.Marshal(draft) // []byte fields become base64, as the API takes them
+	resp, saved := saveRun(t, f, done.Key, "PGD on a seven")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("saving the run: %d", resp.StatusCode)
+	}
+	stored, err := f.store.Get(context.Background(), saved.Slug)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newSession(t, f)
-	resp := s.postJSON("/api/gallery", body)
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("saving the run: %d %s", resp.StatusCode, readAll(t, resp.Body))
-	}
-	var saved saveResponse
-	if err := json.NewDecoder(resp.Body).Decode(&saved); err != nil {
+	orig, adv, err := f.store.Images(context.Background(), stored)
+	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	if !bytes.Equal(orig, started.images["clean"]) || !bytes.Equal(adv, last.images["adv"]) || stored.Width != 28 {
+		t.Fatalf("stored images are not the run's (%d×%d)", stored.Width, stored.Height)
+	}
+	if resp, _ := saveRun(t, f, done.Key, "again"); resp.StatusCode != http.StatusConflict {
+		t.Fatalf("saving twice: %d", resp.StatusCode)
+	}
+	s := newSession(t, f)
 	page := readAll(t, s.get(saved.Permalink).Body)
 	for _, want := range []string{"PGD on a seven", "cosine", "pgd"} {
 		if !strings.Contains(page, want) {
@@ -172,7 +174,8 @@ func TestExplorerStopCancelsAtOnce(t *testing.T) {
 	first, _ := c.until("frame", 30*time.Second)
 	c.send(map[string]string{"type": "stop"})
 	done, msgs := c.until("done", 10*time.Second)
-	if !done.Stopped || !strings.Contains(done.Reason, "You stopped") || done.Gallery != nil {
+	// A stopped run can still be saved: its last frame, marked as stopped.
+	if !done.Stopped || !strings.Contains(done.Reason, "You stopped") || !done.Saveable {
 		t.Fatalf("done after stop: %+v", done)
 	}
 	last := first
@@ -233,9 +236,13 @@ func TestExplorerSlowReaderDoesNotStallTheAttack(t *testing.T) {
 			t.Fatalf("frames out of order: %d after %d", frames[i].Seq, frames[i-1].Seq)
 		}
 	}
+	// Long runs record every k-th step (engine.MaxRecordedSteps): each recorded
+	// frame is sent or counted as skipped.
+	stride := (steps + 1 + engine.MaxRecordedSteps - 1) / engine.MaxRecordedSteps
+	recorded := (steps+1+stride-1)/stride + 1 // every stride-th step, and the final one
 	sent, skipped := int(done.Timings["frames_sent"]), int(done.Timings["frames_skipped"])
-	if sent != len(frames) || sent+skipped != steps+1 || skipped == 0 {
-		t.Fatalf("%d frames received, %d sent, %d skipped of %d steps", len(frames), sent, skipped, steps+1)
+	if sent != len(frames) || sent+skipped != recorded || skipped == 0 {
+		t.Fatalf("%d frames received, %d sent, %d skipped of %d recorded steps", len(frames), sent, skipped, recorded)
 	}
 	t.Logf("slow reader: %d frames of %d steps", len(frames), steps+1)
 }

@@ -29,7 +29,7 @@
     defences: [],
     urls: {},
     blobs: {},
-    draft: null,
+    saveKey: null, // the finished run's key: the server saves what it computed
     download: "adversarial.png",
     drawPending: false,
   };
@@ -367,7 +367,7 @@
     st.frames = 0;
     st.loss = [];
     st.steps = m.steps;
-    st.draft = null;
+    st.saveKey = null;
     setPhase("running");
     $("ax-finish").hidden = true;
     $("ax-saved").textContent = "";
@@ -582,38 +582,25 @@
       dl.href = st.urls.final;
       dl.download = m.download || "adversarial.png";
     }
-    st.draft = m.gallery || null;
+    st.saveKey = m.saveable ? m.key : null;
     const form = $("ax-save-form");
-    if (form) form.hidden = !st.draft;
+    if (form) form.hidden = !st.saveKey;
     if (m.no_save) $("ax-saved").textContent = m.no_save;
     $("ax-finish").hidden = false;
-  }
-
-  function dataURL(blob) {
-    return new Promise((resolve, reject) => {
-      const r = new FileReader();
-      r.onload = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-      r.readAsDataURL(blob);
-    });
   }
 
   const saveForm = $("ax-save-form");
   if (saveForm) {
     saveForm.addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (!st.draft || !st.blobs.final || !st.blobs.clean) return;
+      if (!st.saveKey) return;
       const btn = $("ax-save");
       btn.disabled = true;
       const saved = $("ax-saved");
       saved.textContent = "Saving…";
       try {
-        const body = Object.assign({}, st.draft, {
-          title: $("ax-title").value.trim(),
-          original_png: await dataURL(st.blobs.clean),
-          adversarial_png: await dataURL(st.blobs.final),
-        });
-        const resp = await fetch("/api/gallery", {
+        const body = { title: $("ax-title").value.trim() };
+        const resp = await fetch("/api/runs/" + st.saveKey + "/save", {
           method: "POST",
           headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, Accept: "application/json" },
           body: JSON.stringify(body),
@@ -624,7 +611,7 @@
           saved.textContent = "Not saved: " + ((res && res.error) || "the server answered " + resp.status + ".");
           return;
         }
-        st.draft = null;
+        st.saveKey = null;
         saved.replaceChildren("Saved: ", el("a", { href: res.permalink, "data-testid": "attack-permalink" }, res.permalink),
           ". Keep this link to delete it later: ", el("a", { href: res.delete_url }, "delete link"), ".");
         saveForm.hidden = true;

@@ -24,7 +24,7 @@
   const table = $(P + "-table");
   const finish = $(P + "-finish");
 
-  const st = { ws: null, wsReady: null, phase: "idle", run: 0, started: null, points: [], thumbs: [], result: null, draft: null, csv: "", urls: {}, source: null };
+  const st = { ws: null, wsReady: null, phase: "idle", run: 0, started: null, points: [], thumbs: [], result: null, saveKey: null, csv: "", urls: {}, source: null };
   window.__sweepRenders = [];
 
   function el(tag, attrs, ...children) {
@@ -274,7 +274,7 @@
         if (m.run !== st.run) return;
         st.result = m.result;
         st.csv = m.csv;
-        st.draft = m.gallery || null;
+        st.saveKey = m.saveable ? m.key : null;
         setPhase("done");
         progress(st.started.total, st.started.total);
         draw();
@@ -298,7 +298,7 @@
     st.points = [];
     st.thumbs = [];
     st.result = null;
-    st.draft = null;
+    st.saveKey = null;
     finish.hidden = true;
     const saved = $(P + "-saved");
     if (saved) saved.textContent = "";
@@ -523,7 +523,7 @@
     $(P + "-command").textContent = "On the command line: " + m.command;
     $(P + "-summary").textContent = summary(m);
     const form = $(P + "-save-form");
-    if (form) form.hidden = !st.draft;
+    if (form) form.hidden = !st.saveKey;
     if (m.no_save) $(P + "-saved").textContent = m.no_save;
   }
 
@@ -549,14 +549,15 @@
   if (saveForm) {
     saveForm.addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (!st.draft) return;
+      if (!st.saveKey) return;
       const out = $(P + "-saved");
-      const body = Object.assign({}, st.draft, { title: $(P + "-title").value.trim() });
+      const body = { title: $(P + "-title").value.trim() };
       out.textContent = "Saving…";
       try {
-        const resp = await fetch("/api/gallery", { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body) });
+        const resp = await fetch("/api/runs/" + st.saveKey + "/save", { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body) });
         const res = await resp.json().catch(() => ({}));
         if (!resp.ok) throw new Error(res.error || "The gallery refused the entry (HTTP " + resp.status + ").");
+        st.saveKey = null;
         out.replaceChildren("Saved: ", el("a", { href: res.permalink, "data-testid": P + "-permalink" }, res.permalink),
           " · keep this link to delete it: ", el("a", { href: res.delete_url }, "delete"));
       } catch (e) {

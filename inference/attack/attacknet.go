@@ -72,7 +72,7 @@ func NewNetwork(ctx context.Context, rt *inference.Runtime, m *onnx.ModelProto, 
 		n.heads = append(n.heads, e)
 	}
 	var err error
-	if n.input, n.shape, err = imageInput(m.Graph, ""); err != nil {
+	if n.input, n.shape, err = imageInput(m.Graph, "", nil); err != nil {
 		return nil, fmt.Errorf("attack network %s: %w", opts.Name, err)
 	}
 	if len(m.Graph.Output) != 1 {
@@ -133,6 +133,9 @@ func LoadNetwork(ctx context.Context, rt *inference.Runtime, fsys fs.FS, e infer
 
 // Name is the network's name.
 func (n *Network) Name() string { return n.name }
+
+// Provider is the execution provider the network's session runs on.
+func (n *Network) Provider() string { return n.sess.Provider() }
 
 // Eps are the heads' budgets, in output order.
 func (n *Network) Eps() []float32 { return append([]float32(nil), n.eps...) }

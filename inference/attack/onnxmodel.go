@@ -26,6 +26,9 @@ type ModelOptions struct {
 	Mean, Std []float64
 	// Layout places the channel axis for Mean/Std: "NCHW" (default) or "NHWC".
 	Layout string
+	// Shape is one image's shape [C,H,W] (or [H,W,C]), for graphs whose image
+	// dimensions are dynamic; nil takes the graph's fixed dimensions.
+	Shape []int64
 }
 
 // ONNXModel runs an ONNX classifier on ONNX Runtime: a forward session for Predict and,
@@ -39,6 +42,8 @@ type ONNXModel struct {
 	output  string
 	shape   []int64 // image shape, batch -1
 	classes int
+	// cutSoftmax is set when the graph ended in a Softmax that was cut off.
+	cutSoftmax bool
 
 	fwd *inference.Session
 
@@ -57,11 +62,12 @@ func NewONNXModel(ctx context.Context, rt *inference.Runtime, m *onnx.ModelProto
 		return nil, fmt.Errorf("model %s: not an ONNX model (no graph)", opts.Name)
 	}
 	work := proto.Clone(m).(*onnx.ModelProto)
-	input, shape, err := imageInput(work.Graph, opts.Input)
+	input, shape, err := imageInput(work.Graph, opts.Input, opts.Shape)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", opts.Name, err)
 	}
-	if err := logitsOnly(work); err != nil {
+	cut, err := logitsOnly(work)
+	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", opts.Name, err)
 	}
 	if len(opts.Mean) > 0 || len(opts.Std) > 0 {
@@ -69,7 +75,12 @@ func NewONNXModel(ctx context.Context, rt *inference.Runtime, m *onnx.ModelProto
 			return nil, fmt.Errorf("model %s: %w", opts.Name, err)
 		}
 	}
-	return newFromPrepared(ctx, rt, opts.Name, work, input, shape)
+	om, err := newFromPrepared(ctx, rt, opts.Name, work, input, shape)
+	if err != nil {
+		return nil, err
+	}
+	om.cutSoftmax = cut
+	return om, nil
 }
 
 func newFromPrepared(ctx context.Context, rt *inference.Runtime, name string, m *onnx.ModelProto, input string, shape []int64) (*ONNXModel, error) {
@@ -128,6 +139,9 @@ func (m *ONNXModel) Classes() int { return m.classes }
 
 // InputShape is the image shape with the batch as −1.
 func (m *ONNXModel) InputShape() []int64 { return append([]int64(nil), m.shape...) }
+
+// CutSoftmax reports whether the graph ended in a Softmax that Predict leaves out.
+func (m *ONNXModel) CutSoftmax() bool { return m.cutSoftmax }
 
 // Proto is the adapted graph (pixel-range image → logits); do not modify it.
 func (m *ONNXModel) Proto() *onnx.ModelProto { return m.model }
@@ -247,8 +261,9 @@ func (m *ONNXModel) checkImages(x *inference.Tensor) error {
 	return nil
 }
 
-// imageInput finds the image input and its fixed shape (batch −1).
-func imageInput(g *onnx.GraphProto, want string) (string, []int64, error) {
+// imageInput finds the image input and its fixed shape (batch −1); a dynamic
+// image dimension takes the one in fallback (one image's shape), if given.
+func imageInput(g *onnx.GraphProto, want string, fallback []int64) (string, []int64, error) {
 	inits := map[string]bool{}
 	for _, t := range g.Initializer {
 		inits[t.GetName()] = true
@@ -290,20 +305,25 @@ func imageInput(g *onnx.GraphProto, want string) (string, []int64, error) {
 	}
 	shape := []int64{-1}
 	for i, d := range dims[1:] {
-		if d.GetDimValue() <= 0 {
+		v := d.GetDimValue()
+		if v <= 0 && len(fallback) == len(dims)-1 {
+			v = fallback[i]
+		}
+		if v <= 0 {
 			return "", nil, fmt.Errorf("input %q has a dynamic dimension %d: re-export the model with a fixed image size", img.GetName(), i+1)
 		}
-		shape = append(shape, d.GetDimValue())
+		shape = append(shape, v)
 	}
 	return img.GetName(), shape, nil
 }
 
 // logitsOnly leaves the graph one output: the first output, or the input of a
-// terminal Softmax (through Identity nodes). Nodes that no longer feed it are dropped.
-func logitsOnly(m *onnx.ModelProto) error {
+// terminal Softmax (through Identity nodes), and reports whether it cut one off.
+// Nodes that no longer feed the output are dropped.
+func logitsOnly(m *onnx.ModelProto) (bool, error) {
 	g := m.Graph
 	if len(g.Output) == 0 {
-		return fmt.Errorf("the graph has no outputs")
+		return false, fmt.Errorf("the graph has no outputs")
 	}
 	prod := map[string]*onnx.NodeProto{}
 	for _, n := range g.Node {
@@ -312,6 +332,7 @@ func logitsOnly(m *onnx.ModelProto) error {
 		}
 	}
 	out := g.Output[0].GetName()
+	cut := false
 	for {
 		n := prod[out]
 		if n == nil || (n.GetDomain() != "" && n.GetDomain() != "ai.onnx") {
@@ -322,7 +343,7 @@ func logitsOnly(m *onnx.ModelProto) error {
 			continue
 		}
 		if n.GetOpType() == "Softmax" {
-			out = n.Input[0]
+			out, cut = n.Input[0], true
 		}
 		break
 	}
@@ -343,7 +364,7 @@ func logitsOnly(m *onnx.ModelProto) error {
 		g.Output = g.Output[:1]
 	}
 	prune(g)
-	return nil
+	return cut, nil
 }
 
 // prune drops nodes whose outputs reach no graph output.

@@ -14,6 +14,7 @@ import (
 	"gibbon/inference/attack"
 	"gibbon/inference/mnist"
 	"gibbon/inference/train"
+	"gibbon/inference/zoo"
 	"gibbon/internal/progress"
 	"gibbon/internal/testrt"
 )
@@ -24,8 +25,8 @@ import (
 func TestShortTrainingBeatsNoiseThroughTheAttackPath(t *testing.T) {
 	rt := testrt.Open(t)
 	ctx := context.Background()
-	zoo, trainSet, test := smallZoo(t)
-	cnn := zoo["mnist-cnn-small"]
+	nets, trainSet, test := smallZoo(t)
+	cnn := nets["mnist-cnn-small"]
 	cfg := Config{Spec: mnistSpec, Targets: []string{"mnist-cnn-small"}, Kappa: 2, Calm: 0.01, Steps: 120, BatchSize: 32, LR: 3e-3, Seed: 1}
 	tr, err := New(rt, cfg, []Target{targetOf("mnist-cnn-small", cnn)}, mnistImages(trainSet, 10000))
 	if err != nil {
@@ -54,7 +55,7 @@ func TestShortTrainingBeatsNoiseThroughTheAttackPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The app's registry serves it as an attack network.
-	reg, err := inference.LoadRegistry(ctx, rt, inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
+	reg, err := zoo.Load(ctx, rt, inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/catalog"
 	"gibbon/inference/onnx"
+	"gibbon/inference/zoo"
 	"gibbon/internal/testrt"
 )
 
@@ -162,7 +163,7 @@ func TestPullDownloadsPreparesAndRegisters(t *testing.T) {
 		}
 	}
 	// The app's model registry serves every pulled model, labels and all.
-	reg, err := inference.LoadRegistry(context.Background(), testrt.Open(t), inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
+	reg, err := zoo.Load(context.Background(), testrt.Open(t), inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
 	if err != nil {
 		t.Fatal(err)
 	}

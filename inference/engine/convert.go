@@ -1,4 +1,4 @@
-package server
+package engine
 
 import (
 	"context"
@@ -21,26 +21,10 @@ type convertedNet struct {
 	from, to inference.InputContract // on the pixel range
 }
 
-// convertible reports why a classifier taking to cannot watch an attack made in
-// from's form, or "" when it can.
-func convertible(from, to inference.InputContract) string {
-	if from.Channels != to.Channels {
-		return fmt.Sprintf("it takes %s images and this attack makes %s ones", channelWord(to), channelWord(from))
-	}
-	return ""
-}
-
-func channelWord(c inference.InputContract) string {
-	if c.Channels == 1 {
-		return "gray"
-	}
-	return "colour"
-}
-
 func newConverted(net defense.Classifier, from, to inference.InputContract) (*convertedNet, error) {
 	from, to = from.Unnormalized(), to.Unnormalized()
-	if why := convertible(from, to); why != "" {
-		return nil, userError{400, "A defence cannot watch this attack: " + why + "."}
+	if from.Channels != to.Channels {
+		return nil, fmt.Errorf("it takes %s images and this attack makes %s ones", channelWord(to), channelWord(from))
 	}
 	// The image is the attacked model's input already: fit it, do not crop or
 	// centre it again.
@@ -51,10 +35,17 @@ func newConverted(net defense.Classifier, from, to inference.InputContract) (*co
 	return &convertedNet{net: net, from: from, to: to}, nil
 }
 
+func channelWord(c inference.InputContract) string {
+	if c.Channels == 1 {
+		return "gray"
+	}
+	return "colour"
+}
+
 // describe says what the classifier is fed, for the page.
 func (c *convertedNet) describe() string {
 	r := c.to.PixelRange()
-	form := fmt.Sprintf("%s on [%g,%g]", strings.ToUpper(c.to.Layout), r[0], r[1])
+	form := fmt.Sprintf("%s on [%g,%g]", c.to.TensorLayout(), r[0], r[1])
 	if c.from.Width == c.to.Width && c.from.Height == c.to.Height {
 		return fmt.Sprintf("sees the same %d×%d image as %s", c.to.Width, c.to.Height, form)
 	}
@@ -73,7 +64,7 @@ func (c *convertedNet) Predict(ctx context.Context, x *inference.Tensor) (*infer
 		per *= int(d)
 	}
 	if x == nil || len(x.Shape) == 0 || x.Shape[0] < 1 || len(x.Data) != int(x.Shape[0])*per {
-		return nil, fmt.Errorf("images of shape %v are not %v", shapeOf(x), c.from.Shape())
+		return nil, fmt.Errorf("images are not of shape %v", c.from.Shape())
 	}
 	n := int(x.Shape[0])
 	outShape := c.to.Shape()
@@ -94,11 +85,4 @@ func (c *convertedNet) Predict(ctx context.Context, x *inference.Tensor) (*infer
 		copy(y.Data[i*k:(i+1)*k], pre.Tensor.Data)
 	}
 	return c.net.Predict(ctx, y)
-}
-
-func shapeOf(t *inference.Tensor) []int64 {
-	if t == nil {
-		return nil
-	}
-	return t.Shape
 }

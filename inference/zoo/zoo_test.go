@@ -1,4 +1,4 @@
-package inference_test
+package zoo_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/onnx"
+	"gibbon/inference/zoo"
 	"gibbon/internal/testrt"
 	"gibbon/models"
 )
@@ -71,7 +72,7 @@ func writeFile(t *testing.T, dir, name string, data []byte) {
 
 func digits() []string { return []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"} }
 
-func TestRegistryServesGoodModelsAndReportsBadOnes(t *testing.T) {
+func TestZooServesGoodModelsAndReportsBadOnes(t *testing.T) {
 	rt := testrt.Open(t)
 	dir := t.TempDir()
 	lin := linearModel(false, true, 0.01)
@@ -108,7 +109,7 @@ func TestRegistryServesGoodModelsAndReportsBadOnes(t *testing.T) {
 		entry("bad-task", "linear.onnx", sha(lin), func(e *inference.ModelEntry) { e.Task = "detector" }),
 	})
 
-	reg, err := inference.LoadRegistry(context.Background(), rt, inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
+	reg, err := zoo.Load(context.Background(), rt, inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func TestRegistryServesGoodModelsAndReportsBadOnes(t *testing.T) {
 	}
 }
 
-func TestRegistryManifestProblemsAndDuplicateNames(t *testing.T) {
+func TestZooManifestProblemsAndDuplicateNames(t *testing.T) {
 	rt := testrt.Open(t)
 	a, b, empty, broken := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
 	lin := linearModel(false, true, 0.01)
@@ -165,7 +166,7 @@ func TestRegistryManifestProblemsAndDuplicateNames(t *testing.T) {
 		writeManifest(t, dir, []inference.ModelEntry{{Name: "same", File: "linear.onnx", SHA256: sha(lin), Input: mnistInput, OutputsLogits: true}})
 	}
 	writeFile(t, broken, "manifest.json", []byte(`{"models": [`))
-	reg, err := inference.LoadRegistry(context.Background(), rt,
+	reg, err := zoo.Load(context.Background(), rt,
 		inference.ModelSource{Name: "first", FS: os.DirFS(a)},
 		inference.ModelSource{Name: "second", FS: os.DirFS(b)},
 		inference.ModelSource{Name: "empty", FS: os.DirFS(empty)},
@@ -202,7 +203,7 @@ func TestModelProbabilitiesAndTopK(t *testing.T) {
 		{Name: "logits", File: "lin.onnx", SHA256: sha(lin), Input: mnistInput, Labels: digits(), OutputsLogits: true},
 		{Name: "probs", File: "soft.onnx", SHA256: sha(soft), Input: mnistInput, Labels: digits(), OutputsLogits: false},
 	})
-	reg, err := inference.LoadRegistry(context.Background(), rt, inference.ModelSource{Name: "t", FS: os.DirFS(dir)})
+	reg, err := zoo.Load(context.Background(), rt, inference.ModelSource{Name: "t", FS: os.DirFS(dir)})
 	if err != nil || len(reg.Problems()) > 0 {
 		t.Fatal(err, reg.Problems())
 	}
@@ -227,10 +228,11 @@ func TestModelProbabilitiesAndTopK(t *testing.T) {
 	}
 	for _, name := range []string{"logits", "probs"} {
 		m, _ := reg.Model(name)
-		p, err := m.Probabilities(context.Background(), x)
+		ps, err := m.Probabilities(context.Background(), x)
 		if err != nil {
 			t.Fatal(err)
 		}
+		p := ps[0]
 		for k := range p {
 			if math.Abs(float64(p[k])-want[k]/sum) > 1e-4 {
 				t.Fatalf("%s: p[%d] = %v, want %v", name, k, p[k], want[k]/sum)
@@ -265,7 +267,7 @@ func TestModelProbabilitiesAndTopK(t *testing.T) {
 
 func TestBuiltinModelsLoadWithoutProblems(t *testing.T) {
 	rt := testrt.Open(t)
-	reg, err := inference.LoadRegistry(context.Background(), rt, inference.ModelSource{Name: "built-in", FS: models.FS()})
+	reg, err := zoo.Load(context.Background(), rt, inference.ModelSource{Name: "built-in", FS: models.FS()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,14 +276,15 @@ func TestBuiltinModelsLoadWithoutProblems(t *testing.T) {
 		t.Errorf("built-in model problem: %v", p)
 	}
 	for _, m := range reg.Classifiers() {
-		pre, err := inference.Preprocess(blankDigit(), m.Input)
+		pre, err := inference.Preprocess(blankDigit(), m.Input.Unnormalized())
 		if err != nil {
 			t.Fatalf("%s: %v", m.Name, err)
 		}
-		p, err := m.Probabilities(context.Background(), pre.Tensor)
+		ps, err := m.Probabilities(context.Background(), pre.Tensor)
 		if err != nil {
 			t.Fatalf("%s: %v", m.Name, err)
 		}
+		p := ps[0]
 		var sum float32
 		for _, v := range p {
 			sum += v
@@ -304,4 +307,43 @@ func blankDigit() image.Image {
 		}
 	}
 	return img
+}
+
+func TestZooLoadsEachModelOnceOnFirstUse(t *testing.T) {
+	rt := testrt.Open(t)
+	dir := t.TempDir()
+	lin := linearModel(false, true, 0.01)
+	writeFile(t, dir, "linear.onnx", lin)
+	writeManifest(t, dir, []inference.ModelEntry{
+		{Name: "good", File: "linear.onnx", SHA256: sha(lin), Input: mnistInput, OutputsLogits: true},
+		{Name: "bad", File: "linear.onnx", SHA256: sha([]byte("other")), Input: mnistInput, OutputsLogits: true},
+	})
+	z := zoo.Open(rt, inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
+	defer z.Close()
+	if names := z.Names(""); !slices.Equal(names, []string{"good", "bad"}) {
+		t.Fatalf("names %v", names)
+	}
+	if len(z.All()) != 0 || len(z.Problems()) != 0 {
+		t.Fatalf("Open loaded models (%d) or found problems (%v) before any use", len(z.All()), z.Problems())
+	}
+	a, err := z.Get(context.Background(), "good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := z.Get(context.Background(), "good")
+	if err != nil || a != b || a.Net() != b.Net() {
+		t.Fatalf("second Get gave another model (%p, %p) or %v", a, b, err)
+	}
+	if _, err := z.Get(context.Background(), "bad"); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("bad model: %v", err)
+	}
+	if _, err := z.Get(context.Background(), "ghost"); err == nil || !strings.Contains(err.Error(), `no model called "ghost" (have: good, bad)`) {
+		t.Fatalf("unknown model: %v", err)
+	}
+	if p := z.Problems(); len(p) != 1 || p[0].Model != "bad" {
+		t.Fatalf("problems %v", p)
+	}
+	if all := z.All(); len(all) != 1 || all[0] != a {
+		t.Fatalf("loaded %v", all)
+	}
 }
