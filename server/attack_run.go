@@ -279,7 +279,7 @@ func sourceLabel(ref engine.ImageRef) string {
 func (r *run) sendStarted() error {
 	p := r.start
 	c := p.Contract
-	m := startedMsg{Type: "started", Run: r.id, Key: r.key, Eps: p.EpsLevels, EpsLabel: epsLabel(p.EpsLevels, c.PixelRange()),
+	m := startedMsg{Type: "started", Run: r.id, Key: r.key, Eps: p.EpsLevels, EpsLabel: inference.EpsLevels(float64(p.EpsLevels), c.PixelRange()).LevelsString(),
 		Steps: p.Plan.Steps, Target: p.Target, Label: p.Label, LabelName: p.Labels[p.Label], Seed: p.Plan.Seed,
 		Source: sourceLabel(p.Plan.Image), Input: c.Describe(), SourceWidth: p.Clean.SourceW, SourceHeight: p.Clean.SourceH,
 		Crop: p.Clean.Steps, QueueMS: millis(time.Since(r.received)), Providers: p.Providers}

@@ -171,7 +171,7 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 		if err != nil {
 			return nil, err
 		}
-		if x, labels, err = sweep.MNISTImages(set, plan.Settings.N, plan.Contract); err != nil {
+		if x, labels, err = plan.Contract.MNISTTensor(set, 0, plan.Settings.N); err != nil {
 			return nil, userError{http.StatusBadRequest, upperFirst(err.Error()) + "."}
 		}
 		st.Total = len(labels)
