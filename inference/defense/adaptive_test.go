@@ -196,3 +196,19 @@ func TestAdaptiveBadInputsAreErrors(t *testing.T) {
 		t.Errorf("a flat tensor gave %v, want an error naming the defence", err)
 	}
 }
+
+// Each caveat is one sentence that cites the paper; JPEG, which attacks through do
+// about as well against as attacks around, has none.
+func TestCaveatsAreOneSentenceWithTheReference(t *testing.T) {
+	for _, k := range defense.Kinds {
+		if k.ID == "jpeg" {
+			if k.Caveat != "" {
+				t.Errorf("JPEG carries a caveat: %q", k.Caveat)
+			}
+			continue
+		}
+		if !strings.Contains(k.Caveat, "Athalye, Carlini & Wagner") || !strings.HasSuffix(k.Caveat, "ICML 2018).") || strings.Count(k.Caveat, ". ") > 0 {
+			t.Errorf("%s: caveat %q", k.ID, k.Caveat)
+		}
+	}
+}
