@@ -3,6 +3,7 @@ package sweep
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,7 +29,7 @@ const AdaptiveSuffix = " (adaptive)"
 // that ignore it overstates it, one sentence saying so with the reference.
 type Scoring struct {
 	Mode    string `json:"scoring,omitempty"` // NonAdaptive or Adaptive; "" for a model alone
-	Through string `json:"through,omitempty"` // Adaptive: how the attack differentiated the transform
+	Through string `json:"through,omitempty"` // Adaptive: how the attacks got through the transform
 	Caveat  string `json:"caveat,omitempty"`
 }
 
@@ -138,6 +139,31 @@ func attackAndJudge(ctx context.Context, a *Attack, defs []Defence, x *inference
 		}
 	}
 	return j, nil
+}
+
+// scoringFor is d's label in the results of the given attacks: for an adaptive twin,
+// Through says how each kind of attack got through (gradient attacks as d.Through
+// says, black-box ones by querying the defence, attack networks not at all).
+func scoringFor(d Defence, attacks ...*Attack) Scoring {
+	s := d.Scoring
+	if s.Mode != Adaptive {
+		return s
+	}
+	var parts []string
+	for _, a := range attacks {
+		part := s.Through
+		switch {
+		case a.Network != nil:
+			part = "attack networks cannot see through it: judged on their own images"
+		case a.Config.Method.BlackBox():
+			part = "black-box attacks query the model behind " + d.transform.Name()
+		}
+		if !slices.Contains(parts, part) {
+			parts = append(parts, part)
+		}
+	}
+	s.Through = strings.Join(parts, "; ")
+	return s
 }
 
 // competing reports a defence scored the competition's way (not an adaptive twin).

@@ -75,6 +75,10 @@ func TestCompeteScoresTransformDefencesBothWays(t *testing.T) {
 	if names[2] != names[1]+sweep.AdaptiveSuffix || !strings.Contains(scorings[4].Through, "averaged over 4 draws") {
 		t.Fatalf("defences %q, twin of resize-and-pad attacked by %q", names, scorings[4].Through)
 	}
+	if through := scorings[2].Through; !strings.HasPrefix(through, "gradients through the median 2×2's own derivative") ||
+		!strings.Contains(through, "; black-box attacks query the model behind median 2×2") || !strings.Contains(through, "attack networks cannot") {
+		t.Errorf("the median's twin says it was attacked by %q", through)
+	}
 	kind, _ := defense.KindByID("median")
 	if scorings[1].Caveat != kind.Caveat || scorings[2].Caveat != kind.Caveat || kind.Caveat == "" {
 		t.Errorf("the median filter's results carry the caveats %q and %q", scorings[1].Caveat, scorings[2].Caveat)

@@ -100,7 +100,7 @@ func RunDataset(ctx context.Context, spec DatasetSpec, onBatch func(*DatasetResu
 		res.Eps255 = append(res.Eps255, Eps255(e, spec.Range))
 	}
 	for _, d := range spec.Defences {
-		c := Curve{Name: d.Name, Model: d.Model, Transform: d.Transform, Scoring: d.Scoring, Correct: make([]int, nEps), Accuracy: make([]float64, nEps)}
+		c := Curve{Name: d.Name, Model: d.Model, Transform: d.Transform, Scoring: scoringFor(d, spec.Attack), Correct: make([]int, nEps), Accuracy: make([]float64, nEps)}
 		if spec.KeepPredictions {
 			c.Predictions = make([][]int, nEps)
 		}

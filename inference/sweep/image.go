@@ -130,7 +130,7 @@ func RunImage(ctx context.Context, spec ImageSpec, onPoint func(Point) error) (*
 		res.Eps255 = append(res.Eps255, Eps255(e, spec.Range))
 	}
 	for _, d := range spec.Defences {
-		res.Defences = append(res.Defences, ImageDefence{Name: d.Name, Model: d.Model, Transform: d.Transform, Scoring: d.Scoring, FlipIndex: -1})
+		res.Defences = append(res.Defences, ImageDefence{Name: d.Name, Model: d.Model, Transform: d.Transform, Scoring: scoringFor(d, spec.Attack), FlipIndex: -1})
 	}
 	chunk := max(spec.Chunk, 1)
 	start := time.Now()

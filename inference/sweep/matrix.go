@@ -251,7 +251,7 @@ func (m *Matrix) fill(g *grid, spec CompeteSpec, done int, wall time.Duration, r
 		m.Attacks[a] = e
 	}
 	for d, def := range spec.Defences {
-		e := Entrant{Name: def.Name, Model: def.Model, Transform: def.Transform, Scoring: def.Scoring}
+		e := Entrant{Name: def.Name, Model: def.Model, Transform: def.Transform, Scoring: scoringFor(def, spec.Attacks...)}
 		for a := range A {
 			e.Score += done - m.Misclassified[a][d]
 		}
