@@ -23,26 +23,31 @@ func twin(t testing.TB, d sweep.Defence, samples int) sweep.Defence {
 	return tw
 }
 
-// checkLabels fails unless each transform defence is labelled non-adaptive and its
-// twin adaptive, with how the attack got through.
-func checkLabels(t *testing.T, names []string, scorings []sweep.Scoring, transforms []string) {
+// checkLabels fails unless each of n defences (name, transform, label) that has a
+// transform is labelled non-adaptive and its twin adaptive, with how the attacks got
+// through; it returns the names and labels.
+func checkLabels(t *testing.T, n int, defence func(int) (string, string, sweep.Scoring)) ([]string, []sweep.Scoring) {
 	t.Helper()
-	for i, s := range scorings {
+	names, scorings := make([]string, n), make([]sweep.Scoring, n)
+	for i := range n {
+		name, transform, s := defence(i)
+		names[i], scorings[i] = name, s
 		switch {
-		case transforms[i] == "":
+		case transform == "":
 			if s != (sweep.Scoring{}) {
-				t.Errorf("%s is a model alone, labelled %+v", names[i], s)
+				t.Errorf("%s is a model alone, labelled %+v", name, s)
 			}
-		case strings.HasSuffix(names[i], sweep.AdaptiveSuffix):
+		case strings.HasSuffix(name, sweep.AdaptiveSuffix):
 			if s.Mode != sweep.Adaptive || s.Through == "" {
-				t.Errorf("twin %s labelled %+v", names[i], s)
+				t.Errorf("twin %s labelled %+v", name, s)
 			}
 		default:
 			if s.Mode != sweep.NonAdaptive || s.Through != "" {
-				t.Errorf("%s labelled %+v", names[i], s)
+				t.Errorf("%s labelled %+v", name, s)
 			}
 		}
 	}
+	return names, scorings
 }
 
 // The competition scores each transform defence both ways: the twin's column holds
@@ -66,12 +71,9 @@ func TestCompeteScoresTransformDefencesBothWays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names, transforms []string
-	var scorings []sweep.Scoring
-	for _, d := range m.Defences {
-		names, transforms, scorings = append(names, d.Name), append(transforms, d.Transform), append(scorings, d.Scoring)
-	}
-	checkLabels(t, names, scorings, transforms)
+	names, scorings := checkLabels(t, len(m.Defences), func(d int) (string, string, sweep.Scoring) {
+		return m.Defences[d].Name, m.Defences[d].Transform, m.Defences[d].Scoring
+	})
 	if names[2] != names[1]+sweep.AdaptiveSuffix || !strings.Contains(scorings[4].Through, "averaged over 4 draws") {
 		t.Fatalf("defences %q, twin of resize-and-pad attacked by %q", names, scorings[4].Through)
 	}
@@ -162,12 +164,9 @@ func TestDatasetSweepScoresTransformDefencesBothWays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names, transforms []string
-	var scorings []sweep.Scoring
-	for _, c := range res.Defences {
-		names, transforms, scorings = append(names, c.Name), append(transforms, c.Transform), append(scorings, c.Scoring)
-	}
-	checkLabels(t, names, scorings, transforms)
+	checkLabels(t, len(res.Defences), func(d int) (string, string, sweep.Scoring) {
+		return res.Defences[d].Name, res.Defences[d].Transform, res.Defences[d].Scoring
+	})
 	plain, through := res.Defences[1].Accuracy, res.Defences[2].Accuracy
 	t.Logf("median 2×2 accuracy at ε 0, 0.1, 0.2: %v; through it %v", plain, through)
 	if through[0] != plain[0] || through[2] > plain[2] || through[1] >= plain[1] {
@@ -230,12 +229,9 @@ func TestImageSweepLabelsTwins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names, transforms []string
-	var scorings []sweep.Scoring
-	for _, d := range res.Defences {
-		names, transforms, scorings = append(names, d.Name), append(transforms, d.Transform), append(scorings, d.Scoring)
-	}
-	checkLabels(t, names, scorings, transforms)
+	checkLabels(t, len(res.Defences), func(d int) (string, string, sweep.Scoring) {
+		return res.Defences[d].Name, res.Defences[d].Transform, res.Defences[d].Scoring
+	})
 	if res.Defences[2].FlipIndex < 0 || res.Defences[1].FlipIndex >= 0 && res.Defences[2].FlipIndex > res.Defences[1].FlipIndex {
 		t.Errorf("median 2×2 flips at point %d, through it at %d", res.Defences[1].FlipIndex, res.Defences[2].FlipIndex)
 	}
