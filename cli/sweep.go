@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"gibbon/gallery"
 	"gibbon/inference"
 	"gibbon/inference/attack"
+	"gibbon/inference/defense"
 	"gibbon/inference/mnist"
 	"gibbon/inference/sweep"
 	"gibbon/server"
@@ -31,6 +33,8 @@ type runFlags struct {
 	n, batch, steps, threads             int
 	seed                                 int64
 	save                                 bool
+	adaptive                             bool // sweep and compete
+	eotSamples                           int
 	rt                                   *runtimeFlags
 	out                                  *outputFlags
 }
@@ -50,6 +54,10 @@ func (f *runFlags) register(fs *flag.FlagSet, kind string) {
 	fs.IntVar(&f.batch, "batch", 0, "images per pass (default: as many as keep a pass near 256 image·ε rows; compete 100)")
 	fs.IntVar(&f.steps, "steps", 0, "steps of gradient attacks (default 10), queries of square (100) and noise (1)")
 	fs.Int64Var(&f.seed, "seed", 0, "random seed (default: a new one, printed)")
+	if kind != sweep.KindTransfer {
+		fs.BoolVar(&f.adaptive, "adaptive", false, "also score every transform defence adaptively, attacked through its transform (BPDA, EOT); results label which is which")
+		fs.IntVar(&f.eotSamples, "eot-samples", 0, fmt.Sprintf("with --adaptive: random draws each gradient through a random transform averages, 1 to %d (default %d)", defense.MaxSamples, defense.DefaultSamples))
+	}
 	fs.IntVar(&f.threads, "threads", 1, "ONNX Runtime intra-op threads")
 	f.rt = addRuntimeFlags(fs)
 	f.out = addOutputFlags(fs, true)
@@ -61,7 +69,18 @@ func (f *runFlags) register(fs *flag.FlagSet, kind string) {
 // settings are the sweep settings the shared flags give, for a run of kind.
 func (f *runFlags) settings(fs *flag.FlagSet, kind string) sweep.Settings {
 	return sweep.Settings{Kind: kind, Defences: splitList(f.defences), Eps: f.eps, Steps: f.steps, Dataset: f.dataset,
-		N: f.n, Batch: f.batch, Seed: seedFrom(fs, f.seed), Label: -1}
+		N: f.n, Batch: f.batch, Seed: seedFrom(fs, f.seed), Label: -1, Adaptive: f.adaptive, EOTSamples: f.eotSamples}
+}
+
+// checkEOT refuses --eot-samples outside 1…100; given as 0 too (left out, it takes
+// the default).
+func (f *runFlags) checkEOT(fs *flag.FlagSet) error {
+	given := false
+	fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == "eot-samples" })
+	if err := defense.CheckSamples(f.eotSamples); given && err != nil {
+		return usageError{"--eot-samples: " + err.Error()}
+	}
+	return nil
 }
 
 // parseOnlyFlags parses the command line of a command that takes no arguments
@@ -73,7 +92,7 @@ func (f *runFlags) parseOnlyFlags(fs *flag.FlagSet, args []string) error {
 	if f.threads < 1 {
 		return usageError{"--threads must be at least 1"}
 	}
-	return nil
+	return f.checkEOT(fs)
 }
 
 // report writes a data set run's result: its CSV where --csv says, then JSON or
@@ -119,6 +138,9 @@ func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{"--label must be a class index (or -1)"}
 	case f.threads < 1:
 		return usageError{"--threads must be at least 1"}
+	}
+	if err := f.checkEOT(fs); err != nil {
+		return err
 	}
 	s := f.settings(fs, sweep.KindDataset)
 	s.Attack, s.Models = *method, splitList(*model)
@@ -322,8 +344,27 @@ func printDatasetTable(w io.Writer, res *sweep.DatasetResult, plan *sweep.Plan) 
 		rows = append(rows, row)
 	}
 	(&table{rows: rows}).write(w)
+	printScoring(w, len(res.Defences), func(d int) (string, sweep.Scoring) { return res.Defences[d].Name, res.Defences[d].Scoring })
 	fmt.Fprintf(w, "%d images × %d ε in %.1f s: %.1f images/s, %.1f image·ε/s\n", res.N, len(res.Eps), res.WallSeconds,
 		res.ImagesPerSecond, res.ImagesPerSecond*float64(len(res.Eps)))
+}
+
+// printScoring says how each of n defences' adaptive twins was attacked, then each
+// caveat once.
+func printScoring(w io.Writer, n int, defence func(int) (string, sweep.Scoring)) {
+	var caveats []string
+	for d := range n {
+		name, s := defence(d)
+		if s.Mode == sweep.Adaptive {
+			fmt.Fprintf(w, "%s: %s\n", name, s.Through)
+		}
+		if s.Caveat != "" && !slices.Contains(caveats, s.Caveat) {
+			caveats = append(caveats, s.Caveat)
+		}
+	}
+	for _, c := range caveats {
+		fmt.Fprintln(w, "note: "+c)
+	}
 }
 
 func rangeText(r [2]float32) string { return fmt.Sprintf("[%g,%g]", r[0], r[1]) }
@@ -493,6 +534,7 @@ func printFlips(w io.Writer, res *sweep.ImageResult, plan *sweep.Plan, frames st
 		}
 		fmt.Fprintf(w, "  %s: %s\n", d.Name, at)
 	}
+	printScoring(w, len(res.Defences), func(d int) (string, sweep.Scoring) { return res.Defences[d].Name, res.Defences[d].Scoring })
 	fmt.Fprintf(w, "%d ε values in %.2f s\n", len(res.Points), res.WallSeconds)
 	if frames != "" {
 		fmt.Fprintf(w, "wrote %d images to %s\n", len(res.Points), frames)
