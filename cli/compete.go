@@ -28,24 +28,12 @@ func cmdCompete(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	s := f.settings(fs, sweep.KindCompete)
 	s.Attacks, s.Models = splitList(*attacks), splitList(*model)
-	z, plan, err := openPlan(ctx, f, s, stderr)
+	plan, closeModels, err := openPlan(ctx, f, s, stderr)
 	if err != nil {
 		return err
 	}
-	defer z.close()
-	x, labels, err := loadSet(ctx, plan)
-	if err != nil {
-		return err
-	}
-	s = plan.Settings
-	bar := newBar(stderr, "compete", len(labels))
-	m, err := sweep.Compete(ctx, sweep.CompeteSpec{Dataset: s.Dataset, Attacks: plan.Attacks, Defences: plan.Defences, Images: x, Labels: labels,
-		Range: plan.Range, EpsSet: plan.Eps, Batch: s.Batch, Seed: s.Seed}, func(m *sweep.Matrix) error { bar.Update(m.N, ""); return nil })
-	bar.End()
-	if err != nil {
-		return err
-	}
-	return f.report(ctx, z, plan, m, m.WriteCSV, func(w io.Writer) { printMatrix(w, m, plan) }, m.WallSeconds, stdout)
+	defer closeModels()
+	return f.execute(ctx, plan, "compete", func(w io.Writer, r any) { printMatrix(w, r.(*sweep.Matrix), plan) }, stdout, stderr)
 }
 
 func printMatrix(w io.Writer, m *sweep.Matrix, plan *sweep.Plan) {

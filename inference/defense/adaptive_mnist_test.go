@@ -2,44 +2,20 @@ package defense_test
 
 import (
 	"context"
-	"io/fs"
 	"testing"
 
 	"gibbon/inference"
 	"gibbon/inference/attack"
 	"gibbon/inference/defense"
 	"gibbon/inference/mnist"
-	"gibbon/internal/testrt"
-	"gibbon/models"
+	"gibbon/internal/testzoo"
 )
 
 // Adaptive attacks on the built-in MNIST models, on the first test digits: each
 // figure is a robust accuracy (share of digits still classified correctly) measured
 // here, so the checks hold with a margin for the sampling of so few digits.
 
-func builtin(t *testing.T, name string) *attack.ONNXModel {
-	t.Helper()
-	data, err := fs.ReadFile(models.FS(), inference.ManifestFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	man, err := inference.ParseManifest(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range man.Models {
-		if e.Name == name {
-			m, err := attack.LoadModel(context.Background(), testrt.Open(t), models.FS(), e)
-			if err != nil {
-				t.Fatalf("built-in model %s: %v", name, err)
-			}
-			t.Cleanup(m.Close)
-			return m
-		}
-	}
-	t.Fatalf("no built-in model %s", name)
-	return nil
-}
+func builtin(t *testing.T, name string) *attack.ONNXModel { return testzoo.Classifier(t, name) }
 
 func firstDigits(t *testing.T, n int) (*inference.Tensor, []int) {
 	t.Helper()

@@ -88,6 +88,10 @@ type Resolver interface {
 	Classifier(ctx context.Context, name string) (attack.Model, inference.InputContract, error)
 	// Network loads an attack network.
 	Network(ctx context.Context, name string) (Generator, inference.InputContract, error)
+	// Labels are a classifier's class names (nil when it names none).
+	Labels(name string) []string
+	// Checksum is a model file's SHA-256, as the gallery records it.
+	Checksum(name string) string
 }
 
 // Plan is Settings checked and resolved: ready to run.
@@ -104,6 +108,10 @@ type Plan struct {
 	Models []ModelUse
 	// Skipped says which classifiers "every defence" left out, and why.
 	Skipped []string
+	// Labels name the classes (the first defence's classifier's).
+	Labels []string
+	// checksums are the models' file checksums, for the gallery entry.
+	checksums map[string]string
 }
 
 // ModelUse is a model a plan uses.
@@ -467,6 +475,13 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 		}
 	}
 	p.Settings = s
+	p.checksums = map[string]string{}
+	for _, m := range p.Models {
+		p.checksums[m.Name] = r.Checksum(m.Name)
+	}
+	if len(p.Defences) > 0 {
+		p.Labels = r.Labels(p.Defences[0].Model)
+	}
 	return p, nil
 }
 
