@@ -37,17 +37,22 @@ has_mesa() {
   fi
 }
 
-missing=() # Debian package names
-needs=()   # the same, in words
-has_chromium || { missing+=(chromium) && needs+=("Chromium"); }
-has_postgres || { missing+=(postgresql) && needs+=("PostgreSQL's server"); }
-has_mesa || { missing+=(mesa-vulkan-drivers) && needs+=("Mesa 25+ lavapipe (Vulkan)"); }
+# Fills missing (Debian package names) and needs (the same, in words).
+find_missing() {
+  missing=() needs=()
+  has_chromium || { missing+=(chromium) && needs+=("Chromium"); }
+  has_postgres || { missing+=(postgresql) && needs+=("PostgreSQL's server"); }
+  has_mesa || { missing+=(mesa-vulkan-drivers) && needs+=("Mesa 25+ lavapipe (Vulkan)"); }
+}
+find_missing
+needs_words() { local IFS=, joined; joined="${needs[*]}"; echo "${joined//,/, }"; }
 
 is_debian() { [ -r /etc/os-release ] && (. /etc/os-release && [[ "${ID:-} ${ID_LIKE:-}" =~ (^| )debian( |$) ]]); }
 
-# bookworm ships Mesa 22.3: take mesa-vulkan-drivers and libvulkan1 from bookworm-backports,
-# adding that suite (same mirror as the base system's sources) when it is not configured.
-backports_target() {
+# bookworm ships Mesa 22.3: take mesa-vulkan-drivers and libvulkan1 from bookworm-backports
+# (apt_target), adding that suite (same mirror as the base system's) when it is not configured.
+apt_target=()
+use_backports_on_bookworm() {
   local codename mirror
   codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
   [ "$codename" = bookworm ] || return 0
@@ -57,28 +62,29 @@ backports_target() {
     printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
       "$mirror" >/etc/apt/sources.list.d/bookworm-backports.sources
   fi
-  echo "-t bookworm-backports"
+  apt_target=(-t bookworm-backports)
 }
 
 install_missing() {
-  local log target plain=() pkg
+  local log plain=() pkg
   log=$(mktemp "${TMPDIR:-/tmp}/gibbon-test-setup.XXXXXX.log")
   for pkg in "${missing[@]}"; do [ "$pkg" = mesa-vulkan-drivers ] || plain+=("$pkg"); done
   # Debian's policy hook: packages are installed, their services (PostgreSQL's) are not started.
   local own_policy=
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   say "installing ${missing[*]} with apt-get (log: $log)"
   local ok=1
   {
     export DEBIAN_FRONTEND=noninteractive
-    target=$(has_mesa || backports_target)
+    has_mesa || use_backports_on_bookworm
     apt-get update -qq &&
       { [ ${#plain[@]} -eq 0 ] || apt-get install -y -qq "${plain[@]}"; } &&
-      { has_mesa || apt-get install -y -qq $target mesa-vulkan-drivers libvulkan1; }
+      { has_mesa || apt-get install -y -qq "${apt_target[@]}" mesa-vulkan-drivers libvulkan1; }
   } >"$log" 2>&1 || ok=
-  [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+  [ -z "$own_policy" ] || { rm -f /usr/sbin/policy-rc.d && trap - EXIT; }
   if [ -z "$ok" ]; then
     say "apt-get could not install ${missing[*]} ($(grep -m1 -E '^(E|W):' "$log" | cut -c1-160)); fix that (network? apt sources?) and run $0"
     exit 1
@@ -88,8 +94,7 @@ install_missing() {
 
 if [ ${#missing[@]} -gt 0 ]; then
   if ! is_debian || ! command -v apt-get >/dev/null 2>&1; then
-    needs_list=$(IFS=,; echo "${needs[*]}")
-    say "the tests need ${needs_list//,/, }; install them with this system's package manager"
+    say "the tests need $(needs_words); install them with this system's package manager"
     exit 1
   fi
   if [ "$(id -u)" -ne 0 ]; then
@@ -97,7 +102,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   install_missing
-  has_mesa || { say "mesa-vulkan-drivers is still older than 25 after apt-get install; the WebGPU tests need Mesa 25's lavapipe"; exit 1; }
+  find_missing
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "still missing after apt-get install ${missing[*]}: $(needs_words); install it by hand"
+    exit 1
+  fi
 fi
 
 [ $# -gt 0 ] || exit 0
