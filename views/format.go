@@ -2,6 +2,8 @@ package views
 
 import (
 	"fmt"
+	"net/url"
+	"strings"
 	"strconv"
 )
 
@@ -57,4 +59,20 @@ func restAfterFirst(s []Sample) []Sample {
 		seen[x.Label] = true
 	}
 	return out
+}
+
+// attackLink opens the explorer with a sample and the model to attack.
+func attackLink(model, sample string) string {
+	return "/attack?" + url.Values{"model": {model}, "sample": {sample}}.Encode()
+}
+
+// joinDot lists words with middle dots.
+func joinDot(ws []string) string { return strings.Join(ws, " · ") }
+
+// methodAt is the i-th method's name, or "".
+func methodAt(ms []string, i int) string {
+	if i < len(ms) {
+		return ms[i]
+	}
+	return ""
 }
