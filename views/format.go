@@ -3,8 +3,8 @@ package views
 import (
 	"fmt"
 	"net/url"
-	"strings"
 	"strconv"
+	"strings"
 )
 
 // Percent writes a probability in [0,1] as a percentage with one decimal.
