@@ -2,15 +2,12 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"image"
 	"image/png"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,9 +15,13 @@ import (
 	"strings"
 	"time"
 
+	"gibbon/gallery"
 	"gibbon/inference"
 	"gibbon/inference/attack"
+	"gibbon/inference/engine"
 	"gibbon/inference/mnist"
+	"gibbon/inference/sweep"
+	"gibbon/inference/zoo"
 	"gibbon/models"
 )
 
@@ -33,21 +34,20 @@ type attackFlags struct {
 	momentum, diProb, diMin, squareP               float64
 	label                                          int
 	seed                                           int64
-	modelsDir, dataset, out, eval                  string
-	jsonOut, noQuantize, noRandomStart             bool
+	modelsDir, dataset, out, eval, defences, data  string
+	noQuantize, noRandomStart, save                bool
+	output                                         *outputFlags
 }
 
 func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("attack", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon attack --model M [flags] IMAGE -o out.png")
-		fmt.Fprintln(stderr, "       gibbon attack --model M --dataset mnist-test --n 1000 [flags]")
-		fmt.Fprintln(stderr, "Attacks the model(s), then reports success on every model (the others: transfer).")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("attack", stderr,
+		"Usage: gibbon attack --model M [flags] IMAGE -o out.png [--save]",
+		"       gibbon attack --model M --dataset mnist-test --n 1000 [flags]",
+		"Attacks the model(s), then reports success on every model (the others: transfer).",
+		"An IMAGE run is the explorer's: planned, run and recorded by the same engine; --save keeps it in the gallery.")
 	var f attackFlags
 	fs.StringVar(&f.models, "model", "", "model(s) to attack, comma-separated for an ensemble")
-	fs.StringVar(&f.fuse, "fuse", "logits", "ensemble: average `logits` (one merged graph) or losses")
+	fs.StringVar(&f.fuse, "fuse", "logits", "dataset ensembles: average `logits` (one merged graph) or losses (an IMAGE run averages losses, as the explorer does)")
 	fs.StringVar(&f.method, "attack", "pgd", "fgsm, bim (i-fgsm), pgd, mi-fgsm, di-fgsm, m-di2-fgsm, square or noise")
 	fs.StringVar(&f.eps, "eps", "0.3", "L∞ budget on the model's input range: 0.3, or 8/255")
 	fs.StringVar(&f.alpha, "alpha", "", "step size, like --eps (default ε/steps; PGD 2.5ε/steps)")
@@ -61,7 +61,7 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&f.target, "target", "", "targeted attack: a class index or label, or least-likely")
 	fs.IntVar(&f.queries, "queries", 0, "square: query budget per image (default 1000); noise: draws (default 1)")
 	fs.Float64Var(&f.squareP, "p", 0, "square: initial fraction of pixels per square (default 0.05)")
-	fs.BoolVar(&f.noQuantize, "no-quantize", false, "keep float values instead of 8-bit levels")
+	fs.BoolVar(&f.noQuantize, "no-quantize", false, "dataset: keep float values instead of 8-bit levels")
 	fs.Int64Var(&f.seed, "seed", 0, "random seed (default: a new one, printed)")
 	fs.StringVar(&f.modelsDir, "models", "", "folder with manifest.json and models (default: the built-in models)")
 	fs.StringVar(&f.dataset, "dataset", "", "attack a data set instead of an image: mnist-test")
@@ -70,7 +70,10 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&f.label, "label", -1, "IMAGE: its true class; -1 takes the attacked model's prediction")
 	fs.StringVar(&f.out, "o", "", "IMAGE: write the adversarial image (PNG) here")
 	fs.StringVar(&f.eval, "eval", "all", "models to judge the result on: all, none, or a comma-separated list")
-	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON")
+	fs.StringVar(&f.defences, "defences", "", "IMAGE: transform defences to watch too, MODEL+KIND:PARAM comma-separated (jpeg, bits, median, resize-pad)")
+	fs.BoolVar(&f.save, "save", false, "IMAGE: save the run in the gallery (--data) and print its slug")
+	fs.StringVar(&f.data, "data", "data", "IMAGE --save: Gibbon's data directory (the gallery is "+gallery.FileName+" inside)")
+	f.output = addOutputFlags(fs, false)
 	fs.IntVar(&f.threads, "threads", 1, "ONNX Runtime intra-op threads")
 	rf := addRuntimeFlags(fs)
 	// Flags may follow IMAGE (gibbon attack --model M IMAGE -o out.png).
@@ -81,15 +84,20 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if f.models == "" {
 		return usageError{"attack needs --model (see gibbon attack -h)"}
 	}
+	image := f.dataset == ""
 	switch {
-	case f.dataset == "" && len(pos) != 1:
+	case image && len(pos) != 1:
 		return usageError{"attack needs one IMAGE, or --dataset mnist-test"}
-	case f.dataset != "" && len(pos) != 0:
+	case !image && len(pos) != 0:
 		return usageError{"give either IMAGE or --dataset, not both"}
-	case f.dataset != "" && f.dataset != "mnist-test":
+	case !image && f.dataset != "mnist-test":
 		return usageError{fmt.Sprintf("unknown dataset %q (the one Gibbon has is mnist-test)", f.dataset)}
-	case f.dataset != "" && f.out != "":
-		return usageError{"-o writes one image; it does not go with --dataset"}
+	case !image && (f.out != "" || f.save || f.defences != ""):
+		return usageError{"-o, --save and --defences go with one IMAGE, not with --dataset"}
+	case image && f.noQuantize:
+		return usageError{"--no-quantize goes with --dataset: an IMAGE run keeps 8-bit images, as a PNG holds them"}
+	case image && flagGiven(fs, "fuse") && f.fuse == "logits" && len(splitList(f.models)) > 1:
+		return usageError{"an IMAGE run attacks an ensemble by averaging losses (as the explorer does): --fuse logits goes with --dataset"}
 	case f.n < 1 || f.n > 10000:
 		return usageError{"--n must be between 1 and 10000"}
 	case f.batch < 1 || f.batch > 10000:
@@ -99,11 +107,7 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case f.fuse != "logits" && f.fuse != "losses":
 		return usageError{"--fuse must be logits or losses"}
 	}
-	seedSet := false
-	fs.Visit(func(fl *flag.Flag) { seedSet = seedSet || fl.Name == "seed" })
-	if !seedSet {
-		f.seed = rand.Int64N(1 << 31)
-	}
+	f.seed = seedFrom(fs, f.seed)
 	cfg, err := f.config()
 	if err != nil {
 		return usageError{err.Error()}
@@ -133,17 +137,25 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	contract := entries[surNames[0]].Input
 	for _, n := range surNames[1:] {
-		if c := entries[n].Input; !sameInputs(c, contract) {
-			return usageError{fmt.Sprintf("%s and %s take different inputs (%s vs %s): an ensemble needs one input form", surNames[0], n, describeInput(contract), describeInput(c))}
+		if c := entries[n].Input; !c.SameTensor(contract) {
+			return usageError{fmt.Sprintf("%s and %s take different inputs (%s vs %s): an ensemble needs one input form", surNames[0], n, contract.Describe(), c.Describe())}
 		}
 	}
 	cfg.Range = contract.PixelRange()
-	cfg.Layout = contract.Layout
-	if cfg.Layout == "" {
-		cfg.Layout = "NCHW"
-	}
+	cfg.Layout = contract.TensorLayout()
 	if err := cfg.Defaults().Validate(); err != nil {
 		return usageError{err.Error()}
+	}
+	if err := resolveTarget(&cfg, f.target, entries[surNames[0]], len(entries[surNames[0]].Labels)); err != nil {
+		return usageError{err.Error()}
+	}
+	fuse := f.fuse
+	if image {
+		fuse = "losses"
+	}
+	evalNames, err := f.evalModels(classifiers, surNames, fuse)
+	if err != nil {
+		return err
 	}
 
 	rt, err := rf.open(f.threads)
@@ -151,32 +163,21 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer rt.Close()
-	loaded := map[string]*attack.ONNXModel{}
-	load := func(name string) (*attack.ONNXModel, error) {
-		if m := loaded[name]; m != nil {
-			return m, nil
-		}
-		m, err := attack.LoadModel(ctx, rt, src, entries[name])
-		if err != nil {
-			return nil, err
-		}
-		loaded[name] = m
-		return m, nil
+	// The process's zoo: each model read, checksummed and opened once, on first use.
+	z := zoo.Open(rt, inference.ModelSource{Name: srcName, FS: src})
+	defer z.Close()
+	if image {
+		return attackImage(ctx, z, cfg, surNames, evalNames, pos[0], f, stdout, stderr)
 	}
-	defer func() {
-		for _, m := range loaded {
-			m.Close()
-		}
-	}()
 
 	req := attack.Request{}
 	var members []*attack.ONNXModel
 	for _, n := range surNames {
-		m, err := load(n)
+		m, err := z.Get(ctx, n)
 		if err != nil {
 			return err
 		}
-		members = append(members, m)
+		members = append(members, m.Net())
 	}
 	if len(members) > 1 && f.fuse == "logits" {
 		ens, err := attack.NewEnsemble(ctx, rt, strings.Join(surNames, "+"), members)
@@ -190,30 +191,19 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			req.Surrogates = append(req.Surrogates, attack.Model{Name: m.Name(), Net: m})
 		}
 	}
-	if err := resolveTarget(&cfg, f.target, entries[surNames[0]], members[0].Classes()); err != nil {
-		return usageError{err.Error()}
-	}
-	evalNames, err := f.evalModels(classifiers, surNames, f.fuse)
-	if err != nil {
-		return err
-	}
 	for _, n := range evalNames {
-		if !sameInputs(entries[n].Input, contract) {
-			fmt.Fprintf(stderr, "not judging on %s: it takes %s, the attacked model %s\n", n, describeInput(entries[n].Input), describeInput(contract))
+		if !entries[n].Input.SameTensor(contract) {
+			fmt.Fprintf(stderr, "not judging on %s: it takes %s, the attacked model %s\n", n, entries[n].Input.Describe(), contract.Describe())
 			continue
 		}
-		m, err := load(n)
+		m, err := z.Get(ctx, n)
 		if err != nil {
 			fmt.Fprintf(stderr, "not judging on %s: %v\n", n, err)
 			continue
 		}
-		req.Others = append(req.Others, attack.Model{Name: n, Net: m})
+		req.Others = append(req.Others, attack.Model{Name: n, Net: m.Net()})
 	}
-
-	if f.dataset != "" {
-		return attackDataset(ctx, cfg, req, contract, f, stdout, stderr)
-	}
-	return attackImage(ctx, cfg, req, contract, pos[0], f, stdout, stderr)
+	return attackDataset(ctx, cfg, req, contract, f, stdout, stderr)
 }
 
 // config turns the flags into an attack configuration (range and layout come later).
@@ -283,7 +273,7 @@ func resolveTarget(cfg *attack.Config, s string, e inference.ModelEntry, classes
 	}
 	cfg.Target = attack.TargetClass
 	if k, err := strconv.Atoi(s); err == nil {
-		if k < 0 || k >= classes {
+		if k < 0 || (classes > 0 && k >= classes) { // 0: unknown until the model loads (the attack checks then)
 			return fmt.Errorf("--target %d: the model has classes 0..%d", k, classes-1)
 		}
 		cfg.TargetClass = k
@@ -317,91 +307,173 @@ func readManifest(src fs.FS, name string) (*inference.Manifest, error) {
 	return m, nil
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" && !slices.Contains(out, p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// sameInputs reports whether two models take the same tensor for an image (mean/std
-// are folded into the graphs, so they may differ).
-func sameInputs(a, b inference.InputContract) bool {
-	la, lb := a.Layout, b.Layout
-	if la == "" {
-		la = "NCHW"
-	}
-	if lb == "" {
-		lb = "NCHW"
-	}
-	return strings.EqualFold(la, lb) && a.Channels == b.Channels && a.Height == b.Height && a.Width == b.Width &&
-		a.PixelRange() == b.PixelRange() && strings.EqualFold(a.Color, b.Color) && a.Resize == b.Resize && a.CropPct == b.CropPct
-}
-
-func describeInput(c inference.InputContract) string {
-	return fmt.Sprintf("%d×%d×%d %s on [%g,%g], resize %s", c.Channels, c.Height, c.Width, c.Color, c.Range[0], c.Range[1], c.Resize)
-}
-
-func attackImage(ctx context.Context, cfg attack.Config, req attack.Request, contract inference.InputContract, path string, f attackFlags, stdout, stderr io.Writer) error {
+// attackImage runs one image through the run engine, as the explorer does: the
+// attacked models and every judging model watch, plus any --defences; the
+// record is what --json prints and what --save stores.
+func attackImage(ctx context.Context, z *zoo.Zoo, cfg attack.Config, surrogates, judges []string, path string, f attackFlags, stdout, stderr io.Writer) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	dec, err := inference.DecodeImage(data, maxImagePixels)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	// The plan keeps ε and the step size as written, in full precision (the record
+	// states them in /255 of the range).
+	eps, _ := parseEps64(f.eps)
+	alpha, _ := parseEps64(f.alpha)
+	plan := engine.Plan{Attack: string(cfg.Method), Eps: eps, Alpha: alpha, Restarts: f.restarts,
+		Momentum: f.momentum, NoRandomStart: f.noRandomStart, DiversityProb: f.diProb, DiversityMin: f.diMin, SquareP: f.squareP,
+		Target: string(cfg.Target), TargetClass: cfg.TargetClass, Seed: cfg.Seed, Models: surrogates,
+		Image: engine.ImageRef{Source: "file", Name: filepath.Base(path)}}
+	if cfg.Loss != attack.LossCE {
+		plan.Loss = string(cfg.Loss)
 	}
-	pc := contract.Unnormalized()
-	pre, err := inference.Preprocess(dec.Image, pc)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	if cfg.Method.BlackBox() {
+		plan.Steps = f.queries
+	} else if cfg.Method != attack.FGSM {
+		plan.Steps = f.steps
 	}
-	req.Images = pre.Tensor
 	if f.label >= 0 {
-		req.Labels = []int{f.label}
+		label := f.label
+		plan.Label = &label
 	}
-	res, err := attack.Run(ctx, cfg, req, nil)
+	for _, n := range append(append([]string(nil), surrogates...), judges...) {
+		if !slices.ContainsFunc(plan.Defences, func(d engine.Defence) bool { return d.Model == n }) {
+			plan.Defences = append(plan.Defences, engine.Defence{Model: n})
+		}
+	}
+	for _, spec := range splitList(f.defences) {
+		model, kind, param, err := sweep.ParseDefence(spec)
+		if err != nil {
+			return usageError{"--defences: " + err.Error()}
+		}
+		plan.Defences = append(plan.Defences, engine.Defence{Model: model, Transform: kind, Param: param})
+	}
+	// A classifier that cannot watch (another number of channels) is left out with a note.
+	from, _ := z.Entry(surrogates[0])
+	kept := plan.Defences[:0]
+	for _, d := range plan.Defences {
+		if e, ok := z.Entry(d.Model); ok && e.Input.Channels != from.Input.Channels {
+			fmt.Fprintf(stderr, "not judging on %s: it takes %s, the attacked model %s\n", d.Model, e.Input.Describe(), from.Input.Describe())
+			continue
+		}
+		kept = append(kept, d)
+	}
+	plan.Defences = kept
+	p, err := engine.Prepare(ctx, z, plan, engine.Image{Ref: plan.Image, Data: data, MaxPixels: maxImagePixels}, engine.CLILimits)
+	if err != nil {
+		var ie *inference.ImageError
+		if errors.As(err, &ie) {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		return err
+	}
+	rec, err := p.Run(ctx, nil)
 	if err != nil {
 		return err
 	}
 	if f.out != "" {
-		img, err := inference.TensorImage(res.Adv, pc)
-		if err != nil {
-			return err
-		}
-		if err := writePNG(f.out, img); err != nil {
+		if err := writePNG(f.out, rec.Grid().Image(rec.Adv)); err != nil {
 			return err
 		}
 	}
-	if f.jsonOut {
-		return writeJSON(stdout, imageReport(res, path, f.out))
+	e, err := rec.Entry()
+	if err != nil {
+		return err
 	}
-	c := res.Config
-	fmt.Fprintf(stdout, "%s on %s: ε %s, %s; seed %d\n", c.Method, req.Surrogates[0].Name+moreNames(req.Surrogates), attack.FormatEps(c.Eps, c.Range), describeSteps(c), res.Seed)
-	fmt.Fprintf(stdout, "image %s (%s) → %s\n", path, strings.Join(pre.Steps, "; "), describeInput(contract))
-	if res.Targets != nil {
-		fmt.Fprintf(stdout, "target class %d\n", res.Targets[0])
-	}
-	w := 5
-	for _, m := range res.Models {
-		w = max(w, len(m.Name)+2)
-	}
-	fmt.Fprintf(stdout, "%-*s %6s %6s  %s\n", w, "model", "clean", "adv", "success")
-	for _, m := range res.Models {
-		mark := ""
-		if m.Surrogate {
-			mark = " *"
+	slug := ""
+	if f.save {
+		if slug, err = saveEntry(ctx, f.data, e); err != nil {
+			return err
 		}
-		fmt.Fprintf(stdout, "%-*s %6d %6d  %s\n", w, m.Name+mark, m.Clean[0], m.Adv[0], yesNo(m.Success[0]))
 	}
-	printCost(stdout, res)
-	if f.out != "" {
-		fmt.Fprintf(stdout, "wrote %s\n", f.out)
+	report := imageRunReport{Entry: e, Image: path, Output: f.out, Slug: slug}
+	return f.output.write(stdout, report, nil, func(w io.Writer) { printAttackImage(w, rec, path, f.out, slug) })
+}
+
+// imageRunReport is an IMAGE run as --json prints it: the gallery record the
+// engine made (its params hold the plan that replays it), and where things went.
+type imageRunReport struct {
+	Entry  *gallery.Entry `json:"entry"`
+	Image  string         `json:"image"`
+	Output string         `json:"output,omitempty"`
+	Slug   string         `json:"slug,omitempty"`
+}
+
+// saveEntry stores a record in the gallery under dataDir and returns its slug.
+func saveEntry(ctx context.Context, dataDir string, e *gallery.Entry) (string, error) {
+	store, err := gallery.Open(ctx, filepath.Join(dataDir, gallery.FileName))
+	if err != nil {
+		return "", err
 	}
-	return nil
+	defer store.Close()
+	rec, err := store.Save(ctx, e)
+	if err != nil {
+		return "", err
+	}
+	return rec.Slug, nil
+}
+
+// printAttackImage is one image's run for people: each defence's clean and
+// adversarial prediction, then the distance and the cost.
+func printAttackImage(w io.Writer, rec *engine.Record, path, outPNG, slug string) {
+	c := rec.Config
+	rng := rec.Grid().Contract().PixelRange()
+	fmt.Fprintf(w, "%s on %s: ε %s, %s; seed %d\n", c.Method, strings.Join(rec.Plan.Models, "+"), attack.FormatEps(c.Eps, c.Range), describeSteps(c), rec.Plan.Seed)
+	fmt.Fprintf(w, "image %s (%s) → %s\n", path, strings.Join(rec.Crop, "; "), rec.Input)
+	fmt.Fprintf(w, "true class %s", labelOf(rec.Labels, rec.Label))
+	if rec.Target >= 0 {
+		fmt.Fprintf(w, ", target class %s", labelOf(rec.Labels, rec.Target))
+	}
+	fmt.Fprintln(w)
+	t := newTable("model", "clean", "adv", "success")
+	for _, d := range rec.Defences {
+		name := d.Name
+		if slices.Contains(rec.Plan.Models, d.Name) {
+			name += " *"
+		}
+		if len(d.Clean) == 0 || len(d.Adv) == 0 {
+			t.add(name, "—", "—", "error: "+d.CleanErr+d.AdvErr)
+			continue
+		}
+		success := d.Adv[0].Index != rec.Label
+		if rec.Target >= 0 {
+			success = d.Adv[0].Index == rec.Target
+		}
+		t.add(name, d.Clean[0].Label, d.Adv[0].Label, yesNo(success))
+	}
+	t.write(w)
+	fmt.Fprintf(w, "* attacked. L∞ %d/255 (%s) after quantisation, L2 %.4g; %d steps in %.0f ms; runs on %s\n", rec.Linf,
+		attack.FormatEps(float32(float64(rec.Linf)/255*float64(rng[1]-rng[0])), rng), rec.L2, rec.StepsRun, rec.Timings["attack_ms"], providersText(rec.Providers))
+	if outPNG != "" {
+		fmt.Fprintf(w, "wrote %s\n", outPNG)
+	}
+	if slug != "" {
+		fmt.Fprintf(w, "saved as gallery entry %s (gibbon rerun %s replays it)\n", slug, slug)
+	}
+}
+
+func labelOf(labels []string, k int) string {
+	if k >= 0 && k < len(labels) {
+		return labels[k]
+	}
+	return strconv.Itoa(k)
+}
+
+// providersText says where a run's passes ran: "cpu", or each model's pass.
+func providersText(ps []engine.PassProvider) string {
+	var eps []string
+	for _, p := range ps {
+		if !slices.Contains(eps, p.EP) {
+			eps = append(eps, p.EP)
+		}
+	}
+	if len(eps) == 1 {
+		return eps[0]
+	}
+	var parts []string
+	for _, p := range ps {
+		parts = append(parts, p.Model+" "+p.Pass+": "+p.EP)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func moreNames(ms []attack.Model) string {
@@ -433,28 +505,6 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-func printCost(w io.Writer, res *attack.Result) {
-	fwd, bwd := res.PassesPerImage()
-	q := ""
-	if res.Queries != nil {
-		var s int
-		for _, v := range res.Queries {
-			s += v
-		}
-		q = fmt.Sprintf(", %.1f queries", float64(s)/float64(len(res.Queries)))
-	}
-	grid := ""
-	if res.OffGrid > 0 {
-		grid = fmt.Sprintf(" (%d values kept off the 8-bit grid)", res.OffGrid)
-	}
-	var l2 float64
-	for _, v := range res.L2 {
-		l2 += float64(v)
-	}
-	fmt.Fprintf(w, "L∞ %s after quantisation%s, mean L2 %.4g; per image %.1f forward + %.1f backward passes%s; %s\n",
-		attack.FormatEps(res.LinfMax, res.Config.Range), grid, l2/float64(len(res.L2)), fwd, bwd, q, res.Wall.Round(time.Millisecond))
-}
-
 // writePNG writes atomically: nothing half-written is left behind.
 func writePNG(path string, img image.Image) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".gibbon-*.png")
@@ -470,12 +520,6 @@ func writePNG(path string, img image.Image) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // attackReport is the JSON form of an attack's outcome.
@@ -579,20 +623,9 @@ func (t *tally) report(cfg attack.Config) attackReport {
 	return r
 }
 
-func imageReport(res *attack.Result, path, out string) attackReport {
-	var t tally
-	t.add(res)
-	r := t.report(res.Config)
-	r.Image, r.Output, r.Targets = path, out, res.Targets
-	for k, m := range res.Models {
-		r.Models[k].CleanPred, r.Models[k].AdvPred = &m.Clean[0], &m.Adv[0]
-	}
-	return r
-}
-
 func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, contract inference.InputContract, f attackFlags, stdout, stderr io.Writer) error {
 	if contract.Channels != 1 || contract.Height != mnist.Rows || contract.Width != mnist.Cols {
-		return usageError{fmt.Sprintf("mnist-test holds 28×28 gray digits; the attacked model takes %s", describeInput(contract))}
+		return usageError{fmt.Sprintf("mnist-test holds 28×28 gray digits; the attacked model takes %s", contract.Describe())}
 	}
 	test, err := mnist.LoadTest(ctx)
 	if err != nil {
@@ -634,21 +667,20 @@ func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, c
 	bar.done()
 	rep := t.report(cfg.Defaults())
 	rep.Dataset = f.dataset
-	if f.jsonOut {
-		return writeJSON(stdout, rep)
-	}
+	return f.output.write(stdout, rep, nil, func(w io.Writer) { printAttackDataset(w, rep, req) })
+}
+
+// printAttackDataset is a data set's attack for people: each model's accuracy
+// before and after, and its success rate.
+func printAttackDataset(w io.Writer, rep attackReport, req attack.Request) {
 	c := rep.Attack
-	fmt.Fprintf(stdout, "%s on %s: ε %s, %s; %d MNIST test images; seed %d\n", c.Method, req.Surrogates[0].Name+moreNames(req.Surrogates),
+	fmt.Fprintf(w, "%s on %s: ε %s, %s; %d MNIST test images; seed %d\n", c.Method, req.Surrogates[0].Name+moreNames(req.Surrogates),
 		rep.Eps, describeSteps(c), rep.N, rep.Seed)
 	what := "success (prediction ≠ label)"
 	if c.Target != attack.Untargeted {
 		what = "success (prediction = target)"
 	}
-	w := 5
-	for _, m := range rep.Models {
-		w = max(w, len(m.Name)+len(" (transfer)"))
-	}
-	fmt.Fprintf(stdout, "%-*s %10s %10s %10s\n", w, "model", "clean acc", "adv acc", "success")
+	t := newNumberTable("model", "clean acc", "adv acc", "success")
 	for _, m := range rep.Models {
 		name := m.Name
 		if m.Surrogate {
@@ -656,16 +688,16 @@ func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, c
 		} else {
 			name += " (transfer)"
 		}
-		fmt.Fprintf(stdout, "%-*s %9.1f%% %9.1f%% %9.1f%%\n", w, name, 100*m.CleanAccuracy, 100*m.AdvAccuracy, 100*m.SuccessRate)
+		t.addf("%s\t%.1f%%\t%.1f%%\t%.1f%%", name, 100*m.CleanAccuracy, 100*m.AdvAccuracy, 100*m.SuccessRate)
 	}
-	fmt.Fprintf(stdout, "* attacked; %s\n", what)
+	t.write(w)
+	fmt.Fprintf(w, "* attacked; %s\n", what)
 	q := ""
 	if rep.Queries > 0 {
 		q = fmt.Sprintf(", %.1f queries", rep.Queries)
 	}
-	fmt.Fprintf(stdout, "L∞ ≤ %s after quantisation, mean L2 %.4g; per image %.1f forward + %.1f backward passes%s; %.1f s, %.1f images/s\n",
+	fmt.Fprintf(w, "L∞ ≤ %s after quantisation, mean L2 %.4g; per image %.1f forward + %.1f backward passes%s; %.1f s, %.1f images/s\n",
 		attack.FormatEps(rep.LinfMax, c.Range), rep.MeanL2, rep.Forward, rep.Backward, q, rep.WallSeconds, rep.ImagesPerSec)
-	return nil
 }
 
 // progressBar redraws one line on w: "attack [=====>    ] 400/1000 12.3 img/s".
@@ -705,3 +737,25 @@ func (p *progressBar) draw(n int) {
 }
 
 func (p *progressBar) done() { fmt.Fprintln(p.w) }
+
+// parseEps64 reads a budget like attack.ParseEps ("0.3" or "8/255"), in float64;
+// "" is 0.
+func parseEps64(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	num, den, frac := strings.Cut(s, "/")
+	a, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil {
+		return 0, err
+	}
+	if frac {
+		b, err := strconv.ParseFloat(strings.TrimSpace(den), 64)
+		if err != nil || b == 0 {
+			return 0, fmt.Errorf("not a fraction: %q", s)
+		}
+		a /= b
+	}
+	return a, nil
+}

@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	"gibbon/inference"
 	"gibbon/inference/archs"
 	"gibbon/inference/autodiff"
 	"gibbon/inference/autodiff/gradbench"
@@ -26,18 +27,15 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench grad", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon bench grad [flags]")
-		fmt.Fprintln(stderr, "Times each model's gradient graph (cross-entropy loss, input gradient: one attack")
-		fmt.Fprintln(stderr, "step) against its forward pass, alternating runs so that load from other processes")
-		fmt.Fprintln(stderr, "touches both alike; prints medians and the median per-pair ratio. Models (random")
-		fmt.Fprintln(stderr, "weights, built in Go):")
-		for _, a := range archs.All() {
-			fmt.Fprintf(stderr, "  %-12s %s\n", a.Name, a.Description)
-		}
-		fs.PrintDefaults()
+	usage := []string{"Usage: gibbon bench grad [flags]",
+		"Times each model's gradient graph (cross-entropy loss, input gradient: one attack",
+		"step) against its forward pass, alternating runs so that load from other processes",
+		"touches both alike; prints medians and the median per-pair ratio. Models (random",
+		"weights, built in Go):"}
+	for _, a := range archs.All() {
+		usage = append(usage, fmt.Sprintf("  %-12s %s", a.Name, a.Description))
 	}
+	fs := newFlagSet("bench grad", stderr, usage...)
 	arch := fs.String("arch", strings.Join(archList(), ","), "comma-separated models to time")
 	batch := fs.Int("batch", 1, "images per run")
 	reps := fs.Int("reps", 5, "timed forward/gradient pairs per model")
@@ -47,11 +45,8 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	seed := fs.Uint64("seed", 1, "weight seed")
 	target := fs.String("target", "auto", "gradient graph forms, comma-separated to time several: cpu (MaxPool by its Indices), gpu (by a mask, as GPU providers run it whole), auto (those of the provider --ep starts)")
 	rf := addRuntimeFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("bench grad takes no arguments (got %q); pick models with --arch", fs.Args())}
 	}
 	switch {
 	case *batch < 1 || *batch > 256:
@@ -63,16 +58,9 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *top < 1:
 		return usageError{"--top must be at least 1"}
 	}
-	var picked []archs.Arch
-	for _, n := range strings.Split(*arch, ",") {
-		if n = strings.TrimSpace(n); n == "" {
-			continue
-		}
-		a, err := archs.Get(n)
-		if err != nil {
-			return usageError{"--arch: " + err.Error()}
-		}
-		picked = append(picked, a)
+	picked, err := pickArchs(*arch)
+	if err != nil {
+		return err
 	}
 	if len(picked) == 0 {
 		return usageError{"--arch names no model"}
@@ -95,13 +83,8 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var results []*gradbench.Result
 	for _, a := range picked {
 		for _, t := range targets {
-			name := a.Name
-			if t != autodiff.TargetAuto {
-				name += " (" + t.String() + " forms)"
-			}
-			fmt.Fprintf(stderr, "%s: building and timing...\n", name)
 			opts.Target = t
-			r, err := gradbench.Measure(ctx, rt, name, a.Build(*seed), opts)
+			r, err := measureGrad(ctx, rt, a, *seed, opts, stderr)
 			if err != nil {
 				return err
 			}
@@ -111,23 +94,46 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return printGradBench(stdout, results, *profile, *top)
 }
 
+// pickArchs reads --arch: architectures built in Go, by name.
+func pickArchs(list string) ([]archs.Arch, error) {
+	var picked []archs.Arch
+	for _, n := range splitList(list) {
+		a, err := archs.Get(n)
+		if err != nil {
+			return nil, usageError{"--arch: " + err.Error()}
+		}
+		picked = append(picked, a)
+	}
+	return picked, nil
+}
+
+// measureGrad times architecture a's gradient graph in opts.Target's forms.
+func measureGrad(ctx context.Context, rt *inference.Runtime, a archs.Arch, seed uint64, opts gradbench.Options, log io.Writer) (*gradbench.Result, error) {
+	name := a.Name
+	if opts.Target != autodiff.TargetAuto {
+		name += " (" + opts.Target.String() + " forms)"
+	}
+	fmt.Fprintf(log, "%s: building and timing...\n", name)
+	return gradbench.Measure(ctx, rt, name, a.Build(seed), opts)
+}
+
 // printGradBench writes the summary table, then with profiles one table per model of
 // the op types that take the gradient graph's time.
 func printGradBench(w io.Writer, results []*gradbench.Result, profile bool, top int) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := "model\tbatch\tfwd ms\tfwd+bwd ms\tratio\tratio (wall)\t"
+	t := newNumberTable("model", "batch", "fwd ms", "fwd+bwd ms", "ratio", "ratio (wall)")
 	if profile {
-		head += "ratio (kernels)\t"
+		t.rows[0] = append(t.rows[0], "ratio (kernels)")
 	}
-	fmt.Fprintln(tw, head+"nodes fwd/grad\tbuild s\t")
+	t.rows[0] = append(t.rows[0], "nodes fwd/grad", "build s")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.2f\t%.2f\t", r.Name, r.Batch, ms(r.Forward), ms(r.Grad), r.Ratio, r.RatioWall)
+		row := []string{r.Name, strconv.Itoa(r.Batch), fmt.Sprintf("%.1f", ms(r.Forward)), fmt.Sprintf("%.1f", ms(r.Grad)),
+			fmt.Sprintf("%.2f", r.Ratio), fmt.Sprintf("%.2f", r.RatioWall)}
 		if profile {
-			fmt.Fprintf(tw, "%.2f\t", kernelTime(r.GradOps)/kernelTime(r.ForwardOps))
+			row = append(row, fmt.Sprintf("%.2f", kernelTime(r.GradOps)/kernelTime(r.ForwardOps)))
 		}
-		fmt.Fprintf(tw, "%d/%d\t%.1f\t\n", r.ForwardNodes, r.GradNodes, r.Build.Seconds())
+		t.add(append(row, fmt.Sprintf("%d/%d", r.ForwardNodes, r.GradNodes), fmt.Sprintf("%.1f", r.Build.Seconds()))...)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := t.write(w); err != nil {
 		return err
 	}
 	if len(results) > 0 && results[0].HasCPU {
@@ -142,8 +148,7 @@ func printGradBench(w io.Writer, results []*gradbench.Result, profile bool, top 
 			fwd[o.Op] = o.Time
 		}
 		fmt.Fprintf(w, "\n%s: kernel time per run by op type (ONNX Runtime profiler, each node at its fastest run)\n", r.Name)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "op\tforward ms\tgradient graph ms\tshare\tnodes\t")
+		t := newNumberTable("op", "forward ms", "gradient graph ms", "share", "nodes")
 		for i, o := range r.GradOps {
 			if i == top {
 				break
@@ -152,10 +157,10 @@ func printGradBench(w io.Writer, results []*gradbench.Result, profile bool, top 
 			if d, ok := fwd[o.Op]; ok {
 				f = fmt.Sprintf("%.2f", ms(d))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.0f%%\t%d\t\n", o.Op, f, ms(o.Time), 100*o.Share, o.Nodes)
+			t.addf("%s\t%s\t%.2f\t%.0f%%\t%d", o.Op, f, ms(o.Time), 100*o.Share, o.Nodes)
 		}
-		fmt.Fprintf(tw, "all\t%.2f\t%.2f\t\t\t\n", kernelTime(r.ForwardOps)*1e3, kernelTime(r.GradOps)*1e3)
-		if err := tw.Flush(); err != nil {
+		t.addf("all\t%.2f\t%.2f\t\t", kernelTime(r.ForwardOps)*1e3, kernelTime(r.GradOps)*1e3)
+		if err := t.write(w); err != nil {
 			return err
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+
+	"gibbon/inference"
 )
 
 // Main runs the command line args and returns the process's exit code: 0, 1 for
@@ -33,7 +35,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
+			err := c.run(ctx, args[1:], stdout, stderr)
+			if errors.Is(err, inference.ErrInvalid) {
+				return usageError{err.Error()} // a mistake in the command line, found by the domain
+			}
+			return err
 		}
 	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
@@ -68,29 +74,6 @@ func printHelp(w io.Writer) {
 	fmt.Fprintf(w, "  %-14s %s\n", "help", "show this list")
 }
 
-// newFlagSet makes a subcommand's flag set that reports errors instead of exiting.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("gibbon "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
-
-// parseInterspersed parses a command line whose flags may follow its arguments
-// (gibbon attack --model M IMAGE -o out.png) and returns the arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for rest := args; ; {
-		if err := parseFlags(fs, rest); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
-	}
-}
-
 // runFunc runs a command or subcommand.
 type runFunc = func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
@@ -109,15 +92,4 @@ func runSubcommand(ctx context.Context, cmd, usage string, subs map[string]runFu
 		return nil
 	}
 	return usageError{fmt.Sprintf("unknown %s subcommand %q: %s", cmd, args[0], usage)}
-}
-
-// parseFlags parses and turns flag errors into usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	return nil
 }

@@ -19,6 +19,7 @@ func commands() []command {
 		{"runtime", "ONNX Runtime: install the library, info (version, providers), placement of a model's nodes", cmdRuntime},
 		{"grad", "write a classifier's gradient graph: gibbon grad MODEL.onnx -o OUT.onnx [--params a,b] [--loss ce|seed]", cmdGrad},
 		{"attack", "attack a model: one image (-o out.png) or --dataset mnist-test, with success on every model (transfer)", cmdAttack},
+		{"rerun", "replay a saved run from its recorded plan and check it gives the stored result bit for bit: gibbon rerun SLUG|entry.json", cmdRerun},
 		{"gallery", "back up, restore or check the gallery: export DIR, import DIR, check", cmdGallery},
 		{"models", "ImageNet classifiers: list [--available], pull NAME (download, verify, prepare, register)", cmdModels},
 		{"train", "train a built-in MNIST model: gibbon train [--list] NAME (writes models/NAME.onnx and its manifest entry)", cmdTrain},

@@ -11,14 +11,11 @@ import (
 
 // cmdCompete scores attacks against defences as the NIPS 2017 competition did.
 func cmdCompete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("compete", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon compete [--attacks A,B,...] [--defences D,...] [--model M] [--n 500] [flags]")
-		fmt.Fprintln(stderr, "Every untargeted attack against every defence, as in the NIPS 2017 competition: batches of images,")
-		fmt.Fprintln(stderr, "each with a budget drawn from --eps; an attack scores the misclassifications it causes summed over")
-		fmt.Fprintln(stderr, "defences, a defence its correct answers summed over attacks.")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("compete", stderr,
+		"Usage: gibbon compete [--attacks A,B,...] [--defences D,...] [--model M] [--n 500] [flags]",
+		"Every untargeted attack against every defence, as in the NIPS 2017 competition: batches of images,",
+		"each with a budget drawn from --eps; an attack scores the misclassifications it causes summed over",
+		"defences, a defence its correct answers summed over attacks.")
 	var f runFlags
 	f.register(fs, sweep.KindCompete)
 	attacks := fs.String("attacks", "", "methods, or net:NAME for attack networks, comma-separated (default: noise, fgsm, pgd, mi-fgsm and every attack network)")
@@ -81,6 +78,6 @@ func printMatrix(w io.Writer, m *sweep.Matrix, plan *sweep.Plan) {
 		clean = append(clean, strconv.Itoa(d.CleanCorrect))
 	}
 	rows = append(rows, score, rank, clean)
-	printColumns(w, rows)
+	(&table{rows: rows}).write(w)
 	fmt.Fprintf(w, "%.1f s\n", m.WallSeconds)
 }

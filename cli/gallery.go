@@ -5,46 +5,49 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"gibbon/gallery"
+	"gibbon/inference"
+	"gibbon/inference/engine"
 )
 
 // cmdGallery backs up, restores and checks the gallery file (DATA/gallery.db).
 func cmdGallery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := func() {
-		fmt.Fprintln(stderr, "Usage: gibbon gallery export [--data DIR] OUTDIR   write every entry and image to a new directory")
-		fmt.Fprintln(stderr, "       gibbon gallery import [--data DIR] INDIR    add the entries of an export (existing slugs are kept)")
-		fmt.Fprintln(stderr, "       gibbon gallery check  [--data DIR]          verify the file and that every entry is whole")
-	}
+	usage := []string{"Usage: gibbon gallery export [--data DIR] OUTDIR   write every entry and image to a new directory",
+		"       gibbon gallery import [--data DIR] INDIR    add the entries of an export (existing slugs are kept)",
+		"       gibbon gallery check  [--data DIR] [--reproduce [--models DIR]]",
+		"                                                   verify the file and that every entry is whole;",
+		"                                                   --reproduce also replays every run from its plan"}
+	printUsage := func() { fmt.Fprintln(stderr, strings.Join(usage, "\n")) }
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage()
+		printUsage()
 		if len(args) == 0 {
 			return usageError{"gallery needs a subcommand: export, import or check"}
 		}
 		return nil
 	}
 	sub := args[0]
-	fs := newFlagSet("gallery "+sub, stderr)
-	fs.Usage = func() { usage(); fs.PrintDefaults() }
-	data := fs.String("data", "data", "Gibbon's data directory (the gallery is "+gallery.FileName+" inside)")
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
-	}
-	wantArgs := 1
 	switch sub {
-	case "export", "import":
-	case "check":
-		wantArgs = 0
+	case "export", "import", "check":
 	default:
-		usage()
+		printUsage()
 		return usageError{fmt.Sprintf("unknown gallery subcommand %q (export, import or check)", sub)}
 	}
-	if fs.NArg() != wantArgs {
-		if wantArgs == 0 {
-			return usageError{"gallery check takes no arguments"}
-		}
-		return usageError{fmt.Sprintf("gallery %s needs exactly one directory", sub)}
+	fs := newFlagSet("gallery "+sub, stderr, usage...)
+	data := fs.String("data", "data", "Gibbon's data directory (the gallery is "+gallery.FileName+" inside)")
+	reproduce := fs.Bool("reproduce", false, "check: replay every run from its recorded plan and compare the results")
+	modelsDir := fs.String("models", "", "check --reproduce: a folder of your models, besides the built-in ones")
+	var dir string
+	var err error
+	if sub == "check" {
+		err = parseNoArgs(fs, args[1:])
+	} else {
+		dir, err = parseOneArg(fs, args[1:], "directory")
+	}
+	if err != nil {
+		return err
 	}
 	path := filepath.Join(*data, gallery.FileName)
 	store, err := gallery.Open(ctx, path)
@@ -55,22 +58,81 @@ func cmdGallery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	switch sub {
 	case "export":
-		st, err := store.Export(ctx, fs.Arg(0), progress(stderr, "exporting"))
+		st, err := store.Export(ctx, dir, progress(stderr, "exporting"))
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "exported %d entries and %d images from %s to %s\n", st.Entries, st.Images, path, fs.Arg(0))
+		fmt.Fprintf(stdout, "exported %d entries and %d images from %s to %s\n", st.Entries, st.Images, path, dir)
 	case "import":
-		st, err := store.Import(ctx, fs.Arg(0), progress(stderr, "importing"))
+		st, err := store.Import(ctx, dir, progress(stderr, "importing"))
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "imported %d entries (%d already present) from %s into %s\n", st.Entries, st.Skipped, fs.Arg(0), path)
+		fmt.Fprintf(stdout, "imported %d entries (%d already present) from %s into %s\n", st.Entries, st.Skipped, dir, path)
 	case "check":
 		if err := store.Check(ctx); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", path)
+		if *reproduce {
+			return reproduceGallery(ctx, store, *modelsDir, stdout, stderr)
+		}
+	}
+	return nil
+}
+
+// reproduceGallery replays every run of the gallery and reports each: reproduced,
+// not reproduced (what differs), or not replayable here (which model is missing).
+func reproduceGallery(ctx context.Context, store *gallery.Store, modelsDir string, stdout, stderr io.Writer) error {
+	rt, err := inference.OpenRuntime(inference.RuntimeConfig{Logger: cliLogger(stderr)})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	z, err := replayZoo(rt, modelsDir)
+	if err != nil {
+		return err
+	}
+	defer z.Close()
+	var ok, bad, skipped int
+	opt := gallery.ListOptions{Filter: gallery.Filter{Kind: gallery.KindRun}, Limit: gallery.MaxPageSize}
+	for {
+		page, err := store.List(ctx, opt)
+		if err != nil {
+			return err
+		}
+		for _, s := range page.Entries {
+			e, err := store.Get(ctx, s.Slug)
+			if err != nil {
+				return err
+			}
+			orig, adv, err := store.Images(ctx, e)
+			if err != nil {
+				return err
+			}
+			v, err := engine.Verify(ctx, z, e, orig, adv, engine.CLILimits)
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case err != nil:
+				skipped++
+				fmt.Fprintf(stdout, "%s: %v\n", s.Slug, err)
+			case v.Reproduced:
+				ok++
+				fmt.Fprintf(stdout, "%s: reproduced bit-for-bit\n", s.Slug)
+			default:
+				bad++
+				printVerification(stdout, s.Slug, v)
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		opt.Cursor = page.Next
+	}
+	fmt.Fprintf(stdout, "%d run(s) reproduced, %d not reproduced, %d could not be replayed here\n", ok, bad, skipped)
+	if bad > 0 {
+		return fmt.Errorf("%d run(s) not reproduced", bad)
 	}
 	return nil
 }

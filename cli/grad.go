@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 
-	"gibbon/inference"
 	"gibbon/inference/autodiff"
 	"gibbon/inference/onnx"
 )
@@ -14,14 +12,11 @@ import (
 // cmdGrad writes the gradient model of a classifier so users can inspect it (Netron,
 // onnx.checker) or run it themselves.
 func cmdGrad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("grad", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon grad MODEL.onnx -o OUT.onnx [--params a,b] [--loss ce|seed] [--input NAME] [--no-input-grad]")
-		fmt.Fprintln(stderr, "Writes MODEL's gradient graph: inputs are the model's image plus label_weights [N,C]")
-		fmt.Fprintln(stderr, "(--loss ce) or logit_seed [N,C] (--loss seed) and the --params; outputs are logits,")
-		fmt.Fprintln(stderr, "loss [N], input_grad and grad_<param> (gradients of the loss summed over the batch).")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("grad", stderr,
+		"Usage: gibbon grad MODEL.onnx -o OUT.onnx [--params a,b] [--loss ce|seed] [--input NAME] [--no-input-grad]",
+		"Writes MODEL's gradient graph: inputs are the model's image plus label_weights [N,C]",
+		"(--loss ce) or logit_seed [N,C] (--loss seed) and the --params; outputs are logits,",
+		"loss [N], input_grad and grad_<param> (gradients of the loss summed over the batch).")
 	out := fs.String("o", "", "where to write the gradient model (required)")
 	params := fs.String("params", "", "comma-separated initializers to differentiate (they become inputs)")
 	loss := fs.String("loss", "ce", "ce: softmax cross-entropy with label_weights; seed: sum(logit_seed*logits)")
@@ -39,25 +34,16 @@ func cmdGrad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *out == "" {
 		return usageError{"grad needs -o OUT.onnx"}
 	}
-	opts := autodiff.Options{Input: *input, NoInputGrad: *noInputGrad}
-	switch *loss {
-	case "ce":
-		opts.Loss = autodiff.CrossEntropy
-	case "seed":
-		opts.Loss = autodiff.LogitSeed
-	default:
-		return usageError{fmt.Sprintf("--loss %q: want ce or seed", *loss)}
+	lossKind, err := autodiff.ParseLoss(*loss)
+	if err != nil {
+		return usageError{"--loss: " + err.Error()}
 	}
-	for _, p := range strings.Split(*params, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			opts.Params = append(opts.Params, p)
-		}
-	}
+	opts := autodiff.Options{Input: *input, NoInputGrad: *noInputGrad, Loss: lossKind, Params: splitList(*params)}
 	m, err := onnx.Load(pos[0])
 	if err != nil {
 		return err
 	}
-	rt, err := inference.OpenRuntime(rf.config(1))
+	rt, err := rf.open(1)
 	if err != nil {
 		return err
 	}
@@ -71,26 +57,10 @@ func cmdGrad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "wrote %s: %d nodes (forward %d)\n", *out, len(gm.Graph.Node), len(m.Graph.Node))
 	for _, v := range gm.Graph.Input {
-		fmt.Fprintf(stdout, "  input  %s%s\n", v.GetName(), shapeString(v))
+		fmt.Fprintf(stdout, "  input  %s %s\n", v.GetName(), onnx.ShapeString(v))
 	}
 	for _, v := range gm.Graph.Output {
-		fmt.Fprintf(stdout, "  output %s%s\n", v.GetName(), shapeString(v))
+		fmt.Fprintf(stdout, "  output %s %s\n", v.GetName(), onnx.ShapeString(v))
 	}
 	return nil
-}
-
-func shapeString(v *onnx.ValueInfoProto) string {
-	s := v.GetType().GetTensorType().GetShape()
-	if s == nil {
-		return ""
-	}
-	dims := make([]string, len(s.GetDim()))
-	for i, d := range s.GetDim() {
-		if p := d.GetDimParam(); p != "" {
-			dims[i] = p
-		} else {
-			dims[i] = fmt.Sprint(d.GetDimValue())
-		}
-	}
-	return " [" + strings.Join(dims, ",") + "]"
 }

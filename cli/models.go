@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"gibbon/inference"
 	"gibbon/inference/catalog"
@@ -56,18 +56,12 @@ func (f *modelsDirFlags) resolve() (string, catalog.Catalog, error) {
 
 // modelsDir prints the models directory, for `gibbon serve --models "$(gibbon models dir)"`.
 func modelsDir(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("models dir", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon models dir [--models DIR]")
-		fmt.Fprintln(stderr, "Prints the models directory `gibbon models pull` registers into.")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("models dir", stderr,
+		"Usage: gibbon models dir [--models DIR]",
+		"Prints the models directory `gibbon models pull` registers into.")
 	df := addModelsDirFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return usageError{"models dir takes no arguments"}
 	}
 	dir, _, err := df.resolve()
 	if err != nil {
@@ -78,20 +72,14 @@ func modelsDir(_ context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func modelsList(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("models list", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon models list [--available] [--models DIR] [--catalog FILE]")
-		fmt.Fprintln(stderr, "Lists the models registered in your models directory, or with --available the")
-		fmt.Fprintln(stderr, "ImageNet classifiers `gibbon models pull` can fetch.")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("models list", stderr,
+		"Usage: gibbon models list [--available] [--models DIR] [--catalog FILE]",
+		"Lists the models registered in your models directory, or with --available the",
+		"ImageNet classifiers `gibbon models pull` can fetch.")
 	available := fs.Bool("available", false, "list the catalog of downloadable models instead")
 	df := addModelsDirFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return usageError{"models list takes no arguments"}
 	}
 	dir, cat, err := df.resolve()
 	if err != nil {
@@ -101,85 +89,74 @@ func modelsList(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if *available {
+		return printCatalog(stdout, cat, man, dir)
+	}
+	return printInstalled(stdout, man, dir)
+}
+
+// printCatalog lists the models gibbon models pull can fetch, and which are in man.
+func printCatalog(w io.Writer, cat catalog.Catalog, man *inference.Manifest, dir string) error {
 	installed := map[string]bool{}
 	for _, m := range man.Models {
 		installed[m.Name] = true
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	if *available {
-		fmt.Fprintln(tw, "NAME\tARCHITECTURE\tINPUT\tSIZE\tOPSET\tSTATUS")
-		for _, e := range cat {
-			status := ""
-			switch {
-			case installed[e.Name]:
-				status = "installed"
-			case e.PinRequired():
-				status = "pin required: see pull"
-			}
-			if e.Robust {
-				status = strings.TrimPrefix(status+", adversarially trained", ", ")
-			}
-			size := "?"
-			if e.Size > 0 {
-				size = fmt.Sprintf("%.0f MB", float64(e.Size)/1e6)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", e.Name, e.Architecture, contractText(e.Input), size, e.Opset, status)
+	t := newTable("NAME", "ARCHITECTURE", "INPUT", "SIZE", "OPSET", "STATUS")
+	for _, e := range cat {
+		var status []string
+		switch {
+		case installed[e.Name]:
+			status = append(status, "installed")
+		case e.PinRequired():
+			status = append(status, "pin required: see pull")
 		}
-		if err := tw.Flush(); err != nil {
-			return err
+		if e.Robust {
+			status = append(status, "adversarially trained")
 		}
-		fmt.Fprintf(stdout, "\nPull one with `gibbon models pull NAME` (into %s).\n", dir)
-		return nil
+		size := "?"
+		if e.Size > 0 {
+			size = fmt.Sprintf("%.0f MB", float64(e.Size)/1e6)
+		}
+		t.add(e.Name, e.Architecture, e.Input.Describe(), size, strconv.Itoa(e.Opset), strings.Join(status, ", "))
 	}
+	if err := t.write(w); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nPull one with `gibbon models pull NAME` (into %s).\n", dir)
+	return nil
+}
+
+// printInstalled lists the models of dir's manifest.
+func printInstalled(w io.Writer, man *inference.Manifest, dir string) error {
 	if len(man.Models) == 0 {
-		fmt.Fprintf(stdout, "No models in %s yet: `gibbon models list --available` shows what `gibbon models pull` can fetch.\n", dir)
+		fmt.Fprintf(w, "No models in %s yet: `gibbon models list --available` shows what `gibbon models pull` can fetch.\n", dir)
 		return nil
 	}
-	fmt.Fprintln(tw, "NAME\tARCHITECTURE\tINPUT\tOUTPUT\tFILE")
+	t := newTable("NAME", "ARCHITECTURE", "INPUT", "OUTPUT", "FILE")
 	for _, m := range man.Models {
 		out := "logits"
 		if !m.OutputsLogits {
 			out = "probabilities"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Architecture, contractText(m.Input), out, m.File)
+		t.add(m.Name, m.Architecture, m.Input.Describe(), out, m.File)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := t.write(w); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\n%d model(s) in %s\n", len(man.Models), filepath.Join(dir, catalog.ManifestFile))
+	fmt.Fprintf(w, "\n%d model(s) in %s\n", len(man.Models), filepath.Join(dir, catalog.ManifestFile))
 	return nil
 }
 
-// contractText is a short description of an input contract: "224 NCHW RGB [0,1] crop 0.875 bicubic".
-func contractText(c inference.InputContract) string {
-	s := fmt.Sprintf("%d %s %s [%g,%g]", c.Height, c.Layout, c.Color, c.Range[0], c.Range[1])
-	if c.Height != c.Width {
-		s = fmt.Sprintf("%dx%d %s %s [%g,%g]", c.Width, c.Height, c.Layout, c.Color, c.Range[0], c.Range[1])
-	}
-	if c.Resize == inference.ResizeCrop {
-		s += fmt.Sprintf(" crop %g", c.CropPct)
-	} else {
-		s += " " + c.Resize
-	}
-	if c.Interp != "" {
-		s += " " + c.Interp
-	}
-	return s
-}
-
 func modelsPull(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("models pull", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon models pull [--models DIR] NAME...")
-		fmt.Fprintln(stderr, "       gibbon models pull --from FILE [--sha256 HASH] NAME")
-		fmt.Fprintln(stderr, "Downloads a catalog model (resuming an interrupted download), checks its SHA-256,")
-		fmt.Fprintln(stderr, "prepares it (opset upgrade, dynamic batch, Softmax detection, each checked by running")
-		fmt.Fprintln(stderr, "it in ONNX Runtime) and registers it in DIR/manifest.json with its preprocessing and")
-		fmt.Fprintln(stderr, "the ImageNet labels. --from imports a file you already have; models the catalog")
-		fmt.Fprintln(stderr, "lists as \"pin required\" need --sha256 with a checksum you verified.")
-		fmt.Fprintln(stderr, "Names: gibbon models list --available")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("models pull", stderr,
+		"Usage: gibbon models pull [--models DIR] NAME...",
+		"       gibbon models pull --from FILE [--sha256 HASH] NAME",
+		"Downloads a catalog model (resuming an interrupted download), checks its SHA-256,",
+		"prepares it (opset upgrade, dynamic batch, Softmax detection, each checked by running",
+		"it in ONNX Runtime) and registers it in DIR/manifest.json with its preprocessing and",
+		"the ImageNet labels. --from imports a file you already have; models the catalog",
+		"lists as \"pin required\" need --sha256 with a checksum you verified.",
+		"Names: gibbon models list --available")
 	from := fs.String("from", "", "import this local .onnx file instead of downloading")
 	sum := fs.String("sha256", "", "the file's SHA-256, verified by you (needed for pin-required models)")
 	df := addModelsDirFlags(fs)
@@ -198,40 +175,15 @@ func modelsPull(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	entries := make([]*catalog.Entry, len(names))
-	for i, n := range names {
-		e, ok := cat.Lookup(n)
-		if !ok {
-			return usageError{fmt.Sprintf("unknown model %q: `gibbon models list --available` shows the catalog (%s)", n, strings.Join(cat.Names(), ", "))}
-		}
-		entries[i] = e
+	entries, err := cat.Pick(names)
+	if err != nil {
+		return err
 	}
-
-	var rt *inference.Runtime
-	defer func() {
-		if rt != nil {
-			rt.Close()
-		}
-	}()
-	opt := catalog.Options{
-		Dir: dir, From: *from, SHA256: *sum,
-		Labels: imagenet.Labels(), LabelsFile: imagenet.FileName,
-		Progress: catalog.NewBar(stderr, isTerminal(stderr)), Log: stdout,
-		Runtime: func() (*inference.Runtime, error) {
-			if rt == nil {
-				r, err := inference.OpenRuntime(rf.config(1))
-				if err != nil {
-					return nil, err
-				}
-				rt = r
-			}
-			return rt, nil
-		},
-	}
+	openRT, closeRT := rf.lazy()
+	defer closeRT()
+	opt := catalog.Options{Dir: dir, From: *from, SHA256: *sum, Labels: imagenet.Labels(), LabelsFile: imagenet.FileName,
+		Progress: catalog.NewBar(stderr, isTerminal(stderr)), Log: stdout, Runtime: openRT}
 	for _, e := range entries {
-		if e.Classes != imagenet.NumClasses {
-			return fmt.Errorf("%s has %d classes; `gibbon models pull` registers ImageNet-1k classifiers (%d)", e.Name, e.Classes, imagenet.NumClasses)
-		}
 		res, err := catalog.Pull(ctx, *e, opt)
 		if errors.Is(err, catalog.ErrPinRequired) {
 			return err
@@ -239,22 +191,27 @@ func modelsPull(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return fmt.Errorf("pull %s: %w", e.Name, err)
 		}
-		p := res.Prepared
-		out := "logits"
-		if !p.OutputsLogits {
-			out = "probabilities (ends in Softmax; gradients start at " + p.Logits + ")"
-		}
-		batch := "batch 1 only"
-		if p.BatchDynamic {
-			batch = "any batch"
-		}
-		fmt.Fprintf(stdout, "registered %s in %s\n", e.Name, filepath.Join(dir, catalog.ManifestFile))
-		fmt.Fprintf(stdout, "  file     %s\n", res.Entry.File)
-		fmt.Fprintf(stdout, "  graph    %s, %s, input %q %v, output %s\n", p.Upgrade, batch, p.InputName, p.InputShape, out)
-		fmt.Fprintf(stdout, "  input    %s\n", contractText(res.Entry.Input))
-		for _, n := range p.Notes {
-			fmt.Fprintf(stdout, "  note     %s\n", n)
-		}
+		printPulled(stdout, dir, res)
 	}
 	return nil
+}
+
+// printPulled says what a pull registered and how the model was prepared.
+func printPulled(w io.Writer, dir string, res *catalog.Result) {
+	p := res.Prepared
+	out := "logits"
+	if !p.OutputsLogits {
+		out = "probabilities (ends in Softmax; gradients start at " + p.Logits + ")"
+	}
+	batch := "batch 1 only"
+	if p.BatchDynamic {
+		batch = "any batch"
+	}
+	fmt.Fprintf(w, "registered %s in %s\n", res.Entry.Name, filepath.Join(dir, catalog.ManifestFile))
+	fmt.Fprintf(w, "  file     %s\n", res.Entry.File)
+	fmt.Fprintf(w, "  graph    %s, %s, input %q %v, output %s\n", p.Upgrade, batch, p.InputName, p.InputShape, out)
+	fmt.Fprintf(w, "  input    %s\n", res.Entry.Input.Describe())
+	for _, n := range p.Notes {
+		fmt.Fprintf(w, "  note     %s\n", n)
+	}
 }

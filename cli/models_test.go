@@ -32,7 +32,7 @@ func TestModelsListAvailableShowsTheCatalog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"mobilenetv2-12", "resnet50-v1-12", "efficientnet-lite4-11", "224 NHWC RGB [0,255] crop 0.875",
+	for _, want := range []string{"mobilenetv2-12", "resnet50-v1-12", "efficientnet-lite4-11", "224×224 RGB images on [0,255] (NHWC, crop 0.875",
 		"convit_tiny-opset17", "ens_adv_inception_resnet_v2-opset17", "pin required", "adversarially trained", dir} {
 		if !strings.Contains(out, want) {
 			t.Errorf("list --available lacks %q:\n%s", want, out)

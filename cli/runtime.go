@@ -3,11 +3,9 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -21,48 +19,6 @@ import (
 	"gibbon/models"
 )
 
-// runtimeFlags are the flags of every command that runs models: where the ONNX
-// Runtime library is and which execution provider to use. A provider that does
-// not start falls back with one warning line on the command's stderr.
-type runtimeFlags struct {
-	lib, ep string
-	stderr  io.Writer
-}
-
-func addRuntimeFlags(fs *flag.FlagSet) *runtimeFlags {
-	f := &runtimeFlags{stderr: fs.Output()}
-	fs.StringVar(&f.lib, "ort-lib", "", "`PATH` of an ONNX Runtime "+inference.ORTVersion+" library (default: GIBBON_ORT_LIB, then the one 'gibbon runtime install' put in the cache); a GPU (CUDA) build of that version runs --ep cuda")
-	fs.StringVar(&f.ep, "ep", "", "execution provider: auto (CUDA, else WebGPU, else CPU), cpu, webgpu or cuda (default: GIBBON_EP, else cpu)")
-	return f
-}
-
-func (f *runtimeFlags) config(threads int) inference.RuntimeConfig {
-	return inference.RuntimeConfig{LibPath: f.lib, EP: f.ep, IntraOpThreads: threads, Logger: cliLogger(f.stderr)}
-}
-
-// open opens ONNX Runtime with threads intra-op threads; an unknown --ep is a usage
-// error.
-func (f *runtimeFlags) open(threads int) (*inference.Runtime, error) {
-	if _, err := inference.ResolveEP(f.ep); err != nil {
-		return nil, usageError{err.Error()}
-	}
-	return inference.OpenRuntime(f.config(threads))
-}
-
-// cliLogger writes the runtime's warnings (a provider falling back) to a
-// command's stderr, one line each, without timestamps.
-func cliLogger(w io.Writer) *slog.Logger {
-	if w == nil {
-		w = os.Stderr
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-		if len(groups) == 0 && a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}}))
-}
-
 func cmdRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	usage := "gibbon runtime install | info | placement (gibbon runtime SUBCOMMAND -h for flags)"
 	return runSubcommand(ctx, "runtime", usage, map[string]runFunc{
@@ -71,21 +27,15 @@ func cmdRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func runtimeInstall(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("runtime install", stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: gibbon runtime install [--registry URL]\n")
-		fmt.Fprintf(stderr, "Downloads onnxruntime-node %s from an npm registry, verifies it against the pinned\n", inference.ORTVersion)
-		fmt.Fprintf(stderr, "sha512, and puts this machine's ONNX Runtime library into the user cache. Does nothing\n")
-		fmt.Fprintf(stderr, "when the library is already there and intact.\n")
-		fmt.Fprintf(stderr, "Registry: --registry, then GIBBON_NPM_REGISTRY, npm_config_registry, ~/.npmrc, `npm config get registry`.\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("runtime install", stderr,
+		"Usage: gibbon runtime install [--registry URL]",
+		fmt.Sprintf("Downloads onnxruntime-node %s from an npm registry, verifies it against the pinned", inference.ORTVersion),
+		"sha512, and puts this machine's ONNX Runtime library into the user cache. Does nothing",
+		"when the library is already there and intact.",
+		"Registry: --registry, then GIBBON_NPM_REGISTRY, npm_config_registry, ~/.npmrc, `npm config get registry`.")
 	registry := fs.String("registry", "", "npm registry base URL")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return usageError{"runtime install takes no arguments"}
 	}
 	inst := &ortinstall.Installer{Progress: stderr, Terminal: isTerminal(stderr)}
 	// Already installed: no registry needed, nothing fetched.
@@ -119,22 +69,16 @@ func runtimeInstall(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 func runtimeInfo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("runtime info", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon runtime info [--ort-lib PATH] [--ep EP] [--models DIR] [--grad]")
-		fmt.Fprintln(stderr, "Prints the ONNX Runtime library in use, its version, the execution providers it")
-		fmt.Fprintln(stderr, "offers, and the provider each model's session actually runs on with --ep (the")
-		fmt.Fprintln(stderr, "built-in models, and --models DIR's; --grad also builds their gradient graphs).")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("runtime info", stderr,
+		"Usage: gibbon runtime info [--ort-lib PATH] [--ep EP] [--models DIR] [--grad]",
+		"Prints the ONNX Runtime library in use, its version, the execution providers it",
+		"offers, and the provider each model's session actually runs on with --ep (the",
+		"built-in models, and --models DIR's; --grad also builds their gradient graphs).")
 	rf := addRuntimeFlags(fs)
 	modelsDir := fs.String("models", "", "also load this directory's models (manifest.json), e.g. the one `gibbon models dir` names")
 	grad := fs.Bool("grad", false, "also build each classifier's gradient graph (what attacks run) and say where it runs")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return usageError{"runtime info takes no arguments"}
 	}
 	ep, err := inference.ResolveEP(rf.ep)
 	if err != nil {
@@ -144,15 +88,35 @@ func runtimeInfo(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	line := func(k, v string) { fmt.Fprintf(stdout, "%-10s %s\n", k, v) }
+	if err := printLibrary(lib, rf.lib, line); err != nil {
+		return err
+	}
+	rt, err := inference.OpenRuntime(inference.RuntimeConfig{LibPath: lib, EP: ep, Logger: cliLogger(stderr)})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	s, err := rt.NewSession(probeModel())
+	if err != nil {
+		return fmt.Errorf("test session: %w", err)
+	}
+	defer s.Close()
+	line("ep", ep+" requested; a session runs on "+s.Provider())
+	return printModelProviders(ctx, rt, *modelsDir, *grad, line)
+}
+
+// printLibrary says which library runs (and where it was found: flag, variable or
+// cache), its version, build and providers.
+func printLibrary(lib, flagLib string, line func(k, v string)) error {
 	from := "cache"
 	switch {
-	case rf.lib != "":
+	case flagLib != "":
 		from = "--ort-lib"
 	case os.Getenv("GIBBON_ORT_LIB") != "":
 		from = "GIBBON_ORT_LIB"
 	}
 	info, err := inference.ReadLibraryInfo(lib)
-	line := func(k, v string) { fmt.Fprintf(stdout, "%-10s %s\n", k, v) }
 	line("library", lib+" (from "+from+")")
 	if info.Version != "" {
 		line("version", info.Version)
@@ -173,18 +137,7 @@ func runtimeInfo(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil && info.Version == "" {
 		return fmt.Errorf("%s is not a usable ONNX Runtime library (%v): run `gibbon runtime install`", lib, err)
 	}
-	rt, err := inference.OpenRuntime(inference.RuntimeConfig{LibPath: lib, EP: ep, Logger: cliLogger(stderr)})
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-	s, err := rt.NewSession(probeModel())
-	if err != nil {
-		return fmt.Errorf("test session: %w", err)
-	}
-	defer s.Close()
-	line("ep", ep+" requested; a session runs on "+s.Provider())
-	return printModelProviders(ctx, rt, *modelsDir, *grad, line)
+	return nil
 }
 
 // printModelProviders loads the built-in models (and dir's) and says where each
@@ -248,14 +201,11 @@ func probeModel() []byte {
 }
 
 func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("runtime placement", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon runtime placement [--ep webgpu] [--grad [--target cpu|gpu]] [--nodes] MODEL.onnx|BUILTIN...")
-		fmt.Fprintln(stderr, "       gibbon runtime placement [--ep webgpu] [--grad [--target cpu|gpu]] --builtin")
-		fmt.Fprintln(stderr, "Runs each model once on constant inputs with ONNX Runtime's profiler and reports which")
-		fmt.Fprintln(stderr, "provider ran each node: the nodes a GPU provider hands back to the CPU, and the copies.")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("runtime placement", stderr,
+		"Usage: gibbon runtime placement [--ep webgpu] [--grad [--target cpu|gpu]] [--nodes] MODEL.onnx|BUILTIN...",
+		"       gibbon runtime placement [--ep webgpu] [--grad [--target cpu|gpu]] --builtin",
+		"Runs each model once on constant inputs with ONNX Runtime's profiler and reports which",
+		"provider ran each node: the nodes a GPU provider hands back to the CPU, and the copies.")
 	rf := addRuntimeFlags(fs)
 	builtin := fs.Bool("builtin", false, "report every built-in model")
 	nodes := fs.Bool("nodes", false, "list every node that left the provider, not just their op types")
@@ -270,16 +220,8 @@ func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	names := fs.Args()
 	if *builtin {
-		m, err := builtinManifest()
-		if err != nil {
+		if names, err = builtinNames(names); err != nil {
 			return err
-		}
-		for _, e := range m.Models {
-			names = append(names, e.Name)
-		}
-		if len(names) == 0 {
-			fmt.Fprintln(stdout, "no built-in models yet")
-			return nil
 		}
 	}
 	if len(names) == 0 {
@@ -294,7 +236,7 @@ func runtimePlacement(ctx context.Context, args []string, stdout, stderr io.Writ
 			return err
 		}
 	}
-	rt, err := inference.OpenRuntime(rf.config(1))
+	rt, err := rf.open(1)
 	if err != nil {
 		return err
 	}
@@ -365,6 +307,18 @@ func loadModelArg(arg string) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("%s: no such file or built-in model", arg)
+}
+
+// builtinNames is names and then every built-in model's name.
+func builtinNames(names []string) ([]string, error) {
+	m, err := builtinManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range m.Models {
+		names = append(names, e.Name)
+	}
+	return names, nil
 }
 
 func builtinManifest() (*inference.Manifest, error) {

@@ -46,7 +46,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // parseServeConfig reads flags over environment variables over defaults.
 func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
 	cfg := serveConfig{Server: server.DefaultConfig(), Attack: server.DefaultAttackConfig()}
-	fs := newFlagSet("serve", stderr)
+	fs := newFlagSet("serve", stderr,
+		"Usage: gibbon serve [flags]",
+		"Serves the Gibbon web app with the built-in models (and --models DIR's).",
+		"Every flag can also be set as GIBBON_<FLAG>, e.g. GIBBON_ADDR=:8080 or GIBBON_MAX_UPLOAD=20MB;",
+		"a flag on the command line wins over the variable.")
 	fs.StringVar(&cfg.Addr, "addr", "localhost:8080", "address to listen on, host:port")
 	fs.StringVar(&cfg.DataDir, "data", "./data", "directory for Gibbon's state (created if missing)")
 	fs.StringVar(&cfg.ModelsDir, "models", "", "directory of your own models: a manifest.json, the .onnx files it names, optionally samples/digit-<label>-<k>.png")
@@ -64,13 +68,6 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	fs.IntVar(&a.MaxSteps, "explorer-max-steps", a.MaxSteps, "attack explorer: most steps (or queries) of one run")
 	fs.DurationVar(&a.RunTimeout, "explorer-time-limit", a.RunTimeout, "attack explorer: longest run, e.g. 2m; a run is stopped there")
 	fs.IntVar(&a.MaxSocketsPerClient, "explorer-pages-per-client", a.MaxSocketsPerClient, "attack explorer: pages (websockets) one address may have open (behind a reverse proxy every page comes from its address: raise it)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon serve [flags]")
-		fmt.Fprintln(stderr, "Serves the Gibbon web app with the built-in models (and --models DIR's).")
-		fmt.Fprintln(stderr, "Every flag can also be set as GIBBON_<FLAG>, e.g. GIBBON_ADDR=:8080 or GIBBON_MAX_UPLOAD=20MB;")
-		fmt.Fprintln(stderr, "a flag on the command line wins over the variable.")
-		fs.PrintDefaults()
-	}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "GIBBON_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
@@ -83,11 +80,8 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	if envErr != nil {
 		return cfg, envErr
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return cfg, err
-	}
-	if fs.NArg() != 0 {
-		return cfg, usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
 	}
 	ep, err := inference.ParseEP(cfg.EP)
 	if err != nil {

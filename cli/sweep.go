@@ -12,7 +12,6 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,12 +28,13 @@ import (
 
 // runFlags are the flags sweep, compete and transfer share.
 type runFlags struct {
-	modelsDir, eps, dataset, csvPath, data, title string
-	defences                                      string
-	n, batch, steps, threads                      int
-	seed                                          int64
-	jsonOut, save                                 bool
-	rt                                            *runtimeFlags
+	modelsDir, eps, dataset, data, title string
+	defences                             string
+	n, batch, steps, threads             int
+	seed                                 int64
+	save                                 bool
+	rt                                   *runtimeFlags
+	out                                  *outputFlags
 }
 
 func (f *runFlags) register(fs *flag.FlagSet, kind string) {
@@ -54,8 +54,7 @@ func (f *runFlags) register(fs *flag.FlagSet, kind string) {
 	fs.Int64Var(&f.seed, "seed", 0, "random seed (default: a new one, printed)")
 	fs.IntVar(&f.threads, "threads", 1, "ONNX Runtime intra-op threads")
 	f.rt = addRuntimeFlags(fs)
-	fs.StringVar(&f.csvPath, "csv", "", "also write the results as CSV to this file (- for stdout)")
-	fs.BoolVar(&f.jsonOut, "json", false, "print the results as JSON instead of a table")
+	f.out = addOutputFlags(fs, true)
 	fs.BoolVar(&f.save, "save", false, "save the results to the gallery (DATA/gallery.db) and print the permalink")
 	fs.StringVar(&f.data, "data", "data", "Gibbon's data directory, for --save")
 	fs.StringVar(&f.title, "title", "", "the gallery entry's title, for --save")
@@ -70,12 +69,8 @@ func (f *runFlags) settings(fs *flag.FlagSet, kind string) sweep.Settings {
 // parseOnlyFlags parses the command line of a command that takes no arguments
 // (compete, transfer) and checks the shared flags.
 func (f *runFlags) parseOnlyFlags(fs *flag.FlagSet, args []string) error {
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		name := strings.TrimPrefix(fs.Name(), "gibbon ")
-		return usageError{fmt.Sprintf("%s takes no arguments, only flags (see gibbon %s -h)", name, name)}
 	}
 	if f.threads < 1 {
 		return usageError{"--threads must be at least 1"}
@@ -87,15 +82,8 @@ func (f *runFlags) parseOnlyFlags(fs *flag.FlagSet, args []string) error {
 // the table (unless the CSV went to stdout), and saves it to the gallery on --save.
 func (f *runFlags) report(ctx context.Context, z *cliZoo, plan *sweep.Plan, result any, writeCSV func(io.Writer) error,
 	table func(io.Writer), wallSeconds float64, stdout io.Writer) error {
-	if err := writeCSVFile(f.csvPath, stdout, writeCSV); err != nil {
+	if err := f.out.write(stdout, result, writeCSV, table); err != nil {
 		return err
-	}
-	if f.jsonOut {
-		if err := writeJSON(stdout, result); err != nil {
-			return err
-		}
-	} else if f.csvPath != "-" {
-		table(stdout)
 	}
 	if f.save {
 		return saveRun(ctx, z, plan, *f, result, nil, nil, 0, wallSeconds, stdout)
@@ -103,25 +91,12 @@ func (f *runFlags) report(ctx context.Context, z *cliZoo, plan *sweep.Plan, resu
 	return nil
 }
 
-// seedFrom returns the seed flag's value, or a new seed when it was not given.
-func seedFrom(fs *flag.FlagSet, seed int64) int64 {
-	set := false
-	fs.Visit(func(fl *flag.Flag) { set = set || fl.Name == "seed" })
-	if set {
-		return seed
-	}
-	return rand.Int64N(1 << 31)
-}
-
 func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("sweep", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon sweep --dataset mnist-test --n 1000 --attack pgd --eps 0:0.4:0.025 [flags]")
-		fmt.Fprintln(stderr, "       gibbon sweep IMAGE [--label K] [--frames DIR] [flags]")
-		fmt.Fprintln(stderr, "Robust accuracy against ε for every defence (a data set), or each defence's probability of the")
-		fmt.Fprintln(stderr, "true class and of the strongest wrong class against ε, and the smallest ε that flips it (one image).")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("sweep", stderr,
+		"Usage: gibbon sweep --dataset mnist-test --n 1000 --attack pgd --eps 0:0.4:0.025 [flags]",
+		"       gibbon sweep IMAGE [--label K] [--frames DIR] [flags]",
+		"Robust accuracy against ε for every defence (a data set), or each defence's probability of the",
+		"true class and of the strongest wrong class against ε, and the smallest ε that flips it (one image).")
 	var f runFlags
 	f.register(fs, sweep.KindDataset)
 	model := fs.String("model", "", "model(s) to attack, comma-separated for an ensemble (losses averaged; default: the first classifier)")
@@ -348,7 +323,7 @@ func printDatasetTable(w io.Writer, res *sweep.DatasetResult, plan *sweep.Plan) 
 		}
 		rows = append(rows, row)
 	}
-	printColumns(w, rows)
+	(&table{rows: rows}).write(w)
 	fmt.Fprintf(w, "%d images × %d ε in %.1f s: %.1f images/s, %.1f image·ε/s\n", res.N, len(res.Eps), res.WallSeconds,
 		res.ImagesPerSecond, res.ImagesPerSecond*float64(len(res.Eps)))
 }
@@ -364,59 +339,6 @@ func describeAttack(in sweep.Info) string {
 		return fmt.Sprintf("%s (%d queries) on %s", in.Method, in.Queries, strings.Join(in.Surrogates, "+"))
 	}
 	return fmt.Sprintf("%s (%d steps of %s) on %s", in.Method, in.Steps, in.Alpha, strings.Join(in.Surrogates, "+"))
-}
-
-// printColumns prints rows as left-aligned columns, each as wide as its widest cell.
-func printColumns(w io.Writer, rows [][]string) {
-	var width []int
-	for _, r := range rows {
-		for i, c := range r {
-			if i >= len(width) {
-				width = append(width, 0)
-			}
-			width[i] = max(width[i], len([]rune(c)))
-		}
-	}
-	for _, r := range rows {
-		var b strings.Builder
-		for i, c := range r {
-			if i > 0 {
-				b.WriteString("  ")
-			}
-			b.WriteString(c)
-			if i < len(r)-1 {
-				b.WriteString(strings.Repeat(" ", width[i]-len([]rune(c))))
-			}
-		}
-		fmt.Fprintln(w, b.String())
-	}
-}
-
-// writeCSVFile writes a report's CSV to path ("-": stdout), atomically.
-func writeCSVFile(path string, stdout io.Writer, write func(io.Writer) error) error {
-	switch path {
-	case "":
-		return nil
-	case "-":
-		return write(stdout)
-	}
-	var buf bytes.Buffer
-	if err := write(&buf); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".gibbon-*.csv")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames string, f runFlags, stdout, stderr io.Writer) error {
@@ -448,7 +370,7 @@ func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames s
 	}
 	spec := sweep.ImageSpec{Attack: plan.Attack, Eps: plan.Eps, Range: plan.Range, Defences: plan.Defences, Image: pre.Tensor,
 		Label: s.Label, Labels: names, Seed: s.Seed}
-	table := !f.jsonOut && f.csvPath != "-"
+	table := f.out.text()
 	var last *inference.Tensor
 	header := false
 	res, err := sweep.RunImage(ctx, spec, func(p sweep.Point) error {
@@ -483,30 +405,8 @@ func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames s
 	if err != nil {
 		return err
 	}
-	if err := writeCSVFile(f.csvPath, stdout, res.WriteCSV); err != nil {
+	if err := f.out.write(stdout, res, res.WriteCSV, func(w io.Writer) { printFlips(w, res, plan, frames) }); err != nil {
 		return err
-	}
-	if f.jsonOut {
-		if err := writeJSON(stdout, res); err != nil {
-			return err
-		}
-	} else if table {
-		fmt.Fprintf(stdout, "true class %d", res.Label)
-		if res.LabelName != "" && res.LabelName != strconv.Itoa(res.Label) {
-			fmt.Fprintf(stdout, " (%s)", res.LabelName)
-		}
-		fmt.Fprintln(stdout, "; smallest ε that flips each defence:")
-		for _, d := range res.Defences {
-			at := "not flipped up to ε " + sweep.FormatEps(plan.Eps[len(plan.Eps)-1], plan.Range)
-			if d.FlipEps != nil {
-				at = sweep.FormatEps(float32(*d.FlipEps), plan.Range)
-			}
-			fmt.Fprintf(stdout, "  %s: %s\n", d.Name, at)
-		}
-		fmt.Fprintf(stdout, "%d ε values in %.2f s\n", len(res.Points), res.WallSeconds)
-		if frames != "" {
-			fmt.Fprintf(stdout, "wrote %d images to %s\n", len(res.Points), frames)
-		}
 	}
 	if !f.save {
 		return nil
@@ -599,4 +499,24 @@ func defaultTitle(s sweep.Settings) string {
 		return fmt.Sprintf("Competition of %d attacks and %d defences on %d images, ε from {%s}", len(s.Attacks), len(s.Defences), s.N, s.Eps)
 	}
 	return fmt.Sprintf("%s transfer at ε %s on %d images", s.Attack, s.Eps, s.N)
+}
+
+// printFlips is an image sweep's summary: the smallest ε that flips each defence.
+func printFlips(w io.Writer, res *sweep.ImageResult, plan *sweep.Plan, frames string) {
+	fmt.Fprintf(w, "true class %d", res.Label)
+	if res.LabelName != "" && res.LabelName != strconv.Itoa(res.Label) {
+		fmt.Fprintf(w, " (%s)", res.LabelName)
+	}
+	fmt.Fprintln(w, "; smallest ε that flips each defence:")
+	for _, d := range res.Defences {
+		at := "not flipped up to ε " + sweep.FormatEps(plan.Eps[len(plan.Eps)-1], plan.Range)
+		if d.FlipEps != nil {
+			at = sweep.FormatEps(float32(*d.FlipEps), plan.Range)
+		}
+		fmt.Fprintf(w, "  %s: %s\n", d.Name, at)
+	}
+	fmt.Fprintf(w, "%d ε values in %.2f s\n", len(res.Points), res.WallSeconds)
+	if frames != "" {
+		fmt.Fprintf(w, "wrote %d images to %s\n", len(res.Points), frames)
+	}
 }

@@ -10,14 +10,11 @@ import (
 
 // cmdTransfer crafts adversarial images on each source and judges them on every target.
 func cmdTransfer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("transfer", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gibbon transfer [--sources A,B,...] [--targets C,...] [--attack pgd] [--eps 0.2] [--n 500] [flags]")
-		fmt.Fprintln(stderr, "The transfer matrix: the attack run on each source (a classifier, or net:NAME, an attack network)")
-		fmt.Fprintln(stderr, "and its images shown to each target; a cell is the share of the images the target got right that")
-		fmt.Fprintln(stderr, "it then gets wrong.")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("transfer", stderr,
+		"Usage: gibbon transfer [--sources A,B,...] [--targets C,...] [--attack pgd] [--eps 0.2] [--n 500] [flags]",
+		"The transfer matrix: the attack run on each source (a classifier, or net:NAME, an attack network)",
+		"and its images shown to each target; a cell is the share of the images the target got right that",
+		"it then gets wrong.")
 	var f runFlags
 	f.register(fs, sweep.KindTransfer)
 	sources := fs.String("sources", "", "classifiers (and net:NAME attack networks) to craft on (default: every one taking the first classifier's input)")
@@ -67,6 +64,6 @@ func printTransfer(w io.Writer, t *sweep.TransferMatrix, plan *sweep.Plan) {
 	for _, tg := range t.Targets {
 		clean = append(clean, fmt.Sprintf("%.1f%%", 100*tg.CleanAccuracy))
 	}
-	printColumns(w, append(rows, clean))
+	(&table{rows: append(rows, clean)}).write(w)
 	fmt.Fprintf(w, "%.1f s\n", t.WallSeconds)
 }

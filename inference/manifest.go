@@ -40,25 +40,6 @@ type ModelEntry struct {
 	Attack   *AttackNetInfo     `json:"attack,omitempty"`
 }
 
-// InputContract is how an image becomes the model's input tensor.
-type InputContract struct {
-	Name     string `json:"name"`     // graph input name
-	Layout   string `json:"layout"`   // NCHW or NHWC
-	Channels int    `json:"channels"` // 1 or 3
-	Height   int    `json:"height"`   // pixels
-	Width    int    `json:"width"`    // pixels
-	Color    string `json:"color"`    // gray, RGB or BGR
-	// Range is the pixel value range before mean/std: [0,1] or [0,255].
-	Range [2]float64 `json:"range"`
-	Mean  []float64  `json:"mean,omitempty"` // per channel, applied after scaling to Range
-	Std   []float64  `json:"std,omitempty"`
-	// Resize: "mnist" (centre of mass, 20x20 box, invert dark-on-light), "crop"
-	// (shorter side to size/CropPct, centre crop) or "stretch".
-	Resize  string  `json:"resize"`
-	CropPct float64 `json:"crop_pct,omitempty"`
-	Interp  string  `json:"interp,omitempty"` // bilinear (default) or bicubic
-}
-
 // Provenance records how a built-in model was made.
 type Provenance struct {
 	Command     string  `json:"command"`
@@ -96,18 +77,4 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		}
 	}
 	return &m, nil
-}
-
-// PixelRange is the contract's pixel range as attacks and images use it; the zero
-// Range means [0,1].
-func (c InputContract) PixelRange() [2]float32 {
-	lo, hi := c.valueRange()
-	return [2]float32{float32(lo), float32(hi)}
-}
-
-// Unnormalized is c without mean/std: tensors on the pixel range, as attacks see them
-// (the normalisation is folded into the graph instead).
-func (c InputContract) Unnormalized() InputContract {
-	c.Mean, c.Std = nil, nil
-	return c
 }

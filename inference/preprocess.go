@@ -1,7 +1,6 @@
 package inference
 
 import (
-	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -102,102 +101,6 @@ func (p *Picture) Thumbnail(side int) image.Image {
 
 func to8(v float32) uint8 { return uint8(math.Round(float64(min(max(v, 0), 1)) * 255)) }
 
-// Resize policies of an InputContract.
-const (
-	ResizeMNIST   = "mnist"
-	ResizeCrop    = "crop"
-	ResizeStretch = "stretch"
-)
-
-// ErrBadContract marks an InputContract Gibbon cannot follow.
-var ErrBadContract = errors.New("bad input contract")
-
-// Check reports an input contract that is incomplete or that Gibbon cannot follow.
-func (c InputContract) Check() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrBadContract, fmt.Sprintf(format, args...))
-	}
-	if !strings.EqualFold(c.Layout, "NCHW") && !strings.EqualFold(c.Layout, "NHWC") {
-		return bad("layout is %q, want NCHW or NHWC", c.Layout)
-	}
-	switch c.Channels {
-	case 1:
-		if !strings.EqualFold(c.Color, "gray") {
-			return bad("1 channel needs color \"gray\", not %q", c.Color)
-		}
-	case 3:
-		if !strings.EqualFold(c.Color, "RGB") && !strings.EqualFold(c.Color, "BGR") {
-			return bad("3 channels need color \"RGB\" or \"BGR\", not %q", c.Color)
-		}
-	default:
-		return bad("channels is %d, want 1 or 3", c.Channels)
-	}
-	if c.Height < 1 || c.Width < 1 || c.Height > 4096 || c.Width > 4096 {
-		return bad("size is %d×%d pixels, want 1 to 4096 each way", c.Width, c.Height)
-	}
-	if lo, hi := c.valueRange(); !(hi > lo) {
-		return bad("range [%g, %g] is empty", lo, hi)
-	}
-	if len(c.Mean) != 0 && len(c.Mean) != c.Channels {
-		return bad("mean has %d values for %d channels", len(c.Mean), c.Channels)
-	}
-	if len(c.Std) != 0 && len(c.Std) != c.Channels {
-		return bad("std has %d values for %d channels", len(c.Std), c.Channels)
-	}
-	for _, s := range c.Std {
-		if s == 0 || math.IsNaN(s) || math.IsInf(s, 0) {
-			return bad("std %v cannot divide", c.Std)
-		}
-	}
-	switch c.resize() {
-	case ResizeMNIST, ResizeStretch:
-	case ResizeCrop:
-		if c.CropPct < 0 || c.CropPct > 1 {
-			return bad("crop_pct is %g, want a fraction in (0, 1]", c.CropPct)
-		}
-	default:
-		return bad("resize is %q, want mnist, crop or stretch", c.Resize)
-	}
-	if c.Interp != "" && !strings.EqualFold(c.Interp, "bilinear") && !strings.EqualFold(c.Interp, "bicubic") {
-		return bad("interp is %q, want bilinear or bicubic", c.Interp)
-	}
-	return nil
-}
-
-// NormalizeNote describes the contract's mean/std normalisation (", then (x − mean
-// …) / std … per channel"), or "" without one.
-func (c InputContract) NormalizeNote() string {
-	if len(c.Mean) == 0 && len(c.Std) == 0 {
-		return ""
-	}
-	return fmt.Sprintf(", then (x − mean %s) / std %s per channel", floatsString(c.Mean, 0), floatsString(c.Std, 1))
-}
-
-// valueRange is Range, with the zero value meaning [0, 1].
-func (c InputContract) valueRange() (lo, hi float64) {
-	if c.Range == [2]float64{} {
-		return 0, 1
-	}
-	return c.Range[0], c.Range[1]
-}
-
-func (c InputContract) resize() string {
-	if c.Resize == "" {
-		return ResizeStretch
-	}
-	return strings.ToLower(c.Resize)
-}
-
-func (c InputContract) nhwc() bool { return strings.EqualFold(c.Layout, "NHWC") }
-
-// Shape is the tensor shape of one image under c (batch 1).
-func (c InputContract) Shape() []int64 {
-	if c.nhwc() {
-		return []int64{1, int64(c.Height), int64(c.Width), int64(c.Channels)}
-	}
-	return []int64{1, int64(c.Channels), int64(c.Height), int64(c.Width)}
-}
-
 // Preprocessed is what one model is fed, and how it came to be.
 type Preprocessed struct {
 	Tensor *Tensor
@@ -284,9 +187,7 @@ func (p *Picture) Preprocess(c InputContract) (*Preprocessed, error) {
 	}
 
 	t := packTensor(planes, c)
-	lo, hi := c.valueRange()
-	desc := fmt.Sprintf("tensor %s %s, pixel values in [%g, %g]", shapeString(t.Shape), strings.ToUpper(c.Layout), lo, hi)
-	steps = append(steps, desc+c.NormalizeNote())
+	steps = append(steps, fmt.Sprintf("tensor %s %s, pixel values in %s", shapeString(t.Shape), c.TensorLayout(), c.ValuesText()))
 	disp, err := TensorImage(t, c)
 	if err != nil {
 		return nil, err
@@ -319,30 +220,6 @@ func shapeString(s []int64) string {
 		parts[i] = fmt.Sprint(d)
 	}
 	return strings.Join(parts, "×")
-}
-
-func floatsString(v []float64, def float64) string {
-	if len(v) == 0 {
-		return fmt.Sprint(def)
-	}
-	parts := make([]string, len(v))
-	for i, x := range v {
-		parts[i] = fmt.Sprintf("%g", x)
-	}
-	return "(" + strings.Join(parts, ", ") + ")"
-}
-
-// channelNorm is what maps a [0,1] pixel value of channel ch to the tensor: v·a + b.
-func (c InputContract) channelNorm(ch int) (a, b float64) {
-	lo, hi := c.valueRange()
-	mean, std := 0.0, 1.0
-	if len(c.Mean) > ch {
-		mean = c.Mean[ch]
-	}
-	if len(c.Std) > ch {
-		std = c.Std[ch]
-	}
-	return (hi - lo) / std, (lo - mean) / std
 }
 
 // packTensor lays planes (values in [0,1], in the model's channel order) out as c says.

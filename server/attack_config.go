@@ -106,4 +106,6 @@ func (c AttackConfig) withDefaults() AttackConfig {
 type AttackDeps struct {
 	Config  AttackConfig
 	Enabled bool
+	// Runner executes the runs; nil runs them in this process.
+	Runner Runner
 }

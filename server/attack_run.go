@@ -31,7 +31,7 @@ type run struct {
 	req      *runRequest
 	received time.Time // when the start message (or its image) arrived
 
-	prep *engine.Prepared // set once prepared, read-only after
+	start *engine.Start // set once the runner prepared the plan, read-only after
 
 	stopReason atomic.Pointer[string]
 	dropped    atomic.Int64 // frames replaced by newer ones before they were drawn
@@ -68,32 +68,38 @@ func newRun(ss *wsSession, id int, req *runRequest, received time.Time) *run {
 func (r *run) stopped() bool { return r.stopReason.Load() != nil }
 
 // execute runs the attack and ends with exactly one of: done (also for a stopped
-// run) or error — unless the client is gone.
+// run) or error — unless the client is gone. The runner does the work (here, or
+// on a queue worker); the run relays what it reports.
 func (r *run) execute(ctx context.Context, image []byte) {
 	s := r.ss.s
 	s.explorer.runs.Add(1)
 	s.explorer.running.Add(1)
 	defer s.explorer.running.Add(-1)
 	r.key = s.runs.open(r.ss.owner)
-	err := r.prepare(ctx, image)
-	var release func()
+	job, err := r.job(ctx, image)
 	if err == nil {
-		release, err = s.explorer.queue.acquire(ctx, func(pos int) {
-			running, waiting := s.explorer.queue.stats()
-			r.ss.sendJSON(map[string]any{"type": "queued", "run": r.id, "position": pos, "running": running, "waiting": waiting})
+		var rec *engine.Record
+		rec, err = s.runner.Run(ctx, job, engine.Events{
+			Queued: func(pos, running, waiting int) {
+				r.ss.sendJSON(map[string]any{"type": "queued", "run": r.id, "position": pos, "running": running, "waiting": waiting})
+			},
+			Started: r.started,
+			Frame:   func(f *engine.Frame) error { return r.frame(ctx, f) },
 		})
-	}
-	if err == nil {
-		defer release()
-		tctx, cancel := context.WithTimeout(ctx, r.ss.cfg.RunTimeout)
-		defer cancel()
-		err = r.sendStarted()
-		if err == nil {
-			err = r.attack(tctx)
-		}
-		if err != nil && tctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-			reason := fmt.Sprintf("The run reached the explorer's time limit of %s.", r.ss.cfg.RunTimeout)
-			r.stopReason.Store(&reason)
+		if rec != nil {
+			r.mu.Lock()
+			r.record = rec
+			r.mu.Unlock()
+			if rec.Stopped && !r.stopped() {
+				reason := rec.Reason
+				if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+					reason = fmt.Sprintf("The run reached the explorer's time limit of %s.", job.Timeout)
+				}
+				r.stopReason.Store(&reason)
+			}
+			if rec.Stopped {
+				r.sendStoppedFinal()
+			}
 		}
 	}
 	r.book()
@@ -127,89 +133,71 @@ func isUserError(err error) bool {
 	var ue userError
 	var ie *inference.ImageError
 	var pe *engine.InvalidError
-	return errors.As(err, &ue) || errors.As(err, &ie) || errors.As(err, &pe)
+	var me *engine.MissingModelError
+	return errors.As(err, &ue) || errors.As(err, &ie) || errors.As(err, &pe) || errors.As(err, &me)
 }
 
-// prepare reads the image (a sample, an upload, or a gallery entry's stored
-// original) and has the engine check the plan against the zoo, with the
-// server's decode slots held while the image is decoded and preprocessed.
-func (r *run) prepare(ctx context.Context, data []byte) error {
+// job is the run as the runner takes it: the plan, the image's bytes (a sample,
+// an upload, or a gallery entry's stored original, taken exactly), the limits.
+func (r *run) job(ctx context.Context, data []byte) (engine.Job, error) {
 	s, req := r.ss.s, r.req
 	img := engine.Image{Ref: req.plan.Image, Data: data, MaxPixels: s.cfg.MaxPixels}
 	switch req.source {
 	case "sample":
 		sm, ok := s.samples.get(req.sample)
 		if !ok {
-			return userError{400, fmt.Sprintf("There is no sample called %q.", req.sample)}
+			return engine.Job{}, userError{400, fmt.Sprintf("There is no sample called %q.", req.sample)}
 		}
 		img.Data = sm.data
 	case "gallery":
 		e, err := s.gallery.Get(ctx, req.entry)
 		if err != nil {
-			return err
+			return engine.Job{}, err
 		}
 		orig, _, err := s.gallery.Images(ctx, e)
 		if err != nil {
-			return err
+			return engine.Job{}, err
 		}
 		img.Data, img.Exact = orig, true
 	}
-	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	p, err := engine.Prepare(ctx, s.models, req.plan, img, s.engineLimits())
-	if err != nil {
-		return err
-	}
-	r.prep = p
-	return nil
+	return engine.Job{Plan: req.plan, Image: img, Limits: s.engineLimits(), Timeout: r.ss.cfg.RunTimeout}, nil
 }
 
-// attack runs the prepared plan; each recorded frame goes to the outbox (the final
-// one must arrive, the others only if the client keeps up), paced for slow motion.
-func (r *run) attack(ctx context.Context) error {
-	rec, err := r.prep.Run(ctx, func(f *engine.Frame) error {
-		r.mu.Lock()
-		r.loss = append(r.loss, f.Loss)
-		r.seqs = append(r.seqs, f.Seq)
-		r.conf = append(r.conf, guessesOf(f.Verdicts))
-		r.last = f
-		snap := &snapshot{run: r, f: f, idx: len(r.loss) - 1}
-		r.mu.Unlock()
-		if f.Final {
-			r.ss.send(outMsg{snap: snap})
-			return nil
-		}
-		if old := r.ss.out.offer(snap); old != nil {
-			old.run.dropped.Add(1)
-		}
-		if p := r.req.pace; p > 0 {
-			t := time.NewTimer(p)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
+// started keeps the prepared run's description and sends it to the page.
+func (r *run) started(st *engine.Start) error {
+	r.mu.Lock()
+	r.start = st
+	r.mu.Unlock()
+	return r.sendStarted()
+}
+
+// frame offers a recorded frame to the outbox (the final one must arrive, the
+// others only if the client keeps up), paced for slow motion.
+func (r *run) frame(ctx context.Context, f *engine.Frame) error {
+	r.mu.Lock()
+	r.loss = append(r.loss, f.Loss)
+	r.seqs = append(r.seqs, f.Seq)
+	r.conf = append(r.conf, guessesOf(f.Verdicts))
+	r.last = f
+	snap := &snapshot{run: r, f: f, idx: len(r.loss) - 1}
+	r.mu.Unlock()
+	if f.Final {
+		r.ss.send(outMsg{snap: snap})
 		return nil
-	})
-	if rec != nil {
-		r.mu.Lock()
-		r.record = rec
-		r.mu.Unlock()
-		if rec.Stopped && !r.stopped() {
-			reason := rec.Reason
-			r.stopReason.Store(&reason)
-		}
-		if rec.Stopped {
-			r.sendStoppedFinal()
+	}
+	if old := r.ss.out.offer(snap); old != nil {
+		old.run.dropped.Add(1)
+	}
+	if p := r.req.pace; p > 0 {
+		t := time.NewTimer(p)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
-	return err
+	return nil
 }
 
 // sendStoppedFinal sends a stopped run's result, its last recorded frame, as the
@@ -310,26 +298,24 @@ func sourceLabel(ref engine.ImageRef) string {
 }
 
 func (r *run) sendStarted() error {
-	p := r.prep
-	c := p.Grid.Contract()
+	p := r.start
+	c := p.Contract
 	m := startedMsg{Type: "started", Run: r.id, Key: r.key, Eps: p.EpsLevels, EpsLabel: epsLabel(p.EpsLevels, c.PixelRange()),
 		Steps: p.Plan.Steps, Target: p.Target, Label: p.Label, LabelName: p.Labels[p.Label], Seed: p.Plan.Seed,
 		Source: sourceLabel(p.Plan.Image), Input: c.Describe(), SourceWidth: p.Clean.SourceW, SourceHeight: p.Clean.SourceH,
-		Crop: p.Clean.Steps, QueueMS: millis(time.Since(r.received)), Providers: p.Providers()}
-	if net := p.Network(); net != nil {
-		m.Attack, m.AttackLabel = networkPrefix+net.Name, "Attack network "+net.Name
+		Crop: p.Clean.Steps, QueueMS: millis(time.Since(r.received)), Providers: p.Providers}
+	if p.Network != "" {
+		m.Attack, m.AttackLabel = networkPrefix+p.Network, "Attack network "+p.Network
 		m.Steps = 1
 	} else {
-		cfg := p.Config()
+		cfg := p.Config
 		m.Attack = string(cfg.Method)
 		m.AttackLabel, _ = methodLabel(cfg.Method)
 		m.Steps = cfg.Steps
 		if cfg.Method.BlackBox() {
 			m.Steps = cfg.Queries
 		}
-		for _, sm := range p.Attacked() {
-			m.Surrogates = append(m.Surrogates, sm.Name)
-		}
+		m.Surrogates = p.Plan.Models
 		if p.Target >= 0 {
 			m.TargetLabel = p.Labels[p.Target]
 		}
@@ -433,8 +419,8 @@ func (r *run) renderFrame(snap *snapshot, gain float64) ([]byte, error) {
 	if r.stopped() && !f.Final {
 		return nil, nil
 	}
-	p := r.prep
-	g := p.Grid
+	p := r.start
+	g := p.Grid()
 	c := g.Contract()
 	start := time.Now()
 	advPNG, err := engine.EncodePNG(g.Image(f.Adv))
@@ -471,7 +457,7 @@ func (r *run) renderFrame(snap *snapshot, gain float64) ([]byte, error) {
 		}
 		m.Heads = append(m.Heads, hs)
 	}
-	m.Timing = frameTiming{ElapsedMS: millis(f.Elapsed), EncodeMS: millis(enc), Providers: p.Providers()}
+	m.Timing = frameTiming{ElapsedMS: millis(f.Elapsed), EncodeMS: millis(enc), Providers: p.Providers}
 	if f.Seq >= 0 {
 		m.Timing.StepMS = millis(f.Elapsed) / float64(f.Seq+1)
 	}
@@ -496,8 +482,8 @@ func (r *run) renderFrame(snap *snapshot, gain float64) ([]byte, error) {
 // defenceStates are verdicts as the page shows them, flips marked against each
 // defence's clean verdict.
 func (r *run) defenceStates(vs []engine.Verdict, errs []string) []defenceState {
-	out := make([]defenceState, len(r.prep.Defences))
-	for i, d := range r.prep.Defences {
+	out := make([]defenceState, len(r.start.Defences))
+	for i, d := range r.start.Defences {
 		v := vs[i]
 		if len(v.Top) == 0 {
 			if errs != nil {
@@ -587,9 +573,11 @@ type doneMsg struct {
 
 func (r *run) doneMsg() (int, []byte, error) {
 	m := doneMsg{Type: "done", Run: r.id, Key: r.key, Seed: r.req.plan.Seed}
-	if p := r.prep; p != nil {
+	r.mu.Lock()
+	if p := r.start; p != nil {
 		m.Watched = len(p.Defences)
 	}
+	r.mu.Unlock()
 	if reason := r.stopReason.Load(); reason != nil && !r.finished.Load() {
 		m.Stopped, m.Reason = true, *reason
 	}

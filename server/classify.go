@@ -174,14 +174,16 @@ func (s *Server) classify(c echo.Context) (*views.Result, error) {
 	cache := map[string]*prepared{} // models with the same contract share preprocessing
 	var imageErrs []error
 	for _, m := range classifiers {
-		key := fmt.Sprintf("%+v", m.Input.Unnormalized()) + m.Input.NormalizeNote()
+		key := fmt.Sprintf("%+v", m.Input)
 		p, ok := cache[key]
 		if !ok {
 			start := time.Now()
 			// The zoo's classifiers take the pixel range: mean/std are in their graphs.
 			pre, err := pic.Preprocess(m.Input.Unnormalized())
 			if err == nil && len(pre.Steps) > 0 {
-				pre.Steps[len(pre.Steps)-1] += m.Input.NormalizeNote()
+				if m.Input.Normalized() {
+					pre.Steps[len(pre.Steps)-1] += "; the model's graph takes them to " + m.Input.ValuesText()
+				}
 			}
 			p = &prepared{pre: pre, err: err, ms: millis(time.Since(start))}
 			if err == nil {

@@ -39,14 +39,7 @@ func modelInfo(m *zoo.Model, metrics map[string]float64) views.ModelInfo {
 		Name: m.Name, Task: m.Task, Source: m.Source, Description: m.Description,
 		Architecture: m.Architecture, Robust: m.Robust,
 	}
-	lo, hi := in.Range[0], in.Range[1]
-	if in.Range == [2]float64{} {
-		lo, hi = 0, 1
-	}
-	values := fmt.Sprintf("[%g, %g]", lo, hi)
-	if len(in.Mean) > 0 || len(in.Std) > 0 {
-		values += fmt.Sprintf(", then (x − mean %v) / std %v", floats(in.Mean, "0"), floats(in.Std, "1"))
-	}
+	values := in.ValuesText()
 	interp := in.Interp
 	if interp == "" {
 		interp = "bilinear"
@@ -180,15 +173,4 @@ func shape(s []int64) string {
 		parts[i] = fmt.Sprint(d)
 	}
 	return strings.Join(parts, "×")
-}
-
-func floats(v []float64, def string) string {
-	if len(v) == 0 {
-		return def
-	}
-	parts := make([]string, len(v))
-	for i, x := range v {
-		parts[i] = fmt.Sprintf("%g", x)
-	}
-	return "(" + strings.Join(parts, ", ") + ")"
 }

@@ -119,6 +119,8 @@ type Server struct {
 	sweeps *sweeper
 	// runs keeps finished runs' entries until their page saves them (runs.go).
 	runs *runBook
+	// runner executes the explorer's runs (runner.go).
+	runner Runner
 }
 
 // New builds the server and its routes; it does not listen.
@@ -149,6 +151,10 @@ func New(d Deps) (*Server, error) {
 	}
 	if d.Attack.Enabled {
 		s.explorer = newExplorer(d.Attack)
+		s.runner = d.Attack.Runner
+		if s.runner == nil {
+			s.runner = localRunner{s}
+		}
 		s.sweeps = newSweeper(defaultSweepLimits())
 	}
 	s.echo = echo.New()

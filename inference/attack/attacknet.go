@@ -260,8 +260,8 @@ func runNetwork(ctx context.Context, net *Network, cfg Config, req Request, head
 		return nil, fmt.Errorf("attack network %s is untargeted: it cannot aim for a class", net.name)
 	}
 	cfg.Method, cfg.Steps, cfg.Loss = AttackNetwork, 1, LossCE
-	if cfg.Layout == "" {
-		cfg.Layout = "NCHW"
+	if l, err := inference.ParseLayout(cfg.Layout); err == nil {
+		cfg.Layout = l
 	}
 	x0 := req.Images
 	if x0 == nil {

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"gibbon/inference"
 )
 
 // Method names an attack.
@@ -124,8 +126,8 @@ func (c Config) Defaults() Config {
 	if c.Loss == "" {
 		c.Loss = LossCE
 	}
-	if c.Layout == "" {
-		c.Layout = "NCHW"
+	if l, err := inference.ParseLayout(c.Layout); err == nil {
+		c.Layout = l
 	}
 	switch c.Method {
 	case FGSM:
@@ -230,8 +232,8 @@ func (c Config) Validate() error {
 	if c.Method == Square && (!finite(c.SquareP) || c.SquareP <= 0 || c.SquareP > 1) {
 		return fmt.Errorf("square fraction p must be in (0,1], got %g", c.SquareP)
 	}
-	if c.Layout != "NCHW" && c.Layout != "NHWC" {
-		return fmt.Errorf("layout must be NCHW or NHWC, got %q", c.Layout)
+	if _, err := inference.ParseLayout(c.Layout); err != nil {
+		return err
 	}
 	return nil
 }

@@ -440,40 +440,25 @@ func foldNormalization(m *onnx.ModelProto, input string, shape []int64, opts Mod
 	if len(shape) != 4 {
 		return fmt.Errorf("mean/std need a 4-d image input, %q has shape %v", input, shape)
 	}
+	layout, err := inference.ParseLayout(opts.Layout)
+	if err != nil {
+		return err
+	}
 	cAxis := 1
-	if opts.Layout == "NHWC" {
+	if layout == inference.LayoutNHWC {
 		cAxis = 3
-	} else if opts.Layout != "" && opts.Layout != "NCHW" {
-		return fmt.Errorf("layout %q: want NCHW or NHWC", opts.Layout)
 	}
 	c := int(shape[cAxis])
-	expand := func(v []float64, what string, def float64) ([]float32, error) {
-		out := make([]float32, c)
-		switch len(v) {
-		case 0:
-			for i := range out {
-				out[i] = float32(def)
-			}
-		case 1:
-			for i := range out {
-				out[i] = float32(v[0])
-			}
-		case c:
-			for i := range out {
-				out[i] = float32(v[i])
-			}
-		default:
-			return nil, fmt.Errorf("%s has %d values for %d channels", what, len(v), c)
+	for _, v := range [][]float64{opts.Mean, opts.Std} {
+		if len(v) > 1 && len(v) != c {
+			return fmt.Errorf("mean/std have %d and %d values for %d channels (want 1 or %d each)", len(opts.Mean), len(opts.Std), c, c)
 		}
-		return out, nil
 	}
-	mean, err := expand(opts.Mean, "mean", 0)
-	if err != nil {
-		return err
-	}
-	std, err := expand(opts.Std, "std", 1)
-	if err != nil {
-		return err
+	norm := inference.InputContract{Mean: opts.Mean, Std: opts.Std}
+	mean, std := make([]float32, c), make([]float32, c)
+	for ch := range c {
+		m, s := norm.MeanStd(ch)
+		mean[ch], std[ch] = float32(m), float32(s)
 	}
 	for i, s := range std {
 		if !(s > 0) {

@@ -96,8 +96,8 @@ func Evaluate(ctx context.Context, net *attack.Network, judges []Judge, x *infer
 	if opts.Batch <= 0 {
 		opts.Batch = 100
 	}
-	if opts.Layout == "" {
-		opts.Layout = "NCHW"
+	if l, err := inference.ParseLayout(opts.Layout); err == nil {
+		opts.Layout = l
 	}
 	if opts.SpeedImages == 0 && opts.Baselines {
 		opts.SpeedImages = 200

@@ -14,8 +14,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 
+	"gibbon/inference"
 	"gibbon/inference/onnx"
 )
 
@@ -52,10 +52,11 @@ const DefaultBase = 6
 
 // Normalized fills in the defaults and checks the spec.
 func (s Spec) Normalized() (Spec, error) {
-	if s.Layout == "" {
-		s.Layout = "NCHW"
+	layout, err := inference.ParseLayout(s.Layout)
+	if err != nil {
+		return s, err
 	}
-	s.Layout = strings.ToUpper(s.Layout)
+	s.Layout = layout
 	if s.Range == [2]float64{} {
 		s.Range = [2]float64{0, 1}
 	}
@@ -63,8 +64,6 @@ func (s Spec) Normalized() (Spec, error) {
 		s.Base = DefaultBase
 	}
 	switch {
-	case s.Layout != "NCHW" && s.Layout != "NHWC":
-		return s, fmt.Errorf("layout %q: want NCHW or NHWC", s.Layout)
 	case s.Channels < 1 || s.Channels > 4:
 		return s, fmt.Errorf("%d channels: want 1 to 4", s.Channels)
 	case s.Height < 4 || s.Width < 4 || s.Height > 4096 || s.Width > 4096:

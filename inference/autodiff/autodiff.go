@@ -33,6 +33,16 @@ const (
 	LogitSeed
 )
 
+// ParseLoss reads a loss by its String: ce or seed.
+func ParseLoss(s string) (LossKind, error) {
+	for _, k := range []LossKind{CrossEntropy, LogitSeed} {
+		if strings.EqualFold(strings.TrimSpace(s), k.String()) {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("loss %q: want ce or seed", s)
+}
+
 func (k LossKind) String() string {
 	switch k {
 	case CrossEntropy:
@@ -323,7 +333,7 @@ func (c *buildCtx) resolveInputs() error {
 	for i, d := range dims[1:] {
 		v := d.GetDimValue()
 		if _, isParam := d.GetValue().(*onnx.TensorShapeProto_Dimension_DimParam); isParam || v <= 0 {
-			return fmt.Errorf("autodiff: input %q has a dynamic dimension %d (%s): Gibbon needs fixed image sizes; re-export the model with a fixed size", c.image, i+1, dimString(d))
+			return fmt.Errorf("autodiff: input %q has a dynamic dimension %d (%s): Gibbon needs fixed image sizes; re-export the model with a fixed size", c.image, i+1, onnx.DimString(d))
 		}
 		c.imageShape[i+1] = v
 	}

@@ -2,7 +2,6 @@ package autodiff
 
 import (
 	"fmt"
-	"strings"
 
 	"gibbon/inference/onnx"
 )
@@ -236,16 +235,6 @@ func elemType(v *onnx.ValueInfoProto) onnx.TensorProto_DataType {
 	return onnx.TensorProto_DataType(v.GetType().GetTensorType().GetElemType())
 }
 
-func dimString(d *onnx.TensorShapeProto_Dimension) string {
-	if p := d.GetDimParam(); p != "" {
-		return fmt.Sprintf("%q", p)
-	}
-	if _, ok := d.GetValue().(*onnx.TensorShapeProto_Dimension_DimValue); ok {
-		return fmt.Sprint(d.GetDimValue())
-	}
-	return "unknown"
-}
-
 func valueNames(vs []*onnx.ValueInfoProto) []string {
 	out := make([]string, len(vs))
 	for i, v := range vs {
@@ -257,13 +246,11 @@ func valueNames(vs []*onnx.ValueInfoProto) []string {
 func describeInputs(vs []*onnx.ValueInfoProto) []string {
 	out := make([]string, len(vs))
 	for i, v := range vs {
-		var dims []string
-		if s := v.GetType().GetTensorType().GetShape(); s != nil {
-			for _, d := range s.GetDim() {
-				dims = append(dims, dimString(d))
-			}
+		shape := onnx.ShapeString(v)
+		if shape == "" {
+			shape = "[]"
 		}
-		out[i] = fmt.Sprintf("%s %s[%s]", v.GetName(), elemType(v), strings.Join(dims, ","))
+		out[i] = fmt.Sprintf("%s %s%s", v.GetName(), elemType(v), shape)
 	}
 	if len(out) == 0 {
 		return []string{"none"}

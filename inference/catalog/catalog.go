@@ -121,6 +121,20 @@ func (c Catalog) Lookup(name string) (*Entry, bool) {
 	return nil, false
 }
 
+// Pick returns the entries of names, in order; an unknown name is an
+// inference.ErrInvalid that lists the catalog.
+func (c Catalog) Pick(names []string) ([]*Entry, error) {
+	out := make([]*Entry, len(names))
+	for i, n := range names {
+		e, ok := c.Lookup(n)
+		if !ok {
+			return nil, inference.Invalidf("unknown model %q: `gibbon models list --available` shows the catalog (%s)", n, strings.Join(c.Names(), ", "))
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
 // Names lists the entry names in order.
 func (c Catalog) Names() []string {
 	out := make([]string, len(c))

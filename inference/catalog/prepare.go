@@ -282,27 +282,13 @@ func compare(got, want *inference.Tensor) (float64, error) {
 // normalised with mean/std, laid out as the model wants.
 func sampleInput(c inference.InputContract, batch int64, seed uint64) *inference.Tensor {
 	r := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
-	C, H, W := int64(c.Channels), int64(c.Height), int64(c.Width)
-	shape := []int64{batch, C, H, W}
-	if c.Layout == "NHWC" {
-		shape = []int64{batch, H, W, C}
-	}
+	shape := c.Shape()
+	shape[0] = batch
 	t := inference.NewTensor(shape...)
 	for i := range t.Data {
-		ch := int64(i) / (H * W) % C
-		if c.Layout == "NHWC" {
-			ch = int64(i) % C
-		}
-		v := c.Range[0] + r.Float64()*(c.Range[1]-c.Range[0])
-		if len(c.Mean) > 0 {
-			v -= c.Mean[ch]
-		}
-		if len(c.Std) > 0 {
-			v /= c.Std[ch]
-		}
-		t.Data[i] = float32(v)
+		t.Data[i] = float32(c.Range[0] + r.Float64()*(c.Range[1]-c.Range[0]))
 	}
-	return t
+	return c.Normalize(t)
 }
 
 // runInputs loads a model once and runs it on each input.

@@ -165,13 +165,11 @@ type geometry struct {
 }
 
 func (f Format) check() (nhwc bool, err error) {
-	switch strings.ToUpper(f.Layout) {
-	case "", "NCHW":
-	case "NHWC":
-		nhwc = true
-	default:
-		return false, fmt.Errorf("layout %q: want NCHW or NHWC", f.Layout)
+	layout, err := inference.ParseLayout(f.Layout)
+	if err != nil {
+		return false, err
 	}
+	nhwc = layout == inference.LayoutNHWC
 	lo, hi := f.bounds()
 	if !(lo < hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) {
 		return false, fmt.Errorf("pixel range [%g,%g] is empty", lo, hi)

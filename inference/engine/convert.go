@@ -45,7 +45,7 @@ func channelWord(c inference.InputContract) string {
 // describe says what the classifier is fed, for the page.
 func (c *convertedNet) describe() string {
 	r := c.to.PixelRange()
-	form := fmt.Sprintf("%s on [%g,%g]", c.to.LayoutOrDefault(), r[0], r[1])
+	form := fmt.Sprintf("%s on [%g,%g]", c.to.TensorLayout(), r[0], r[1])
 	if c.from.Width == c.to.Width && c.from.Height == c.to.Height {
 		return fmt.Sprintf("sees the same %d×%d image as %s", c.to.Width, c.to.Height, form)
 	}

@@ -3,11 +3,13 @@ package engine_test
 import (
 	"bytes"
 	"context"
+	"encoding/gob"
 	"errors"
 	"image"
 	"image/png"
 	"io/fs"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -335,4 +337,58 @@ func gallerytestPNG(t *testing.T, w, h int) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// A run's start, frames and record are data only: they travel (gob, as a queue
+// worker sends them) and a record rebuilt on the other side makes the same entry.
+func TestStartFramesAndRecordTravel(t *testing.T) {
+	ctx := context.Background()
+	plan := pgdPlan()
+	plan.Steps = 5
+	p, err := engine.Prepare(ctx, builtins(t), plan, sample(t, "digit-4-0.png"), engine.CLILimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var start *engine.Start
+	var frames []*engine.Frame
+	rec, err := p.Execute(ctx, 0, engine.Events{
+		Started: func(s *engine.Start) error { start = s; return nil },
+		Frame:   func(f *engine.Frame) error { frames = append(frames, f); return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	travel := func(v, out any) {
+		t.Helper()
+		var buf bytes.Buffer
+		if err := gob.NewEncoder(&buf).Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		if err := gob.NewDecoder(&buf).Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var s2 engine.Start
+	travel(start, &s2)
+	if s2.Label != start.Label || !bytes.Equal(s2.Clean.PNG, start.Clean.PNG) || len(s2.Defences) != 4 || s2.Defences[3].Clean[0] != start.Defences[3].Clean[0] {
+		t.Fatalf("start changed on the way: %+v", s2)
+	}
+	var f2 engine.Frame
+	travel(frames[len(frames)-1], &f2)
+	if !bytes.Equal(f2.Adv, rec.Adv) || !f2.Final || f2.Verdicts[1].Top[0] != frames[len(frames)-1].Verdicts[1].Top[0] {
+		t.Fatalf("final frame changed on the way: %+v", f2)
+	}
+	var r2 engine.Record
+	travel(rec, &r2)
+	a, err := rec.Entry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r2.Entry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Adversarial, b.Adversarial) || !bytes.Equal(a.Params, b.Params) || !reflect.DeepEqual(a.Steps, b.Steps) || !reflect.DeepEqual(a.Predictions, b.Predictions) {
+		t.Fatal("the record made another entry after travelling")
+	}
 }

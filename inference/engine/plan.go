@@ -15,6 +15,7 @@ import (
 	"math"
 	"strings"
 
+	"gibbon/inference"
 	"gibbon/inference/attack"
 	"gibbon/inference/defense"
 )
@@ -37,6 +38,13 @@ type Plan struct {
 	Restarts int `json:"restarts,omitempty"`
 	// Momentum μ of MI-FGSM and M-DI²-FGSM.
 	Momentum float64 `json:"momentum,omitempty"`
+	// NoRandomStart starts PGD at the clean image.
+	NoRandomStart bool `json:"no_random_start,omitempty"`
+	// DiversityProb and DiversityMin shape DI-FGSM's random resize-and-pad.
+	DiversityProb float64 `json:"diversity_prob,omitempty"`
+	DiversityMin  float64 `json:"diversity_min,omitempty"`
+	// SquareP is Square Attack's initial fraction of pixels per square.
+	SquareP float64 `json:"square_p,omitempty"`
 	// Loss is "ce" (default) or "margin" (C&W).
 	Loss string `json:"loss,omitempty"`
 	// Target is "" (untargeted), "class" (TargetClass) or "least-likely".
@@ -90,6 +98,9 @@ var CLILimits = Limits{MaxSteps: 100000, MaxModels: 16, MaxDefences: 32, MaxRest
 type InvalidError struct{ Msg string }
 
 func (e *InvalidError) Error() string { return e.Msg }
+
+// Is makes an InvalidError match inference.ErrInvalid: a mistake in what was asked.
+func (e *InvalidError) Is(target error) bool { return target == inference.ErrInvalid }
 
 func invalid(format string, args ...any) error {
 	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
@@ -165,6 +176,15 @@ func (p Plan) checkNumbers(m attack.Method, lim Limits) error {
 	}
 	if p.Momentum > 0 && m != attack.MIFGSM && m != attack.MDI2FGSM {
 		return invalid("Only MI-FGSM and M-DI²-FGSM take a momentum.")
+	}
+	if p.NoRandomStart && m != attack.PGD {
+		return invalid("Only PGD starts at random; %s starts at the image already.", m)
+	}
+	if (p.DiversityProb != 0 || p.DiversityMin != 0) && m != attack.DIFGSM && m != attack.MDI2FGSM {
+		return invalid("Only DI-FGSM and M-DI²-FGSM transform their input (diversity).")
+	}
+	if p.SquareP != 0 && m != attack.Square {
+		return invalid("Only Square Attack takes a square fraction p.")
 	}
 	switch attack.Loss(p.Loss) {
 	case "", attack.LossCE, attack.LossMargin:

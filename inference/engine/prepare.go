@@ -148,8 +148,10 @@ func (p *Prepared) resolveAttack(ctx context.Context, z *zoo.Zoo) error {
 		return p.chooseHead()
 	}
 	cfg := attack.Config{Method: p.method, Eps: float32(plan.Eps), Range: rng, Alpha: float32(plan.Alpha),
-		Restarts: plan.Restarts, Momentum: float32(plan.Momentum), Loss: attack.Loss(plan.Loss),
-		Target: attack.TargetMode(plan.Target), Layout: contract.LayoutOrDefault(), Seed: plan.Seed}
+		Restarts: plan.Restarts, Momentum: float32(plan.Momentum), NoRandomStart: plan.NoRandomStart,
+		DiversityProb: float32(plan.DiversityProb), DiversityMin: float32(plan.DiversityMin), SquareP: float32(plan.SquareP),
+		Loss:   attack.Loss(plan.Loss),
+		Target: attack.TargetMode(plan.Target), Layout: contract.TensorLayout(), Seed: plan.Seed}
 	if p.method.BlackBox() {
 		cfg.Queries = plan.Steps
 	} else {
@@ -339,7 +341,7 @@ func (w *Watch) verdict(ctx context.Context, x *inference.Tensor, label int) (Ve
 }
 
 func formatOf(c inference.InputContract) defense.Format {
-	return defense.Format{Layout: c.LayoutOrDefault(), Range: c.PixelRange(), Color: c.Color}
+	return defense.Format{Layout: c.TensorLayout(), Range: c.PixelRange(), Color: c.Color}
 }
 
 // Network is the attack network's model, or nil.
@@ -357,3 +359,37 @@ func (p *Prepared) Config() attack.Config { return p.cfg }
 
 // Models are every model the run involves, attacked ones marked.
 func (p *Prepared) Models() []gallery.ModelRef { return append([]gallery.ModelRef(nil), p.models...) }
+
+// Start describes a prepared run: what a page shows before the first frame. It is
+// data only, so it can travel (a queue worker sends it to the web node).
+type Start struct {
+	Plan     Plan
+	Contract inference.InputContract // the attacked form, on the pixel range
+	Clean    Clean
+	Labels   []string
+	// Label is the true class, Target the targeted class (−1: none or
+	// least-likely), EpsLevels ε in whole /255 levels.
+	Label, Target, EpsLevels int
+	// Config is the attack with its defaults (zero for an attack network); Network
+	// the attack network's name.
+	Config    attack.Config
+	Network   string
+	Defences  []Watch
+	Providers []PassProvider
+}
+
+// Start is the prepared run's description.
+func (p *Prepared) Start() *Start {
+	s := &Start{Plan: p.Plan, Contract: p.Grid.Contract(), Clean: *p.Clean, Labels: p.Labels, Label: p.Label, Target: p.Target,
+		EpsLevels: p.EpsLevels, Config: p.cfg, Providers: p.providers()}
+	if p.network != nil {
+		s.Network = p.network.Name
+	}
+	for _, w := range p.Defences {
+		s.Defences = append(s.Defences, *w)
+	}
+	return s
+}
+
+// Grid is the start's image grid.
+func (s *Start) Grid() Grid { return NewGrid(s.Contract) }

@@ -45,8 +45,8 @@ type Record struct {
 	Providers []PassProvider
 	Runtime   string
 	Version   string
-
-	grid Grid
+	// Contract is the attacked form (its pixel range and layout): the images' grid.
+	Contract inference.InputContract
 }
 
 // DefenceResult is one defence's verdicts on the clean and the final image.
@@ -94,7 +94,7 @@ func newRecord(p *Prepared) *Record {
 	r := &Record{Plan: p.Plan, Input: p.Grid.Contract().Describe(), Crop: p.Clean.Steps, SourceW: p.Clean.SourceW,
 		SourceH: p.Clean.SourceH, Label: p.Label, Target: p.Target, Labels: p.Labels, EpsLevels: p.EpsLevels,
 		Config: p.cfg, Clean: p.Clean.Levels, Timings: map[string]float64{}, Models: p.Models(),
-		Runtime: "ONNX Runtime " + inference.ORTVersion, Version: inference.Version(), grid: p.Grid}
+		Runtime: "ONNX Runtime " + inference.ORTVersion, Version: inference.Version(), Contract: p.Grid.Contract()}
 	for _, w := range p.Defences {
 		r.Defences = append(r.Defences, DefenceResult{Name: w.Name, Model: w.Model, Transform: w.Transform, Param: w.Param,
 			Random: w.Random, Robust: w.Robust, Input: w.Input, Clean: w.Clean, CleanErr: w.CleanErr})
@@ -123,7 +123,7 @@ func (r *Record) finish(f *Frame) {
 	r.Adv = f.Adv
 	r.Heads = f.Heads
 	r.Linf = LinfLevels(r.Adv, r.Clean)
-	r.L2 = r.grid.L2(r.Adv, r.Clean)
+	r.L2 = r.Grid().L2(r.Adv, r.Clean)
 	for i := range r.Defences {
 		r.Defences[i].Adv = f.Verdicts[i].Top
 		r.Defences[i].AdvErr = f.Errors[i]
@@ -141,7 +141,7 @@ func (r *Record) stop(reason string) {
 }
 
 // Grid is the record's image grid.
-func (r *Record) Grid() Grid { return r.grid }
+func (r *Record) Grid() Grid { return NewGrid(r.Contract) }
 
 // Flipped counts the defences whose top class changed.
 func (r *Record) Flipped() int {
@@ -203,7 +203,8 @@ func (r *Record) Entry() (*gallery.Entry, error) {
 	if r.Adv == nil {
 		return nil, fmt.Errorf("the run has no result to save")
 	}
-	rng := r.grid.Contract().PixelRange()
+	g := r.Grid()
+	rng := g.Contract().PixelRange()
 	width := float64(rng[1] - rng[0])
 	params := Params{Plan: r.Plan, Eps: attack.FormatEps(float32(r.Plan.Eps), rng), Input: r.Input, Crop: r.Crop,
 		SourceW: r.SourceW, SourceH: r.SourceH, Label: r.Label, LabelName: labelName(r.Labels, r.Label), Target: r.Target,
@@ -213,7 +214,7 @@ func (r *Record) Entry() (*gallery.Entry, error) {
 		params.Method = &cfg
 	} else {
 		for _, h := range r.Heads {
-			if r.grid.EpsLevels(h.Eps) == r.EpsLevels {
+			if g.EpsLevels(h.Eps) == r.EpsLevels {
 				params.Head = h.Label
 			}
 		}
@@ -250,10 +251,10 @@ func (r *Record) Entry() (*gallery.Entry, error) {
 		return nil, err
 	}
 	e.Params = raw
-	if e.Original, err = EncodePNG(r.grid.Image(r.Clean)); err != nil {
+	if e.Original, err = EncodePNG(g.Image(r.Clean)); err != nil {
 		return nil, err
 	}
-	if e.Adversarial, err = EncodePNG(r.grid.Image(r.Adv)); err != nil {
+	if e.Adversarial, err = EncodePNG(g.Image(r.Adv)); err != nil {
 		return nil, err
 	}
 	return e, nil

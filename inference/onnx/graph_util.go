@@ -3,6 +3,7 @@ package onnx
 import (
 	"fmt"
 	"math"
+	"strings"
 )
 
 // BuilderOn returns a builder that appends to an existing graph. Every name the graph
@@ -123,4 +124,30 @@ func TensorValues(t *TensorProto) ([]float64, error) {
 		return nil, fmt.Errorf("tensor %q: element type %s is not numeric", t.GetName(), dt)
 	}
 	return nil, fmt.Errorf("tensor %q: data does not hold %d %s values", t.GetName(), n, dt)
+}
+
+// DimString is one dimension of a shape as text: its value, its parameter's name
+// ("N"), or "?" when the graph leaves it unknown.
+func DimString(d *TensorShapeProto_Dimension) string {
+	if p := d.GetDimParam(); p != "" {
+		return p
+	}
+	if _, ok := d.GetValue().(*TensorShapeProto_Dimension_DimValue); ok {
+		return fmt.Sprint(d.GetDimValue())
+	}
+	return "?"
+}
+
+// ShapeString is a tensor value's shape as text, "[N,1,28,28]"; "" when the graph
+// gives no shape.
+func ShapeString(v *ValueInfoProto) string {
+	s := v.GetType().GetTensorType().GetShape()
+	if s == nil {
+		return ""
+	}
+	dims := make([]string, len(s.GetDim()))
+	for i, d := range s.GetDim() {
+		dims[i] = DimString(d)
+	}
+	return "[" + strings.Join(dims, ",") + "]"
 }

@@ -107,21 +107,6 @@ type ModelUse struct {
 	Network  bool
 }
 
-// SameInput reports whether two models take the same image tensor (mean/std aside,
-// which the attack adapters fold into the graphs).
-func SameInput(a, b inference.InputContract) bool {
-	la, lb := strings.ToUpper(a.Layout), strings.ToUpper(b.Layout)
-	if la == "" {
-		la = "NCHW"
-	}
-	if lb == "" {
-		lb = "NCHW"
-	}
-	return la == lb && a.Channels == b.Channels && a.Height == b.Height && a.Width == b.Width &&
-		a.PixelRange() == b.PixelRange() && strings.EqualFold(a.Color, b.Color) &&
-		strings.EqualFold(a.Resize, b.Resize) && a.CropPct == b.CropPct
-}
-
 // smallGray reports an MNIST-like input, whose budgets are counted in tenths of the
 // range rather than in /255 steps.
 func smallGray(c inference.InputContract) bool {
@@ -214,12 +199,12 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 			// Every classifier and network that takes the first classifier's input.
 			c0, _ := r.Contract(r.Classifiers()[0])
 			for _, name := range r.Classifiers() {
-				if c, ok := r.Contract(name); ok && SameInput(c, c0) {
+				if c, ok := r.Contract(name); ok && c.SameTensor(c0) {
 					s.Models = append(s.Models, name)
 				}
 			}
 			for _, n := range r.Networks() {
-				if c, ok := r.Contract(n); ok && SameInput(c, c0) {
+				if c, ok := r.Contract(n); ok && c.SameTensor(c0) {
 					s.Models = append(s.Models, NetworkPrefix+n)
 				}
 			}
@@ -238,8 +223,8 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 			p.Contract, first = c, false
 			return nil
 		}
-		if !SameInput(c, p.Contract) {
-			return fmt.Errorf("%s takes %s, but %s: use models that take the same input together", name, describe(c), describe(p.Contract))
+		if !c.SameTensor(p.Contract) {
+			return fmt.Errorf("%s takes %s, but %s: use models that take the same input together", name, c.Describe(), p.Contract.Describe())
 		}
 		return nil
 	}
@@ -285,13 +270,9 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 		p.Contract, first = c, false
 	}
 	p.Range = p.Contract.PixelRange()
-	layout := strings.ToUpper(p.Contract.Layout)
-	if layout == "" {
-		layout = "NCHW"
-	}
-	p.Format = defense.Format{Layout: layout, Range: p.Range, Color: p.Contract.Color}
+	p.Format = defense.Format{Layout: p.Contract.TensorLayout(), Range: p.Range, Color: p.Contract.Color}
 	if s.Kind != KindImage && (p.Contract.Channels != 1 || p.Contract.Height != mnist.Rows || p.Contract.Width != mnist.Cols) {
-		return nil, fmt.Errorf("%s holds 28×28 gray digits; the attacked models take %s", DatasetMNIST, describe(p.Contract))
+		return nil, fmt.Errorf("%s holds 28×28 gray digits; the attacked models take %s", DatasetMNIST, p.Contract.Describe())
 	}
 
 	// Budgets.
@@ -338,7 +319,7 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 		if len(sur) == 0 {
 			return nil, fmt.Errorf("%s needs a classifier to attack", m)
 		}
-		cfg := attack.Config{Method: m, Range: p.Range, Layout: layout}
+		cfg := attack.Config{Method: m, Range: p.Range, Layout: p.Contract.TensorLayout()}
 		steps := s.Steps
 		switch {
 		case m == attack.Square:
@@ -423,8 +404,8 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 	if len(s.Defences) == 0 {
 		for _, name := range r.Classifiers() {
 			c, _ := r.Contract(name)
-			if !SameInput(c, p.Contract) {
-				p.Skipped = append(p.Skipped, fmt.Sprintf("%s takes %s", name, describe(c)))
+			if !c.SameTensor(p.Contract) {
+				p.Skipped = append(p.Skipped, fmt.Sprintf("%s takes %s", name, c.Describe()))
 				continue
 			}
 			s.Defences = append(s.Defences, name)
@@ -454,8 +435,8 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 		if err != nil {
 			return nil, err
 		}
-		if !SameInput(c, p.Contract) {
-			return nil, fmt.Errorf("defence %s takes %s, the attack makes %s", model, describe(c), describe(p.Contract))
+		if !c.SameTensor(p.Contract) {
+			return nil, fmt.Errorf("defence %s takes %s, the attack makes %s", model, c.Describe(), p.Contract.Describe())
 		}
 		d, err := NewDefence(model, m.Net, kind, param, p.Format, uint64(s.Seed)+uint64(i)*0x9e37)
 		if err != nil {
@@ -469,7 +450,7 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 		use(ModelUse{Name: model})
 	}
 	if len(p.Defences) == 0 {
-		return nil, fmt.Errorf("no defence takes the attacked models' input (%s)", describe(p.Contract))
+		return nil, fmt.Errorf("no defence takes the attacked models' input (%s)", p.Contract.Describe())
 	}
 	p.Settings = s
 	return p, nil
@@ -493,11 +474,6 @@ func methodNames() string {
 		names[i] = string(m)
 	}
 	return strings.Join(names, ", ")
-}
-
-func describe(c inference.InputContract) string {
-	r := c.PixelRange()
-	return fmt.Sprintf("%d×%d %s images on [%g,%g]", c.Width, c.Height, strings.ToLower(c.Color), r[0], r[1])
 }
 
 // Saved is what a gallery entry records as a sweep's or matrix's parameters: the
@@ -565,7 +541,7 @@ func (s Settings) Command() string {
 // MNISTImages is the first n images of set on c's range and layout, with labels.
 func MNISTImages(set *mnist.Set, n int, c inference.InputContract) (*inference.Tensor, []int, error) {
 	if c.Channels != 1 || c.Height != mnist.Rows || c.Width != mnist.Cols {
-		return nil, nil, fmt.Errorf("MNIST holds 28×28 gray digits; the models take %s", describe(c))
+		return nil, nil, fmt.Errorf("MNIST holds 28×28 gray digits; the models take %s", c.Describe())
 	}
 	if n < 1 || n > set.Len() {
 		return nil, nil, fmt.Errorf("the set has %d images, not %d", set.Len(), n)

@@ -183,3 +183,74 @@ func subsetSuffix(n int) string {
 	}
 	return fmt.Sprintf("_first%d", n)
 }
+
+// EvalOptions say how Evaluate scores a model.
+type EvalOptions struct {
+	N        int       // the first N test images (0: all)
+	PGD      PGDConfig // the attack; Steps 0 scores clean accuracy only
+	Seed     uint64    // of the random starts
+	Progress *Progress
+}
+
+// Evaluation is what Evaluate measured: metrics by their manifest names, for the
+// model file with checksum SHA256.
+type Evaluation struct {
+	Name, SHA256 string
+	Metrics      map[string]float64
+}
+
+// Evaluate scores dir's model name on the MNIST test set: clean accuracy, and
+// accuracy under opts.PGD; with more images than the subsets (and seed 0 for the
+// attack) also on the first CleanSubset and PGDSubset images, the numbers tests
+// recompute. The file must match the manifest's checksum.
+func Evaluate(ctx context.Context, rt *inference.Runtime, dir, name string, opts EvalOptions) (*Evaluation, error) {
+	man, err := ReadManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	entry, err := FindEntry(man, name)
+	if err != nil {
+		return nil, inference.Invalidf("%v (in %s)", err, dir)
+	}
+	model, err := ReadModelFile(dir, entry)
+	if err != nil {
+		return nil, err
+	}
+	test, err := mnist.LoadTest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if opts.N > 0 {
+		test = test.Subset(opts.N)
+	}
+	ev, err := NewEvaluator(rt, model)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	defer ev.Close()
+	res := &Evaluation{Name: name, SHA256: entry.SHA256, Metrics: map[string]float64{}}
+	return res, ev.metrics(ctx, test, opts, res.Metrics)
+}
+
+// metrics fills m with the clean and attacked accuracies of Evaluate.
+func (e *Evaluator) metrics(ctx context.Context, test *mnist.Set, opts EvalOptions, m map[string]float64) error {
+	var err error
+	if m[CleanMetric(test.Len())], err = e.Accuracy(ctx, test, EvalBatch, opts.Progress); err != nil {
+		return err
+	}
+	if test.Len() > CleanSubset {
+		if m[CleanMetric(CleanSubset)], err = e.Accuracy(ctx, test.Subset(CleanSubset), EvalBatch, nil); err != nil {
+			return err
+		}
+	}
+	if opts.PGD.Steps == 0 {
+		return nil
+	}
+	if m[PGDMetric(opts.PGD, test.Len())], err = e.PGDAccuracy(ctx, test, opts.PGD, opts.Seed, EvalBatch, opts.Progress); err != nil {
+		return err
+	}
+	if test.Len() > PGDSubset && opts.Seed == 0 {
+		m[PGDMetric(opts.PGD, PGDSubset)], err = e.PGDAccuracy(ctx, test.Subset(PGDSubset), opts.PGD, opts.Seed, EvalBatch, nil)
+	}
+	return err
+}

@@ -114,7 +114,28 @@ func FindEntry(m *inference.Manifest, name string) (*inference.ModelEntry, error
 			return &m.Models[i], nil
 		}
 	}
-	return nil, fmt.Errorf("manifest has no model %q", name)
+	return nil, inference.Invalidf("manifest has no model %q", name)
+}
+
+// FindTask returns the named entry when it is a model of task (a classifier, an
+// attack network).
+func FindTask(m *inference.Manifest, name, task string) (*inference.ModelEntry, error) {
+	e, err := FindEntry(m, name)
+	if err == nil && e.Task != task {
+		err = inference.Invalidf("%s is %s, not %s", name, taskNoun(e.Task), taskNoun(task))
+	}
+	return e, err
+}
+
+// taskNoun names a task in a sentence: "an attack network".
+func taskNoun(task string) string {
+	switch task {
+	case inference.TaskAttackNetwork:
+		return "an attack network"
+	case inference.TaskClassifier:
+		return "a classifier"
+	}
+	return fmt.Sprintf("a model of task %q", task)
 }
 
 // ReadModelFile reads an entry's file from dir and checks its SHA-256.
