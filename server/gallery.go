@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"gibbon/gallery"
+	"gibbon/inference/engine"
 	"gibbon/views"
 )
 
@@ -494,4 +495,50 @@ func (s *Server) handleGalleryDelete(c echo.Context) error {
 	p := s.deletePage(c, e, "")
 	p.Done, p.Thumb = true, ""
 	return s.render(c, http.StatusOK, views.GalleryDelete(p))
+}
+
+// planResponse is GET /api/gallery/:slug/plan: a saved run's plan in the
+// explorer's units, for Re-run (/attack?from=SLUG). The permalink branch owns the
+// full version (its start message and notes); this one has what the explorer reads.
+type planResponse struct {
+	Slug string      `json:"slug"`
+	Plan engine.Plan `json:"plan"`
+	// ImageURL is the stored original, which a re-run attacks exactly.
+	ImageURL string `json:"image_url"`
+	// Eps255 and Alpha255 are ε and the step size in /255 steps of the input
+	// range (Alpha255 0: the attack's default); Steps what the run asked for.
+	Eps255   float64  `json:"eps_255"`
+	Alpha255 float64  `json:"alpha_255"`
+	Steps    int      `json:"steps"`
+	Notes    []string `json:"notes"`
+}
+
+// handleGalleryPlan is GET /api/gallery/:slug/plan.
+func (s *Server) handleGalleryPlan(c echo.Context) error {
+	e, err := s.entryFromPath(c)
+	if err != nil {
+		return err
+	}
+	params, err := engine.ParamsOf(e)
+	if err != nil {
+		return userError{http.StatusUnprocessableEntity, upperFirst(err.Error()) + "."}
+	}
+	if e.OriginalSHA == "" {
+		return userError{http.StatusUnprocessableEntity, "This entry keeps no original image to re-run the attack on."}
+	}
+	p := params.Plan
+	res := planResponse{Slug: e.Slug, Plan: p, ImageURL: imageURL(e.OriginalSHA), Eps255: e.Eps, Notes: []string{}}
+	if p.Alpha > 0 && p.Eps > 0 {
+		res.Alpha255 = p.Alpha / p.Eps * e.Eps
+	}
+	if cfg := params.Method; cfg != nil {
+		res.Steps = cfg.Steps
+		if cfg.Method.BlackBox() {
+			res.Steps = cfg.Queries
+		}
+	}
+	if p.StopAfter > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("The run was stopped after %d recorded steps; a re-run goes to the end.", p.StopAfter))
+	}
+	return c.JSON(http.StatusOK, res)
 }

@@ -49,6 +49,7 @@ func (s *Server) routes() {
 		e.POST("/g/:slug/delete", s.handleGalleryDelete)
 		e.POST("/api/runs/:key/save", s.handleRunSave) // a finished run or sweep, by its key: the server's own record
 		e.DELETE("/api/gallery/:slug", s.handleGalleryDeleteAPI)
+		e.GET("/api/gallery/:slug/plan", s.handleGalleryPlan) // a saved run's plan, for Re-run in the explorer
 	}
 
 	// Operations (health.go)

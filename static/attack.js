@@ -797,6 +797,7 @@
     });
   }
   window.addEventListener("resize", scheduleCharts);
+  drawCharts();
 
   // --- the replay --------------------------------------------------------------------------
 
@@ -864,7 +865,7 @@
     const summary = [m.flipped + " of " + m.watched + " defences fooled", norms, "after " + stepsText(m) + (m.taken !== m.steps_asked && !st.started.attack.startsWith("net:") ? " of " + m.steps_asked : ""), "seed " + m.seed];
     $("ax-summary").textContent = summary.join(" · ") + (m.early ? ". " + m.early : "");
     $("ax-finish-title").textContent = m.stopped ? "Result so far (stopped after " + stepsText(m) + ")" : "Result";
-    $("ax-metrics").textContent = speed.join(" · ");
+    $("ax-speed").textContent = speed.join(" · ");
     const dl = $("ax-download");
     const final = st.kept.filter((k) => k.final).pop();
     if (final && final.adv) {
@@ -970,23 +971,24 @@
     const resp = await fetch("/api/gallery/" + encodeURIComponent(slug) + "/plan", { headers: { Accept: "application/json" }, credentials: "same-origin" });
     const body = await resp.json().catch(() => null);
     if (!resp.ok) throw new Error("Could not load gallery entry " + slug + ": " + ((body && body.error) || "the server answered " + resp.status + "."));
-    const notes = applyPlan(body.plan, body.eps_255);
+    const notes = (body.notes || []).concat(applyPlan(body.plan, body));
     st.checking++;
     oodBox.hidden = true;
     chooseSource({ kind: "gallery", entry: slug }, body.image_url, "The image of gallery entry " + slug);
     status("Every setting and the image of gallery entry " + slug + " are loaded: press Start to run it again." + (notes.length ? " " + notes.join(" ") : ""));
   }
 
-  // applyPlan sets the form from a recorded engine plan and returns what could
-  // not be set.
-  function applyPlan(p, eps255) {
+  // applyPlan sets the form from a recorded engine plan (with ε, α and the steps
+  // in the form's units, from the plan API) and returns what could not be set.
+  function applyPlan(p, units) {
+    const eps255 = units.eps_255;
     const notes = [];
     const opt = Array.from(attackSel.options).find((o) => o.value === p.attack);
     if (!opt) throw new Error("This server has no attack “" + p.attack + "”: the entry cannot be re-run here.");
     attackSel.value = p.attack;
     updateSettings();
     epsIn.value = String(eps255);
-    if (p.steps) stepsIn.value = String(p.steps);
+    if (units.steps) stepsIn.value = String(units.steps);
     if (p.models && p.models.length) {
       surrogateBoxes.forEach((b) => (b.checked = p.models.includes(b.value)));
       const missing = p.models.filter((m) => !surrogateBoxes.some((b) => b.value === m));
@@ -995,7 +997,7 @@
     updateSettings();
     seedIn.value = String(p.seed);
     // α in /255, as the page sent it (rounding undoes the division's last bits).
-    alphaIn.value = p.alpha ? String(Math.round((p.alpha / p.eps) * eps255 * 1e6) / 1e6) : "";
+    alphaIn.value = units.alpha_255 ? String(Math.round(units.alpha_255 * 1e6) / 1e6) : "";
     restartsIn.value = String(p.restarts || 1);
     momentumIn.value = String(p.momentum || 1);
     lossSel.value = p.loss === "margin" ? "margin" : "ce";
@@ -1022,7 +1024,6 @@
       row.querySelector('[data-role="param"]').value = String(d.param);
       row.querySelector('[data-role="model"]').value = d.model;
     }
-    if (p.stop_after) notes.push("The saved run was stopped; this one runs to the end.");
     $("ax-advanced").open = true;
     updateSettings();
     return notes;

@@ -175,25 +175,36 @@
     }
     const x = xAxis(g, box, Math.max(xmax, 1));
     marker(g, box, x, at);
+    // line draws get() where it is a number, with a gap where it is not; a lone
+    // point is a dot.
     const line = (get, color, dash) => {
-      const pts = series.filter((s) => s && Number.isFinite(get(s)));
-      if (!pts.length) return;
       g.strokeStyle = color;
       g.fillStyle = color;
       g.lineWidth = 2;
       g.setLineDash(dash || []);
-      g.beginPath();
-      pts.forEach((s, k) => (k ? g.lineTo(x(s.seq), y(get(s))) : g.moveTo(x(s.seq), y(get(s)))));
-      g.stroke();
-      g.setLineDash([]);
-      if (pts.length === 1) {
-        g.beginPath();
-        g.arc(x(pts[0].seq), y(get(pts[0])), 3, 0, 2 * Math.PI);
-        g.fill();
+      let run = [];
+      const flush = () => {
+        if (run.length === 1) {
+          g.beginPath();
+          g.arc(x(run[0].seq), y(get(run[0])), 2.5, 0, 2 * Math.PI);
+          g.fill();
+        } else if (run.length > 1) {
+          g.beginPath();
+          run.forEach((s, k) => (k ? g.lineTo(x(s.seq), y(get(s))) : g.moveTo(x(s.seq), y(get(s)))));
+          g.stroke();
+        }
+        run = [];
+      };
+      for (const s of series) {
+        if (s && Number.isFinite(get(s))) run.push(s);
+        else flush();
       }
+      flush();
+      g.setLineDash([]);
     };
-    line((s) => s.prob, TOP, [5, 3]);
     line((s) => s.trueProb, TRUE);
+    // The answer's probability, where the answer is not the true class.
+    line((s) => (s.label !== trueLabel ? s.prob : NaN), TOP, [5, 3]);
     const pts = series.filter(Boolean);
     if (!pts.length) {
       canvas.setAttribute("aria-label", name + ": no steps yet");

@@ -66,8 +66,13 @@ func attackLink(model, sample string) string {
 	return "/attack?" + url.Values{"model": {model}, "sample": {sample}}.Encode()
 }
 
-// joinDot lists words with middle dots.
-func joinDot(ws []string) string { return strings.Join(ws, " · ") }
+// netTableNote says what an attack network's table compares it with.
+func netTableNote(methods []string) string {
+	if len(methods) < 2 {
+		return "."
+	}
+	return ": the network beside " + strings.Join(methods[1:], ", ") + " at the same ε."
+}
 
 // methodAt is the i-th method's name, or "".
 func methodAt(ms []string, i int) string {
