@@ -124,6 +124,10 @@
     const sc = scaleFor(pts.map((p) => p.loss));
     g.textAlign = "right";
     const labels = sc.ticks.map(num);
+    // What the chart shows, for tests and tools: the scale, the y labels, the last step.
+    canvas.dataset.scale = sc.log ? "log" : "linear";
+    canvas.dataset.ticks = JSON.stringify(labels);
+    canvas.dataset.xmax = String(xmax);
     const left = Math.max(...labels.map((s) => g.measureText(s).width)) + 14;
     const box = { l: left, r: w - 10, t: 10, b: h - 34 };
     const y = (v) => box.b - ((box.b - box.t) * (sc.t(v) - sc.lo)) / (sc.hi - sc.lo);

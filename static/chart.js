@@ -122,9 +122,12 @@
     const s = Math.max(0, Math.min(1, share));
     const from = [255, 255, 255], mid = [244, 165, 130], to = [103, 0, 13];
     const mix = (a, b, t) => a.map((v, i) => Math.round(v + (b[i] - v) * t));
-    const c = s < 0.5 ? mix(from, mid, s * 2) : mix(mid, to, (s - 0.5) * 2);
-    // The text colour is whichever of white and ink contrasts more with the cell.
-    return { fill: `rgb(${c[0]},${c[1]},${c[2]})`, ink: contrast(c, [255, 255, 255]) > contrast(c, [23, 32, 42]) ? "#ffffff" : "#17202a" };
+    let c = s < 0.5 ? mix(from, mid, s * 2) : mix(mid, to, (s - 0.5) * 2);
+    const white = [255, 255, 255], ink = [23, 32, 42];
+    // Between light and dark lies a band where neither white nor ink text reaches
+    // 4.5:1: a cell there is darkened until white does.
+    while (contrast(c, white) < 4.5 && contrast(c, ink) < 4.5) c = c.map((v) => Math.round(v * 0.95));
+    return { fill: `rgb(${c[0]},${c[1]},${c[2]})`, ink: contrast(c, white) > contrast(c, ink) ? "#ffffff" : "#17202a" };
   }
 
   // contrast is the WCAG contrast ratio of two sRGB colours.

@@ -143,7 +143,7 @@ func Home(h HomePage) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, ".</p></form><section id=\"draw\" class=\"panel\" hidden data-testid=\"draw-panel\"><h2>Draw a digit</h2><div class=\"pad-wrap\"><canvas id=\"pad\" width=\"280\" height=\"280\" tabindex=\"0\" aria-label=\"Drawing pad: draw a digit with the mouse, a pen or a finger\" data-testid=\"draw-canvas\"></canvas><div class=\"pad-actions\"><button type=\"button\" class=\"secondary\" id=\"clear\" data-testid=\"draw-clear\">Clear</button> <span class=\"hint\">Models update as you draw.</span></div></div></section><form id=\"sample-form\" class=\"panel\" method=\"post\" action=\"/classify\" data-testid=\"sample-form\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, ".</p></form><section id=\"draw\" class=\"panel\" hidden data-testid=\"draw-panel\"><h2>Draw a digit</h2><div class=\"pad-wrap\"><canvas id=\"pad\" width=\"280\" height=\"280\" tabindex=\"0\" role=\"img\" aria-label=\"Drawing pad: draw a digit with the mouse, a pen or a finger\" data-testid=\"draw-canvas\"></canvas><div class=\"pad-actions\"><button type=\"button\" class=\"secondary\" id=\"clear\" data-testid=\"draw-clear\">Clear</button> <span class=\"hint\">Models update as you draw.</span></div></div></section><form id=\"sample-form\" class=\"panel\" method=\"post\" action=\"/classify\" data-testid=\"sample-form\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
