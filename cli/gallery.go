@@ -13,13 +13,16 @@ import (
 	"gibbon/inference/engine"
 )
 
-// cmdGallery backs up, restores and checks the gallery file (DATA/gallery.db).
+// cmdGallery backs up, restores and checks a gallery: the file DATA/gallery.db,
+// or the one --db names (a file or a postgres:// URL). Export from one and
+// import into the other moves a gallery between SQLite and PostgreSQL.
 func cmdGallery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := []string{"Usage: gibbon gallery export [--data DIR] OUTDIR   write every entry and image to a new directory",
-		"       gibbon gallery import [--data DIR] INDIR    add the entries of an export (existing slugs are kept)",
-		"       gibbon gallery check  [--data DIR] [--reproduce [--models DIR]]",
-		"                                                   verify the file and that every entry is whole;",
-		"                                                   --reproduce also replays every run from its plan"}
+	usage := []string{"Usage: gibbon gallery export [--data DIR | --db DB] OUTDIR   write every entry and image to a new directory",
+		"       gibbon gallery import [--data DIR | --db DB] INDIR    add the entries of an export (existing slugs are kept)",
+		"       gibbon gallery check  [--data DIR | --db DB] [--reproduce [--models DIR]]",
+		"                                                             verify the gallery and that every entry is whole;",
+		"                                                             --reproduce also replays every run from its plan",
+		"DB is a gallery file or a postgres:// URL; export from one and import into the other to move a gallery."}
 	printUsage := func() { fmt.Fprintln(stderr, strings.Join(usage, "\n")) }
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printUsage()
@@ -37,6 +40,7 @@ func cmdGallery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fs := newFlagSet("gallery "+sub, stderr, usage...)
 	data := fs.String("data", "data", "Gibbon's data directory (the gallery is "+gallery.FileName+" inside)")
+	db := fs.String("db", "", "the gallery: a file path or a postgres:// URL (default: "+gallery.FileName+" in --data)")
 	reproduce := fs.Bool("reproduce", false, "check: replay every run from its recorded plan and compare the results")
 	modelsDir := fs.String("models", "", "check --reproduce: a folder of your models, besides the built-in ones")
 	var dir string
@@ -49,12 +53,12 @@ func cmdGallery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(*data, gallery.FileName)
-	store, err := gallery.Open(ctx, path)
+	store, err := gallery.Open(ctx, galleryTarget(*db, *data))
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	where := store.Location()
 
 	switch sub {
 	case "export":
@@ -62,18 +66,18 @@ func cmdGallery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "exported %d entries and %d images from %s to %s\n", st.Entries, st.Images, path, dir)
+		fmt.Fprintf(stdout, "exported %d entries and %d images from %s to %s\n", st.Entries, st.Images, where, dir)
 	case "import":
 		st, err := store.Import(ctx, dir, progress(stderr, "importing"))
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "imported %d entries (%d already present) from %s into %s\n", st.Entries, st.Skipped, dir, path)
+		fmt.Fprintf(stdout, "imported %d entries (%d already present) from %s into %s\n", st.Entries, st.Skipped, dir, where)
 	case "check":
 		if err := store.Check(ctx); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: ok\n", path)
+		fmt.Fprintf(stdout, "%s: ok\n", where)
 		if *reproduce {
 			return reproduceGallery(ctx, store, *modelsDir, stdout, stderr)
 		}
@@ -135,6 +139,15 @@ func reproduceGallery(ctx context.Context, store *gallery.Store, modelsDir strin
 		return fmt.Errorf("%d run(s) not reproduced", bad)
 	}
 	return nil
+}
+
+// galleryTarget is the gallery a command opens: db (a file or a postgres://
+// URL) when given, else the gallery file in the data directory.
+func galleryTarget(db, dataDir string) string {
+	if db != "" {
+		return db
+	}
+	return filepath.Join(dataDir, gallery.FileName)
 }
 
 // progress prints "verb done/total" on one line, at most a few times a second.

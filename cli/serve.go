@@ -26,7 +26,8 @@ import (
 // dashes as underscores), else from the default.
 type serveConfig struct {
 	Addr      string // host:port to listen on
-	DataDir   string // state (the gallery's SQLite file)
+	DataDir   string // state (the gallery's SQLite file, unless DB names another gallery)
+	DB        string // the gallery: a postgres:// URL that web nodes share, or a file; empty: DataDir's
 	ModelsDir string // optional user models: manifest.json, .onnx files, samples/
 	ORTLib    string // ONNX Runtime library; empty: the cache
 	EP        string // execution provider
@@ -53,6 +54,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 		"a flag on the command line wins over the variable.")
 	fs.StringVar(&cfg.Addr, "addr", "localhost:8080", "address to listen on, host:port")
 	fs.StringVar(&cfg.DataDir, "data", "./data", "directory for Gibbon's state (created if missing)")
+	fs.StringVar(&cfg.DB, "db", "", "the gallery: a postgres://user:password@host/database URL that several web nodes share, or a file path (default: "+gallery.FileName+" in --data)")
 	fs.StringVar(&cfg.ModelsDir, "models", "", "directory of your own models: a manifest.json, the .onnx files it names, optionally samples/digit-<label>-<k>.png")
 	fs.StringVar(&cfg.ORTLib, "ort-lib", "", "`PATH` of an ONNX Runtime "+inference.ORTVersion+" library (default: the one 'gibbon runtime install' put in the cache); a GPU (CUDA) build of that version runs --ep cuda")
 	fs.StringVar(&cfg.EP, "ep", "cpu", "execution provider: auto (CUDA, else WebGPU, else CPU), cpu, webgpu or cuda; one that does not start falls back with a warning")
@@ -128,14 +130,18 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	log := slog.New(h)
 
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	if cfg.DB == "" { // the gallery lives in the data directory
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
 	}
-	store, err := gallery.Open(ctx, filepath.Join(cfg.DataDir, gallery.FileName))
+	// First, so that a wrong or unreachable database stops the start at once.
+	store, err := gallery.Open(ctx, galleryTarget(cfg.DB, cfg.DataDir))
 	if err != nil {
 		return err
 	}
 	defer store.Close() // after the server has stopped: no request still uses it
+	log.Info("gallery open", "backend", store.Backend(), "at", store.Location())
 	sources := []inference.ModelSource{{Name: "built-in", FS: models.FS()}}
 	var samples []fs.FS
 	if cfg.ModelsDir != "" {

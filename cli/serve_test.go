@@ -30,7 +30,7 @@ func TestServeConfigFromFlagsEnvironmentAndDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Addr != "localhost:8080" || cfg.DataDir != "./data" || cfg.ModelsDir != "" || cfg.EP != "cpu" ||
+	if cfg.Addr != "localhost:8080" || cfg.DataDir != "./data" || cfg.DB != "" || cfg.ModelsDir != "" || cfg.EP != "cpu" ||
 		cfg.Server.MaxUploadBytes != 10_000_000 || cfg.Server.MaxPixels != 40_000_000 || cfg.LogFormat != "text" {
 		t.Fatalf("defaults: %+v", cfg)
 	}
@@ -46,6 +46,7 @@ func TestServeConfigFromFlagsEnvironmentAndDefaults(t *testing.T) {
 	env["GIBBON_SHUTDOWN_GRACE"] = "250ms"
 	env["GIBBON_EXPLORER_RUNS"] = "3"
 	env["GIBBON_EXPLORER_TIME_LIMIT"] = "45s"
+	env["GIBBON_DB"] = "postgres://gibbon@db.internal/gallery"
 	cfg, err = parseServeConfig([]string{"--addr", "127.0.0.1:7000", "--max-upload", "512kB", "--explorer-runs", "2",
 		"--explorer-queue", "0", "--explorer-max-steps", "200", "--explorer-pages-per-client", "1"}, getenv, io.Discard)
 	if err != nil {
@@ -58,7 +59,7 @@ func TestServeConfigFromFlagsEnvironmentAndDefaults(t *testing.T) {
 		t.Errorf("flags must win over the environment: %+v", cfg)
 	}
 	if cfg.Server.MaxPixels != 12_500_000 || cfg.Server.UploadBurst != 7 || cfg.ModelsDir != "/tmp/m" ||
-		cfg.Server.ShutdownGrace != 250*time.Millisecond {
+		cfg.Server.ShutdownGrace != 250*time.Millisecond || cfg.DB != "postgres://gibbon@db.internal/gallery" {
 		t.Errorf("environment not applied: %+v", cfg)
 	}
 
@@ -124,6 +125,43 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// startServe runs `gibbon serve` on a free loopback port with JSON logs and
+// args, and waits until it listens. stop ends it (as SIGTERM does) and returns
+// what serve returned.
+func startServe(t *testing.T, args ...string) (base string, logs *lockedBuffer, stop func() error) {
+	t.Helper()
+	logs = &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-format", "json"}, args...), io.Discard, logs)
+	}()
+	urlRe := regexp.MustCompile(`"url":"(http://127\.0\.0\.1:\d+)"`)
+	for deadline := time.Now().Add(time.Minute); base == ""; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve returned early: %v\n%s", err, logs.String())
+		default:
+		}
+		if m := urlRe.FindStringSubmatch(logs.String()); m != nil {
+			base = m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start:\n%s", logs.String())
+		}
+	}
+	return base, logs, func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(time.Minute):
+			return errors.New("serve did not stop")
+		}
+	}
+}
+
 // `gibbon serve` end to end, in process: loads the built-in and a user's models,
 // serves, answers, and stops cleanly when its context ends (as on SIGTERM).
 func TestServeCommandServesAndStops(t *testing.T) {
@@ -146,28 +184,7 @@ func TestServeCommandServesAndStops(t *testing.T) {
 		}
 	}
 	data := filepath.Join(t.TempDir(), "state")
-	logs := &lockedBuffer{}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--models", dir, "--data", data, "--log-format", "json"}, io.Discard, logs)
-	}()
-	urlRe := regexp.MustCompile(`"url":"(http://127\.0\.0\.1:\d+)"`)
-	var base string
-	for deadline := time.Now().Add(time.Minute); base == ""; time.Sleep(10 * time.Millisecond) {
-		select {
-		case err := <-done:
-			t.Fatalf("serve returned early: %v\n%s", err, logs.String())
-		default:
-		}
-		if m := urlRe.FindStringSubmatch(logs.String()); m != nil {
-			base = m[1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not start:\n%s", logs.String())
-		}
-	}
+	base, logs, stop := startServe(t, "--models", dir, "--data", data)
 	resp, err := http.Get(base + "/readyz")
 	if err != nil {
 		t.Fatal(err)
@@ -197,14 +214,8 @@ func TestServeCommandServesAndStops(t *testing.T) {
 	if st, err := os.Stat(data); err != nil || !st.IsDir() {
 		t.Errorf("data directory not created: %v", err)
 	}
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve: %v", err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("serve did not stop")
+	if err := stop(); err != nil {
+		t.Fatalf("serve: %v", err)
 	}
 	for _, want := range []string{`"msg":"models loaded"`, `"msg":"request"`, `"path":"/models"`, `"msg":"stopped"`} {
 		if !strings.Contains(logs.String(), want) {

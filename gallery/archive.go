@@ -3,7 +3,6 @@ package gallery
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -73,11 +72,11 @@ func (s *Store) Export(ctx context.Context, dir string, progress Progress) (Arch
 		}
 	}
 
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	rtx, tx, err := s.readTx(ctx)
 	if err != nil {
 		return st, fmt.Errorf("export: %w", err)
 	}
-	defer tx.Rollback()
+	defer rtx.Rollback()
 	var slugs []string
 	rows, err := tx.QueryContext(ctx, "SELECT slug FROM entries ORDER BY id")
 	if err != nil {
@@ -264,20 +263,21 @@ func (s *Store) importOne(ctx context.Context, root *os.Root, slug string) (bool
 		return false, 0, err
 	}
 	e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Millisecond)
-	imported := false
-	err = s.writeTx(ctx, func(tx *sql.Tx) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM entries WHERE slug = ?", slug).Scan(&n); err != nil {
-			return err
+	err = s.writeTx(ctx, func(tx conn) error {
+		fresh, err := insert(ctx, tx, e, p, hash)
+		if err == nil && !fresh {
+			return errSlugTaken // roll back the images written before the entry
 		}
-		if n > 0 {
-			return nil
-		}
-		imported = true
-		return insert(ctx, tx, e, p, hash)
+		return err
 	})
-	return imported, images, err
+	if errors.Is(err, errSlugTaken) {
+		return false, images, nil
+	}
+	return err == nil, images, err
 }
+
+// errSlugTaken ends an import transaction whose entry the gallery has already.
+var errSlugTaken = errors.New("slug taken")
 
 func readFile(root *os.Root, name string, max int64) ([]byte, error) {
 	f, err := root.Open(name)

@@ -14,9 +14,11 @@ import (
 	"gibbon/gallery/gallerytest"
 )
 
-func TestExportImportRoundTrip(t *testing.T) {
+func TestExportImportRoundTrip(t *testing.T) { eachBackend(t, testExportImportRoundTrip) }
+
+func testExportImportRoundTrip(t *testing.T, be backend) {
 	ctx := context.Background()
-	src, _ := openStore(t)
+	src, _ := openStore(t, be)
 	var receipts []gallery.Receipt
 	for i := range 6 {
 		e := gallerytest.Run(uint64(i), gallerytest.Options{Title: "<script>alert(" + string(rune('0'+i)) + ")</script>"})
@@ -42,7 +44,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 		t.Fatalf("export into a used directory: %v", err)
 	}
 
-	dst, _ := openStore(t)
+	dst, _ := openStore(t, be)
 	st, err = dst.Import(ctx, dir, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -84,9 +86,11 @@ func TestExportImportRoundTrip(t *testing.T) {
 	mustCheck(t, dst)
 }
 
-func TestImportRejectsDamagedExports(t *testing.T) {
+func TestImportRejectsDamagedExports(t *testing.T) { eachBackend(t, testImportRejectsDamagedExports) }
+
+func testImportRejectsDamagedExports(t *testing.T, be backend) {
 	ctx := context.Background()
-	src, _ := openStore(t)
+	src, _ := openStore(t, be)
 	rec := mustSave(t, src, gallerytest.Run(1, gallerytest.Options{}))
 	e, _ := src.Get(ctx, rec.Slug)
 
@@ -142,7 +146,7 @@ func TestImportRejectsDamagedExports(t *testing.T) {
 			if err := tc.damage(dir); err != nil {
 				t.Fatal(err)
 			}
-			dst, path := openStore(t)
+			dst, path := openStore(t, be)
 			_, err := dst.Import(ctx, dir, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("import: %v, want an error mentioning %q", err, tc.want)

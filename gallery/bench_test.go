@@ -8,28 +8,71 @@ import (
 
 	"gibbon/gallery"
 	"gibbon/gallery/gallerytest"
+	"gibbon/gallery/pgtest"
 )
 
 func BenchmarkGallery(b *testing.B) {
-	ctx := context.Background()
 	s, n := gallerytest.BenchStore(b)
-	b.Logf("gallery of %d entries", n)
+	benchStore(b, s, n)
+}
 
-	b.Run("Save", func(b *testing.B) {
-		var l gallerytest.Latencies
-		i := 0
-		for b.Loop() {
-			e := gallerytest.Mixed(n + i) // prepared outside the timed part
-			e.CreatedAt = time.Time{}
-			i++
-			l.Time(func() {
-				if _, err := s.Save(ctx, e); err != nil {
-					b.Fatal(err)
-				}
-			})
-		}
-		l.Report(b)
-	})
+// BenchmarkGalleryPostgres runs the same operations on PostgreSQL as it ships
+// (fsync and synchronous commits on), seeded with BenchEntries entries; then
+// saves again with synchronous_commit off, which like SQLite's WAL with
+// synchronous=NORMAL keeps the database consistent on a crash but may lose the
+// last commits.
+func BenchmarkGalleryPostgres(b *testing.B) {
+	ctx := context.Background()
+	target := pgtest.NewSchema(b)
+	s := openBench(b, target)
+	n := gallerytest.BenchEntries()
+	if err := gallerytest.Fill(ctx, s, n, 4, b.Logf); err != nil {
+		b.Fatal(err)
+	}
+	if err := gallery.Analyze(ctx, s); err != nil {
+		b.Fatal(err)
+	}
+	pgtest.Durable(b)
+	benchStore(b, s, n)
+
+	async := openBench(b, target+"&synchronous_commit=off")
+	b.Run("SaveAsyncCommit", func(b *testing.B) { benchSave(b, async, 2*n) })
+}
+
+func openBench(b *testing.B, target string) *gallery.Store {
+	s, err := gallery.Open(context.Background(), target)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// benchSave saves Mixed(from), Mixed(from+1), … with fresh times.
+func benchSave(b *testing.B, s *gallery.Store, from int) {
+	ctx := context.Background()
+	var l gallerytest.Latencies
+	i := 0
+	for b.Loop() {
+		e := gallerytest.Mixed(from + i) // prepared outside the timed part
+		e.CreatedAt = time.Time{}
+		i++
+		l.Time(func() {
+			if _, err := s.Save(ctx, e); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+	l.Report(b)
+}
+
+// benchStore measures saves, permalink reads, index pages and facets on a
+// gallery of n entries.
+func benchStore(b *testing.B, s *gallery.Store, n int) {
+	ctx := context.Background()
+	b.Logf("%s gallery of %d entries", s.Backend(), n)
+
+	b.Run("Save", func(b *testing.B) { benchSave(b, s, n) })
 
 	slugs := gallerytest.RandomSlugs(b, s, 1000)
 	b.Run("Get", func(b *testing.B) {

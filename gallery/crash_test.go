@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -20,16 +19,20 @@ import (
 const crashChildEnv = "GIBBON_GALLERY_CRASH_CHILD"
 
 // TestCrashMidSave kills a process that is saving in a loop (SIGKILL, no
-// chance to clean up), several times over the same file, then checks the file
-// is sound, every save the child saw committed is there, and no entry is half
+// chance to clean up), several times over the same gallery, then checks it is
+// sound, every save the child saw committed is there, and no entry is half
 // written.
 func TestCrashMidSave(t *testing.T) {
-	if path := os.Getenv(crashChildEnv); path != "" {
-		crashChild(t, path)
+	if target := os.Getenv(crashChildEnv); target != "" {
+		crashChild(t, target)
 		return
 	}
+	eachBackend(t, testCrashMidSave)
+}
+
+func testCrashMidSave(t *testing.T, be backend) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), gallery.FileName)
+	path := be.newTarget(t)
 	rng := rand.New(rand.NewPCG(7, 7))
 	var committed []string
 	for round := range 5 {
@@ -102,9 +105,9 @@ func TestCrashMidSave(t *testing.T) {
 const crashSteps = 1500 // a long transaction, so the kill often lands inside one
 
 // crashChild saves entries until it is killed, printing each slug once committed.
-func crashChild(t *testing.T, path string) {
+func crashChild(t *testing.T, target string) {
 	ctx := context.Background()
-	s, err := gallery.Open(ctx, path)
+	s, err := gallery.Open(ctx, target)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(3)

@@ -1,6 +1,8 @@
-// Package gallery stores saved attack runs in one SQLite file: entries with their
-// provenance, content-addressed images (each stored once), per-step summaries,
-// short unguessable slugs for permalinks and hashed secret delete tokens.
+// Package gallery stores saved attack runs: entries with their provenance,
+// content-addressed images (each stored once), per-step summaries, short
+// unguessable slugs for permalinks and hashed secret delete tokens. It keeps
+// them in one SQLite file (the embedded default) or in a PostgreSQL database
+// that several web nodes share; callers see the same Store either way.
 //
 // It knows nothing of HTTP: server/ adapts it. Every save is one transaction, so a
 // crash mid-save leaves either the whole entry or nothing.

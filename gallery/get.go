@@ -15,23 +15,17 @@ func (s *Store) Get(ctx context.Context, slug string) (*Entry, error) {
 		return nil, ErrNotFound
 	}
 	// One read transaction: the entry and its rows come from the same snapshot.
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, q, err := s.readTx(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load gallery entry: %w", err)
 	}
 	defer tx.Rollback()
-	e, _, err := getEntry(ctx, tx, slug)
+	e, _, err := getEntry(ctx, q, slug)
 	return e, err
 }
 
-// queryer is what reads need: a *sql.DB or a *sql.Tx.
-type queryer interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 // getEntry reads one entry and its delete hash.
-func getEntry(ctx context.Context, q queryer, slug string) (*Entry, []byte, error) {
+func getEntry(ctx context.Context, q conn, slug string) (*Entry, []byte, error) {
 	var (
 		e              Entry
 		kind, rec      string
@@ -126,7 +120,7 @@ func (s *Store) Image(ctx context.Context, sha string) ([]byte, error) {
 		return nil, ErrNotFound
 	}
 	var data []byte
-	err := s.r.QueryRowContext(ctx, "SELECT png FROM images WHERE sha256 = ?", sha).Scan(&data)
+	err := conn{s.r, s.d}.QueryRowContext(ctx, "SELECT png FROM images WHERE sha256 = ?", sha).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

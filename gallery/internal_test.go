@@ -83,7 +83,7 @@ func TestListQueriesWalkAnIndex(t *testing.T) {
 				for _, kind := range []Kind{"", KindRun} {
 					for _, cursor := range []string{"", encodeCursor(1700000000000, 42)} {
 						f := Filter{Model: model, Attack: attack, Eps: eps, Kind: kind}
-						q, args, err := listQuery(f, cursor, 25)
+						q, args, err := sqliteDialect.listQuery(f, cursor, 25)
 						if err != nil {
 							t.Fatal(err)
 						}

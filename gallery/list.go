@@ -50,11 +50,11 @@ func (s *Store) List(ctx context.Context, opt ListOptions) (Page, error) {
 	if limit < 0 || limit > MaxPageSize {
 		return Page{}, invalid("limit", "want 1 to %d", MaxPageSize)
 	}
-	query, args, err := listQuery(opt.Filter, opt.Cursor, limit+1)
+	query, args, err := s.d.listQuery(opt.Filter, opt.Cursor, limit+1)
 	if err != nil {
 		return Page{}, err
 	}
-	rows, err := s.r.QueryContext(ctx, query, args...)
+	rows, err := conn{s.r, s.d}.QueryContext(ctx, query, args...)
 	if err != nil {
 		return Page{}, fmt.Errorf("list gallery: %w", err)
 	}
@@ -103,7 +103,7 @@ const summaryColumns = `e.id, e.slug, e.kind, e.created_at, e.title, e.model, e.
 // are the filters', followed by (created_at, id): entry_models' with a model
 // filter, else entries'. Only a kind filter combined with others is checked row
 // by row (kinds other than run are rare; runs are most of the gallery).
-func listQuery(f Filter, cursor string, limit int) (string, []any, error) {
+func (d *dialect) listQuery(f Filter, cursor string, limit int) (string, []any, error) {
 	var (
 		where []string
 		args  []any
@@ -153,9 +153,10 @@ func listQuery(f Filter, cursor string, limit int) (string, []any, error) {
 	}
 	if f.Kind != "" {
 		// Kind has three values: walk its index only when nothing narrower is asked
-		// ("+" keeps SQLite from choosing entries_kind over the attack or eps index).
+		// (unindexed keeps the planner from choosing entries_kind over the model,
+		// attack or eps index).
 		if f.Model != "" || f.Attack != "" || f.Eps != "" {
-			where = append(where, "+e.kind = ?")
+			where = append(where, fmt.Sprintf(d.unindexed, "e.kind")+" = ?")
 		} else {
 			where = append(where, "e.kind = ?")
 		}
@@ -233,7 +234,7 @@ type Facets struct {
 // Facets lists every model, attack and eps in the gallery with entry counts,
 // from a small table kept by save and delete (no scan of the entries).
 func (s *Store) Facets(ctx context.Context) (Facets, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT facet, value, count FROM facets ORDER BY facet, value")
+	rows, err := s.r.QueryContext(ctx, "SELECT facet, value, count FROM facets")
 	if err != nil {
 		return Facets{}, fmt.Errorf("gallery facets: %w", err)
 	}
@@ -257,14 +258,16 @@ func (s *Store) Facets(ctx context.Context) (Facets, error) {
 	if err := closeRows(rows); err != nil {
 		return Facets{}, err
 	}
-	// Eps in numeric order within each unit ("4/255" before "12/255").
-	slices.SortStableFunc(f.Eps, func(a, b FacetValue) int {
+	// Names in byte order (as SQLite sorts; PostgreSQL's order depends on the
+	// database's collation), eps in numeric order within each unit ("4/255"
+	// before "12/255").
+	byValue := func(a, b FacetValue) int { return strings.Compare(a.Value, b.Value) }
+	slices.SortFunc(f.Models, byValue)
+	slices.SortFunc(f.Attacks, byValue)
+	slices.SortFunc(f.Eps, func(a, b FacetValue) int {
 		av, au, _ := ParseEps(a.Value)
 		bv, bu, _ := ParseEps(b.Value)
-		if c := strings.Compare(au, bu); c != 0 {
-			return c
-		}
-		return cmp.Compare(av, bv)
+		return cmp.Or(strings.Compare(au, bu), cmp.Compare(av, bv), byValue(a, b))
 	})
 	return f, nil
 }

@@ -14,8 +14,12 @@ import (
 )
 
 func TestListPagesNewestFirstWithFilters(t *testing.T) {
+	eachBackend(t, testListPagesNewestFirstWithFilters)
+}
+
+func testListPagesNewestFirstWithFilters(t *testing.T, be backend) {
 	ctx := context.Background()
-	s, _ := openStore(t)
+	s, _ := openStore(t, be)
 	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	type saved struct {
 		slug, attack, eps string
@@ -132,9 +136,11 @@ func TestListPagesNewestFirstWithFilters(t *testing.T) {
 	}
 }
 
-func TestListRejectsBadQueries(t *testing.T) {
+func TestListRejectsBadQueries(t *testing.T) { eachBackend(t, testListRejectsBadQueries) }
+
+func testListRejectsBadQueries(t *testing.T, be backend) {
 	ctx := context.Background()
-	s, _ := openStore(t)
+	s, _ := openStore(t, be)
 	mustSave(t, s, gallerytest.Run(1, gallerytest.Options{}))
 	bad := []gallery.ListOptions{
 		{Cursor: "<script>"},

@@ -17,16 +17,19 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations/*.sql migrations/postgres/*.sql
 var migrationFiles embed.FS
 
-// Store is an open gallery file. It is safe for concurrent use.
+// Store is an open gallery: a SQLite file or a PostgreSQL database. It is safe
+// for concurrent use, and several processes may open the same gallery.
 type Store struct {
-	path string
-	w    *sql.DB // one connection: writes queue here instead of fighting for the lock
-	r    *sql.DB // readers; WAL lets them run beside the writer
-	ck   *sql.DB // checkpoints, off the save path
-	now  func() time.Time
+	location string // the file's absolute path, or the URL without its password
+	d        *dialect
+	w        *sql.DB // SQLite: one connection, so writes queue here instead of fighting for the lock; PostgreSQL: the pool
+	r        *sql.DB // readers (SQLite's WAL lets them run beside the writer); PostgreSQL: the same pool as w
+	ck       *sql.DB // SQLite's checkpoints, off the save path; nil on PostgreSQL
+	now      func() time.Time
+	newSlug  func() string
 
 	writes     atomic.Int64 // commits since the last checkpoint
 	stopCk     context.CancelFunc
@@ -44,14 +47,27 @@ const (
 	walSizeLimit       = 64 << 20 // bytes the WAL file is cut back to once checkpointed
 )
 
-// Open opens (creating if needed) the gallery at path and brings its schema up to
-// date. Several processes may open the same file; SQLite's locks and the busy
-// timeout serialise their writes.
-func Open(ctx context.Context, path string) (*Store, error) {
-	return open(ctx, path, migrationFiles)
+// Open opens the gallery at target and brings its schema up to date. target is
+// a file path (SQLite, created if needed) or a postgres:// (or postgresql://)
+// URL naming an existing database. Several processes may open the same
+// gallery: SQLite's locks and busy timeout serialise their writes to a file;
+// on PostgreSQL they write side by side.
+func Open(ctx context.Context, target string) (*Store, error) {
+	return open(ctx, target, migrationFiles)
 }
 
-func open(ctx context.Context, path string, migrations fs.FS) (*Store, error) {
+func open(ctx context.Context, target string, migrations fs.FS) (*Store, error) {
+	if isPostgresURL(target) {
+		return openPostgres(ctx, target, migrations)
+	}
+	if scheme, _, ok := strings.Cut(target, "://"); ok && !strings.ContainsAny(scheme, `/\.`) {
+		return nil, fmt.Errorf("open gallery %s: %s:// is not a gallery (give a file path or a postgres:// URL)", redactURL(target), clip(scheme))
+	}
+	return openSQLite(ctx, target, migrations)
+}
+
+// openSQLite opens (creating if needed) the gallery file at path.
+func openSQLite(ctx context.Context, path string, migrations fs.FS) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("open gallery: empty path")
 	}
@@ -77,7 +93,7 @@ func open(ctx context.Context, path string, migrations fs.FS) (*Store, error) {
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{path: abs, w: w, now: time.Now}
+	s := &Store{location: abs, d: sqliteDialect, w: w, now: time.Now, newSlug: newSlug}
 	if err := s.migrate(ctx, migrations); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open gallery %s: %w", abs, err)
@@ -122,28 +138,37 @@ func (s *Store) checkpointLoop(ctx context.Context) {
 	}
 }
 
-// Path is the gallery file's absolute path.
-func (s *Store) Path() string { return s.path }
+// Location names the gallery for people: the SQLite file's absolute path, or
+// the PostgreSQL URL without its password.
+func (s *Store) Location() string { return s.location }
 
-// Close stops the checkpointer and closes the file; in-flight calls finish
-// first. The last connection to close checkpoints and removes the WAL.
+// Backend is "sqlite" or "postgres".
+func (s *Store) Backend() string { return s.d.name }
+
+// Close stops the checkpointer and closes the database; in-flight calls finish
+// first. The last connection to a SQLite file checkpoints and removes the WAL.
 func (s *Store) Close() error {
-	s.stopCk()
-	s.checkpoint.Wait()
+	if s.stopCk != nil {
+		s.stopCk()
+		s.checkpoint.Wait()
+	}
+	if s.r == s.w {
+		return s.w.Close()
+	}
 	return errors.Join(s.ck.Close(), s.r.Close(), s.w.Close())
 }
 
-// SchemaVersion is the schema the file is at (PRAGMA user_version).
+// SchemaVersion is the schema the gallery is at (SQLite: PRAGMA user_version).
 func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	var v int
-	err := s.r.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
+	err := s.r.QueryRowContext(ctx, s.d.readVersion).Scan(&v)
 	return v, err
 }
 
 // migrate applies the numbered migrations newer than the file's user_version,
 // each in its own transaction together with the version bump.
 func (s *Store) migrate(ctx context.Context, migrations fs.FS) error {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	names, err := fs.Glob(migrations, s.d.migrations)
 	if err != nil {
 		return err
 	}
@@ -173,16 +198,25 @@ func (s *Store) migrate(ctx context.Context, migrations fs.FS) error {
 	}
 }
 
-// migrateOne applies the next migration, if any, under the write lock so two
-// processes opening a new file cannot both apply it.
+// migrateOne applies the next migration, if any, under the write lock (SQLite)
+// or the schema's advisory lock (PostgreSQL) so two processes opening a new
+// gallery cannot both apply it.
 func (s *Store) migrateOne(ctx context.Context, migrations fs.FS, latest int, next func(int) (string, int)) (bool, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
 	}
 	defer tx.Rollback()
+	for _, q := range []string{s.d.lockSchema, s.d.prepareVersion} {
+		if q == "" {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return false, fmt.Errorf("lock schema: %w", err)
+		}
+	}
 	var current int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+	if err := tx.QueryRowContext(ctx, s.d.readVersion).Scan(&current); err != nil {
 		return false, fmt.Errorf("read schema version: %w", err)
 	}
 	if current > latest {
@@ -199,7 +233,7 @@ func (s *Store) migrateOne(ctx context.Context, migrations fs.FS, latest int, ne
 	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
 		return false, fmt.Errorf("migration %s: %w", filepath.Base(name), err)
 	}
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", version)); err != nil {
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(s.d.writeVersion, version)); err != nil {
 		return false, err
 	}
 	return true, tx.Commit()

@@ -3,7 +3,6 @@ package gallery_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"os"
@@ -17,24 +16,11 @@ import (
 	"gibbon/gallery/gallerytest"
 )
 
-// countRows reads a table's row count straight from the file.
-func countRows(t *testing.T, path, table string) int {
-	t.Helper()
-	db, err := sql.Open("sqlite", path+"?_query_only=1&_busy_timeout=5000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var n int
-	if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
+func TestSaveLoadRoundTrip(t *testing.T) { eachBackend(t, testSaveLoadRoundTrip) }
 
-func TestSaveLoadRoundTrip(t *testing.T) {
+func testSaveLoadRoundTrip(t *testing.T, be backend) {
 	ctx := context.Background()
-	s, _ := openStore(t)
+	s, _ := openStore(t, be)
 	in := gallerytest.Run(1, gallerytest.Options{Title: "  a seven becomes a three  "})
 	in.Models = append(in.Models, gallery.ModelRef{Name: "resnet", SHA256: strings.Repeat("AB", 32)})
 	in.Params = json.RawMessage(`{ "steps": 10,
@@ -88,9 +74,11 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	mustCheck(t, s)
 }
 
-func TestSweepKindRoundTrip(t *testing.T) {
+func TestSweepKindRoundTrip(t *testing.T) { eachBackend(t, testSweepKindRoundTrip) }
+
+func testSweepKindRoundTrip(t *testing.T, be backend) {
 	ctx := context.Background()
-	s, _ := openStore(t)
+	s, _ := openStore(t, be)
 	e := &gallery.Entry{
 		Kind:          gallery.KindSweep,
 		GibbonVersion: "test",
@@ -114,8 +102,10 @@ func TestSweepKindRoundTrip(t *testing.T) {
 	mustCheck(t, s)
 }
 
-func TestImagesStoredOnce(t *testing.T) {
-	s, path := openStore(t)
+func TestImagesStoredOnce(t *testing.T) { eachBackend(t, testImagesStoredOnce) }
+
+func testImagesStoredOnce(t *testing.T, be backend) {
+	s, path := openStore(t, be)
 	a := gallerytest.Run(1, gallerytest.Options{})
 	b := gallerytest.Run(2, gallerytest.Options{})
 	b.Original = a.Original // the same picture attacked twice
@@ -132,9 +122,11 @@ func TestImagesStoredOnce(t *testing.T) {
 	mustCheck(t, s)
 }
 
-func TestDelete(t *testing.T) {
+func TestDelete(t *testing.T) { eachBackend(t, testDelete) }
+
+func testDelete(t *testing.T, be backend) {
 	ctx := context.Background()
-	s, path := openStore(t)
+	s, path := openStore(t, be)
 	a := gallerytest.Run(1, gallerytest.Options{Attack: "fgsm"})
 	b := gallerytest.Run(2, gallerytest.Options{})
 	b.Original = a.Original
@@ -192,8 +184,12 @@ func TestDelete(t *testing.T) {
 }
 
 func TestConcurrentSavesFromTwoHandles(t *testing.T) {
+	eachBackend(t, testConcurrentSavesFromTwoHandles)
+}
+
+func testConcurrentSavesFromTwoHandles(t *testing.T, be backend) {
 	ctx := context.Background()
-	s1, path := openStore(t)
+	s1, path := openStore(t, be)
 	s2, err := gallery.Open(ctx, path) // as a second process would
 	if err != nil {
 		t.Fatal(err)
@@ -224,9 +220,11 @@ func TestConcurrentSavesFromTwoHandles(t *testing.T) {
 	mustCheck(t, s1)
 }
 
-func TestMigrationsOnReopen(t *testing.T) {
+func TestMigrationsOnReopen(t *testing.T) { eachBackend(t, testMigrationsOnReopen) }
+
+func testMigrationsOnReopen(t *testing.T, be backend) {
 	ctx := context.Background()
-	s, path := openStore(t)
+	s, path := openStore(t, be)
 	rec := mustSave(t, s, gallerytest.Run(1, gallerytest.Options{}))
 	v1, err := s.SchemaVersion(ctx)
 	if err != nil || v1 < 1 {
@@ -250,8 +248,6 @@ func TestMigrationsOnReopen(t *testing.T) {
 		mustCheck(t, s2)
 		s2.Close()
 	}
-	s, _ = gallery.Open(ctx, path) // for openStore's cleanup
-	t.Cleanup(func() { s.Close() })
 }
 
 func TestOpenErrors(t *testing.T) {

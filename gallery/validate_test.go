@@ -30,9 +30,11 @@ func hugePNG(w, h uint32) []byte {
 	return b.Bytes()
 }
 
-func TestSaveRejectsBadEntries(t *testing.T) {
+func TestSaveRejectsBadEntries(t *testing.T) { eachBackend(t, testSaveRejectsBadEntries) }
+
+func testSaveRejectsBadEntries(t *testing.T, be backend) {
 	ctx := context.Background()
-	s, path := openStore(t)
+	s, path := openStore(t, be)
 	cases := []struct {
 		name    string
 		mutate  func(e *gallery.Entry)
@@ -116,10 +118,14 @@ func TestSaveRejectsBadEntries(t *testing.T) {
 }
 
 func TestTransformDefencesAndProvenanceRoundTrip(t *testing.T) {
+	eachBackend(t, testTransformDefencesAndProvenanceRoundTrip)
+}
+
+func testTransformDefencesAndProvenanceRoundTrip(t *testing.T, be backend) {
 	// A run's record keeps every defence, transforms included, each step's guesses
 	// keyed by defence, and what computed it.
 	ctx := context.Background()
-	s, _ := openStore(t)
+	s, _ := openStore(t, be)
 	e := gallerytest.Run(7, gallerytest.Options{})
 	model := e.Predictions[0].Model
 	jpeg := e.Predictions[0]
@@ -146,10 +152,12 @@ func TestTransformDefencesAndProvenanceRoundTrip(t *testing.T) {
 	}
 }
 
-func TestHostileTextIsStoredVerbatim(t *testing.T) {
+func TestHostileTextIsStoredVerbatim(t *testing.T) { eachBackend(t, testHostileTextIsStoredVerbatim) }
+
+func testHostileTextIsStoredVerbatim(t *testing.T, be backend) {
 	// The store keeps user text exactly (views escape it); it must not break SQL.
 	ctx := context.Background()
-	s, _ := openStore(t)
+	s, _ := openStore(t, be)
 	hostile := []string{
 		`<script>alert(1)</script>`,
 		`"><img src=x onerror=alert(1)>`,

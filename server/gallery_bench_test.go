@@ -56,6 +56,13 @@ func BenchmarkGalleryPages(b *testing.B) {
 	b.Run("Permalink", func(b *testing.B) {
 		run(b, func(i int) string { return "/g/" + slugs[i%len(slugs)] })
 	})
+	// The pictures a permalink draws from its stored images (not revalidated).
+	b.Run("Card", func(b *testing.B) {
+		run(b, func(i int) string { return "/g/" + slugs[i%len(slugs)] + "/card.png" })
+	})
+	b.Run("PerturbationMap", func(b *testing.B) {
+		run(b, func(i int) string { return "/g/" + slugs[i%len(slugs)] + "/perturbation.png?gain=2" })
+	})
 	b.Run("IndexFirstPage", func(b *testing.B) {
 		run(b, func(int) string { return "/gallery" })
 	})

@@ -34,11 +34,12 @@ func (s *Server) handleGalleryImage(c echo.Context) error {
 }
 
 // handleGalleryFile serves one entry's exports: original.png, adversarial.png,
-// perturbation.png (amplified), perturbation.npy, entry.json and export.zip.
+// perturbation.npy, entry.json and export.zip (the perturbation map and the
+// preview card are drawn in gallery_images.go and gallery_card.go).
 func (s *Server) handleGalleryFile(c echo.Context) error {
 	file := c.Param("file")
 	switch file {
-	case "original.png", "adversarial.png", "perturbation.png", "perturbation.npy", "entry.json", "export.zip":
+	case "original.png", "adversarial.png", "perturbation.npy", "entry.json", "export.zip":
 	default:
 		return gallery.ErrNotFound
 	}
@@ -94,13 +95,6 @@ func (s *Server) handleGalleryFile(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if file == "perturbation.npy" {
-		attach("application/octet-stream")
-		return c.Blob(http.StatusOK, "application/octet-stream", p.NPY())
-	}
-	amp, _, err := p.Amplified()
-	if err != nil {
-		return err
-	}
-	return c.Blob(http.StatusOK, "image/png", amp)
+	attach("application/octet-stream")
+	return c.Blob(http.StatusOK, "application/octet-stream", p.NPY())
 }

@@ -135,7 +135,7 @@ func TestGallerySaveAndPermalink(t *testing.T) {
 	if got := d.Find(`[data-testid="entry-title"]`).Text(); got != hostile {
 		t.Errorf("title shown as %q, want the saved text exactly", got)
 	}
-	if got := d.Find("title").Text(); got != hostile+" · Gibbon" {
+	if got := d.Find("head > title").Text(); got != hostile+" · Gibbon" {
 		t.Errorf("<title> %q", got)
 	}
 	imgs := map[string]string{}
@@ -146,7 +146,7 @@ func TestGallerySaveAndPermalink(t *testing.T) {
 		}
 		imgs[id] = src
 	}
-	if imgs["image-adversarial"] != "/gallery/img/"+stored.AdversarialSHA+".png" || imgs["image-perturbation"] != "/g/"+r.Slug+"/perturbation.png" {
+	if imgs["image-adversarial"] != "/gallery/img/"+stored.AdversarialSHA+".png" || imgs["image-perturbation"] != "/g/"+r.Slug+"/perturbation.png?gain=1" {
 		t.Fatalf("image URLs %v", imgs)
 	}
 	if w, _ := d.Find(`[data-testid="image-adversarial"]`).Attr("width"); w != "224" {
@@ -157,33 +157,37 @@ func TestGallerySaveAndPermalink(t *testing.T) {
 		p, _ := s.Attr("property")
 		og[p], _ = s.Attr("content")
 	})
-	if og["og:image"] != f.ts.URL+imgs["image-adversarial"] || og["og:title"] != hostile || og["og:url"] != r.Permalink {
+	if og["og:image"] != r.Permalink+"/card.png" || og["og:title"] != hostile || og["og:url"] != r.Permalink {
 		t.Fatalf("Open Graph tags %v", og)
 	}
-	if got := d.Find(`[data-testid="entry-eps"]`).Text(); got != "8/255" {
-		t.Errorf("eps shown %q, want it with its unit", got)
+	if tc := d.Find(`meta[name="twitter:card"]`).AttrOr("content", ""); tc != "summary_large_image" {
+		t.Errorf("twitter:card %q", tc)
 	}
-	if got := d.Find(`[data-testid="entry-linf-measured"]`).Text(); got != "8/255" {
-		t.Errorf("measured L∞ %q", got)
+	// A run saved before plans were recorded: its parameters as stored, its
+	// distances from the record and the images, no Verify.
+	stepsRow := d.Find(`[data-testid="param-stored"]`).FilterFunction(func(_ int, s *goquery.Selection) bool { return s.Find("th").Text() == "steps" })
+	if got := stepsRow.Find(".value").Text(); got != "10" {
+		t.Errorf("stored steps shown as %q", got)
+	}
+	for key, want := range map[string]string{"linf": "8/255", "linf-measured": "8/255"} {
+		if got := d.Find(`[data-testid="param-` + key + `"] .value`).Text(); got != want {
+			t.Errorf("%s %q, want %q", key, got, want)
+		}
+	}
+	if d.Find(`[data-testid="verify"]`).Length() != 0 {
+		t.Error("a Verify button on a server without the explorer")
 	}
 	if n := d.Find(`[data-testid="entry-step"]`).Length(); n != 10 {
 		t.Errorf("%d step rows, want 10", n)
 	}
-	if n := d.Find(`[data-testid="entry-prediction"]`).Length(); n != 2 || d.Find(`[data-testid="fooled"]`).Length() != 2 {
-		t.Errorf("%d prediction cards (fooled: %d)", n, d.Find(`[data-testid="fooled"]`).Length())
+	if n := d.Find(`[data-testid="defence-card"]`).Length(); n != 2 || d.Find(`[data-testid="fooled"]`).Length() != 2 {
+		t.Errorf("%d defence cards (fooled: %d)", n, d.Find(`[data-testid="fooled"]`).Length())
 	}
-	if d.Find(`[data-testid="loss-chart"] polyline`).Length() != 1 {
+	if d.Find(`[data-testid="chart-loss"] polyline`).Length() != 1 {
 		t.Error("no loss chart")
 	}
-	rerun, _ := d.Find(`[data-testid="rerun"]`).Attr("href")
-	u, err := url.Parse(rerun)
-	if err != nil || u.Path != "/attack" {
+	if rerun := d.Find(`[data-testid="rerun"]`).AttrOr("href", ""); rerun != "/attack?from="+r.Slug {
 		t.Fatalf("re-run link %q", rerun)
-	}
-	q := u.Query()
-	if q.Get("attack") != "pgd" || q.Get("model") != "templates" || q.Get("defence") != "colours" || q.Get("eps") != "8" ||
-		q.Get("eps_unit") != "/255" || q.Get("steps") != "10" || q.Get("note") != hostile || q.Get("seed") != "1" {
-		t.Fatalf("re-run link settings %v", q)
 	}
 
 	// The images are the saved bytes, cached for good under their hash.

@@ -44,12 +44,22 @@ func (s *Server) routes() {
 		e.GET("/gallery", s.handleGalleryIndex)
 		e.GET("/gallery/img/:file", s.handleGalleryImage) // <sha256>.png, immutable
 		e.GET("/g/:slug", s.handleGalleryEntry)           // permalink, from the stored record only
-		e.GET("/g/:slug/:file", s.handleGalleryFile)      // original|adversarial|perturbation.png, perturbation.npy, entry.json, export.zip
+		e.GET("/g/:slug/:file", s.handleGalleryFile)      // original|adversarial.png, perturbation.npy, entry.json, export.zip
 		e.GET("/g/:slug/delete", s.handleGalleryDeletePage)
 		e.POST("/g/:slug/delete", s.handleGalleryDelete)
 		e.POST("/api/runs/:key/save", s.handleRunSave) // a finished run or sweep, by its key: the server's own record
 		e.DELETE("/api/gallery/:slug", s.handleGalleryDeleteAPI)
-		e.GET("/api/gallery/:slug/plan", s.handleGalleryPlan) // a saved run's plan, for Re-run in the explorer
+
+		// Permalink pictures (gallery_images.go, gallery_card.go): the explorer's
+		// blue–white–red map at ?gain=, and the Open Graph card, cached for good.
+		e.GET("/g/:slug/perturbation.png", s.handlePerturbationMap)
+		e.GET("/g/:slug/card.png", s.handleCard)
+		// Re-run and Verify (gallery_replay.go): a run's plan for the explorer, and
+		// its replay through the explorer's queue.
+		e.GET("/api/gallery/:slug/plan", s.handleGalleryPlan)
+		if s.explorer != nil {
+			e.POST("/api/gallery/:slug/verify", s.handleGalleryVerify)
+		}
 	}
 
 	// Operations (health.go)

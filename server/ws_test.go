@@ -131,7 +131,7 @@ func TestExplorerStreamsARun(t *testing.T) {
 	}
 	s := newSession(t, f)
 	page := readAll(t, s.get(saved.Permalink).Body)
-	for _, want := range []string{"PGD on a seven", "cosine", "pgd"} {
+	for _, want := range []string{"PGD on a seven", "cosine", "PGD"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the permalink page lacks %q", want)
 		}

@@ -17,13 +17,14 @@ type Page struct {
 	CSRF string
 	// Styles are extra page stylesheets (hashed URLs), loaded after CSS.
 	Styles []string
-	// Meta are extra <meta property content> tags, e.g. Open Graph for permalinks.
+	// Meta are extra <meta> tags, e.g. Open Graph for permalinks.
 	Meta []Meta
 }
 
-// Meta is one <meta property=… content=…> tag.
+// Meta is one <meta property=… content=…> tag (Open Graph), or with Name set
+// one <meta name=… content=…> tag (Twitter's cards read name=).
 type Meta struct {
-	Property, Content string
+	Property, Name, Content string
 }
 
 // NavItem is one link of the site menu.

@@ -2,7 +2,7 @@ package gallerytest
 
 import (
 	"context"
-	"database/sql"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,26 +48,26 @@ func BenchStore(tb testing.TB) (*gallery.Store, int) {
 	return s, n
 }
 
-// RandomSlugs returns k of s's slugs (all, if it holds fewer) in random order.
+// RandomSlugs returns k of s's slugs (all, if it holds fewer) in a random
+// order that is the same on every run.
 func RandomSlugs(tb testing.TB, s *gallery.Store, k int) []string {
 	tb.Helper()
-	db, err := sql.Open("sqlite", s.Path()+"?_query_only=1")
-	if err != nil {
-		tb.Fatal(err)
+	var all []string
+	for c := ""; ; {
+		p, err := s.List(context.Background(), gallery.ListOptions{Cursor: c, Limit: gallery.MaxPageSize})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, e := range p.Entries {
+			all = append(all, e.Slug)
+		}
+		if c = p.Next; c == "" {
+			break
+		}
 	}
-	defer db.Close()
-	rows, err := db.Query("SELECT slug FROM entries ORDER BY random() LIMIT ?", k)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var slug string
-		rows.Scan(&slug)
-		out = append(out, slug)
-	}
-	return out
+	rng := rand.New(rand.NewPCG(3, 4))
+	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	return all[:min(k, len(all))]
 }
 
 // PageCursors returns the cursor of every page after the first of the unfiltered

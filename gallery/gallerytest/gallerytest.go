@@ -14,6 +14,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"gibbon/gallery"
@@ -176,20 +178,40 @@ func SeededFile(ctx context.Context, cacheDir string, n int, logf func(string, .
 	if err != nil {
 		return "", err
 	}
-	start := time.Now()
-	for i := range n {
-		if _, err := s.Save(ctx, Mixed(i)); err != nil {
-			s.Close()
-			return "", err
-		}
-		if logf != nil && (i+1)%10000 == 0 {
-			logf("seeded %d/%d entries (%.0fs)", i+1, n, time.Since(start).Seconds())
-		}
+	if err := Fill(ctx, s, n, 1, logf); err != nil {
+		s.Close()
+		return "", err
 	}
 	if err := s.Close(); err != nil { // the last close checkpoints the WAL into the file
 		return "", err
 	}
 	return name, os.Rename(tmp, name)
+}
+
+// Fill saves Mixed(0..n-1) into s from the given number of goroutines (one
+// for SQLite, whose writes queue anyway; several for PostgreSQL).
+func Fill(ctx context.Context, s *gallery.Store, n, workers int, logf func(string, ...any)) error {
+	var next, done atomic.Int64
+	start := time.Now()
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				if _, err := s.Save(ctx, Mixed(i)); err != nil {
+					errs <- err
+					next.Store(int64(n)) // the others stop too
+					return
+				}
+				if d := done.Add(1); logf != nil && d%10000 == 0 {
+					logf("seeded %d/%d entries (%.0fs)", d, n, time.Since(start).Seconds())
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs // nil when none failed
 }
 
 // CopyFile copies a (closed) gallery file to dst.
