@@ -44,6 +44,7 @@ type run struct {
 	lossSent   int
 	firstFrame time.Time
 	framesSent int
+	sentSeq    int // the last frame sent: its step's place among those reported
 	framesDrwn int
 	encode     time.Duration
 	final      *engine.Frame
@@ -57,7 +58,8 @@ type snapshot struct {
 	run *run
 	f   *engine.Frame
 	idx int
-	// stopped marks a stopped run's result, sent again as its final frame.
+	// stopped marks a stopped run's result (its last recorded frame), sent once
+	// more unless the page has it.
 	stopped bool
 }
 
@@ -200,9 +202,8 @@ func (r *run) frame(ctx context.Context, f *engine.Frame) error {
 	return nil
 }
 
-// sendStoppedFinal sends a stopped run's result, its last recorded frame, as the
-// final frame: the page may have skipped it, and its download and Save are that
-// image.
+// sendStoppedFinal sends a stopped run's result, its last recorded frame, marked
+// stopped: the page may have skipped it, and its download and Save are that image.
 func (r *run) sendStoppedFinal() {
 	r.mu.Lock()
 	last, idx := r.last, len(r.loss)-1
@@ -210,9 +211,7 @@ func (r *run) sendStoppedFinal() {
 	if last == nil || last.Final {
 		return
 	}
-	f := *last
-	f.Final = true
-	r.ss.send(outMsg{snap: &snapshot{run: r, f: &f, idx: idx, stopped: true}})
+	r.ss.send(outMsg{snap: &snapshot{run: r, f: last, idx: idx, stopped: true}})
 }
 
 // book files the run's entry (or why it has none) under its key.
@@ -341,7 +340,7 @@ type frameMsg struct {
 	Step  int    `json:"step"`
 	Steps int    `json:"steps"`
 	Final bool   `json:"final,omitempty"`
-	// Stopped marks the final frame of a stopped run: where it stopped.
+	// Stopped marks a stopped run's result: its last recorded frame, sent again.
 	Stopped  bool       `json:"stopped,omitempty"`
 	Diverse  bool       `json:"diverse,omitempty"`
 	Queries  int        `json:"queries,omitempty"`
@@ -416,8 +415,16 @@ type defenceState struct {
 // run.
 func (r *run) renderFrame(snap *snapshot, gain float64) ([]byte, error) {
 	f := snap.f
-	if r.stopped() && !f.Final {
+	if r.stopped() && !f.Final && !snap.stopped {
 		return nil, nil
+	}
+	if snap.stopped {
+		r.mu.Lock()
+		had := r.framesSent > 0 && f.Seq <= r.sentSeq
+		r.mu.Unlock()
+		if had {
+			return nil, nil
+		}
 	}
 	p := r.start
 	g := p.Grid()
@@ -505,9 +512,10 @@ func (r *run) defenceStates(vs []engine.Verdict, errs []string) []defenceState {
 }
 
 // frameSent counts a frame the client was sent.
-func (r *run) frameSent(*snapshot) {
+func (r *run) frameSent(snap *snapshot) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.sentSeq = snap.f.Seq
 	if r.framesSent == 0 {
 		r.firstFrame = time.Now()
 	}

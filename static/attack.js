@@ -867,7 +867,9 @@
     $("ax-finish-title").textContent = m.stopped ? "Result so far (stopped after " + stepsText(m) + ")" : "Result";
     $("ax-speed").textContent = speed.join(" · ");
     const dl = $("ax-download");
-    const final = st.kept.filter((k) => k.final).pop();
+    // A stopped run's result is its last recorded frame: the last one kept (the
+    // server sends it again, marked stopped, when the page skipped it).
+    const final = m.stopped ? st.kept[st.kept.length - 1] : st.kept.filter((k) => k.final).pop();
     if (final && final.adv) {
       if (st.urls.final) URL.revokeObjectURL(st.urls.final);
       st.urls.final = URL.createObjectURL(final.adv);
