@@ -2,6 +2,7 @@ package inference_test
 
 import (
 	"context"
+	"fmt"
 	"image"
 	"os"
 	"testing"
@@ -65,5 +66,22 @@ func TestMNISTDistance(t *testing.T) {
 	blank := image.NewGray(image.Rect(0, 0, 40, 40))
 	if d := inference.NewPicture(blank, 0).MNISTDistance(); d != (inference.MNISTDistance{}) {
 		t.Errorf("a blank image: %+v, want zeros (the preprocessing refuses it)", d)
+	}
+}
+
+// BenchmarkMNISTDistance measures the classify page's extra work per input: a
+// 280×280 drawing and a photo at the working size (1024×768).
+func BenchmarkMNISTDistance(b *testing.B) {
+	for _, size := range []image.Point{{280, 280}, {1024, 768}} {
+		img := image.NewGray(image.Rect(0, 0, size.X, size.Y))
+		for i := range img.Pix {
+			img.Pix[i] = uint8(i * 7)
+		}
+		pic := inference.NewPicture(img, inference.DefaultWorkingSide)
+		b.Run(fmt.Sprintf("%dx%d", size.X, size.Y), func(b *testing.B) {
+			for b.Loop() {
+				pic.MNISTDistance()
+			}
+		})
 	}
 }

@@ -134,6 +134,24 @@ func TestAccessibilityBrowser(t *testing.T) {
 	}
 	waitFor(t, ctx, "the focus in the content", `document.activeElement.id === "main" && location.hash === "#main"`)
 
+	// A chosen sample and a focused one look different: the chosen one has a blue
+	// ring and a check mark, the focused one the focus ring.
+	if err := chromedp.Do(ctx, chromedp.Navigate(f.ts.URL+"/attack"), chromedp.WaitVisible(`#ax-start`),
+		chromedp.Click(`[data-testid="attack-sample"][data-label="7"]`), chromedp.KeyEvent("\t")); err != nil {
+		t.Fatal(err)
+	}
+	look := eval[map[string]map[string]string](t, ctx, `(() => {
+		const s = (b) => { const cs = getComputedStyle(b); return {focused: String(b.matches(":focus-visible")), pressed: b.getAttribute("aria-pressed"),
+			ring: cs.outlineStyle + " " + cs.outlineColor + " / " + cs.boxShadow, mark: getComputedStyle(b, "::after").content}; };
+		return {chosen: s(document.querySelector('[data-testid="attack-sample"][data-label="7"]')), focused: s(document.activeElement)}; })()`)
+	chosen, focused := look["chosen"], look["focused"]
+	if chosen["pressed"] != "true" || chosen["focused"] != "false" || focused["focused"] != "true" || focused["pressed"] != "false" {
+		t.Fatalf("want one chosen sample and another focused: %v", look)
+	}
+	if chosen["ring"] == focused["ring"] || chosen["mark"] != `"✓"` || focused["mark"] == `"✓"` {
+		t.Errorf("a chosen sample and a focused one look alike: %v", look)
+	}
+
 	// The classify page with results and the MNIST-distance hint.
 	if err := chromedp.Do(ctx, chromedp.Navigate(f.ts.URL+"/"), chromedp.WaitVisible(`#pad`),
 		chromedp.Click(`[data-testid="sample"][data-label="3"]`)); err != nil {

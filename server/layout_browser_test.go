@@ -176,3 +176,57 @@ func TestLayoutBrowser(t *testing.T) {
 		})
 	}
 }
+
+// TestModelsPageBrowser: the attack network's measurements are a table (a row per
+// classifier with its role, a column per ε, each cell the network beside PGD-10,
+// MI-FGSM-10 and noise), not a list of 79 facts whose values are squeezed off the
+// screen; every value lies inside the window, on a desktop and on a phone.
+func TestModelsPageBrowser(t *testing.T) {
+	f := newBuiltinFixture(t)
+	ctx, exceptions := browser(t)
+	for _, sc := range []screen{{"desktop", 1400, 1000, 1, false}, phone} {
+		emulate(t, ctx, sc)
+		if err := chromedp.Do(ctx, chromedp.Navigate(f.ts.URL+"/models"), chromedp.WaitVisible(`main`)); err != nil {
+			t.Fatal(err)
+		}
+		net := `document.querySelector('[data-model="mnist-attack-net"] [data-testid="attack-net-table"]')`
+		rows := eval[[]string](t, ctx, `Array.from(`+net+`.querySelectorAll('[data-testid="attack-net-row"]')).map((r) =>
+			r.dataset.model + ": " + r.querySelector(".role").textContent + " | " + Array.from(r.querySelectorAll("td:not(.role)")).map((c) => c.innerText.replace(/\s+/g, " ").trim()).join(" | "))`)
+		if len(rows) != len(builtinClassifiers) {
+			t.Fatalf("%s: %d rows in the attack network's table, want one per classifier: %v", sc.name, len(rows), rows)
+		}
+		for _, want := range []string{"mnist-mlp: trained against | network 47.3 % PGD-10 90.9 % MI-FGSM-10 81.7 % noise ±ε 3.5 % |",
+			"mnist-cnn-robust: adversarially trained, held out |"} {
+			if !containsPrefix(rows, want) {
+				t.Errorf("%s: no row starting %q in %q", sc.name, want, rows)
+			}
+		}
+		if heads := eval[[]string](t, ctx, `Array.from(`+net+`.querySelectorAll("thead th")).map((h) => h.textContent)`); strings.Join(heads, ",") != "classifier,role,ε 0.1 (25.5/255),ε 0.2 (51.0/255),ε 0.3 (76.5/255)" {
+			t.Errorf("%s: columns %v", sc.name, heads)
+		}
+		if n := eval[int](t, ctx, `document.querySelectorAll('[data-model="mnist-attack-net"] [data-testid="facts-metrics"] dt').length`); n > 10 {
+			t.Errorf("%s: %d facts still listed beside the table", sc.name, n)
+		}
+		// Every value cell of every list has room: none narrower than 40 px or past the window.
+		squeezed := eval[[]string](t, ctx, `Array.from(document.querySelectorAll(".facts dd")).filter((d) => d.getClientRects().length).map((d) => d.getBoundingClientRect())
+			.filter((r) => r.width < 40 || r.right > document.documentElement.clientWidth + 0.5).map((r) => Math.round(r.width) + " px wide at x = " + Math.round(r.left))`)
+		if len(squeezed) > 0 {
+			t.Errorf("%s: value cells squeezed: %v", sc.name, squeezed)
+		}
+		if p := eval[[]string](t, ctx, overflowJS); len(p) > 0 {
+			t.Errorf("%s: %v", sc.name, p)
+		}
+	}
+	if ex := exceptions(); len(ex) > 0 {
+		t.Errorf("script errors: %v", ex)
+	}
+}
+
+func containsPrefix(v []string, prefix string) bool {
+	for _, s := range v {
+		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
+}

@@ -803,15 +803,14 @@
 
   const scrub = $("ax-scrub");
   function armReplay() {
-    if (st.kept.length < 1) return;
-    scrub.max = String(st.kept.length - 1);
-    scrub.value = String(st.kept.length - 1);
-    $("ax-replay").hidden = false;
-    const asked = st.started.steps;
     const kept = st.kept.length;
-    $("ax-scrub-note").textContent = kept + " of the run's recorded steps were drawn and kept here" +
-      (st.points.filter(Boolean).length > kept ? "; the others were skipped to keep up (slow motion keeps them all)" : "") +
-      ". The charts mark the step shown." + (asked ? "" : "");
+    if (kept < 2) return; // one frame (an attack network's pass) has nothing to replay
+    scrub.max = String(kept - 1);
+    scrub.value = String(kept - 1);
+    $("ax-replay").hidden = false;
+    const recorded = st.points.filter(Boolean).length;
+    $("ax-scrub-note").textContent = kept + " of the run's " + plural(recorded, "recorded step", "recorded steps") + " are kept here" +
+      (recorded > kept ? "; the others were skipped to keep up (slow motion keeps every one)" : "") + ". The charts mark the step shown.";
     scrubbed();
   }
   function scrubbed() {
