@@ -42,13 +42,13 @@ func (x explorerPage) click(sel string) {
 // set gives a form control a value as a person would (input and change events).
 func (x explorerPage) set(id, value string) {
 	x.t.Helper()
-	eval[any](x.t, x.ctx, `(() => { const e = document.getElementById(`+jsString(id)+`); e.value = `+jsString(value)+`;
+	eval[any](x.t, x.ctx, `(() => { const e = document.getElementById(`+jsLiteral(id)+`); e.value = `+jsLiteral(value)+`;
 		e.dispatchEvent(new Event("input")); e.dispatchEvent(new Event("change")); return 0; })()`)
 }
 
 func (x explorerPage) text(sel string) string {
 	x.t.Helper()
-	return eval[string](x.t, x.ctx, `document.querySelector(`+jsString(sel)+`)?.textContent ?? ""`)
+	return eval[string](x.t, x.ctx, `document.querySelector(`+jsLiteral(sel)+`)?.textContent ?? ""`)
 }
 
 // run presses Start and waits for the run to end as want ("done" or "stopped").
@@ -80,7 +80,8 @@ func (x explorerPage) pixels(urlJS string) []int {
 	return v
 }
 
-func jsString(s string) string {
+// jsLiteral quotes s as a JavaScript string literal (JSON escapes what needs it).
+func jsLiteral(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
@@ -208,7 +209,7 @@ func TestExplorerWatchBrowser(t *testing.T) {
 	if !strings.HasPrefix(dl["href"], "blob:") || !strings.Contains(dl["name"], "-stopped") || !strings.Contains(dl["text"], "stopped after "+taken+" steps") {
 		t.Errorf("download after Stop: %v", dl)
 	}
-	if got := x.pixels(jsString(dl["href"])); len(got) != 28*28 {
+	if got := x.pixels(jsLiteral(dl["href"])); len(got) != 28*28 {
 		t.Errorf("the stopped run's download has %d pixels, want 28×28", len(got))
 	}
 	if eval[bool](t, x.ctx, `document.getElementById("ax-save-form").hidden`) {
