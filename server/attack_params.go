@@ -20,12 +20,12 @@ type startMsg struct {
 	Steps  int     `json:"steps"`
 	// Target is a class index; absent or null: untargeted. TargetMode
 	// "least-likely" aims at the attacked models' least likely clean class.
-	Target     *int        `json:"target"`
-	TargetMode string      `json:"target_mode"`
-	Loss       string      `json:"loss"`
-	Alpha      float64     `json:"alpha"` // step size in /255 steps; 0: the attack's default
-	Restarts   int         `json:"restarts"`
-	Momentum   float64     `json:"momentum"`
+	Target     *int    `json:"target"`
+	TargetMode string  `json:"target_mode"`
+	Loss       string  `json:"loss"`
+	Alpha      float64 `json:"alpha"` // step size in /255 steps; 0: the attack's default
+	Restarts   int     `json:"restarts"`
+	Momentum   float64 `json:"momentum"`
 	// Through is the index, in Watch, of a transform defence to attack through
 	// (its classifier becomes the attacked model); EOTSamples its EOT draws.
 	Through    *int        `json:"through"`
