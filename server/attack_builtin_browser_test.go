@@ -231,9 +231,16 @@ func TestSweepBuiltinBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the sweep to finish", `document.getElementById("sweep").dataset.state === "done"`)
-	// Defences from the defaults: the five classifiers, JPEG and 1-bit.
-	if n := eval[int](t, ctx, `document.querySelectorAll('#sw-chart g.series').length`) / 2; n != 7 {
-		t.Fatalf("%d defences drawn, want 7 (five classifiers, JPEG, 1-bit)", n)
+	// Defences from the defaults: the five classifiers, JPEG and 1-bit, each
+	// transform scored both ways (its adaptive twin beside it).
+	if n := eval[int](t, ctx, `document.querySelectorAll('#sw-chart g.series').length`) / 2; n != 9 {
+		t.Fatalf("%d defences drawn, want 9 (five classifiers, JPEG and 1-bit both ways)", n)
+	}
+	// The page says how the twins were attacked, and where a defence holds only
+	// against attacks that ignore it.
+	notes := eval[string](t, ctx, `document.querySelector('[data-testid="sw-scoring"]').textContent`)
+	if !strings.Contains(notes, "1-bit (adaptive)") || !strings.Contains(notes, "Athalye") {
+		t.Errorf("scoring notes %q", notes)
 	}
 	if n := eval[int](t, ctx, `document.querySelectorAll('#sw-chart image.thumb').length`); n != 10 {
 		t.Errorf("%d thumbnails under the axis, want 10", n)
@@ -259,10 +266,13 @@ func TestSweepBuiltinBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the competition to finish", `document.getElementById("matrix").dataset.state === "done"`)
-	defs := eval[int](t, ctx, `document.querySelectorAll('input[name="defence-model"]:checked, input[name="defence-transform"]:checked').length`)
-	if defs < len(builtinClassifiers) {
-		t.Errorf("%d defences ticked, want at least the %d built-in classifiers", defs, len(builtinClassifiers))
+	ticked := eval[int](t, ctx, `document.querySelectorAll('input[name="defence-model"]:checked, input[name="defence-transform"]:checked').length`)
+	if ticked < len(builtinClassifiers) {
+		t.Errorf("%d defences ticked, want at least the %d built-in classifiers", ticked, len(builtinClassifiers))
 	}
+	// Each transform is scored both ways: its adaptive twin is a column of its own.
+	transforms := eval[int](t, ctx, `document.querySelectorAll('input[name="defence-transform"]:checked').length`)
+	defs := ticked + transforms
 	if n := eval[int](t, ctx, `document.querySelectorAll('#mx-chart g.cell').length`); n != 3*defs {
 		t.Errorf("%d heatmap cells, want 3 attacks × %d defences", n, defs)
 	}

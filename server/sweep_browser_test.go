@@ -42,11 +42,11 @@ func TestSweepBrowser(t *testing.T) {
 	waitFor(t, ctx, "the sweep to finish", `document.getElementById("sweep").dataset.state === "done"`)
 	counts := eval[[]int](t, ctx, `window.__counts`)
 	defences := eval[int](t, ctx, `document.querySelectorAll('#sw-chart g.series').length`) / 2
-	if defences != 4 {
-		t.Fatalf("%d defences drawn, want 4 (two classifiers, JPEG, 1-bit)", defences)
+	if defences != 6 {
+		t.Fatalf("%d defences drawn, want 6 (two classifiers, JPEG and 1-bit, each transform scored both ways)", defences)
 	}
 	// Every point adds two circles per defence (true and strongest wrong class), and
-	// the chart was redrawn after each: 8, 16, …, 80.
+	// the chart was redrawn after each: 12, 24, …, 120.
 	for k := 1; k <= 10; k++ {
 		if !containsInt(counts, 2*defences*k) {
 			t.Fatalf("the chart never showed %d points (%d circles) while they streamed in: counts %v", k, 2*defences*k, counts)
@@ -75,8 +75,8 @@ func TestSweepBrowser(t *testing.T) {
 	if n := eval[int](t, ctx, `document.querySelectorAll('#sw-chart g.marker').length`); n < 1 {
 		t.Error("no flip marker on the chart")
 	}
-	if n := eval[int](t, ctx, `document.querySelectorAll('#sw-legend [data-testid="legend-item"]').length`); n != 5 {
-		t.Errorf("%d legend entries, want 4 defences and the line styles", n)
+	if n := eval[int](t, ctx, `document.querySelectorAll('#sw-legend [data-testid="legend-item"]').length`); n != 7 {
+		t.Errorf("%d legend entries, want 6 defences (each transform both ways) and the line styles", n)
 	}
 	// The legend describes the flip markers as the chart draws them: a dotted line under a ▼.
 	if l := eval[string](t, ctx, `document.getElementById("sw-legend").textContent`); !strings.Contains(l, "dotted line under a ▼") {
@@ -103,8 +103,8 @@ func TestSweepBrowser(t *testing.T) {
 	if v := eval[[]float64](t, ctx, `[document.getElementById("sw-progress").value, document.getElementById("sw-progress").max]`); v[0] != 40 || v[1] != 40 {
 		t.Errorf("progress bar %v", v)
 	}
-	if n := eval[int](t, ctx, `document.querySelectorAll('#sw-chart polyline').length`); n != 4 {
-		t.Errorf("%d accuracy curves, want 4", n)
+	if n := eval[int](t, ctx, `document.querySelectorAll('#sw-chart polyline').length`); n != 6 {
+		t.Errorf("%d accuracy curves, want 6 (each transform both ways)", n)
 	}
 	if y := eval[string](t, ctx, `Array.from(document.querySelectorAll('#sw-chart g.axes text')).map(t => t.textContent).join("|")`); !strings.Contains(y, "robust accuracy (%)") {
 		t.Errorf("y axis %q", y)
@@ -119,7 +119,7 @@ func TestSweepBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(link), chromedp.WaitVisible(`[data-testid="rerun"]`), chromedp.Click(`[data-testid="rerun"]`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "the saved chart", `document.getElementById("sweep") && document.getElementById("sweep").dataset.state === "saved" && document.querySelectorAll('#sw-chart polyline').length === 4`)
+	waitFor(t, ctx, "the saved chart", `document.getElementById("sweep") && document.getElementById("sweep").dataset.state === "saved" && document.querySelectorAll('#sw-chart polyline').length === 6`)
 	if v := eval[string](t, ctx, `document.getElementById("sw-n").value`); v != "40" {
 		t.Errorf("the re-run form holds n=%s", v)
 	}
@@ -135,7 +135,8 @@ func TestSweepBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the competition to finish", `document.getElementById("matrix").dataset.state === "done"`)
-	defs := eval[int](t, ctx, `document.querySelectorAll('input[name="defence-model"]:checked, input[name="defence-transform"]:checked').length`)
+	// Each ticked transform is scored both ways: its adaptive twin is a column too.
+	defs := eval[int](t, ctx, `document.querySelectorAll('input[name="defence-model"]:checked').length + 2*document.querySelectorAll('input[name="defence-transform"]:checked').length`)
 	if n := eval[int](t, ctx, `document.querySelectorAll('#mx-chart g.cell').length`); n != 3*defs {
 		t.Errorf("%d heatmap cells, want 3 attacks × %d defences", n, defs)
 	}

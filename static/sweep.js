@@ -161,6 +161,8 @@
     const s = { kind: k, eps: epsInput.value.trim(), seed: Number($(P + "-seed").value) || 0, label: -1 };
     const steps = Number($(P + "-steps").value);
     if (steps > 0) s.steps = steps;
+    const adaptive = document.querySelector('input[name="adaptive"]');
+    if (adaptive && adaptive.checked && k !== "transfer") s.adaptive = true;
     if (k === "image" || k === "dataset") {
       s.attack = $("sw-attack").value;
       if (!s.attack.startsWith("net:")) s.models = [modelSelect.value];
@@ -527,9 +529,26 @@
     js.download = base + ".json";
     $(P + "-command").textContent = "On the command line: " + m.command;
     $(P + "-summary").textContent = summary(m);
+    showScoring(m.result);
     const form = $(P + "-save-form");
     if (form) form.hidden = !st.saveKey;
     if (m.no_save) $(P + "-saved").textContent = m.no_save;
+  }
+
+  // showScoring says how each adaptive twin was attacked, and once each caveat:
+  // where a defence holds only against attacks that ignore it.
+  function showScoring(r) {
+    const list = $(P + "-scoring");
+    if (!list) return;
+    const defs = r.defences || r.targets || [];
+    const items = [];
+    const caveats = new Set();
+    for (const d of defs) {
+      if (d.scoring === "adaptive" && d.through) items.push(el("li", {}, d.name + ": " + d.through));
+      if (d.caveat) caveats.add(d.caveat);
+    }
+    for (const c of caveats) items.push(el("li", { "data-testid": "caveat" }, c));
+    list.replaceChildren(...items);
   }
 
   function summary(m) {

@@ -253,7 +253,7 @@ func Matrix(p MatrixPage) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = defencePicker("2 · Targets", p.Models, p.Defences, p.Form.Defences, firstOf(p.Form.Models)).Render(ctx, templ_7745c5c3_Buffer)
+				templ_7745c5c3_Err = defencePicker("2 · Targets", p.Models, p.Defences, p.Form.Defences, firstOf(p.Form.Models), false).Render(ctx, templ_7745c5c3_Buffer)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
@@ -329,7 +329,7 @@ func Matrix(p MatrixPage) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = defencePicker("2 · Defences", p.Models, p.Defences, p.Form.Defences, firstOf(p.Form.Models)).Render(ctx, templ_7745c5c3_Buffer)
+				templ_7745c5c3_Err = defencePicker("2 · Defences", p.Models, p.Defences, p.Form.Defences, firstOf(p.Form.Models), true).Render(ctx, templ_7745c5c3_Buffer)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
