@@ -118,26 +118,28 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 // sessions, the runtime.
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	log := newLogger(stderr, cfg.LogFormat)
+	// First the services the node shares with others, so that a wrong or
+	// unreachable one stops the start at once: NATS, then the gallery.
+	var natsConn *queue.Conn
+	if cfg.NATS != "" {
+		var err error
+		if natsConn, err = queue.Connect(ctx, cfg.NATS, "gibbon serve "+cfg.Addr, log); err != nil {
+			return err
+		}
+		defer natsConn.Close()
+	}
 
 	if cfg.DB == "" { // the gallery lives in the data directory
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return fmt.Errorf("data directory: %w", err)
 		}
 	}
-	// First, so that a wrong or unreachable database stops the start at once.
 	store, err := gallery.Open(ctx, galleryTarget(cfg.DB, cfg.DataDir))
 	if err != nil {
 		return err
 	}
 	defer store.Close() // after the server has stopped: no request still uses it
 	log.Info("gallery open", "backend", store.Backend(), "at", store.Location())
-	var natsConn *queue.Conn
-	if cfg.NATS != "" { // before the models: an unreachable NATS stops the start at once
-		if natsConn, err = queue.Connect(ctx, cfg.NATS, "gibbon serve "+cfg.Addr, log); err != nil {
-			return err
-		}
-		defer natsConn.Close()
-	}
 	sources := []inference.ModelSource{{Name: "built-in", FS: models.FS()}}
 	var samples []fs.FS
 	if cfg.ModelsDir != "" {

@@ -82,6 +82,10 @@ func (w *Worker) runJob(parent context.Context, msg jetstream.Msg) {
 	}
 	j.finish(rec, final, err)
 	msg.Ack()
+	if cause := context.Cause(ctx); cause != nil {
+		log.Info("queue: run stopped", "why", cause)
+		return
+	}
 	log.Info("queue: run ended", "err", err)
 }
 
