@@ -186,7 +186,14 @@ func (w *Worker) keepAdvertising(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := w.advertise(ctx); err != nil && ctx.Err() == nil {
+			err := w.advertise(ctx)
+			if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrBucketNotFound) {
+				// A NATS server that lost its store: make the bucket again.
+				if w.ads, err = w.conn.adverts(ctx); err == nil {
+					err = w.advertise(ctx)
+				}
+			}
+			if err != nil && ctx.Err() == nil {
 				w.log.Debug("queue: advert not written", "err", err)
 			}
 		}
