@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"image"
-	"image/png"
 	"io"
 	"io/fs"
 	"os"
@@ -24,9 +22,6 @@ import (
 	"gibbon/inference/zoo"
 	"gibbon/models"
 )
-
-// maxImagePixels bounds what `gibbon attack IMAGE` decodes.
-const maxImagePixels = 40_000_000
 
 type attackFlags struct {
 	models, fuse, method, eps, alpha, loss, target string
@@ -212,18 +207,20 @@ func (f *attackFlags) config() (attack.Config, error) {
 	if err != nil {
 		return attack.Config{}, err
 	}
-	eps, err := attack.ParseEps(f.eps)
+	eps, err := inference.ParseEps(f.eps)
 	if err != nil {
-		return attack.Config{}, err
+		return attack.Config{}, fmt.Errorf("--eps: %w", err)
 	}
-	cfg := attack.Config{Method: m, Eps: eps, Steps: f.steps, Restarts: f.restarts, NoRandomStart: f.noRandomStart,
+	cfg := attack.Config{Method: m, Eps: float32(eps), Steps: f.steps, Restarts: f.restarts, NoRandomStart: f.noRandomStart,
 		Momentum: float32(f.momentum), DiversityProb: float32(f.diProb), DiversityMin: float32(f.diMin),
 		Loss: attack.Loss(strings.ToLower(f.loss)), Queries: f.queries, SquareP: float32(f.squareP),
 		NoQuantize: f.noQuantize, Seed: f.seed}
 	if f.alpha != "" {
-		if cfg.Alpha, err = attack.ParseEps(f.alpha); err != nil {
-			return attack.Config{}, fmt.Errorf("--alpha: %w", err)
+		alpha, err := inference.ParseEps(f.alpha)
+		if err != nil || alpha == 0 {
+			return attack.Config{}, fmt.Errorf("--alpha %q: want a step size above 0, like 0.01 or 2/255", f.alpha)
 		}
+		cfg.Alpha = float32(alpha)
 	}
 	if f.steps < 0 || f.restarts < 0 || f.queries < 0 {
 		return attack.Config{}, errors.New("--steps, --restarts and --queries must not be negative")
@@ -295,12 +292,9 @@ func fs_(dir string) (fs.FS, string) {
 	return os.DirFS(dir), dir
 }
 
+// readManifest reads the manifest of src, which name describes for errors.
 func readManifest(src fs.FS, name string) (*inference.Manifest, error) {
-	data, err := fs.ReadFile(src, inference.ManifestFile)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	m, err := inference.ParseManifest(data)
+	m, err := inference.ReadManifestFS(src)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -317,8 +311,11 @@ func attackImage(ctx context.Context, z *zoo.Zoo, cfg attack.Config, surrogates,
 	}
 	// The plan keeps ε and the step size as written, in full precision (the record
 	// states them in /255 of the range).
-	eps, _ := parseEps64(f.eps)
-	alpha, _ := parseEps64(f.alpha)
+	eps, _ := inference.ParseEps(f.eps) // both read by config already
+	alpha := 0.0
+	if f.alpha != "" {
+		alpha, _ = inference.ParseEps(f.alpha)
+	}
 	plan := engine.Plan{Attack: string(cfg.Method), Eps: eps, Alpha: alpha, Restarts: f.restarts,
 		Momentum: f.momentum, NoRandomStart: f.noRandomStart, DiversityProb: f.diProb, DiversityMin: f.diMin, SquareP: f.squareP,
 		Target: string(cfg.Target), TargetClass: cfg.TargetClass, Seed: cfg.Seed, Models: surrogates,
@@ -358,7 +355,7 @@ func attackImage(ctx context.Context, z *zoo.Zoo, cfg attack.Config, surrogates,
 		kept = append(kept, d)
 	}
 	plan.Defences = kept
-	p, err := engine.Prepare(ctx, z, plan, engine.Image{Ref: plan.Image, Data: data, MaxPixels: maxImagePixels}, engine.CLILimits)
+	p, err := engine.Prepare(ctx, z, plan, engine.Image{Ref: plan.Image, Data: data, Limits: inference.DecodeLimits{MaxPixels: maxImagePixels}}, engine.CLILimits)
 	if err != nil {
 		var ie *inference.ImageError
 		if errors.As(err, &ie) {
@@ -417,7 +414,7 @@ func saveEntry(ctx context.Context, dataDir string, e *gallery.Entry) (string, e
 func printAttackImage(w io.Writer, rec *engine.Record, path, outPNG, slug string) {
 	c := rec.Config
 	rng := rec.Grid().Contract().PixelRange()
-	fmt.Fprintf(w, "%s on %s: ε %s, %s; seed %d\n", c.Method, strings.Join(rec.Plan.Models, "+"), attack.FormatEps(c.Eps, c.Range), describeSteps(c), rec.Plan.Seed)
+	fmt.Fprintf(w, "%s on %s: ε %s, %s; seed %d\n", c.Method, strings.Join(rec.Plan.Models, "+"), inference.EpsOn(c.Eps, c.Range).String(), describeSteps(c), rec.Plan.Seed)
 	fmt.Fprintf(w, "image %s (%s) → %s\n", path, strings.Join(rec.Crop, "; "), rec.Input)
 	fmt.Fprintf(w, "true class %s", labelOf(rec.Labels, rec.Label))
 	if rec.Target >= 0 {
@@ -442,7 +439,7 @@ func printAttackImage(w io.Writer, rec *engine.Record, path, outPNG, slug string
 	}
 	t.write(w)
 	fmt.Fprintf(w, "* attacked. L∞ %d/255 (%s) after quantisation, L2 %.4g; %d steps in %.0f ms; runs on %s\n", rec.Linf,
-		attack.FormatEps(float32(float64(rec.Linf)/255*float64(rng[1]-rng[0])), rng), rec.L2, rec.StepsRun, rec.Timings["attack_ms"], providersText(rec.Providers))
+		inference.EpsLevels(float64(rec.Linf), rng).String(), rec.L2, rec.StepsRun, rec.Timings["attack_ms"], providersText(rec.Providers))
 	if outPNG != "" {
 		fmt.Fprintf(w, "wrote %s\n", outPNG)
 	}
@@ -491,7 +488,7 @@ func describeSteps(c attack.Config) string {
 	case attack.Noise:
 		return fmt.Sprintf("%d draws", c.Queries)
 	}
-	s := fmt.Sprintf("%d steps of %s, %s loss", c.Steps, attack.FormatEps(c.Alpha, c.Range), c.Loss)
+	s := fmt.Sprintf("%d steps of %s, %s loss", c.Steps, inference.EpsOn(c.Alpha, c.Range).String(), c.Loss)
 	if c.Method == attack.PGD && c.Restarts > 1 {
 		s += fmt.Sprintf(", %d restarts", c.Restarts)
 	}
@@ -503,23 +500,6 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
-}
-
-// writePNG writes atomically: nothing half-written is left behind.
-func writePNG(path string, img image.Image) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".gibbon-*.png")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := png.Encode(tmp, img); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // attackReport is the JSON form of an attack's outcome.
@@ -606,7 +586,7 @@ func (t *tally) add(res *attack.Result) {
 }
 
 func (t *tally) report(cfg attack.Config) attackReport {
-	r := attackReport{Attack: cfg, Eps: attack.FormatEps(cfg.Eps, cfg.Range), N: t.n, Seed: cfg.Seed,
+	r := attackReport{Attack: cfg, Eps: inference.EpsOn(cfg.Eps, cfg.Range).String(), N: t.n, Seed: cfg.Seed,
 		LinfMax: t.linfMax, LinfMax255: float64(t.linfMax) / float64(cfg.Range[1]-cfg.Range[0]) * 255,
 		MeanL2: t.l2 / float64(t.n), OffGrid: t.offGrid,
 		Forward: float64(t.fwd) / float64(t.n), Backward: float64(t.bwd) / float64(t.n),
@@ -624,7 +604,7 @@ func (t *tally) report(cfg attack.Config) attackReport {
 }
 
 func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, contract inference.InputContract, f attackFlags, stdout, stderr io.Writer) error {
-	if contract.Channels != 1 || contract.Height != mnist.Rows || contract.Width != mnist.Cols {
+	if !contract.FitsMNIST() {
 		return usageError{fmt.Sprintf("mnist-test holds 28×28 gray digits; the attacked model takes %s", contract.Describe())}
 	}
 	test, err := mnist.LoadTest(ctx)
@@ -632,25 +612,14 @@ func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, c
 		return err
 	}
 	set := test.Subset(f.n)
-	rng := contract.PixelRange()
-	lo, hi := rng[0], rng[1]
-	shape := func(k int) []int64 {
-		if strings.EqualFold(contract.Layout, "NHWC") {
-			return []int64{int64(k), mnist.Rows, mnist.Cols, 1}
-		}
-		return []int64{int64(k), 1, mnist.Rows, mnist.Cols}
-	}
 	var t tally
-	bar := newProgressBar(stderr, "attack", set.Len())
+	bar := newBar(stderr, "attack", set.Len())
 	for start := 0; start < set.Len(); start += f.batch {
 		k := min(f.batch, set.Len()-start)
-		x := inference.NewTensor(shape(k)...)
-		labels := make([]int, k)
-		for i := range k {
-			for j, v := range set.Image(start + i) {
-				x.Data[i*mnist.Pixels+j] = lo + v*(hi-lo)
-			}
-			labels[i] = int(set.Labels[start+i])
+		x, labels, err := contract.MNISTTensor(set, start, k)
+		if err != nil {
+			bar.End()
+			return err
 		}
 		c := cfg
 		c.Seed = cfg.Seed + int64(start/f.batch)
@@ -658,13 +627,13 @@ func attackDataset(ctx context.Context, cfg attack.Config, req attack.Request, c
 		r.Images, r.Labels = x, labels
 		res, err := attack.Run(ctx, c, r, nil)
 		if err != nil {
-			bar.done()
+			bar.End()
 			return err
 		}
 		t.add(res)
-		bar.set(start + k)
+		bar.Update(start+k, "")
 	}
-	bar.done()
+	bar.End()
 	rep := t.report(cfg.Defaults())
 	rep.Dataset = f.dataset
 	return f.output.write(stdout, rep, nil, func(w io.Writer) { printAttackDataset(w, rep, req) })
@@ -697,65 +666,5 @@ func printAttackDataset(w io.Writer, rep attackReport, req attack.Request) {
 		q = fmt.Sprintf(", %.1f queries", rep.Queries)
 	}
 	fmt.Fprintf(w, "L∞ ≤ %s after quantisation, mean L2 %.4g; per image %.1f forward + %.1f backward passes%s; %.1f s, %.1f images/s\n",
-		attack.FormatEps(rep.LinfMax, c.Range), rep.MeanL2, rep.Forward, rep.Backward, q, rep.WallSeconds, rep.ImagesPerSec)
-}
-
-// progressBar redraws one line on w: "attack [=====>    ] 400/1000 12.3 img/s".
-type progressBar struct {
-	w     io.Writer
-	label string
-	total int
-	start time.Time
-	last  time.Time
-}
-
-func newProgressBar(w io.Writer, label string, total int) *progressBar {
-	p := &progressBar{w: w, label: label, total: total, start: time.Now()}
-	p.draw(0)
-	return p
-}
-
-func (p *progressBar) set(n int) {
-	if now := time.Now(); n == p.total || now.Sub(p.last) > 200*time.Millisecond {
-		p.last = now
-		p.draw(n)
-	}
-}
-
-func (p *progressBar) draw(n int) {
-	const width = 30
-	filled := width * n / max(p.total, 1)
-	bar := strings.Repeat("=", filled)
-	if filled < width {
-		bar += ">" + strings.Repeat(" ", width-filled-1)
-	}
-	rate := ""
-	if el := time.Since(p.start).Seconds(); n > 0 && el > 0 {
-		rate = fmt.Sprintf(" %.1f img/s", float64(n)/el)
-	}
-	fmt.Fprintf(p.w, "\r%s [%s] %d/%d%s", p.label, bar, n, p.total, rate)
-}
-
-func (p *progressBar) done() { fmt.Fprintln(p.w) }
-
-// parseEps64 reads a budget like attack.ParseEps ("0.3" or "8/255"), in float64;
-// "" is 0.
-func parseEps64(s string) (float64, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, nil
-	}
-	num, den, frac := strings.Cut(s, "/")
-	a, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-	if err != nil {
-		return 0, err
-	}
-	if frac {
-		b, err := strconv.ParseFloat(strings.TrimSpace(den), 64)
-		if err != nil || b == 0 {
-			return 0, fmt.Errorf("not a fraction: %q", s)
-		}
-		a /= b
-	}
-	return a, nil
+		inference.EpsOn(rep.LinfMax, c.Range).String(), rep.MeanL2, rep.Forward, rep.Backward, q, rep.WallSeconds, rep.ImagesPerSec)
 }

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"gibbon/inference"
-	"gibbon/inference/archs"
 	"gibbon/inference/autodiff"
 	"gibbon/inference/autodiff/gradbench"
+	"gibbon/inference/benchnets"
 )
 
 // cmdBench runs Gibbon's benchmarks: the gradient graphs' cost against a forward
@@ -32,7 +32,7 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		"step) against its forward pass, alternating runs so that load from other processes",
 		"touches both alike; prints medians and the median per-pair ratio. Models (random",
 		"weights, built in Go):"}
-	for _, a := range archs.All() {
+	for _, a := range benchnets.All() {
 		usage = append(usage, fmt.Sprintf("  %-12s %s", a.Name, a.Description))
 	}
 	fs := newFlagSet("bench grad", stderr, usage...)
@@ -58,7 +58,7 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *top < 1:
 		return usageError{"--top must be at least 1"}
 	}
-	picked, err := pickArchs(*arch)
+	picked, err := pickNets(*arch)
 	if err != nil {
 		return err
 	}
@@ -94,11 +94,11 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return printGradBench(stdout, results, *profile, *top)
 }
 
-// pickArchs reads --arch: architectures built in Go, by name.
-func pickArchs(list string) ([]archs.Arch, error) {
-	var picked []archs.Arch
+// pickNets reads --arch: shapes built in Go with random weights, by name.
+func pickNets(list string) ([]benchnets.Net, error) {
+	var picked []benchnets.Net
 	for _, n := range splitList(list) {
-		a, err := archs.Get(n)
+		a, err := benchnets.Get(n)
 		if err != nil {
 			return nil, usageError{"--arch: " + err.Error()}
 		}
@@ -108,7 +108,7 @@ func pickArchs(list string) ([]archs.Arch, error) {
 }
 
 // measureGrad times architecture a's gradient graph in opts.Target's forms.
-func measureGrad(ctx context.Context, rt *inference.Runtime, a archs.Arch, seed uint64, opts gradbench.Options, log io.Writer) (*gradbench.Result, error) {
+func measureGrad(ctx context.Context, rt *inference.Runtime, a benchnets.Net, seed uint64, opts gradbench.Options, log io.Writer) (*gradbench.Result, error) {
 	name := a.Name
 	if opts.Target != autodiff.TargetAuto {
 		name += " (" + opts.Target.String() + " forms)"

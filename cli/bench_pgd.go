@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"gibbon/inference/archs"
 	"gibbon/inference/autodiff/gradbench"
+	"gibbon/inference/benchnets"
 	"gibbon/inference/onnx"
 )
 
@@ -21,7 +21,7 @@ type benchModel struct {
 
 // benchModels resolves --arch names and MODEL arguments (files or built-in names).
 func benchModels(arch string, args []string, seed uint64) ([]benchModel, error) {
-	picked, err := pickArchs(arch)
+	picked, err := pickNets(arch)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func benchFlops(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // archList names the architectures built in Go.
 func archList() []string {
 	var names []string
-	for _, a := range archs.All() {
+	for _, a := range benchnets.All() {
 		names = append(names, a.Name)
 	}
 	return names

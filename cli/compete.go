@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 
+	"gibbon/inference"
 	"gibbon/inference/sweep"
 )
 
@@ -36,10 +37,10 @@ func cmdCompete(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	s = plan.Settings
-	bar := newProgressBar(stderr, "compete", len(labels))
+	bar := newBar(stderr, "compete", len(labels))
 	m, err := sweep.Compete(ctx, sweep.CompeteSpec{Dataset: s.Dataset, Attacks: plan.Attacks, Defences: plan.Defences, Images: x, Labels: labels,
-		Range: plan.Range, EpsSet: plan.Eps, Batch: s.Batch, Seed: s.Seed}, func(m *sweep.Matrix) error { bar.set(m.N); return nil })
-	bar.done()
+		Range: plan.Range, EpsSet: plan.Eps, Batch: s.Batch, Seed: s.Seed}, func(m *sweep.Matrix) error { bar.Update(m.N, ""); return nil })
+	bar.End()
 	if err != nil {
 		return err
 	}
@@ -52,7 +53,7 @@ func printMatrix(w io.Writer, m *sweep.Matrix, plan *sweep.Plan) {
 		if i > 0 {
 			eps += ", "
 		}
-		eps += sweep.FormatEps(e, plan.Range)
+		eps += inference.EpsOn(e, plan.Range).String()
 	}
 	fmt.Fprintf(w, "%d attacks × %d defences on %d %s images in batches of %d, each batch's ε drawn from {%s}; seed %d\n",
 		len(m.Attacks), len(m.Defences), m.N, m.Dataset, m.Batch, eps, m.Seed)

@@ -7,7 +7,9 @@ import (
 	"maps"
 	"slices"
 
+	"gibbon/inference"
 	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -33,7 +35,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer rt.Close()
-	ev, err := train.Evaluate(ctx, rt, *dir, name, train.EvalOptions{N: *n, Seed: *seed, Progress: train.NewProgress(stderr),
+	ev, err := train.Evaluate(ctx, rt, *dir, name, train.EvalOptions{N: *n, Seed: *seed, Progress: progress.New(stderr),
 		PGD: train.PGDConfig{Eps: *eps, Step: *step, Steps: *steps, RandomStart: true}})
 	if err != nil {
 		return err
@@ -52,5 +54,5 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "not recording: the manifest's metrics use seed 0")
 		return nil
 	}
-	return train.RecordMetrics(*dir, name, ev.SHA256, ev.Metrics)
+	return inference.RecordMetrics(*dir, name, ev.SHA256, ev.Metrics)
 }

@@ -7,7 +7,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/attacknet"
-	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 type evalAttackOptions struct {
@@ -52,7 +52,7 @@ func cmdEvalAttack(ctx context.Context, args []string, stdout, stderr io.Writer)
 func evalAttack(ctx context.Context, rt *inference.Runtime, dir, name string, o evalAttackOptions, stdout, stderr io.Writer) error {
 	record := o.write && o.seed == 0
 	s, err := attacknet.Score(ctx, rt, dir, name, attacknet.ScoreOptions{N: o.n, Batch: o.batch, Baselines: o.baselines,
-		Seed: o.seed, Metrics: record, Progress: train.NewProgress(stderr), Log: stderr})
+		Seed: o.seed, Metrics: record, Progress: progress.New(stderr), Log: stderr})
 	if err != nil {
 		return err
 	}
@@ -68,5 +68,5 @@ func evalAttack(ctx context.Context, rt *inference.Runtime, dir, name string, o 
 	case o.n != 10000 || !o.baselines:
 		fmt.Fprintf(stderr, "recording only the first-%d subset numbers (full results need --n 10000 with baselines)\n", attacknet.CheckSubset)
 	}
-	return train.RecordMetrics(dir, name, s.SHA256, s.Metrics)
+	return inference.RecordMetrics(dir, name, s.SHA256, s.Metrics)
 }

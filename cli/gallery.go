@@ -6,11 +6,11 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"gibbon/gallery"
 	"gibbon/inference"
 	"gibbon/inference/engine"
+	"gibbon/internal/progress"
 )
 
 // cmdGallery backs up, restores and checks a gallery: the file DATA/gallery.db,
@@ -62,13 +62,13 @@ func cmdGallery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	switch sub {
 	case "export":
-		st, err := store.Export(ctx, dir, progress(stderr, "exporting"))
+		st, err := store.Export(ctx, dir, entriesBar(stderr, "exporting"))
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "exported %d entries and %d images from %s to %s\n", st.Entries, st.Images, where, dir)
 	case "import":
-		st, err := store.Import(ctx, dir, progress(stderr, "importing"))
+		st, err := store.Import(ctx, dir, entriesBar(stderr, "importing"))
 		if err != nil {
 			return err
 		}
@@ -150,17 +150,18 @@ func galleryTarget(db, dataDir string) string {
 	return filepath.Join(dataDir, gallery.FileName)
 }
 
-// progress prints "verb done/total" on one line, at most a few times a second.
-func progress(w io.Writer, verb string) gallery.Progress {
-	var last time.Time
+// entriesBar shows an export's or import's progress, entry by entry.
+func entriesBar(w io.Writer, verb string) gallery.Progress {
+	bar := progress.New(w)
+	begun := false
 	return func(done, total int) {
-		if done < total && time.Since(last) < 250*time.Millisecond {
-			return
+		if !begun {
+			bar.Begin(verb+" entries", 0, total)
+			begun = true
 		}
-		last = time.Now()
-		fmt.Fprintf(w, "\r%s %d/%d entries", verb, done, total)
+		bar.Update(done, "")
 		if done == total {
-			fmt.Fprintln(w)
+			bar.End()
 		}
 	}
 }

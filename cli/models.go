@@ -12,6 +12,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/catalog"
+	"gibbon/internal/progress"
 	"gibbon/models/imagenet"
 )
 
@@ -85,7 +86,7 @@ func modelsList(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	man, err := catalog.ReadManifest(dir)
+	man, err := inference.ReadManifest(dir)
 	if err != nil {
 		return err
 	}
@@ -143,7 +144,7 @@ func printInstalled(w io.Writer, man *inference.Manifest, dir string) error {
 	if err := t.write(w); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\n%d model(s) in %s\n", len(man.Models), filepath.Join(dir, catalog.ManifestFile))
+	fmt.Fprintf(w, "\n%d model(s) in %s\n", len(man.Models), filepath.Join(dir, inference.ManifestFile))
 	return nil
 }
 
@@ -182,7 +183,7 @@ func modelsPull(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	openRT, closeRT := rf.lazy()
 	defer closeRT()
 	opt := catalog.Options{Dir: dir, From: *from, SHA256: *sum, Labels: imagenet.Labels(), LabelsFile: imagenet.FileName,
-		Progress: catalog.NewBar(stderr, isTerminal(stderr)), Log: stdout, Runtime: openRT}
+		Progress: catalog.NewBar(stderr, progress.IsTerminal(stderr)), Log: stdout, Runtime: openRT}
 	for _, e := range entries {
 		res, err := catalog.Pull(ctx, *e, opt)
 		if errors.Is(err, catalog.ErrPinRequired) {
@@ -207,7 +208,7 @@ func printPulled(w io.Writer, dir string, res *catalog.Result) {
 	if p.BatchDynamic {
 		batch = "any batch"
 	}
-	fmt.Fprintf(w, "registered %s in %s\n", res.Entry.Name, filepath.Join(dir, catalog.ManifestFile))
+	fmt.Fprintf(w, "registered %s in %s\n", res.Entry.Name, filepath.Join(dir, inference.ManifestFile))
 	fmt.Fprintf(w, "  file     %s\n", res.Entry.File)
 	fmt.Fprintf(w, "  graph    %s, %s, input %q %v, output %s\n", p.Upgrade, batch, p.InputName, p.InputShape, out)
 	fmt.Fprintf(w, "  input    %s\n", res.Entry.Input.Describe())

@@ -116,7 +116,7 @@ func TestModelsPullFromACatalogFile(t *testing.T) {
 	if !strings.Contains(errs, "downloading tiny-12") {
 		t.Errorf("no progress on stderr: %q", errs)
 	}
-	m, err := catalog.ReadManifest(dir)
+	m, err := inference.ReadManifest(dir)
 	if err != nil || len(m.Models) != 1 || m.Models[0].OutputsLogits || m.Models[0].LabelsFile != "imagenet_labels.txt" {
 		t.Fatalf("manifest %+v, %v", m, err)
 	}

@@ -1,15 +1,15 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"unicode/utf8"
+
+	"gibbon/internal/atomicfile"
+	"gibbon/internal/progress"
 )
 
 // writeJSON writes v as indented JSON: the --json form of a command's result.
@@ -119,21 +119,15 @@ func writeCSVFile(path string, stdout io.Writer, write func(io.Writer) error) er
 	case "-":
 		return write(stdout)
 	}
-	var buf bytes.Buffer
-	if err := write(&buf); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".gibbon-*.csv")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
-		tmp.Close()
+	if err := atomicfile.Write(path, write); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(tmp.Name(), path)
+	return nil
+}
+
+// newBar starts a progress bar of total steps on w.
+func newBar(w io.Writer, label string, total int) *progress.Bar {
+	b := progress.New(w)
+	b.Begin(label, 0, total)
+	return b
 }

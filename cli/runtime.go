@@ -16,6 +16,7 @@ import (
 	"gibbon/inference/onnx"
 	"gibbon/inference/ortinstall"
 	"gibbon/inference/zoo"
+	"gibbon/internal/progress"
 	"gibbon/models"
 )
 
@@ -37,7 +38,7 @@ func runtimeInstall(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
-	inst := &ortinstall.Installer{Progress: stderr, Terminal: isTerminal(stderr)}
+	inst := &ortinstall.Installer{Progress: stderr, Terminal: progress.IsTerminal(stderr)}
 	// Already installed: no registry needed, nothing fetched.
 	lib, ok, _, err := inst.Check()
 	if err != nil {
@@ -322,20 +323,9 @@ func builtinNames(names []string) ([]string, error) {
 }
 
 func builtinManifest() (*inference.Manifest, error) {
-	data, err := fs.ReadFile(models.FS(), "manifest.json")
+	m, err := inference.ReadManifestFS(models.FS())
 	if err != nil {
-		return nil, fmt.Errorf("built-in manifest: %w", err)
+		return nil, fmt.Errorf("built-in models: %w", err)
 	}
-	return inference.ParseManifest(data)
-}
-
-// isTerminal reports whether w is a terminal (a character device), where a
-// redrawn progress bar makes sense.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
+	return m, nil
 }

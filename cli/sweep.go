@@ -1,14 +1,12 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
-	"image/png"
 	"io"
 	"io/fs"
 	"math"
@@ -290,7 +288,7 @@ func loadSet(ctx context.Context, plan *sweep.Plan) (*inference.Tensor, []int, e
 	if err != nil {
 		return nil, nil, err
 	}
-	return sweep.MNISTImages(test, plan.Settings.N, plan.Contract)
+	return plan.Contract.MNISTTensor(test, 0, plan.Settings.N)
 }
 
 func sweepDataset(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, stdout, stderr io.Writer) error {
@@ -299,11 +297,11 @@ func sweepDataset(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, 
 		return err
 	}
 	s := plan.Settings
-	bar := newProgressBar(stderr, "sweep", len(labels))
+	bar := newBar(stderr, "sweep", len(labels))
 	res, err := sweep.RunDataset(ctx, sweep.DatasetSpec{Dataset: s.Dataset, Attack: plan.Attack, Eps: plan.Eps, Range: plan.Range,
 		Defences: plan.Defences, Images: x, Labels: labels, Batch: s.Batch, Seed: s.Seed},
-		func(r *sweep.DatasetResult) error { bar.set(r.N); return nil })
-	bar.done()
+		func(r *sweep.DatasetResult) error { bar.Update(r.N, ""); return nil })
+	bar.End()
 	if err != nil {
 		return err
 	}
@@ -317,7 +315,7 @@ func printDatasetTable(w io.Writer, res *sweep.DatasetResult, plan *sweep.Plan) 
 		rows[0] = append(rows[0], c.Name)
 	}
 	for k, e := range plan.Eps {
-		row := []string{sweep.FormatEps(e, plan.Range)}
+		row := []string{inference.EpsOn(e, plan.Range).String()}
 		for _, c := range res.Defences {
 			row = append(row, fmt.Sprintf("%.1f%%", 100*c.Accuracy[k]))
 		}
@@ -342,18 +340,10 @@ func describeAttack(in sweep.Info) string {
 }
 
 func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames string, f runFlags, stdout, stderr io.Writer) error {
-	data, err := os.ReadFile(path)
+	pc := plan.Contract.Unnormalized()
+	pre, err := readImage(path, pc)
 	if err != nil {
 		return err
-	}
-	dec, err := inference.DecodeImage(data, maxImagePixels)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	pc := plan.Contract.Unnormalized()
-	pre, err := inference.Preprocess(dec.Image, pc)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
 	}
 	if frames != "" {
 		if err := os.MkdirAll(frames, 0o755); err != nil {
@@ -390,7 +380,7 @@ func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames s
 				fmt.Fprintf(stdout, "%s on %s; seed %d\n", describeAttack(plan.Attack.Info()), path, s.Seed)
 				fmt.Fprintf(stdout, "each defence: top class (probability of the true class / of the strongest wrong class); * flipped\n")
 			}
-			cells := []string{fmt.Sprintf("ε %-18s", sweep.FormatEps(float32(p.Eps), plan.Range))}
+			cells := []string{fmt.Sprintf("ε %-18s", inference.EpsOn(float32(p.Eps), plan.Range).String())}
 			for d, dp := range p.Defences {
 				mark := ""
 				if dp.Flipped {
@@ -433,18 +423,6 @@ func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames s
 		linf = max(linf, p.Linf255)
 	}
 	return saveRun(ctx, z, plan, f, res, orig, advPNG, linf, res.WallSeconds, stdout)
-}
-
-func tensorPNG(t *inference.Tensor, c inference.InputContract) ([]byte, error) {
-	img, err := inference.TensorImage(t, c)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 // saveRun stores a sweep or matrix in the gallery and prints its permalink. linf255
@@ -509,9 +487,9 @@ func printFlips(w io.Writer, res *sweep.ImageResult, plan *sweep.Plan, frames st
 	}
 	fmt.Fprintln(w, "; smallest ε that flips each defence:")
 	for _, d := range res.Defences {
-		at := "not flipped up to ε " + sweep.FormatEps(plan.Eps[len(plan.Eps)-1], plan.Range)
+		at := "not flipped up to ε " + inference.EpsOn(plan.Eps[len(plan.Eps)-1], plan.Range).String()
 		if d.FlipEps != nil {
-			at = sweep.FormatEps(float32(*d.FlipEps), plan.Range)
+			at = inference.EpsOn(float32(*d.FlipEps), plan.Range).String()
 		}
 		fmt.Fprintf(w, "  %s: %s\n", d.Name, at)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"gibbon/inference/mnist"
 	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -56,7 +57,7 @@ func cmdTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer rt.Close()
 	b, err := train.Build(ctx, rt, recipe, train.BuildOptions{Dir: *dir, Threads: *threads, Checkpoint: *ckpt, Fresh: *fresh,
-		Command: "gibbon train " + strings.Join(args, " "), Log: stderr, Progress: train.NewProgress(stderr)})
+		Command: "gibbon train " + strings.Join(args, " "), Log: stderr, Progress: progress.New(stderr)})
 	if err != nil {
 		return err
 	}

@@ -11,9 +11,8 @@ import (
 	"time"
 
 	"gibbon/inference"
-	"gibbon/inference/attack"
 	"gibbon/inference/attacknet"
-	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 // contractFlags describe a user's classifier file when no manifest does.
@@ -88,7 +87,7 @@ func cmdTrainAttack(ctx context.Context, args []string, stdout, stderr io.Writer
 		"Trains an attack network: a U-Net that outputs one adversarial image per ε head in one pass,",
 		"against several frozen classifiers at once; writes DIR/NAME.onnx and its manifest entry.")
 	job := attacknet.Job{Config: attacknet.Defaults, Command: "gibbon train-attack " + strings.Join(args, " "), Log: stderr,
-		Progress: train.NewProgress(stderr)}
+		Progress: progress.New(stderr)}
 	cfg := &job.Config
 	fs.StringVar(&job.Dir, "dir", "models", "folder with manifest.json: reads --targets there, writes NAME.onnx and its entry there")
 	targets := fs.String("targets", "", "classifiers of --dir's manifest to train against, comma-separated")
@@ -164,25 +163,19 @@ func printHeldOut(w io.Writer, tr *attacknet.Trained) {
 		for _, m := range r.Models {
 			parts = append(parts, fmt.Sprintf("%s %.1f%%", m.Name, 100*m.SuccessRate))
 		}
-		fmt.Fprintf(w, "  ε %s: %s; %.2f ms per image\n", attack.FormatEps(r.Config.Eps, r.Config.Range), strings.Join(parts, ", "), float64(r.Wall)/1e6/float64(r.N()))
+		fmt.Fprintf(w, "  ε %s: %s; %.2f ms per image\n", inference.EpsOn(r.Config.Eps, r.Config.Range).String(), strings.Join(parts, ", "), float64(r.Wall)/1e6/float64(r.N()))
 	}
 }
 
-// parseEpsList reads comma-separated budgets like attack.ParseEps ("0.3" or "8/255")
-// in float64, so the manifest records 0.1 rather than float32's 0.10000000149.
+// parseEpsList reads comma-separated budgets ("0.3" or "8/255").
 func parseEpsList(list string) ([]float64, error) {
 	var out []float64
 	for _, s := range strings.Split(list, ",") {
-		if _, err := attack.ParseEps(s); err != nil {
+		e, err := inference.ParseEps(s)
+		if err != nil {
 			return nil, err
 		}
-		num, den, frac := strings.Cut(strings.TrimSpace(s), "/")
-		a, _ := strconv.ParseFloat(strings.TrimSpace(num), 64)
-		if frac {
-			b, _ := strconv.ParseFloat(strings.TrimSpace(den), 64)
-			a /= b
-		}
-		out = append(out, a)
+		out = append(out, e)
 	}
 	return out, nil
 }

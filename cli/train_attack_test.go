@@ -10,7 +10,6 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/mnist"
-	"gibbon/inference/train"
 	"gibbon/inference/zoo"
 )
 
@@ -63,11 +62,11 @@ func TestTrainAttackThenEvalAttack(t *testing.T) {
 	if _, err := os.Stat(ckpt); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("checkpoint left behind: %v", err)
 	}
-	man, err := train.ReadManifest(dir)
+	man, err := inference.ReadManifest(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := train.FindEntry(man, "net")
+	e, err := man.Entry("net")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"gibbon/inference/train"
+	"gibbon/inference"
 )
 
 func runCmd(t *testing.T, args ...string) (string, string, error) {
@@ -58,11 +58,11 @@ func TestTrainThenEvalRecordsManifest(t *testing.T) {
 	if _, err := os.Stat(ckpt); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("checkpoint left behind after a finished run: %v", err)
 	}
-	man, err := train.ReadManifest(dir)
+	man, err := inference.ReadManifest(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := train.FindEntry(man, "mnist-mlp")
+	e, err := man.Entry("mnist-mlp")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +78,8 @@ func TestTrainThenEvalRecordsManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	man, _ = train.ReadManifest(dir)
-	e, _ = train.FindEntry(man, "mnist-mlp")
+	man, _ = inference.ReadManifest(dir)
+	e, _ = man.Entry("mnist-mlp")
 	clean, okC := e.Metrics["clean_accuracy_first200"]
 	pgd, okP := e.Metrics["pgd3_eps0.3_accuracy_first200"]
 	if !okC || !okP || clean < 0.3 || pgd > clean {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"gibbon/inference"
 	"gibbon/inference/sweep"
 )
 
@@ -35,10 +36,10 @@ func cmdTransfer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	s = plan.Settings
-	bar := newProgressBar(stderr, "transfer", len(labels))
+	bar := newBar(stderr, "transfer", len(labels))
 	t, err := sweep.Transfer(ctx, sweep.TransferSpec{Dataset: s.Dataset, Sources: plan.Attacks, Targets: plan.Defences, Images: x, Labels: labels,
-		Range: plan.Range, Eps: plan.Eps[0], Batch: s.Batch, Seed: s.Seed}, func(t *sweep.TransferMatrix) error { bar.set(t.N); return nil })
-	bar.done()
+		Range: plan.Range, Eps: plan.Eps[0], Batch: s.Batch, Seed: s.Seed}, func(t *sweep.TransferMatrix) error { bar.Update(t.N, ""); return nil })
+	bar.End()
 	if err != nil {
 		return err
 	}
@@ -47,7 +48,7 @@ func cmdTransfer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 // printTransfer is the transfer matrix as a table.
 func printTransfer(w io.Writer, t *sweep.TransferMatrix, plan *sweep.Plan) {
-	fmt.Fprintf(w, "%s transfer at ε %s on %d %s images; seed %d\n", plan.Settings.Attack, sweep.FormatEps(plan.Eps[0], plan.Range), t.N, t.Dataset, t.Seed)
+	fmt.Fprintf(w, "%s transfer at ε %s on %d %s images; seed %d\n", plan.Settings.Attack, inference.EpsOn(plan.Eps[0], plan.Range).String(), t.N, t.Dataset, t.Seed)
 	fmt.Fprintln(w, "cells: share of the images the target classifies correctly that it misclassifies after the source's attack")
 	rows := [][]string{{"source \\ target"}}
 	for _, tg := range t.Targets {

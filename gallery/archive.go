@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"gibbon/internal/atomicfile"
 )
 
 // An export directory holds:
@@ -111,7 +113,7 @@ func (s *Store) Export(ctx context.Context, dir string, progress Progress) (Arch
 			if err := tx.QueryRowContext(ctx, "SELECT png FROM images WHERE sha256 = ?", sha).Scan(&data); err != nil {
 				return st, fmt.Errorf("export %s: image %s: %w", slug, sha, err)
 			}
-			if err := writeFileAtomic(root, "images/"+sha+".png", data); err != nil {
+			if err := atomicfile.WriteIn(root, "images/"+sha+".png", data); err != nil {
 				return st, fmt.Errorf("export: %w", err)
 			}
 			written[sha] = true
@@ -121,7 +123,7 @@ func (s *Store) Export(ctx context.Context, dir string, progress Progress) (Arch
 		if err != nil {
 			return st, fmt.Errorf("export %s: %w", slug, err)
 		}
-		if err := writeFileAtomic(root, "entries/"+slug+".json", append(body, '\n')); err != nil {
+		if err := atomicfile.WriteIn(root, "entries/"+slug+".json", append(body, '\n')); err != nil {
 			return st, fmt.Errorf("export: %w", err)
 		}
 		st.Entries++
@@ -130,32 +132,10 @@ func (s *Store) Export(ctx context.Context, dir string, progress Progress) (Arch
 		}
 	}
 	m, _ := json.MarshalIndent(archiveManifest{archiveFormat, archiveVersion, st.Entries, st.Images, s.now().UTC()}, "", "  ")
-	if err := writeFileAtomic(root, manifestName, append(m, '\n')); err != nil {
+	if err := atomicfile.WriteIn(root, manifestName, append(m, '\n')); err != nil {
 		return st, fmt.Errorf("export: %w", err)
 	}
 	return st, nil
-}
-
-// writeFileAtomic writes name inside root through a temporary file and a
-// rename, so a crash never leaves a short file under the final name.
-func writeFileAtomic(root *os.Root, name string, data []byte) error {
-	tmp := name + ".tmp"
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return root.Rename(tmp, name)
 }
 
 // Import adds the entries of an export directory, keeping their slugs, times and

@@ -13,9 +13,12 @@ import (
 // scale) and perturbation.png (amplified to be visible).
 func WriteZip(w io.Writer, e *Entry, original, adversarial []byte) error {
 	z := zip.NewWriter(w)
-	add := func(name string, data []byte) error {
+	create := func(name string) (io.Writer, error) {
 		// Store, don't deflate: PNGs are compressed already and this stays fast.
-		f, err := z.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store, Modified: e.CreatedAt})
+		return z.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store, Modified: e.CreatedAt})
+	}
+	add := func(name string, data []byte) error {
+		f, err := create(name)
 		if err != nil {
 			return err
 		}
@@ -44,7 +47,11 @@ func WriteZip(w io.Writer, e *Entry, original, adversarial []byte) error {
 		if err != nil {
 			return fmt.Errorf("entry zip: %w", err)
 		}
-		if err := add("perturbation.npy", p.NPY()); err != nil {
+		f, err := create("perturbation.npy")
+		if err != nil {
+			return err
+		}
+		if err := p.WriteNPY(f); err != nil {
 			return err
 		}
 		amp, _, err := p.Amplified()

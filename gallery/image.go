@@ -9,6 +9,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"io"
 	"math"
 )
 
@@ -184,6 +185,15 @@ func (p *Perturbation) Amplified() ([]byte, float64, error) {
 // NPY encodes the perturbation in NumPy's .npy format (version 1.0,
 // little-endian float32, C order, shape (C, H, W)).
 func (p *Perturbation) NPY() []byte {
+	var b bytes.Buffer
+	b.Grow(int(p.NPYSize()))
+	p.WriteNPY(&b) // a bytes.Buffer does not fail
+	return b.Bytes()
+}
+
+// npyHeader is the .npy magic, version and header, padded so the data starts at
+// a multiple of 64 bytes.
+func (p *Perturbation) npyHeader() []byte {
 	header := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d, %d), }", p.C, p.H, p.W)
 	// magic(6) + version(2) + header length(2) + header + '\n' is a multiple of 64.
 	total := 10 + len(header) + 1
@@ -191,12 +201,28 @@ func (p *Perturbation) NPY() []byte {
 		header += string(bytes.Repeat([]byte(" "), pad))
 	}
 	header += "\n"
-	out := make([]byte, 0, 10+len(header)+4*len(p.Data))
-	out = append(out, "\x93NUMPY\x01\x00"...)
-	out = binary.LittleEndian.AppendUint16(out, uint16(len(header)))
-	out = append(out, header...)
-	for _, v := range p.Data {
-		out = binary.LittleEndian.AppendUint32(out, math.Float32bits(v))
+	out := append([]byte("\x93NUMPY\x01\x00"), 0, 0)
+	binary.LittleEndian.PutUint16(out[8:], uint16(len(header)))
+	return append(out, header...)
+}
+
+// NPYSize is the length of the .npy encoding.
+func (p *Perturbation) NPYSize() int64 { return int64(len(p.npyHeader())) + 4*int64(len(p.Data)) }
+
+// WriteNPY writes the .npy encoding to w in pieces, so no copy of it is made.
+func (p *Perturbation) WriteNPY(w io.Writer) error {
+	if _, err := w.Write(p.npyHeader()); err != nil {
+		return err
 	}
-	return out
+	buf := make([]byte, 0, 64<<10)
+	for i, v := range p.Data {
+		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+		if len(buf) == cap(buf) || i == len(p.Data)-1 {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+	}
+	return nil
 }

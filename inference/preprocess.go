@@ -4,11 +4,8 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/draw"
 	"math"
 	"strings"
-
-	xdraw "golang.org/x/image/draw"
 )
 
 // DefaultWorkingSide bounds the longer side of a Picture: a large photo is scaled
@@ -27,37 +24,16 @@ type Picture struct {
 }
 
 // NewPicture converts img. When maxSide > 0 and img is larger, it is scaled down
-// (keeping its aspect ratio) so that its longer side is maxSide.
+// (keeping its aspect ratio) so that its longer side is maxSide. The memory it
+// takes follows the picture's size, not the source's: at most PictureBytes.
 func NewPicture(img image.Image, maxSide int) *Picture {
 	b := img.Bounds()
 	sw, sh := b.Dx(), b.Dy()
-	w, h := sw, sh
-	if maxSide > 0 && max(sw, sh) > maxSide {
-		s := float64(maxSide) / float64(max(sw, sh))
-		w = max(1, int(math.Round(float64(sw)*s)))
-		h = max(1, int(math.Round(float64(sh)*s)))
-	}
-	p := &Picture{W: w, H: h, SrcW: sw, SrcH: sh, Gray: true}
+	w, h := pictureSize(sw, sh, maxSide)
 	if w <= 0 || h <= 0 {
-		return p
+		return &Picture{W: w, H: h, SrcW: sw, SrcH: sh, Gray: true}
 	}
-	dst := image.NewRGBA(image.Rect(0, 0, w, h))
-	draw.Draw(dst, dst.Bounds(), image.White, image.Point{}, draw.Src)
-	if w == sw && h == sh {
-		draw.Draw(dst, dst.Bounds(), img, b.Min, draw.Over)
-	} else {
-		xdraw.BiLinear.Scale(dst, dst.Bounds(), img, b, xdraw.Over, nil)
-	}
-	n := w * h
-	p.R, p.G, p.B = make([]float32, n), make([]float32, n), make([]float32, n)
-	for i := range n {
-		r, g, bl := dst.Pix[4*i], dst.Pix[4*i+1], dst.Pix[4*i+2]
-		p.R[i], p.G[i], p.B[i] = float32(r)/255, float32(g)/255, float32(bl)/255
-		if r != g || g != bl {
-			p.Gray = false
-		}
-	}
-	return p
+	return pictureFrom(img, w, h)
 }
 
 // Luma weights (ITU-R BT.601), the ones PIL's convert("L") and Go's color.GrayModel use.
@@ -156,7 +132,7 @@ func (p *Picture) Preprocess(c InputContract) (*Preprocessed, error) {
 		x0 := int(math.RoundToEven(float64(rw-c.Width) / 2))
 		y0 := int(math.RoundToEven(float64(rh-c.Height) / 2))
 		for i := range planes {
-			planes[i] = resample(planes[i], rw, rh, k).crop(x0, y0, c.Width, c.Height)
+			planes[i] = resampleWindow(planes[i], rw, rh, x0, y0, c.Width, c.Height, k)
 		}
 		if rw != p.W || rh != p.H {
 			steps = append(steps, fmt.Sprintf("scaled to %d×%d px (aspect kept)", rw, rh))

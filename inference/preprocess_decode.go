@@ -103,45 +103,38 @@ func describeContent(data []byte) string {
 // DecodeImage reads a PNG, JPEG, GIF or WebP image from memory. The size is read
 // from the header first and an image over maxPixels (width × height) is refused
 // before any pixel is decoded; maxPixels <= 0 means no limit.
-func DecodeImage(data []byte, maxPixels int64) (dec *Decoded, err error) {
-	codec, ok := sniffImage(data)
-	if !ok {
-		return nil, imageErr(ErrUnsupportedImage, "This file is %s, not an image Gibbon reads: use %s.", describeContent(data), ImageFormats)
+func DecodeImage(data []byte, maxPixels int64) (*Decoded, error) {
+	return DecodeLimits{MaxPixels: maxPixels}.Decode(data)
+}
+
+// Decode reads a PNG, JPEG, GIF or WebP image from memory, refusing one over the
+// limits from its header, before any pixel is decoded.
+func (l DecodeLimits) Decode(data []byte) (dec *Decoded, err error) {
+	h, err := ReadImageHeader(data)
+	if err != nil {
+		return nil, err
 	}
-	// Decoders are meant not to panic on bad input; if one does, the file is still
-	// only a bad file.
+	if err := l.Check(h); err != nil {
+		return nil, err
+	}
+	codec, _ := sniffImage(data)
 	defer func() {
 		if r := recover(); r != nil {
 			dec, err = nil, imageErr(ErrBadImage, "This %s file is damaged: the decoder failed on it.", codec.name)
 		}
 	}()
-	cfg, err := codec.config(bytes.NewReader(data))
-	if err != nil {
-		return nil, imageErr(ErrBadImage, "This %s file is damaged: its header could not be read (%v).", codec.name, err)
-	}
-	if err := checkPixels(codec.name, cfg.Width, cfg.Height, maxPixels); err != nil {
-		return nil, err
-	}
 	img, err := codec.decode(bytes.NewReader(data))
 	if err != nil {
 		return nil, imageErr(ErrBadImage, "This %s file is damaged: it could not be decoded (%v).", codec.name, err)
 	}
 	b := img.Bounds()
-	if err := checkPixels(codec.name, b.Dx(), b.Dy(), maxPixels); err != nil {
+	if b.Dx() <= 0 || b.Dy() <= 0 {
+		return nil, imageErr(ErrBadImage, "This %s file is damaged: it says the image is %d×%d pixels.", codec.name, b.Dx(), b.Dy())
+	}
+	if err := l.Check(ImageHeader{Width: b.Dx(), Height: b.Dy()}); err != nil {
 		return nil, err
 	}
 	return &Decoded{Image: img, Format: codec.name, Width: b.Dx(), Height: b.Dy()}, nil
-}
-
-func checkPixels(format string, w, h int, maxPixels int64) error {
-	if w <= 0 || h <= 0 {
-		return imageErr(ErrBadImage, "This %s file is damaged: it says the image is %d×%d pixels.", format, w, h)
-	}
-	if n := int64(w) * int64(h); maxPixels > 0 && n > maxPixels {
-		return imageErr(ErrImageTooLarge, "The image is %d×%d pixels (%s); the limit is %s. Scale it down and try again.",
-			w, h, FormatMegapixels(n), FormatMegapixels(maxPixels))
-	}
-	return nil
 }
 
 // FormatMegapixels writes a pixel count in megapixels, e.g. "40.0 MP".

@@ -71,16 +71,17 @@ type taps struct {
 	w     []float32
 }
 
-// makeTaps maps src pixels onto dst pixels along one axis. When shrinking, the
-// kernel is widened by the scale so that every source pixel contributes (area
-// averaging), as PIL does; otherwise thin strokes would vanish or alias.
-func makeTaps(src, dst int, k kernel) []taps {
+// makeTaps maps src pixels onto dst pixels along one axis, for the n destination
+// pixels from first on. When shrinking, the kernel is widened by the scale so that
+// every source pixel contributes (area averaging), as PIL does; otherwise thin
+// strokes would vanish or alias.
+func makeTaps(src, dst, first, n int, k kernel) []taps {
 	scale := float64(src) / float64(dst)
 	stretch := max(scale, 1)
 	half := k.support * stretch
-	out := make([]taps, dst)
-	for i := range out {
-		c := (float64(i) + 0.5) * scale
+	out := make([]taps, n)
+	for o := range out {
+		c := (float64(first+o) + 0.5) * scale
 		lo := max(0, int(math.Floor(c-half)))
 		hi := min(src, int(math.Ceil(c+half)))
 		ws := make([]float32, 0, hi-lo)
@@ -97,7 +98,7 @@ func makeTaps(src, dst int, k kernel) []taps {
 		for n := range ws {
 			ws[n] = float32(float64(ws[n]) / sum)
 		}
-		out[i] = taps{first: lo, w: ws}
+		out[o] = taps{first: lo, w: ws}
 	}
 	return out
 }
@@ -107,8 +108,14 @@ func resample(p plane, w, h int, k kernel) plane {
 	if p.w == w && p.h == h {
 		return p.clone()
 	}
-	tmp := newPlane(w, p.h)
-	xt := makeTaps(p.w, w, k)
+	return resampleWindow(p, w, h, 0, 0, w, h, k)
+}
+
+// resampleWindow is the ww×wh region at (x0, y0) of p scaled to w×h: only that
+// region is computed, so a crop of a very wide or tall scaling costs the crop.
+func resampleWindow(p plane, w, h, x0, y0, ww, wh int, k kernel) plane {
+	tmp := newPlane(ww, p.h)
+	xt := makeTaps(p.w, w, x0, ww, k)
 	for y := range p.h {
 		row := p.px[y*p.w : (y+1)*p.w]
 		for x, t := range xt {
@@ -116,15 +123,15 @@ func resample(p plane, w, h int, k kernel) plane {
 			for n, wt := range t.w {
 				s += wt * row[t.first+n]
 			}
-			tmp.px[y*w+x] = s
+			tmp.px[y*ww+x] = s
 		}
 	}
-	out := newPlane(w, h)
-	yt := makeTaps(p.h, h, k)
+	out := newPlane(ww, wh)
+	yt := makeTaps(p.h, h, y0, wh, k)
 	for y, t := range yt {
-		dst := out.px[y*w : (y+1)*w]
+		dst := out.px[y*ww : (y+1)*ww]
 		for n, wt := range t.w {
-			src := tmp.px[(t.first+n)*w : (t.first+n+1)*w]
+			src := tmp.px[(t.first+n)*ww : (t.first+n+1)*ww]
 			for x := range dst {
 				dst[x] += wt * src[x]
 			}

@@ -8,6 +8,3 @@ type ModelSource struct {
 	Name string
 	FS   fs.FS
 }
-
-// ManifestFile is the manifest's name inside a ModelSource.
-const ManifestFile = "manifest.json"

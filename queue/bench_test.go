@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"gibbon/inference"
-	"gibbon/inference/archs"
+	"gibbon/inference/benchnets"
 	"gibbon/inference/engine"
 	"gibbon/inference/onnx"
 	"gibbon/inference/zoo"
@@ -210,7 +210,7 @@ func queueWith(b *testing.B, z *zoo.Zoo, n int) *queue.Runner {
 // mobileNetDir writes a models directory with a MobileNetV2-shaped classifier
 // (random weights, 224×224 RGB with ImageNet's mean and std, 1000 classes).
 func mobileNetDir(b *testing.B) string {
-	data, err := onnx.Encode(archs.MobileNetV2(1))
+	data, err := onnx.Encode(benchnets.MobileNetV2(1))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"sync"
 	"sync/atomic"
 
 	"github.com/labstack/echo/v4"
@@ -28,37 +27,11 @@ type explorer struct {
 	running  atomic.Int64
 	runs     atomic.Int64
 	sessions atomic.Int64
-
-	// clients counts open websockets per client address (MaxSocketsPerClient).
-	clientsMu sync.Mutex
-	clients   map[string]int
 }
 
 func newExplorer(d AttackDeps) *explorer {
 	cfg := d.Config.withDefaults()
-	return &explorer{cfg: cfg, queue: newRunQueue(cfg.MaxRuns, cfg.MaxQueue), clients: map[string]int{}}
-}
-
-// admit counts a websocket of client, unless it holds the most it may already.
-func (x *explorer) admit(client string) bool {
-	x.clientsMu.Lock()
-	defer x.clientsMu.Unlock()
-	if x.clients[client] >= x.cfg.MaxSocketsPerClient {
-		return false
-	}
-	x.clients[client]++
-	return true
-}
-
-// leave uncounts a websocket admitted for client.
-func (x *explorer) leave(client string) {
-	x.clientsMu.Lock()
-	defer x.clientsMu.Unlock()
-	if x.clients[client] <= 1 {
-		delete(x.clients, client)
-		return
-	}
-	x.clients[client]--
+	return &explorer{cfg: cfg, queue: newRunQueue(cfg.MaxRuns, cfg.MaxQueue)}
 }
 
 func (s *Server) handleAttackPage(c echo.Context) error {

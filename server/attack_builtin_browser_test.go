@@ -31,6 +31,12 @@ var builtinAttackNets = []string{"mnist-attack-net"}
 // models directory.
 func newBuiltinFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newBuiltinFixtureWith(t, DefaultConfig(), DefaultAttackConfig())
+}
+
+// newBuiltinFixtureWith is newBuiltinFixture with other limits (the load benchmark's).
+func newBuiltinFixtureWith(t testing.TB, cfg Config, acfg AttackConfig) *fixture {
+	t.Helper()
 	rt := testrt.Open(t)
 	src := inference.ModelSource{Name: "built-in", FS: models.FS()}
 	reg, err := zoo.Load(context.Background(), rt, src)
@@ -56,8 +62,8 @@ func newBuiltinFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	srv, err := New(Deps{Config: DefaultConfig(), Log: slog.New(slog.NewTextHandler(logs, nil)), Models: reg,
-		Samples: []fs.FS{samples}, Gallery: store, Attack: AttackDeps{Config: DefaultAttackConfig(), Enabled: true}})
+	srv, err := New(Deps{Config: cfg, Log: slog.New(slog.NewTextHandler(logs, nil)), Models: reg,
+		Samples: []fs.FS{samples}, Gallery: store, Attack: AttackDeps{Config: acfg, Enabled: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"math"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"gibbon/gallery"
 	"gibbon/inference"
@@ -106,7 +105,7 @@ func (s *Server) attackChoices() []attackChoice {
 		var eps []string
 		var heads []int
 		for _, e := range m.Attack.Eps {
-			eps = append(eps, attack.FormatEps(float32(e), rng))
+			eps = append(eps, inference.EpsOn(float32(e), rng).String())
 			heads = append(heads, g.EpsLevels(e))
 		}
 		out = append(out, attackChoice{ID: networkPrefix + m.Name, Label: "Attack network " + m.Name,
@@ -150,9 +149,8 @@ func (s *Server) request(msg startMsg) (*runRequest, error) {
 			rng = m.Input.PixelRange()
 		}
 	}
-	width := float64(rng[1] - rng[0])
-	p.Eps = msg.Eps / 255 * width
-	p.Alpha = msg.Alpha / 255 * width
+	p.Eps = inference.EpsLevels(msg.Eps, rng).Value
+	p.Alpha = inference.EpsLevels(msg.Alpha, rng).Value
 	if m, err := attack.ParseMethod(p.Attack); err == nil {
 		if m == attack.FGSM {
 			p.Steps = 1 // one step, whatever the form says
@@ -248,21 +246,4 @@ func cleanFilename(name string) string {
 func (s *Server) engineLimits() engine.Limits {
 	cfg := s.explorer.cfg
 	return engine.Limits{MaxSteps: cfg.MaxSteps, MaxModels: cfg.MaxDefences, MaxDefences: cfg.MaxDefences, MaxRestarts: 10}
-}
-
-// epsLabel writes ε as the page shows it: "40/255 = 0.157" (on [0,1]).
-func epsLabel(levels int, rng [2]float32) string {
-	v := float64(levels) / 255 * float64(rng[1]-rng[0])
-	if rng == [2]float32{0, 1} {
-		return fmt.Sprintf("%d/255 = %.3g", levels, v)
-	}
-	return fmt.Sprintf("%d/255 of [%g,%g] = %.4g", levels, rng[0], rng[1], v)
-}
-
-// upperFirst capitalises the first letter (a rune: an error may begin with "ε").
-func upperFirst(s string) string {
-	for i, r := range s {
-		return strings.ToUpper(string(r)) + s[i+utf8.RuneLen(r):]
-	}
-	return s
 }

@@ -75,9 +75,7 @@ func (r *run) execute(ctx context.Context, image []byte) {
 	if err == nil {
 		var rec *engine.Record
 		rec, err = s.runner.Run(ctx, job, engine.Events{
-			Queued: func(pos, running, waiting int) {
-				r.ss.sendJSON(map[string]any{"type": "queued", "run": r.id, "position": pos, "running": running, "waiting": waiting})
-			},
+			Queued:  func(pos, _, _ int) { r.ss.sendQueued(r.id, pos) },
 			Started: r.started,
 			Frame:   func(f *engine.Frame) error { return r.frame(ctx, f) },
 		})
@@ -133,7 +131,13 @@ func isUserError(err error) bool {
 // an upload, or a gallery entry's stored original, taken exactly), the limits.
 func (r *run) job(ctx context.Context, data []byte) (engine.Job, error) {
 	s, req := r.ss.s, r.req
-	img := engine.Image{Ref: req.plan.Image, Data: data, MaxPixels: s.cfg.MaxPixels}
+	// Decoded here within the server's image limits and memory budget; a job that
+	// goes to a queue worker is decoded there under the same limits.
+	img := engine.Image{Ref: req.plan.Image, Data: data, Limits: s.images.limits,
+		Decode: func(data []byte) (*inference.Picture, error) {
+			pic, _, err := s.loadPicture(ctx, data)
+			return pic, err
+		}}
 	switch req.source {
 	case "sample":
 		sm, ok := s.samples.get(req.sample)
@@ -275,7 +279,7 @@ func sourceLabel(ref engine.ImageRef) string {
 func (r *run) sendStarted() error {
 	p := r.start
 	c := p.Contract
-	m := startedMsg{Type: "started", Run: r.id, Key: r.key, Eps: p.EpsLevels, EpsLabel: epsLabel(p.EpsLevels, c.PixelRange()),
+	m := startedMsg{Type: "started", Run: r.id, Key: r.key, Eps: p.EpsLevels, EpsLabel: inference.EpsLevels(float64(p.EpsLevels), c.PixelRange()).LevelsString(),
 		Steps: p.Plan.Steps, Target: p.Target, Label: p.Label, LabelName: p.Labels[p.Label], Seed: p.Plan.Seed,
 		Source: sourceLabel(p.Plan.Image), Input: c.Describe(), SourceWidth: p.Clean.SourceW, SourceHeight: p.Clean.SourceH,
 		Crop: p.Clean.Steps, QueueMS: millis(time.Since(r.received)), Providers: p.Providers}

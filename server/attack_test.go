@@ -110,22 +110,19 @@ func TestExplorerRefusesBadInput(t *testing.T) {
 	if len(started.Defences) == 0 || started.Defences[0].Clean[0].Label != "7" {
 		t.Fatalf("the drawing's run: %+v", started)
 	}
-	// A second start while one runs is refused; the run goes on.
+	// A second start while one runs replaces it: the first ends stopped, saying
+	// why, and the second runs to the end.
 	c.send(pgd(96, 10))
-	for {
-		msg := c.read(30 * time.Second)
-		if msg.Type == "error" {
-			if !strings.Contains(msg.Message, "already in progress") {
-				t.Fatalf("second start: %q", msg.Message)
-			}
-			continue
-		}
-		if msg.Type == "done" {
-			if msg.Stopped {
-				t.Fatalf("done: %+v", msg)
-			}
-			break
-		}
+	first, _ := c.until("done", 30*time.Second)
+	if first.Run != started.Run || !first.Stopped || first.Reason != replacedReason {
+		t.Fatalf("the replaced run ended %+v", first)
+	}
+	second, _ := c.until("started", 30*time.Second)
+	if second.Run <= started.Run {
+		t.Fatalf("the newer start ran as run %d after run %d", second.Run, started.Run)
+	}
+	if done, _ := c.until("done", 30*time.Second); done.Run != second.Run || done.Stopped {
+		t.Fatalf("the newer run ended %+v", done)
 	}
 	if n := strings.Count(f.logs.String(), "panic"); n > 0 {
 		t.Fatalf("the server panicked:\n%s", f.logs.String())

@@ -133,19 +133,15 @@ func (s *Server) classify(c echo.Context) (*views.Result, error) {
 		return nil, err
 	}
 	ctx := c.Request().Context()
-	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	dec, err := inference.DecodeImage(in.data, s.cfg.MaxPixels)
+	pic, hdr, err := s.loadPicture(ctx, in.data)
 	if err != nil {
 		return nil, err
 	}
-	pic := inference.NewPicture(dec.Image, inference.DefaultWorkingSide)
-	res := &views.Result{Source: in.source, Detail: fmt.Sprintf("%s, %d×%d px", dec.Format, dec.Width, dec.Height)}
-	dec = nil // the full-size image is not needed any more
+	res := &views.Result{Source: in.source, Detail: fmt.Sprintf("%s, %d×%d px", hdr.Format, hdr.Width, hdr.Height)}
+	if err := take(ctx, s.slots); err != nil {
+		return nil, err
+	}
+	defer func() { <-s.slots }()
 	if res.Original, err = pngDataURL(pic.Thumbnail(thumbnailSide)); err != nil {
 		return nil, fmt.Errorf("thumbnail: %w", err)
 	}

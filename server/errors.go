@@ -71,8 +71,7 @@ func statusFor(err error) (int, string) {
 		return http.StatusForbidden, "This delete link does not belong to this entry: check that it was copied whole."
 	case errors.As(err, &ge):
 		// "title: longer than …": the field, then what is wrong with it.
-		msg := ge.Error()
-		msg = strings.ToUpper(msg[:1]) + msg[1:] + "."
+		msg := upperFirst(ge.Error()) + "."
 		if errors.Is(err, gallery.ErrTooLarge) {
 			return http.StatusRequestEntityTooLarge, msg
 		}
@@ -103,6 +102,16 @@ func statusFor(err error) (int, string) {
 		}
 	}
 	return http.StatusInternalServerError, "Something went wrong on the server. It has been logged; try again, or try another image."
+}
+
+// upperFirst capitalises a sentence's first letter when it is a-z. It works on
+// the first rune, never on a byte: a message may begin with a symbol such as
+// "ε", which keeps its case (Ε is another letter) and its bytes.
+func upperFirst(s string) string {
+	if s != "" && s[0] >= 'a' && s[0] <= 'z' {
+		return string(s[0]-'a'+'A') + s[1:]
+	}
+	return s
 }
 
 // wantsJSON is true for API paths and for clients that ask for JSON.

@@ -23,10 +23,6 @@ import (
 // one map everywhere), the distances measured between the images, and the preview
 // card (gallery_card.go).
 
-// maxPicturePixels bounds the images a map or card is drawn from: run entries
-// hold images at a model's input size, but an operator may import larger ones.
-const maxPicturePixels = 2048 * 2048
-
 // storedPair is an entry's clean and adversarial image on their 256-level grid.
 type storedPair struct {
 	grid       engine.Grid
@@ -40,10 +36,10 @@ func (s *Server) loadPair(ctx context.Context, e *gallery.Entry) (*storedPair, e
 	if e.OriginalSHA == "" || e.AdversarialSHA == "" {
 		return nil, gallery.ErrNotFound
 	}
-	if n := int64(e.Width) * int64(e.Height); n > maxPicturePixels {
-		return nil, userError{http.StatusUnprocessableEntity, fmt.Sprintf(
-			"This entry's images are %d×%d pixels; its perturbation map and preview card are drawn only for images up to %s.",
-			e.Width, e.Height, inference.FormatMegapixels(maxPicturePixels))}
+	// Run entries hold images at a model's input size, but an operator may import
+	// larger ones: the same bound as every file made per request.
+	if err := checkGeneratedSize(e, "its perturbation map or preview card"); err != nil {
+		return nil, err
 	}
 	orig, adv, err := s.gallery.Images(ctx, e)
 	if err != nil {
@@ -145,6 +141,16 @@ func (s *Server) servePicture(c echo.Context, etag string, draw func() ([]byte, 
 	if c.Request().Header.Get("If-None-Match") == etag {
 		return c.NoContent(http.StatusNotModified)
 	}
+	if c.Request().Method == http.MethodHead {
+		return c.NoContent(http.StatusOK) // nothing is drawn for a HEAD
+	}
+	release, err := s.startGenerated(c) // drawn a few at a time, as downloads are made
+	if err != nil {
+		h.Del("Cache-Control")
+		h.Del("ETag")
+		return err
+	}
+	defer release()
 	data, err := draw()
 	if err != nil {
 		h.Del("Cache-Control")

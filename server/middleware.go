@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
-	"golang.org/x/time/rate"
 )
 
 // contentSecurityPolicy allows only this origin's scripts, styles and fetches:
@@ -27,25 +27,23 @@ const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 // headers, the CSRF token) before the body counts as too large.
 const formOverhead = 64 << 10
 
-// csrfContextKey is where the CSRF middleware leaves the token for templates.
-const csrfContextKey = "csrf"
-
 // useMiddleware installs what every request goes through, outermost first:
 //  1. security headers, so every response (errors included) carries them;
 //  2. work tracking: refuses requests once shutdown begins, and ties each
 //     request's context to the server's work context so shutdown cancels it;
-//  3. request id and the request log, which also turns a returned error into
-//     its response (the error handler) so the log has the final status;
+//  3. request id (a client's own only when short and plain) and the request log,
+//     which also turns a returned error into its response (the error handler) so
+//     the log has the final status;
 //  4. panic recovery (a panic becomes a logged 500);
-//  5. the upload rate limit (POSTs, per client), before any body is read;
-//  6. the body limit: a body is cut off while being read, and a multipart form
-//     is parsed here, so a too-large upload gets its own 413;
-//  7. CSRF (Sec-Fetch-Site for browsers, else a token from the cookie).
+//  5. the guard on writes to routed endpoints (a write to an address that takes
+//     none gets its 404 or 405 untouched): the upload rate per client, looked at
+//     before the body is read; the body limit, which parses a multipart form so a
+//     too-large upload gets its own 413; CSRF; and only then the upload counted.
 func (s *Server) useMiddleware() {
 	e := s.echo
 	e.Use(s.securityHeaders)
 	e.Use(s.trackWork)
-	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{}))
+	e.Use(s.requestID)
 	e.Use(s.logRequests)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		DisablePrintStack: true,
@@ -53,28 +51,7 @@ func (s *Server) useMiddleware() {
 			return fmt.Errorf("panic: %w\n%s", err, stack)
 		},
 	}))
-	e.Use(middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
-		Skipper: func(c echo.Context) bool { return !isWrite(c.Request().Method) },
-		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
-			Rate: rate.Limit(s.cfg.UploadRate), Burst: s.cfg.UploadBurst, ExpiresIn: 5 * time.Minute,
-		}),
-		IdentifierExtractor: func(c echo.Context) (string, error) { return c.RealIP(), nil },
-		DenyHandler: func(c echo.Context, _ string, _ error) error {
-			wait := int(math.Ceil(1 / s.cfg.UploadRate))
-			c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, wait)))
-			return errRateLimited
-		},
-	}))
-	e.Use(s.limitBody)
-	e.Use(middleware.CSRFWithConfig(middleware.CSRFConfig{
-		TokenLookup:    "header:" + echo.HeaderXCSRFToken + ",form:_csrf",
-		ContextKey:     csrfContextKey,
-		CookieName:     "gibbon_csrf",
-		CookiePath:     "/",
-		CookieHTTPOnly: true,
-		CookieSameSite: http.SameSiteStrictMode,
-		ErrorHandler:   func(error, echo.Context) error { return errCSRF },
-	}))
+	e.Use(s.guardWrites)
 }
 
 func isWrite(method string) bool {
@@ -149,27 +126,74 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 // on the page), so the request log still records it.
 const handledErrKey = "gibbon.handled_error"
 
-func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+func (s *Server) guardWrites(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		if !isWrite(req.Method) {
+		if !isWrite(req.Method) || !s.routed(c) {
 			return next(c)
 		}
-		limit := s.cfg.MaxUploadBytes + formOverhead
-		if req.ContentLength > limit {
-			return s.errUploadTooLarge()
+		client := c.RealIP()
+		if !s.rates.allowed(client) {
+			return s.errRateLimited(c)
 		}
-		req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
-		if mt, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType)); mt == echo.MIMEMultipartForm {
-			// Everything fits in memory: the body is at most limit bytes.
-			if err := req.ParseMultipartForm(limit); err != nil {
-				var tooBig *http.MaxBytesError
-				if errors.As(err, &tooBig) {
-					return s.errUploadTooLarge()
-				}
-				return userError{http.StatusBadRequest, "The upload could not be read: the form data is malformed. Try again from the page."}
-			}
+		if err := s.limitBody(c); err != nil {
+			return err
+		}
+		if err := checkCSRF(c); err != nil {
+			return err
+		}
+		if !s.rates.take(client) {
+			return s.errRateLimited(c)
 		}
 		return next(c)
 	}
+}
+
+// errRateLimited answers a client over its upload rate, saying when to retry.
+func (s *Server) errRateLimited(c echo.Context) error {
+	wait := int(math.Ceil(1 / s.cfg.UploadRate))
+	c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, wait)))
+	return errRateLimited
+}
+
+// limitBody cuts the body off at the upload limit while it is read, and parses a
+// multipart form (into memory: it is at most the limit).
+func (s *Server) limitBody(c echo.Context) error {
+	req := c.Request()
+	limit := s.cfg.MaxUploadBytes + formOverhead
+	if req.ContentLength > limit {
+		return s.errUploadTooLarge()
+	}
+	req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
+	if mt, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType)); mt == echo.MIMEMultipartForm {
+		if err := req.ParseMultipartForm(limit); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				return s.errUploadTooLarge()
+			}
+			return userError{http.StatusBadRequest, "The upload could not be read: the form data is malformed. Try again from the page."}
+		}
+	}
+	return nil
+}
+
+// requestID names the request in the log and the X-Request-Id response header:
+// the client's id when it is short and plain (a proxy's), else a fresh one, so a
+// client cannot put what it likes into the log.
+func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(echo.HeaderXRequestID)
+		if !validRequestID(id) {
+			id = rand.Text()
+		}
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		return next(c)
+	}
+}
+
+// maxRequestIDLen bounds a client's request id (a UUID is 36 characters).
+const maxRequestIDLen = 64
+
+func validRequestID(id string) bool {
+	return id != "" && len(id) <= maxRequestIDLen && plainText(id, "-_.:")
 }

@@ -31,7 +31,7 @@ func (s *Server) page(c echo.Context, title, current string) views.Page {
 	for i := range nav {
 		nav[i].Current = nav[i].Href == current
 	}
-	token, _ := c.Get(csrfContextKey).(string)
+	token := s.csrfToken(c)
 	return views.Page{
 		Title: title,
 		Nav:   nav,

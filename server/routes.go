@@ -10,65 +10,80 @@ import (
 )
 
 // routes lists every endpoint. Middleware that every request gets is in
-// middleware.go; the order there matters and is explained there.
+// middleware.go; the order there matters and is explained there. Every page and
+// file answers HEAD as it answers GET (uptime checks use HEAD).
 func (s *Server) routes() {
 	e := s.echo
 	s.useMiddleware()
+	get := func(path string, h echo.HandlerFunc) {
+		e.GET(path, h)
+		e.HEAD(path, h)
+	}
 
 	// Classify (classify.go, samples.go)
-	e.GET("/", s.handleHome)
+	get("/", s.handleHome)
 	e.POST("/classify", s.handleClassifyForm)    // form post: works without JavaScript
-	e.GET("/classify", s.redirectHome)           // a reload after the post lands here
+	get("/classify", s.redirectHome)             // a reload after the post lands here
 	e.POST("/api/classify", s.handleClassifyAPI) // the same, as JSON, for app.js
-	e.GET("/samples/:name", s.handleSample)
+	get("/samples/:name", s.handleSample)
 
 	// Models (models.go)
-	e.GET("/models", s.handleModels)
+	get("/models", s.handleModels)
 
 	// Attack explorer (attack.go page, ws.go websocket)
 	if s.explorer != nil {
-		e.GET("/attack", s.handleAttackPage)
-		e.GET("/api/attack/ws", s.handleAttackSocket)
+		get("/attack", s.handleAttackPage)
+		e.GET(attackSocketPath, s.handleAttackSocket)
 	}
 
 	// ε sweeps and matrices (sweep.go pages, sweep_ws.go websocket)
 	if s.sweeps != nil {
-		e.GET("/sweep", s.handleSweepPage)
-		e.GET("/compete", s.handleCompetePage)
-		e.GET("/transfer", s.handleTransferPage)
+		get("/sweep", s.handleSweepPage)
+		get("/compete", s.handleCompetePage)
+		get("/transfer", s.handleTransferPage)
 		e.GET(sweepSocketPath, s.handleSweepSocket)
 	}
 
 	// Gallery (gallery.go pages, gallery_files.go images and exports, gallery_api.go)
 	if s.gallery != nil {
-		e.GET("/gallery", s.handleGalleryIndex)
-		e.GET("/gallery/img/:file", s.handleGalleryImage) // <sha256>.png, immutable
-		e.GET("/g/:slug", s.handleGalleryEntry)           // permalink, from the stored record only
-		e.GET("/g/:slug/:file", s.handleGalleryFile)      // original|adversarial.png, perturbation.npy, entry.json, export.zip
-		e.GET("/g/:slug/delete", s.handleGalleryDeletePage)
+		get("/gallery", s.handleGalleryIndex)
+		get("/gallery/img/:file", s.handleGalleryImage) // <sha256>.png, immutable
+		get("/g/:slug", s.handleGalleryEntry)           // permalink, from the stored record only
+		get("/g/:slug/:file", s.handleGalleryFile)      // original|adversarial.png, perturbation.npy, entry.json, export.zip
+		get("/g/:slug/delete", s.handleGalleryDeletePage)
 		e.POST("/g/:slug/delete", s.handleGalleryDelete)
 		e.POST("/api/runs/:key/save", s.handleRunSave) // a finished run or sweep, by its key: the server's own record
 		e.DELETE("/api/gallery/:slug", s.handleGalleryDeleteAPI)
 
 		// Permalink pictures (gallery_images.go, gallery_card.go): the explorer's
 		// blue–white–red map at ?gain=, and the Open Graph card, cached for good.
-		e.GET("/g/:slug/perturbation.png", s.handlePerturbationMap)
-		e.GET("/g/:slug/card.png", s.handleCard)
+		get("/g/:slug/perturbation.png", s.handlePerturbationMap)
+		get("/g/:slug/card.png", s.handleCard)
 		// Re-run and Verify (gallery_replay.go): a run's plan for the explorer, and
 		// its replay through the explorer's queue.
-		e.GET("/api/gallery/:slug/plan", s.handleGalleryPlan)
+		get("/api/gallery/:slug/plan", s.handleGalleryPlan)
 		if s.explorer != nil {
 			e.POST("/api/gallery/:slug/verify", s.handleGalleryVerify)
 		}
 	}
 
 	// Operations (health.go)
-	e.GET("/healthz", s.handleHealthz)
-	e.GET("/readyz", s.handleReadyz)
+	get("/healthz", s.handleHealthz)
+	get("/readyz", s.handleReadyz)
 
 	// Assets, content-hashed (static/)
-	e.GET(static.Prefix+"*", echo.WrapHandler(s.assets))
-	e.HEAD(static.Prefix+"*", echo.WrapHandler(s.assets))
+	get(static.Prefix+"*", echo.WrapHandler(s.assets))
+
+	s.endpoints = map[string]bool{}
+	for _, r := range e.Routes() {
+		s.endpoints[r.Method+" "+r.Path] = true
+	}
+}
+
+// routed reports whether c's request matched an endpoint: false for requests
+// that will be answered 404 or 405.
+func (s *Server) routed(c echo.Context) bool {
+	return s.endpoints[c.Request().Method+" "+c.Path()]
 }
 
 // navItems is the site menu, in order. An entry is shown once its page is routed,

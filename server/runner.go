@@ -12,19 +12,14 @@ type Runner interface {
 	Run(ctx context.Context, job engine.Job, ev engine.Events) (*engine.Record, error)
 }
 
-// localRunner runs jobs here, on the server's zoo: the image is decoded with a
-// decode slot held, then the run waits its turn in the fair run queue.
+// localRunner runs jobs here, on the server's zoo: the plan is prepared (the
+// image decoded as the job's Image says: within the server's memory budget),
+// then the run waits its turn in the fair run queue.
 type localRunner struct{ s *Server }
 
 func (l localRunner) Run(ctx context.Context, job engine.Job, ev engine.Events) (*engine.Record, error) {
 	s := l.s
-	select {
-	case s.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 	p, err := engine.Prepare(ctx, s.models, job.Plan, job.Image, job.Limits)
-	<-s.slots
 	if err != nil {
 		return nil, err
 	}

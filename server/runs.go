@@ -239,6 +239,3 @@ func (s *Server) handleRunSave(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusCreated, res)
 }
-
-// csrfCookie is the CSRF middleware's cookie.
-const csrfCookie = "gibbon_csrf"

@@ -33,13 +33,19 @@ import (
 type Config struct {
 	// MaxUploadBytes is the largest file accepted, enforced while reading.
 	MaxUploadBytes int64
-	// MaxPixels is the largest image accepted (width × height), checked from the
-	// header before decoding.
-	MaxPixels int64
+	// MaxPixels is the largest image accepted (width × height), MaxImageSide the
+	// longest side, and MaxDecodeBytes the most memory decoding one may take; all
+	// are checked from the header before decoding.
+	MaxPixels      int64
+	MaxImageSide   int
+	MaxDecodeBytes int64
 	// UploadRate is how many uploads (any POST) a client may send per second, on
 	// average; UploadBurst is how many at once.
 	UploadRate  float64
 	UploadBurst int
+	// MaxSockets caps the websockets open at once, from every address together;
+	// 0 means three quarters of the process's file-descriptor limit, read at start.
+	MaxSockets int
 	// ShutdownGrace is how long running requests may finish after a shutdown
 	// begins; then their work is cancelled. ShutdownTimeout bounds the wait for
 	// cancelled work to stop.
@@ -52,6 +58,8 @@ func DefaultConfig() Config {
 	return Config{
 		MaxUploadBytes:  10_000_000,
 		MaxPixels:       40_000_000,
+		MaxImageSide:    16_384,
+		MaxDecodeBytes:  160 << 20, // a 40 MP image at 4 bytes a pixel, the decoders' 8-bit layout
 		UploadRate:      5,
 		UploadBurst:     20,
 		ShutdownGrace:   2 * time.Second,
@@ -66,6 +74,12 @@ func (c Config) Check() error {
 		return fmt.Errorf("the upload limit must be at least 1 byte, not %d", c.MaxUploadBytes)
 	case c.MaxPixels < 1:
 		return fmt.Errorf("the pixel limit must be at least 1, not %d", c.MaxPixels)
+	case c.MaxImageSide < 1:
+		return fmt.Errorf("the image side limit must be at least 1 pixel, not %d", c.MaxImageSide)
+	case c.MaxDecodeBytes < 1<<20:
+		return fmt.Errorf("the decode memory limit must be at least 1 MiB, not %d bytes", c.MaxDecodeBytes)
+	case c.MaxSockets < 0:
+		return fmt.Errorf("the websocket limit cannot be negative (%d)", c.MaxSockets)
 	case c.UploadRate <= 0:
 		return fmt.Errorf("the upload rate must be above 0 per second, not %g", c.UploadRate)
 	case c.UploadBurst < 1:
@@ -112,8 +126,19 @@ type Server struct {
 	work       context.Context
 	cancelWork context.CancelFunc
 	active     tracker
-	// slots bound how many images are decoded and classified at once (memory, CPU).
-	slots chan struct{}
+	// slots bound how many images are decoded and classified at once (CPU);
+	// images holds the decode memory budget (limits.go).
+	slots  chan struct{}
+	images *imageWork
+	// downloads bounds the gallery files made per request (gallery_files.go).
+	downloads *gate
+	// sockets counts open websockets, per address and in all (wscaps.go).
+	sockets *socketCaps
+	// rates is the upload allowance per client address; endpoints holds the
+	// method and path of every route (the write guard passes others to their
+	// 404 or 405).
+	rates     *addressRates
+	endpoints map[string]bool
 	// classifying counts requests inside the model loop (tests watch it).
 	classifying atomic.Int64
 	// explorer is the live attack explorer, or nil (attack.go).
@@ -155,6 +180,9 @@ func New(d Deps) (*Server, error) {
 	if d.RunStore != nil {
 		s.runs = sharedRunBook{store: d.RunStore, log: d.Log}
 	}
+	s.images = newImageWork(d.Config, s.slots)
+	s.rates = newAddressRates(d.Config.UploadRate, d.Config.UploadBurst)
+	s.downloads = newGate(maxGenerating, maxGeneratingWait)
 	if d.Attack.Enabled {
 		s.explorer = newExplorer(d.Attack)
 		s.runner = d.Attack.Runner
@@ -162,6 +190,11 @@ func New(d Deps) (*Server, error) {
 			s.runner = localRunner{s}
 		}
 		s.sweeps = newSweeper(defaultSweepLimits())
+		total := d.Config.MaxSockets
+		if total == 0 {
+			total = socketsForFDLimit(fdLimit())
+		}
+		s.sockets = newSocketCaps(s.explorer.cfg.MaxSocketsPerClient, total)
 	}
 	s.echo = echo.New()
 	s.echo.HideBanner, s.echo.HidePort = true, true

@@ -171,7 +171,7 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 		if err != nil {
 			return nil, err
 		}
-		if x, labels, err = sweep.MNISTImages(set, plan.Settings.N, plan.Contract); err != nil {
+		if x, labels, err = plan.Contract.MNISTTensor(set, 0, plan.Settings.N); err != nil {
 			return nil, userError{http.StatusBadRequest, upperFirst(err.Error()) + "."}
 		}
 		st.Total = len(labels)
@@ -316,17 +316,11 @@ func imageName(m sweepStartMsg, given string) string {
 // puts it on the 8-bit grid: the clean image is what a PNG of it holds.
 func (j *sweepJob) loadImage(ctx context.Context, data []byte, plan *sweep.Plan, g engine.Grid) (*inference.Tensor, error) {
 	s := j.ss.s
-	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	dec, err := inference.DecodeImage(data, s.cfg.MaxPixels)
+	pic, _, err := s.loadPicture(ctx, data)
 	if err != nil {
 		return nil, err
 	}
-	pre, err := inference.NewPicture(dec.Image, inference.DefaultWorkingSide).Preprocess(plan.Contract.Unnormalized())
+	pre, err := pic.Preprocess(plan.Contract.Unnormalized())
 	if err != nil {
 		return nil, err
 	}

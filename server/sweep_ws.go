@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -33,10 +32,11 @@ import (
 const maxSweepQueued = 256
 
 func (s *Server) handleSweepSocket(c echo.Context) error {
-	conn, err := upgradeSocket(c, "This address is the sweeps' websocket: open /sweep, /compete or /transfer in a browser.")
+	conn, release, err := s.openSocket(c, sweepSocket)
 	if conn == nil {
 		return err
 	}
+	defer release()
 	ss := &sweepSession{wsConn: wsConn{s: s, cfg: s.explorer.cfg, conn: conn}, out: &sweepOutbox{wake: make(chan struct{}, 1)},
 		owner: runOwner(c)}
 	s.sweeps.sessions.Add(1)
@@ -65,7 +65,7 @@ func (ss *sweepSession) handleText(data []byte) {
 		Type string `json:"type"`
 	}
 	if err := json.Unmarshal(data, &m); err != nil {
-		ss.sendError(0, "The message is not valid JSON: "+err.Error())
+		ss.refuse(describeJSONError("message", err))
 		return
 	}
 	switch m.Type {
@@ -74,12 +74,7 @@ func (ss *sweepSession) handleText(data []byte) {
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&sm); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) && te.Field != "" {
-				ss.sendError(0, "The start message has a wrong value for "+te.Field+": want "+jsonKind(te.Type)+".")
-			} else {
-				ss.sendError(0, "The start message could not be read: "+err.Error())
-			}
+			ss.refuse(describeJSONError("start message", err))
 			return
 		}
 		ss.start(sm)
@@ -93,9 +88,9 @@ func (ss *sweepSession) handleText(data []byte) {
 			j.cancel()
 		}
 	case "":
-		ss.sendError(0, "The message has no type.")
+		ss.refuse("The message has no type.")
 	default:
-		ss.sendError(0, "Unknown message type "+truncate(m.Type, 40)+".")
+		ss.refuse("Unknown message type " + truncate(m.Type, 40) + ".")
 	}
 }
 
@@ -104,12 +99,13 @@ func (ss *sweepSession) start(sm sweepStartMsg) {
 	busy := ss.active != nil || ss.pending != nil
 	ss.mu.Unlock()
 	if busy {
-		ss.sendError(0, "A run is already in progress: stop it before starting another.")
+		ss.refuse("A run is already in progress: stop it before starting another.")
 		return
 	}
 	j, err := ss.newJob(sm)
 	if err != nil {
-		ss.sendUserError(0, err)
+		_, msg := statusFor(err)
+		ss.refuse(msg)
 		return
 	}
 	if sm.Source == "upload" {
@@ -127,11 +123,11 @@ func (ss *sweepSession) handleImage(data []byte) {
 	ss.pending = nil
 	ss.mu.Unlock()
 	if j == nil {
-		ss.sendError(0, "An image arrived without a start message before it.")
+		ss.refuse("An image arrived without a start message before it.")
 		return
 	}
 	if int64(len(data)) != j.msg.ImageBytes {
-		ss.sendError(0, "The image is not the size the start message announced; try again.")
+		ss.refuse("The image is not the size the start message announced; try again.")
 		return
 	}
 	ss.launch(j, data)
@@ -169,12 +165,19 @@ func (ss *sweepSession) send(key string, v any) {
 		return
 	}
 	if err := ss.out.push(key, data); err != nil {
-		ss.cancel()
+		ss.closeWith(websocket.ClosePolicyViolation, tooManyWaiting)
 	}
 }
 
 func (ss *sweepSession) sendError(run int, msg string) {
 	ss.send("", errorMsg{Type: "error", Run: run, Message: msg})
+}
+
+// refuse answers a client's message that cannot be used (within the allowance).
+func (ss *sweepSession) refuse(msg string) {
+	if ss.mayRefuse() {
+		ss.sendError(0, msg)
+	}
 }
 
 func (ss *sweepSession) sendUserError(run int, err error) {

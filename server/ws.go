@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,38 +37,50 @@ import (
 // page's curve is complete however many frames were skipped.
 
 // errOrigin refuses a websocket from another site's page (or from no page).
-var errOrigin = userError{http.StatusForbidden, "This websocket only accepts connections from Gibbon's own pages (the Origin header must match the host)."}
+var errOrigin = userError{http.StatusForbidden, "This websocket only accepts connections from Gibbon's own pages (the Origin header must name this site: scheme, host and port)."}
 
 // maxQueued bounds the control messages waiting for a client that does not read.
 const maxQueued = 64
 
-// checkOrigin requires the Origin header a browser sends, naming this host.
+// checkOrigin requires the Origin header a browser sends, naming this site:
+// the same scheme, host and port (an https page is another site than an http one).
 func checkOrigin(r *http.Request) error {
 	o := r.Header.Get("Origin")
 	if o == "" {
 		return errOrigin
 	}
 	u, err := url.Parse(o)
-	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+	if err != nil || u.Host == "" || u.Path != "" || u.User != nil {
+		return errOrigin
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if !strings.EqualFold(u.Scheme, scheme) || !strings.EqualFold(hostPort(u.Host, scheme), hostPort(r.Host, scheme)) {
 		return errOrigin
 	}
 	return nil
 }
 
+// hostPort writes host with its port, the scheme's default when it has none.
+func hostPort(host, scheme string) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	port := "80"
+	if scheme == "https" {
+		port = "443"
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), port)
+}
+
 func (s *Server) handleAttackSocket(c echo.Context) error {
-	conn, err := upgradeSocket(c, "This address is the attack explorer's websocket: open /attack in a browser.")
+	conn, release, err := s.openSocket(c, explorerSocket)
 	if conn == nil {
 		return err
 	}
-	// Over the per-client cap the socket is opened only to say why it closes: a
-	// browser sees no status or body of a refused upgrade.
-	client := c.RealIP()
-	if !s.explorer.admit(client) {
-		refuseSocket(conn, fmt.Sprintf("You have %d explorer pages open, the most one address may: close one of them and try again.",
-			s.explorer.cfg.MaxSocketsPerClient))
-		return nil
-	}
-	defer s.explorer.leave(client)
+	defer release()
 	ss := newWSSession(s, conn)
 	ss.owner = runOwner(c)
 	s.explorer.sessions.Add(1)
@@ -74,42 +89,37 @@ func (s *Server) handleAttackSocket(c echo.Context) error {
 	return nil
 }
 
-// refuseSocket sends an error message and closes (policy violation) at once.
-func refuseSocket(conn *websocket.Conn, msg string) {
-	defer conn.Close()
-	deadline := time.Now().Add(time.Second)
-	conn.SetWriteDeadline(deadline)
-	if data, err := json.Marshal(errorMsg{Type: "error", Message: msg}); err == nil {
-		conn.WriteMessage(websocket.TextMessage, data)
-	}
-	reason := msg
-	if len(reason) > 120 { // a close frame's reason fits in 123 bytes
-		reason = "too many explorer connections from your address"
-	}
-	conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, reason), deadline)
-}
-
 // wsSession is one websocket connection.
 type wsSession struct {
 	wsConn
 	out  *outbox
 	gain atomic.Uint64 // float64 bits
+	// place is the active run's latest place in line (sendQueued).
+	place atomic.Int64
 	// owner is who opened the page (runOwner): its runs are saved by them only.
 	owner string
 
-	mu      sync.Mutex
-	active  *activeRun
-	last    *run // the last finished run (for gain changes)
+	mu     sync.Mutex
+	active *activeRun
+	last   *run // the last finished run (for gain changes)
+	// pending is a checked start waiting for its image; next is a start that
+	// replaces the active run, waiting for it to end. A newer start replaces both,
+	// so a burst of starts runs the last one.
 	pending *pendingStart
+	next    *pendingStart
 	nextID  int
 	runs    sync.WaitGroup
 }
 
-// pendingStart is a checked start message waiting for its image.
+// pendingStart is a checked start message, and its image once it has arrived.
 type pendingStart struct {
 	req      *runRequest
+	image    []byte
 	received time.Time
 }
+
+// replacedReason is how a run stopped by a newer start ends.
+const replacedReason = "A newer start replaced this run."
 
 // activeRun is the run in progress and how to stop it.
 type activeRun struct {
@@ -134,19 +144,14 @@ type clientMsg struct {
 func (ss *wsSession) handleText(data []byte) {
 	var m clientMsg
 	if err := json.Unmarshal(data, &m); err != nil {
-		ss.sendError("The message is not valid JSON: " + err.Error())
+		ss.refuse(describeJSONError("message", err))
 		return
 	}
 	switch m.Type {
 	case "start":
 		var sm startMsg
 		if err := json.Unmarshal(data, &sm); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) && te.Field != "" {
-				ss.sendError("The start message has a wrong value for " + te.Field + ": want " + jsonKind(te.Type) + ".")
-			} else {
-				ss.sendError("The start message could not be read: " + err.Error())
-			}
+			ss.refuse(describeJSONError("start message", err))
 			return
 		}
 		ss.start(sm)
@@ -154,7 +159,7 @@ func (ss *wsSession) handleText(data []byte) {
 		ss.stop("You stopped the run.")
 	case "gain":
 		if math.IsNaN(m.Gain) || m.Gain < minGain || m.Gain > maxGain {
-			ss.sendError("The perturbation gain must be between 0.25 and 16.")
+			ss.refuse("The perturbation gain must be between 0.25 and 16.")
 			return
 		}
 		ss.gain.Store(math.Float64bits(m.Gain))
@@ -162,13 +167,48 @@ func (ss *wsSession) handleText(data []byte) {
 		last, busy := ss.last, ss.active != nil
 		ss.mu.Unlock()
 		if !busy && last != nil {
-			ss.send(outMsg{build: func() (int, []byte, error) { return last.perturbationMsg(m.Gain) }})
+			// Drawn at the gain current when its turn comes; an unsent one is
+			// replaced, so a slider dragged fast queues one message, not one a move.
+			ss.send(outMsg{key: "perturbation", build: func() (int, []byte, error) { return last.perturbationMsg(ss.currentGain()) }})
 		}
 	case "":
-		ss.sendError("The message has no type.")
+		ss.refuse("The message has no type.")
 	default:
-		ss.sendError("Unknown message type " + truncate(m.Type, 40) + ".")
+		ss.refuse("Unknown message type " + truncate(m.Type, 40) + ".")
 	}
+}
+
+// describeJSONError says in words what is wrong with a client's JSON message
+// (what names it: "message", "start message"), never naming Go types.
+func describeJSONError(what string, err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("The %s is not valid JSON (at byte %d).", what, se.Offset)
+	case errors.As(err, &te) && te.Field != "":
+		return fmt.Sprintf("The %s has a wrong value for %s: want %s, not %s.", what, te.Field, jsonKind(te.Type), jsonValueName(te.Value))
+	case errors.As(err, &te):
+		return fmt.Sprintf("The %s must be a JSON object, not %s.", what, jsonValueName(te.Value))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fmt.Sprintf("The %s has a field Gibbon does not know: %s.", what, strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return fmt.Sprintf("The %s could not be read as JSON.", what)
+}
+
+// jsonValueName names the kind of JSON value UnmarshalTypeError.Value holds.
+func jsonValueName(v string) string {
+	switch {
+	case v == "number" || strings.HasPrefix(v, "number "):
+		return "a number"
+	case v == "array", v == "object":
+		return "an " + v
+	case v == "string":
+		return "a string"
+	case v == "bool":
+		return "true or false"
+	}
+	return "that value"
 }
 
 // jsonKind names a Go type the way JSON would.
@@ -192,28 +232,24 @@ func jsonKind(t reflect.Type) string {
 	return "an object"
 }
 
-// start checks a start message; it runs now, or once its image arrives.
+// start checks a start message; it runs now, or once its image arrives, or once
+// the run it replaces has stopped.
 func (ss *wsSession) start(sm startMsg) {
 	received := time.Now()
-	ss.mu.Lock()
-	busy := ss.active != nil || ss.pending != nil
-	ss.mu.Unlock()
-	if busy {
-		ss.sendError("A run is already in progress: stop it before starting another.")
-		return
-	}
 	req, err := ss.s.request(sm)
 	if err != nil {
-		ss.sendUserError(err)
+		_, msg := statusFor(err)
+		ss.refuse(msg)
 		return
 	}
+	p := &pendingStart{req: req, received: received}
 	if req.imageBytes > 0 {
 		ss.mu.Lock()
-		ss.pending = &pendingStart{req: req, received: received}
+		ss.pending = p // replaces a start still waiting for its image
 		ss.mu.Unlock()
 		return
 	}
-	ss.launch(req, nil, received)
+	ss.begin(p)
 }
 
 func (ss *wsSession) handleImage(data []byte) {
@@ -222,31 +258,58 @@ func (ss *wsSession) handleImage(data []byte) {
 	ss.pending = nil
 	ss.mu.Unlock()
 	if p == nil {
-		ss.sendError("An image arrived without a start message before it.")
+		ss.refuse("An image arrived without a start message before it.")
 		return
 	}
 	if int64(len(data)) != p.req.imageBytes {
-		ss.sendError("The image is not the size the start message announced; try again.")
+		ss.refuse("The image is not the size the start message announced; try again.")
 		return
 	}
-	ss.launch(p.req, data, p.received)
+	p.image = data
+	ss.begin(p)
 }
 
-// launch starts the run goroutine.
-func (ss *wsSession) launch(req *runRequest, image []byte, received time.Time) {
+// begin launches p now, or, while a run is active, stops that run and makes p the
+// one to launch when it ends (replacing an earlier start waiting there).
+func (ss *wsSession) begin(p *pendingStart) {
+	ss.mu.Lock()
+	a := ss.active
+	if a != nil {
+		ss.next = p
+	}
+	ss.mu.Unlock()
+	if a == nil {
+		ss.launch(p)
+		return
+	}
+	reason := replacedReason
+	a.run.stopReason.CompareAndSwap(nil, &reason)
+	a.cancel()
+}
+
+// launch starts the run goroutine; when the run ends, a start that replaced it
+// is launched.
+func (ss *wsSession) launch(p *pendingStart) {
 	ctx, cancel := context.WithCancel(ss.ctx)
 	ss.mu.Lock()
 	ss.nextID++
-	r := newRun(ss, ss.nextID, req, received)
+	r := newRun(ss, ss.nextID, p.req, p.received)
 	ss.active = &activeRun{run: r, cancel: cancel}
-	ss.gain.Store(math.Float64bits(req.gain))
+	ss.gain.Store(math.Float64bits(p.req.gain))
 	ss.mu.Unlock()
 	ss.runs.Add(1)
 	go func() {
 		defer ss.runs.Done()
 		defer cancel()
-		r.execute(ctx, image)
+		r.execute(ctx, p.image)
 		ss.ended(r)
+		ss.mu.Lock()
+		next := ss.next
+		ss.next = nil
+		ss.mu.Unlock()
+		if next != nil && ss.ctx.Err() == nil {
+			ss.launch(next)
+		}
 	}()
 }
 
@@ -263,11 +326,11 @@ func (ss *wsSession) ended(r *run) {
 	}
 }
 
-// stop cancels the run in progress, if any, saying why.
+// stop cancels the run in progress, if any, and the starts waiting, saying why.
 func (ss *wsSession) stop(reason string) {
 	ss.mu.Lock()
 	a := ss.active
-	ss.pending = nil
+	ss.pending, ss.next = nil, nil
 	ss.mu.Unlock()
 	if a != nil {
 		a.run.stopReason.Store(&reason)
@@ -277,11 +340,24 @@ func (ss *wsSession) stop(reason string) {
 
 func (ss *wsSession) currentGain() float64 { return math.Float64frombits(ss.gain.Load()) }
 
-// send queues a message; a client that lets too many pile up is disconnected.
+// send queues a message; a client that lets too many pile up is disconnected,
+// with the reason.
 func (ss *wsSession) send(m outMsg) {
 	if err := ss.out.push(m); err != nil {
-		ss.cancel()
+		ss.closeWith(websocket.ClosePolicyViolation, tooManyWaiting)
 	}
+}
+
+// sendQueued tells the client its run's place in line. The message is written
+// with the place current then, so while one is unsent the next is not queued: a
+// long line moving fast sends each client a few messages, not one per move.
+func (ss *wsSession) sendQueued(run, pos int) {
+	ss.place.Store(int64(pos))
+	ss.send(outMsg{key: "queued " + strconv.Itoa(run), build: func() (int, []byte, error) {
+		running, waiting := ss.s.explorer.queue.stats()
+		data, err := json.Marshal(map[string]any{"type": "queued", "run": run, "position": ss.place.Load(), "running": running, "waiting": waiting})
+		return websocket.TextMessage, data, err
+	}})
 }
 
 func (ss *wsSession) sendJSON(v any) {
@@ -301,10 +377,11 @@ type errorMsg struct {
 
 func (ss *wsSession) sendError(msg string) { ss.sendJSON(errorMsg{Type: "error", Message: msg}) }
 
-// sendUserError sends what people should read about err (internal details are logged).
-func (ss *wsSession) sendUserError(err error) {
-	_, msg := statusFor(err)
-	ss.sendError(msg)
+// refuse answers a client's message that cannot be used (within the allowance).
+func (ss *wsSession) refuse(msg string) {
+	if ss.mayRefuse() {
+		ss.sendError(msg)
+	}
 }
 
 // flush writes the outbox's messages until it is empty or the session ends.
@@ -351,12 +428,14 @@ func (ss *wsSession) materialize(m outMsg) (typ int, data []byte, after func(), 
 }
 
 // outMsg is one message for the client: ready bytes, a frame to draw, or a message
-// built when its turn comes (it may depend on the frames before it).
+// built when its turn comes (it may depend on the frames before it). A message
+// with a key is dropped while an unsent one with the same key waits.
 type outMsg struct {
 	typ   int
 	data  []byte
 	snap  *snapshot
 	build func() (int, []byte, error)
+	key   string
 }
 
 // outbox holds control messages in order and the newest unsent frame.
@@ -391,6 +470,10 @@ var errOutboxFull = errors.New("the client is not reading its messages")
 // unsent newer-frame slot; any other message goes after it.
 func (o *outbox) push(m outMsg) error {
 	o.mu.Lock()
+	if m.key != "" && slices.ContainsFunc(o.queue, func(q outMsg) bool { return q.key == m.key }) {
+		o.mu.Unlock()
+		return nil
+	}
 	if len(o.queue) >= maxQueued {
 		o.mu.Unlock()
 		return errOutboxFull

@@ -353,10 +353,14 @@ func TestExplorerPingPong(t *testing.T) {
 	}
 }
 
-// TestExplorerChecksOrigin: only Gibbon's own pages may open the websocket.
+// TestExplorerChecksOrigin: only Gibbon's own pages may open the websocket: the
+// same scheme, host and port as the server's.
 func TestExplorerChecksOrigin(t *testing.T) {
 	f := newExplorerFixture(t, nil)
-	for _, origin := range []string{"", "http://evil.example", "null"} {
+	host := strings.TrimPrefix(f.ts.URL, "http://")
+	name, port, _ := strings.Cut(host, ":")
+	for _, origin := range []string{"", "http://evil.example", "null", "https://" + host, "http://" + name,
+		"http://" + name + ":1" + port, "ws://" + host, "http://" + host + "/attack"} {
 		h := http.Header{}
 		if origin != "" {
 			h.Set("Origin", origin)
@@ -365,7 +369,7 @@ func TestExplorerChecksOrigin(t *testing.T) {
 		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 			t.Fatalf("origin %q: %v, %+v", origin, err, resp)
 		}
-		if body := readAll(t, resp.Body); !strings.Contains(body, "Origin header must match") {
+		if body := readAll(t, resp.Body); !strings.Contains(body, "Origin header must name this site: scheme, host and port") {
 			t.Errorf("origin %q: body %q", origin, body)
 		}
 	}

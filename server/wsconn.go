@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
 )
 
 // The plumbing the explorer's and the sweeps' websockets share: the upgrade, and a
@@ -46,6 +48,48 @@ type wsConn struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	// closing is the close frame to end with when the server ends the session for
+	// a reason the page should show (set once, before cancel).
+	closing atomic.Pointer[closeFrame]
+	// refusals is the allowance of client messages answered with an error.
+	refusals *rate.Limiter
+}
+
+type closeFrame struct {
+	code   int
+	reason string
+}
+
+// tooManyWaiting is the close reason for a client whose messages pile up: it sends
+// faster than it reads the answers, or does not read at all.
+const tooManyWaiting = "Too many messages were waiting for this page: it sent faster than it read the answers. Reload to go on."
+
+// Client messages a session may have refused (answered with an error, such as
+// an unknown type or bad JSON): refusalBurst at once, refusalRate a second after.
+// A page sends few of those; a client sending them in bursts is closed, with the
+// reason, rather than having its answers pile up unread.
+const (
+	refusalBurst = 32
+	refusalRate  = 8
+)
+
+// tooManyRefused is the close reason for a client over that allowance.
+const tooManyRefused = "Too many messages this page could not use, in a burst. Reload the page to go on."
+
+// mayRefuse counts a client message that will be answered with an error; false
+// means the client is over its allowance: the session is closing, send nothing.
+func (w *wsConn) mayRefuse() bool {
+	if !w.refusals.Allow() {
+		w.closeWith(websocket.ClosePolicyViolation, tooManyRefused)
+		return false
+	}
+	return true
+}
+
+// closeWith ends the session, closing with code and reason (for the page to show).
+func (w *wsConn) closeWith(code int, reason string) {
+	w.closing.CompareAndSwap(nil, &closeFrame{code: code, reason: closeReason(reason)})
+	w.cancel()
 }
 
 // wsHandler is what a session adds to a wsConn.
@@ -64,6 +108,7 @@ type wsHandler interface {
 // the connection. wake says that there is something to flush.
 func (w *wsConn) serve(parent context.Context, h wsHandler, wake <-chan struct{}) {
 	w.ctx, w.cancel = context.WithCancel(parent)
+	w.refusals = rate.NewLimiter(refusalRate, refusalBurst)
 	defer w.cancel()
 	writerDone := make(chan struct{})
 	go func() {
@@ -71,8 +116,16 @@ func (w *wsConn) serve(parent context.Context, h wsHandler, wake <-chan struct{}
 		w.writeLoop(h, wake)
 		w.cancel()
 	}()
-	// Unblock the reader when the session ends for another reason.
-	stop := context.AfterFunc(w.ctx, func() { w.conn.SetReadDeadline(time.Now()) })
+	// Unblock the reader when the session ends for another reason. Closing with a
+	// reason, it reads on a moment (discarding) until the client answers the
+	// close: a socket closed with unread data is reset, and the reason lost.
+	stop := context.AfterFunc(w.ctx, func() {
+		deadline := time.Now()
+		if w.closing.Load() != nil {
+			deadline = deadline.Add(time.Second)
+		}
+		w.conn.SetReadDeadline(deadline)
+	})
 	defer stop()
 	w.readLoop(h)
 	w.cancel()
@@ -89,7 +142,13 @@ func (w *wsConn) readLoop(h wsHandler) {
 	c.SetPongHandler(func(string) error { alive(); return nil })
 	for {
 		typ, data, err := c.ReadMessage()
-		if err != nil || w.ctx.Err() != nil {
+		if err != nil {
+			return
+		}
+		if w.ctx.Err() != nil {
+			if w.closing.Load() != nil {
+				continue // draining until the client's close
+			}
 			return
 		}
 		alive()
@@ -112,7 +171,9 @@ func (w *wsConn) writeLoop(h wsHandler, wake <-chan struct{}) {
 		select {
 		case <-w.ctx.Done():
 			msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
-			if w.s.active.isClosed() {
+			if f := w.closing.Load(); f != nil {
+				msg = websocket.FormatCloseMessage(f.code, f.reason)
+			} else if w.s.active.isClosed() {
 				msg = websocket.FormatCloseMessage(websocket.CloseGoingAway, "the server is shutting down")
 			}
 			c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))

@@ -259,8 +259,13 @@
           reject(new Error("could not connect to the server"));
           return;
         }
-        if (st.phase === "starting" || st.phase === "queued" || st.phase === "running") {
-          showError("The connection to the server was lost" + (ev.reason ? " (" + ev.reason + ")" : "") + "; the run stopped.");
+        // 1008 (a limit of this page's) and 1013 (the server is full) carry a
+        // reason meant for the person: show it whatever the page was doing.
+        const refused = (ev.code === 1008 || ev.code === 1013) && ev.reason;
+        const busy = st.phase === "starting" || st.phase === "queued" || st.phase === "running";
+        if (refused) showError(ev.reason);
+        if (busy) {
+          if (!refused) showError("The connection to the server was lost" + (ev.reason ? " (" + ev.reason + ")" : "") + "; the run stopped.");
           setPhase("error");
           status("Disconnected.");
         }

@@ -203,10 +203,14 @@
       try { m = JSON.parse(ev.data); } catch { return; }
       onMessage(m);
     });
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (ev) => {
+      // 1008 (a limit of this page's) and 1013 (the server is full) carry a
+      // reason meant for the person: show it whatever the page was doing.
+      const refused = (ev.code === 1008 || ev.code === 1013) && ev.reason;
+      if (refused) showError(ev.reason);
       if (st.phase === "starting" || st.phase === "queued" || st.phase === "running") {
         setPhase("error");
-        showError("The connection to the server closed. Reload the page to try again.");
+        if (!refused) showError("The connection to the server closed. Reload the page to try again.");
       }
       st.ws = null;
     });

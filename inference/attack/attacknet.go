@@ -164,9 +164,9 @@ func (n *Network) Head(eps float32) (int, error) {
 	}
 	heads := make([]string, len(n.eps))
 	for k, e := range n.eps {
-		heads[k] = FormatEps(e, n.rng)
+		heads[k] = inference.EpsOn(e, n.rng).String()
 	}
-	return 0, fmt.Errorf("attack network %s has no head for ε %s (its heads: %s)", n.name, FormatEps(eps, n.rng), strings.Join(heads, ", "))
+	return 0, fmt.Errorf("attack network %s has no head for ε %s (its heads: %s)", n.name, inference.EpsOn(eps, n.rng).String(), strings.Join(heads, ", "))
 }
 
 // Generate runs the network once: one tensor per head, each shaped like x. The values

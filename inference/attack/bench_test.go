@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"gibbon/inference"
-	"gibbon/inference/archs"
 	"gibbon/inference/attack"
+	"gibbon/inference/benchnets"
 	"gibbon/inference/onnx"
 	"gibbon/inference/train/arch"
 )
@@ -27,7 +27,7 @@ func BenchmarkPGD10(b *testing.B) {
 		shape []int64
 	}{
 		{"cnn-small", cnn, []int64{1, 28, 28}},
-		{"mobilenetv2-224", archs.MobileNetV2(1), []int64{3, 224, 224}},
+		{"mobilenetv2-224", benchnets.MobileNetV2(1), []int64{3, 224, 224}},
 	}
 	for _, m := range models {
 		for _, batch := range []int{1, 32} {

@@ -3,7 +3,6 @@ package attack
 import (
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 
 	"gibbon/inference"
@@ -239,44 +238,3 @@ func (c Config) Validate() error {
 }
 
 func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
-
-// ParseEps reads a budget written as a number ("0.3") or a fraction of pixel levels
-// ("8/255"). The result is on the model's input range.
-func ParseEps(s string) (float32, error) {
-	s = strings.TrimSpace(s)
-	num, den, frac := strings.Cut(s, "/")
-	a, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-	if err != nil {
-		return 0, fmt.Errorf("eps %q is not a number or a fraction like 8/255", s)
-	}
-	if frac {
-		b, err := strconv.ParseFloat(strings.TrimSpace(den), 64)
-		if err != nil || b == 0 {
-			return 0, fmt.Errorf("eps %q is not a fraction like 8/255", s)
-		}
-		a /= b
-	}
-	if math.IsNaN(a) || math.IsInf(a, 0) || a <= 0 {
-		return 0, fmt.Errorf("eps %q must be positive", s)
-	}
-	return float32(a), nil
-}
-
-// FormatEps writes a budget with its unit: on a [0,1] range as a fraction and in /255
-// pixel steps ("0.3 (76.5/255)"); on other ranges in the range's units and in /255 of
-// the range ("8 on [0,255] (8/255)").
-func FormatEps(eps float32, rng [2]float32) string {
-	width := float64(rng[1]) - float64(rng[0])
-	if width <= 0 {
-		width = 1
-	}
-	levels := float64(eps) / width * 255
-	if rng == [2]float32{0, 1} || rng == [2]float32{} {
-		return fmt.Sprintf("%s (%s/255)", fmtNum(float64(eps)), fmtNum(levels))
-	}
-	return fmt.Sprintf("%s on [%s,%s] (%s/255)", fmtNum(float64(eps)), fmtNum(float64(rng[0])), fmtNum(float64(rng[1])), fmtNum(levels))
-}
-
-func fmtNum(v float64) string {
-	return strconv.FormatFloat(math.Round(v*1e4)/1e4, 'f', -1, 64)
-}

@@ -6,40 +6,6 @@ import (
 	"testing"
 )
 
-func TestParseEps(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		want float64
-	}{{"0.3", 0.3}, {"8/255", 8.0 / 255}, {" 76.5 / 255 ", 76.5 / 255}, {"8", 8}} {
-		got, err := ParseEps(c.in)
-		if err != nil || math.Abs(float64(got)-c.want) > 1e-7 {
-			t.Fatalf("ParseEps(%q) = %v, %v; want %v", c.in, got, err, c.want)
-		}
-	}
-	for _, bad := range []string{"", "abc", "8/", "8/0", "-0.1", "0", "NaN", "Inf", "1/x"} {
-		if _, err := ParseEps(bad); err == nil {
-			t.Fatalf("ParseEps(%q) accepted", bad)
-		}
-	}
-}
-
-func TestFormatEps(t *testing.T) {
-	for _, c := range []struct {
-		eps  float32
-		rng  [2]float32
-		want string
-	}{
-		{0.3, [2]float32{0, 1}, "0.3 (76.5/255)"},
-		{8.0 / 255, [2]float32{0, 1}, "0.0314 (8/255)"},
-		{8, [2]float32{0, 255}, "8 on [0,255] (8/255)"},
-		{0.1, [2]float32{-1, 1}, "0.1 on [-1,1] (12.75/255)"},
-	} {
-		if got := FormatEps(c.eps, c.rng); got != c.want {
-			t.Fatalf("FormatEps(%v, %v) = %q, want %q", c.eps, c.rng, got, c.want)
-		}
-	}
-}
-
 func TestParseMethod(t *testing.T) {
 	for in, want := range map[string]Method{
 		"pgd": PGD, "I-FGSM": BIM, "bim": BIM, "mifgsm": MIFGSM, "MI-FGSM": MIFGSM,

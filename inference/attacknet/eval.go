@@ -11,7 +11,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/attack"
-	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 // Roles of the classifiers an evaluation scores.
@@ -41,7 +41,7 @@ type EvalOptions struct {
 	Seed        int64
 	// Layout of the images: "NCHW" (default) or "NHWC".
 	Layout   string
-	Progress *train.Progress
+	Progress *progress.Bar
 }
 
 // Row is one judge at one ε: success rates are the fraction of images whose
@@ -206,7 +206,7 @@ func Evaluate(ctx context.Context, net *attack.Network, judges []Judge, x *infer
 					miWall += res.Wall
 				}
 				done += hi - lo
-				p.Update(done, fmt.Sprintf("%s ε %s", b.method, attack.FormatEps(e, net.Range())))
+				p.Update(done, fmt.Sprintf("%s ε %s", b.method, inference.EpsOn(e, net.Range()).String()))
 			}
 		}
 	}
@@ -271,7 +271,7 @@ func (r *Result) Markdown(w io.Writer) {
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|")
 	for _, row := range r.Rows {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | **%s** | %s | %s |\n", row.Model, row.Role, pct(row.Clean),
-			attack.FormatEps(float32(row.Eps), r.Range), pct(row.Noise), pct(row.Network), pct(row.PGD), pct(row.MIFGSM))
+			inference.EpsOn(float32(row.Eps), r.Range).String(), pct(row.Noise), pct(row.Network), pct(row.PGD), pct(row.MIFGSM))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Speed (wall time per image, batches of %d, same process and images):\n\n", r.Speed.Batch)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"gibbon/inference/mnist"
 	"gibbon/inference/onnx"
 	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 // Job is one training of an attack network from a models folder, as gibbon
@@ -39,7 +41,7 @@ type Job struct {
 	Threads            int    // recorded in the provenance
 	Command            string // recorded in the provenance
 	Log                io.Writer
-	Progress           *train.Progress
+	Progress           *progress.Bar
 }
 
 // Trained is a finished Job: the network written and registered.
@@ -129,12 +131,12 @@ func (j Job) loadTargets(ctx context.Context, rt *inference.Runtime) (*targets, 
 
 func (j Job) manifestTargets(ctx context.Context, rt *inference.Runtime) (*targets, error) {
 	ts := &targets{outDir: j.Dir}
-	man, err := train.ReadManifest(j.Dir)
+	man, err := inference.ReadManifest(j.Dir)
 	if err != nil {
 		return ts, err
 	}
 	for i, n := range j.Targets {
-		e, err := train.FindTask(man, n, inference.TaskClassifier)
+		e, err := man.EntryOf(n, inference.TaskClassifier)
 		if err != nil {
 			return ts, inference.Invalidf("--targets: %v (in %s)", err, j.Dir)
 		}
@@ -176,7 +178,7 @@ func (j Job) fileTargets(ctx context.Context, rt *inference.Runtime) (*targets, 
 			return ts, err
 		}
 		ts.models, ts.names = append(ts.models, om), append(ts.names, name)
-		if want := c.Shape(); !sameDims(om.InputShape()[1:], want[1:]) {
+		if want := c.Shape(); !slices.Equal(om.InputShape()[1:], want[1:]) {
 			return ts, inference.Invalidf("%s takes images %v; the input described says %v", path, om.InputShape(), want)
 		}
 		rel, err := filepath.Rel(ts.outDir, path)
@@ -190,35 +192,21 @@ func (j Job) fileTargets(ctx context.Context, rt *inference.Runtime) (*targets, 
 	return ts, nil
 }
 
-func sameDims(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// isMNIST reports a contract MNIST's images fit: 28×28 gray.
-func isMNIST(c inference.InputContract) bool {
-	return c.Channels == 1 && c.Height == mnist.Rows && c.Width == mnist.Cols
-}
-
 // trainingImages are the job's images on c's pixel range, the held-out ones (nil
 // without), and a description for the provenance.
 func (j Job) trainingImages(ctx context.Context, c inference.InputContract) (data, check *Images, desc string, err error) {
 	if j.Images == "" {
-		if !isMNIST(c) {
+		if !c.FitsMNIST() {
 			return nil, nil, "", inference.Invalidf("the targets take %s: pass --images DIR (the MNIST default fits 28×28 gray models only)", c.Describe())
 		}
 		trainSet, _, err := mnist.Load(ctx)
 		if err != nil {
 			return nil, nil, "", err
 		}
-		x, _ := mnistTensor(trainSet, c)
+		x, _, err := c.MNISTTensor(trainSet, 0, trainSet.Len())
+		if err != nil {
+			return nil, nil, "", err
+		}
 		desc = mnist.Source() + "; training images only, labels unused (each target's prediction is the label)"
 		return &Images{Data: x.Data, Shape: x.Shape[1:]}, nil, desc, nil
 	}
@@ -276,7 +264,7 @@ func (j Job) save(rt *inference.Runtime, tr *Trainer, cfg Config, ts *targets, d
 		return nil, err
 	}
 	out := &Trained{Name: j.Name, Dir: ts.outDir, Path: filepath.Join(ts.outDir, j.Name+".onnx"), Config: cfg,
-		Wall: time.Duration(tr.WallSeconds() * float64(time.Second)), MNIST: isMNIST(ts.contract)}
+		Wall: time.Duration(tr.WallSeconds() * float64(time.Second)), MNIST: ts.contract.FitsMNIST()}
 	if out.SHA256, err = train.SaveModel(model, out.Path); err != nil {
 		return nil, err
 	}
@@ -288,14 +276,14 @@ func (j Job) save(rt *inference.Runtime, tr *Trainer, cfg Config, ts *targets, d
 		WallSeconds: float64(int(tr.WallSeconds()*10)) / 10, Date: time.Now().UTC().Format(time.RFC3339),
 		Notes: fmt.Sprintf("ONNX Runtime %s CPU, %d intra-op thread(s); loss: sum over heads and targets of relu(z_y − logsumexp_{j≠y} z_j + κ), y the target's clean prediction, plus calm × each head's mean squared tanh input; Adam, cosine schedule; config %s", rt.Version(), j.Threads, c)}
 	entry := Entry(j.Name, filepath.Base(out.Path), out.SHA256, cfg.Spec, ts.names, ts.contract, prov)
-	if err := train.UpdateManifest(ts.outDir, func(m *inference.Manifest) error {
+	if err := inference.UpdateManifest(ts.outDir, func(m *inference.Manifest) error {
 		for _, e := range ts.register {
-			if _, err := train.FindEntry(m, e.Name); err != nil {
-				train.PutEntry(m, e)
-				fmt.Fprintf(j.Log, "registered classifier %s (%s) in %s\n", e.Name, e.File, filepath.Join(ts.outDir, train.ManifestFile))
+			if _, err := m.Entry(e.Name); err != nil {
+				m.Put(e)
+				fmt.Fprintf(j.Log, "registered classifier %s (%s) in %s\n", e.Name, e.File, filepath.Join(ts.outDir, inference.ManifestFile))
 			}
 		}
-		train.PutEntry(m, entry)
+		m.Put(entry)
 		return nil
 	}); err != nil {
 		return nil, err

@@ -11,7 +11,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/attack"
 	"gibbon/inference/mnist"
-	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 // ScoreOptions say how Score evaluates an attack network.
@@ -21,7 +21,7 @@ type ScoreOptions struct {
 	Baselines bool // also noise, PGD-10 and MI-FGSM
 	Seed      int64
 	Metrics   bool // also measure Scored.Metrics (one more pass over CheckSubset images)
-	Progress  *train.Progress
+	Progress  *progress.Bar
 	Log       io.Writer // classifiers left out, and what runs
 }
 
@@ -42,16 +42,16 @@ func Score(ctx context.Context, rt *inference.Runtime, dir, name string, opts Sc
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
-	man, err := train.ReadManifest(dir)
+	man, err := inference.ReadManifest(dir)
 	if err != nil {
 		return nil, err
 	}
-	entry, err := train.FindTask(man, name, inference.TaskAttackNetwork)
+	entry, err := man.EntryOf(name, inference.TaskAttackNetwork)
 	if err != nil {
 		return nil, inference.Invalidf("%v (in %s)", err, dir)
 	}
 	c := entry.Input
-	if c.Channels != 1 || c.Height != mnist.Rows || c.Width != mnist.Cols {
+	if !c.FitsMNIST() {
 		return nil, inference.Invalidf("%s takes %s; attack networks are scored on the MNIST test set (28×28 gray)", name, c.Describe())
 	}
 	src := os.DirFS(dir)
@@ -69,7 +69,10 @@ func Score(ctx context.Context, rt *inference.Runtime, dir, name string, opts Sc
 	if err != nil {
 		return nil, err
 	}
-	x, labels := mnistTensor(test.Subset(opts.N), c)
+	x, labels, err := c.MNISTTensor(test, 0, opts.N)
+	if err != nil {
+		return nil, err
+	}
 	baselines := map[bool]string{true: ", with noise, PGD-10 and MI-FGSM baselines", false: ""}[opts.Baselines]
 	fmt.Fprintf(opts.Log, "evaluating %s on %d MNIST test images against %d classifiers%s\n", name, len(labels), len(judges), baselines)
 	res, err := Evaluate(ctx, net, judges, x, labels, EvalOptions{Batch: opts.Batch, Baselines: opts.Baselines,
@@ -84,7 +87,10 @@ func Score(ctx context.Context, rt *inference.Runtime, dir, name string, opts Sc
 	if opts.N == 10000 && opts.Baselines {
 		maps.Copy(s.Metrics, res.Metrics())
 	}
-	xs, ls := mnistTensor(test.Subset(min(CheckSubset, test.Len())), c)
+	xs, ls, err := c.MNISTTensor(test, 0, min(CheckSubset, test.Len()))
+	if err != nil {
+		return nil, err
+	}
 	check, err := Evaluate(ctx, net, judges, xs, ls, EvalOptions{Batch: opts.Batch, Layout: c.Layout})
 	if err != nil {
 		return nil, err
@@ -145,18 +151,4 @@ func closeJudges(judges []Judge) {
 	for _, j := range judges {
 		j.Net.Close()
 	}
-}
-
-// mnistTensor is set's images on c's pixel range, in c's layout, and its labels.
-func mnistTensor(set *mnist.Set, c inference.InputContract) (*inference.Tensor, []int) {
-	rng := c.PixelRange()
-	x := inference.NewTensor(append([]int64{int64(set.Len())}, c.Shape()[1:]...)...)
-	for i, v := range set.Images {
-		x.Data[i] = rng[0] + v*(rng[1]-rng[0])
-	}
-	labels := make([]int, set.Len())
-	for i, l := range set.Labels {
-		labels[i] = int(l)
-	}
-	return x, labels
 }

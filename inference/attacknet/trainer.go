@@ -15,6 +15,7 @@ import (
 	"gibbon/inference/autodiff"
 	"gibbon/inference/onnx"
 	"gibbon/inference/train"
+	"gibbon/internal/progress"
 )
 
 // Config is one training run. Equal configs on the same images and targets give the
@@ -218,7 +219,7 @@ type RunOptions struct {
 	// context ends, and at the end. Empty: no checkpoints.
 	Checkpoint      string
 	CheckpointEvery int
-	Progress        *train.Progress
+	Progress        *progress.Bar
 }
 
 // Run trains from the current step to opts.StopAt (or the end). A cancelled context

@@ -15,6 +15,7 @@ import (
 	"gibbon/inference/mnist"
 	"gibbon/inference/train"
 	"gibbon/inference/zoo"
+	"gibbon/internal/progress"
 	"gibbon/internal/testrt"
 )
 
@@ -33,7 +34,7 @@ func TestShortTrainingBeatsNoiseThroughTheAttackPath(t *testing.T) {
 	}
 	defer tr.Close()
 	var log bytes.Buffer
-	if err := tr.Run(ctx, RunOptions{Progress: train.NewProgress(&log)}); err != nil {
+	if err := tr.Run(ctx, RunOptions{Progress: progress.New(&log)}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(log.String(), "fooled eps0.1") || !strings.Contains(log.String(), "120/120") {
@@ -50,7 +51,7 @@ func TestShortTrainingBeatsNoiseThroughTheAttackPath(t *testing.T) {
 	}
 	contract := train.MNISTInput()
 	entry := Entry("net", "net.onnx", sha, cfg.Spec, cfg.Targets, contract, &inference.Provenance{Command: "test", Seed: 1})
-	if err := train.UpdateManifest(dir, func(m *inference.Manifest) error { train.PutEntry(m, entry); return nil }); err != nil {
+	if err := inference.UpdateManifest(dir, func(m *inference.Manifest) error { m.Put(entry); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	// The app's registry serves it as an attack network.
@@ -63,8 +64,8 @@ func TestShortTrainingBeatsNoiseThroughTheAttackPath(t *testing.T) {
 	}
 	reg.Close()
 
-	man, _ := train.ReadManifest(dir)
-	e, _ := train.FindEntry(man, "net")
+	man, _ := inference.ReadManifest(dir)
+	e, _ := man.Entry("net")
 	net, err := attack.LoadNetwork(ctx, rt, os.DirFS(dir), *e)
 	if err != nil {
 		t.Fatal(err)

@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"gibbon/inference/archs"
 	"gibbon/inference/autodiff/gradbench"
+	"gibbon/inference/benchnets"
 	"gibbon/internal/testrt"
 )
 
-// BenchmarkGradient times each archs model's gradient graph (cross-entropy, input
+// BenchmarkGradient times each benchnets model's gradient graph (cross-entropy, input
 // gradient) against its forward pass, alternating the two so load from other
 // processes touches both alike. Report fwd-ms, grad-ms (forward + backward) and
 // grad/fwd. Run with
@@ -29,7 +29,7 @@ func BenchmarkGradient(b *testing.B) {
 			pick[n] = true
 		}
 	}
-	for _, a := range archs.All() {
+	for _, a := range benchnets.All() {
 		if len(pick) > 0 && !pick[a.Name] {
 			continue
 		}

@@ -4,11 +4,11 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"gibbon/inference/archs"
 	"gibbon/inference/autodiff"
+	"gibbon/inference/benchnets"
 )
 
-// A DeiT/ConViT-shaped vision transformer in miniature (archs.ViT: patch embedding
+// A DeiT/ConViT-shaped vision transformer in miniature (benchnets.ViT: patch embedding
 // Conv, class token Expanded and Concatenated, LayerNormalization, multi-head
 // attention with batched MatMuls, Softmax, Transpose, Reshape and Gather, an Erf GELU
 // MLP, the class token's row or the tokens' mean, a Gemm head) differentiates: the
@@ -21,8 +21,8 @@ func TestViTGradients(t *testing.T) {
 			name = "mean-pool"
 		}
 		t.Run(name, func(t *testing.T) {
-			cfg := archs.ViTConfig{Image: 8, Channels: 3, Patch: 4, Width: 8, Depth: 2, Heads: 2, MLP: 16, Classes: 4, MeanPool: meanPool}
-			m := archs.ViT(cfg, 3)
+			cfg := benchnets.ViTConfig{Image: 8, Channels: 3, Patch: 4, Width: 8, Depth: 2, Heads: 2, MLP: 16, Classes: 4, MeanPool: meanPool}
+			m := benchnets.ViT(cfg, 3)
 			params := []string{"pos", "blk0.ln1.s", "blk1.qkv.w", "blk0.fc1.b"}
 			if !meanPool {
 				params = append(params, "cls")

@@ -218,7 +218,7 @@ func checkInput(name string, dims []int64, c inference.InputContract) error {
 	}
 	want := []int64{-1, int64(c.Channels), int64(c.Height), int64(c.Width)}
 	other := []int64{-1, int64(c.Height), int64(c.Width), int64(c.Channels)}
-	if c.Layout == "NHWC" {
+	if c.TensorLayout() == inference.LayoutNHWC {
 		want, other = other, want
 	}
 	fits := func(w []int64) bool {

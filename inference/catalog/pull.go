@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"gibbon/inference"
+	"gibbon/internal/atomicfile"
 )
 
 // DownloadsDir is where downloads wait inside a models directory: NAME-SHA.onnx.part
@@ -133,14 +134,14 @@ func Pull(ctx context.Context, e Entry, opt Options) (*Result, error) {
 	sha := hex.EncodeToString(sum[:])
 	file := fmt.Sprintf("%s-%s.onnx", e.Name, sha[:12])
 	path := filepath.Join(opt.Dir, file)
-	if err := writeFileAtomic(path, p.Model); err != nil {
+	if err := atomicfile.WriteFile(path, p.Model); err != nil {
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	if opt.Labels != nil && opt.LabelsFile != "" {
 		text := strings.Join(opt.Labels, "\n") + "\n"
 		lp := filepath.Join(opt.Dir, opt.LabelsFile)
 		if old, err := os.ReadFile(lp); err != nil || string(old) != text {
-			if err := writeFileAtomic(lp, []byte(text)); err != nil {
+			if err := atomicfile.WriteFile(lp, []byte(text)); err != nil {
 				return nil, fmt.Errorf("write %s: %w", lp, err)
 			}
 		}
@@ -153,8 +154,8 @@ func Pull(ctx context.Context, e Entry, opt Options) (*Result, error) {
 		Architecture: e.Architecture, Robust: e.Robust,
 		Input: contract, LabelsFile: opt.LabelsFile, OutputsLogits: p.OutputsLogits,
 	}
-	old, _ := ReadManifest(opt.Dir)
-	if err := Register(opt.Dir, entry); err != nil {
+	old, _ := inference.ReadManifest(opt.Dir)
+	if err := inference.UpdateManifest(opt.Dir, func(m *inference.Manifest) error { m.Put(entry); return nil }); err != nil {
 		os.Remove(path)
 		return nil, fmt.Errorf("register %s: %w", e.Name, err)
 	}

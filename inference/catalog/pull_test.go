@@ -106,7 +106,7 @@ func TestPullDownloadsPreparesAndRegisters(t *testing.T) {
 		}
 	}
 
-	data, err := os.ReadFile(filepath.Join(dir, catalog.ManifestFile))
+	data, err := os.ReadFile(filepath.Join(dir, inference.ManifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestPullDownloadsPreparesAndRegisters(t *testing.T) {
 	if _, err := catalog.Pull(context.Background(), e, opt); err != nil {
 		t.Fatal(err)
 	}
-	m2, err := catalog.ReadManifest(dir)
+	m2, err := inference.ReadManifest(dir)
 	if err != nil || len(m2.Models) != len(cases) || m2.Models[0].File == before {
 		t.Fatalf("re-pull: %d models, file %s (was %s), %v", len(m2.Models), m2.Models[0].File, before, err)
 	}
@@ -270,7 +270,7 @@ func TestPullRefusesWrongChecksumAndRegistersNothing(t *testing.T) {
 	if _, err := catalog.Pull(context.Background(), e, opt); err == nil || !strings.Contains(err.Error(), "SHA-256") {
 		t.Fatalf("--from a tampered file: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, catalog.ManifestFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, inference.ManifestFile)); !os.IsNotExist(err) {
 		t.Fatal("a manifest was written for an unverified file")
 	}
 }
@@ -435,7 +435,7 @@ func TestPullInterruptedKeepsThePart(t *testing.T) {
 	if err != nil || fi.Size() == 0 || fi.Size() > 1000 {
 		t.Fatalf("partial download: %v %v", fi, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, catalog.ManifestFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, inference.ManifestFile)); !os.IsNotExist(err) {
 		t.Fatal("an interrupted pull wrote a manifest")
 	}
 }

@@ -76,11 +76,13 @@ func (g Grid) Tensor(lv []uint8) *inference.Tensor {
 
 // EpsLevels is a budget on the pixel range in whole levels (rounded down: the ball
 // the 8-bit image can reach).
-func (g Grid) EpsLevels(eps float64) int { return int(math.Floor(eps/g.st + 1e-6)) }
+func (g Grid) EpsLevels(eps float64) int {
+	return inference.Eps{Value: eps, Range: g.c.PixelRange()}.WholeLevels()
+}
 
 // at is where channel ch of pixel p (= y·w + x) lies in the tensor.
 func (g Grid) at(ch, p int) int {
-	if strings.EqualFold(g.c.Layout, "NHWC") {
+	if g.c.TensorLayout() == inference.LayoutNHWC {
 		return p*g.c.Channels + ch
 	}
 	return ch*g.c.Width*g.c.Height + p

@@ -18,8 +18,12 @@ type Image struct {
 	// Exact marks a PNG at the models' input size taken as it is — a gallery
 	// entry's original, replayed — with no centring, cropping or resizing.
 	Exact bool
-	// MaxPixels bounds what is decoded (0: inference's default bound).
-	MaxPixels int64
+	// Limits bound what is decoded (zero: defaultDecodeLimits).
+	Limits inference.DecodeLimits
+	// Decode, when set, decodes Data into a picture in the caller's stead (a
+	// server decodes within its memory budget). It stays in this process: a job
+	// that travels is decoded where it runs, under Limits.
+	Decode func(data []byte) (*inference.Picture, error)
 }
 
 // Clean is the image on the attacked models' grid, and how it got there.
@@ -33,8 +37,8 @@ type Clean struct {
 	SourceW, SourceH int
 }
 
-// maxDecodePixels bounds an image when the caller gives no bound.
-const maxDecodePixels int64 = 40_000_000
+// defaultDecodeLimits bound an image when the caller gives no bounds.
+var defaultDecodeLimits = inference.DecodeLimits{MaxPixels: 40_000_000, MaxSide: 16384, MaxBytes: 1 << 30}
 
 // loadImage decodes and preprocesses img for grid g's contract and puts it on
 // the grid: the clean image is exactly what its PNG holds.
@@ -56,15 +60,10 @@ func loadImage(img Image, g Grid) (*Clean, error) {
 		}
 		out.Steps = []string{fmt.Sprintf("taken as it is (%d×%d, the models' input)", c.Width, c.Height)}
 	} else {
-		limit := img.MaxPixels
-		if limit <= 0 {
-			limit = maxDecodePixels
-		}
-		dec, err := inference.DecodeImage(img.Data, limit)
+		pic, err := decode(img)
 		if err != nil {
 			return nil, err
 		}
-		pic := inference.NewPicture(dec.Image, inference.DefaultWorkingSide)
 		pre, err := pic.Preprocess(c)
 		if err != nil {
 			return nil, err
@@ -84,4 +83,20 @@ func loadImage(img Image, g Grid) (*Clean, error) {
 	sum := sha256.Sum256(out.PNG)
 	out.SHA256 = hex.EncodeToString(sum[:])
 	return out, nil
+}
+
+// decode turns the file into a picture: the caller's way, or under the limits.
+func decode(img Image) (*inference.Picture, error) {
+	if img.Decode != nil {
+		return img.Decode(img.Data)
+	}
+	lim := img.Limits
+	if lim == (inference.DecodeLimits{}) {
+		lim = defaultDecodeLimits
+	}
+	dec, err := lim.Decode(img.Data)
+	if err != nil {
+		return nil, err
+	}
+	return inference.NewPicture(dec.Image, inference.DefaultWorkingSide), nil
 }

@@ -142,7 +142,7 @@ func (p *Prepared) resolveAttack(ctx context.Context, z *zoo.Zoo) error {
 	}
 	p.EpsLevels = p.Grid.EpsLevels(plan.Eps)
 	if p.EpsLevels < 1 {
-		return invalid("ε %g is less than one 8-bit level of the range (%s): the image could not change.", plan.Eps, attack.FormatEps(float32(width/255), rng))
+		return invalid("ε %g is less than one 8-bit level of the range (%s): the image could not change.", plan.Eps, inference.EpsOn(float32(width/255), rng).String())
 	}
 	if p.network != nil {
 		return p.chooseHead()
@@ -183,7 +183,7 @@ func (p *Prepared) chooseHead() error {
 			p.Plan.Eps = e
 			return nil
 		}
-		have = append(have, attack.FormatEps(float32(e), rng))
+		have = append(have, inference.EpsOn(float32(e), rng).String())
 	}
 	return invalid("Attack network %s was trained for ε %s: choose one of them.", p.network.Name, strings.Join(have, ", "))
 }

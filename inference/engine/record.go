@@ -206,7 +206,7 @@ func (r *Record) Entry() (*gallery.Entry, error) {
 	g := r.Grid()
 	rng := g.Contract().PixelRange()
 	width := float64(rng[1] - rng[0])
-	params := Params{Plan: r.Plan, Eps: attack.FormatEps(float32(r.Plan.Eps), rng), Input: r.Input, Crop: r.Crop,
+	params := Params{Plan: r.Plan, Eps: inference.EpsOn(float32(r.Plan.Eps), rng).String(), Input: r.Input, Crop: r.Crop,
 		SourceW: r.SourceW, SourceH: r.SourceH, Label: r.Label, LabelName: labelName(r.Labels, r.Label), Target: r.Target,
 		StepsRun: r.StepsRun, Stopped: r.Stopped, Reason: r.Reason, Providers: r.Providers}
 	if r.Plan.Network() == "" {

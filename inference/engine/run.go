@@ -207,7 +207,7 @@ func (r *runner) network(ctx context.Context) error {
 			return fmt.Errorf("attack network %s returned %d heads for %d budgets", p.network.Name, len(heads), len(p.network.Attack.Eps))
 		}
 		lv := p.Grid.Levels(heads[k].Data, p.Clean.Levels, p.Grid.EpsLevels(e))
-		f.Heads = append(f.Heads, Head{Eps: e, Label: "ε " + attack.FormatEps(float32(e), rng), Levels: lv, Linf: LinfLevels(lv, p.Clean.Levels)})
+		f.Heads = append(f.Heads, Head{Eps: e, Label: "ε " + inference.EpsOn(float32(e), rng).String(), Levels: lv, Linf: LinfLevels(lv, p.Clean.Levels)})
 	}
 	f.Adv = f.Heads[p.head].Levels
 	// Every head faces the defences, so the page can compare the budgets.

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"gibbon/inference/archs"
+	"gibbon/inference/benchnets"
 	"gibbon/inference/flops"
 	"gibbon/inference/onnx"
 	"gibbon/internal/testrt"
@@ -64,7 +64,7 @@ func TestCountEachOp(t *testing.T) {
 // and its input-gradient graph about twice as much again: the backward pass of a
 // convolution with respect to its input is a convolution of the same size.
 func TestMobileNetV2(t *testing.T) {
-	a, err := flops.CountAttack(context.Background(), testrt.Open(t), archs.MobileNetV2(1), 1)
+	a, err := flops.CountAttack(context.Background(), testrt.Open(t), benchnets.MobileNetV2(1), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestCountRefusesWhatItCannotFeed(t *testing.T) {
 	if _, err := flops.Count(context.Background(), rt, nil, 1); err == nil {
 		t.Fatal("no error for no model")
 	}
-	if _, err := flops.Count(context.Background(), rt, archs.SmallCNN(1), 0); err == nil {
+	if _, err := flops.Count(context.Background(), rt, benchnets.SmallCNN(1), 0); err == nil {
 		t.Fatal("no error for batch 0")
 	}
 }

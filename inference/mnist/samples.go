@@ -8,6 +8,8 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+
+	"gibbon/internal/atomicfile"
 )
 
 // PNG encodes one image as a 28x28 8-bit gray PNG, white digit on black as in MNIST.
@@ -77,11 +79,7 @@ func WriteSamples(dir string, s *Set, perClass int) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path+".tmp", data, 0o644); err != nil {
-			return nil, err
-		}
-		if err := os.Rename(path+".tmp", path); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, name), data); err != nil {
 			return nil, err
 		}
 		names = append(names, name)

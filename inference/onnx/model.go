@@ -5,6 +5,8 @@ import (
 	"os"
 
 	"google.golang.org/protobuf/proto"
+
+	"gibbon/internal/atomicfile"
 )
 
 // Decode parses a serialized model and checks it looks like one.
@@ -37,17 +39,13 @@ func Encode(m *ModelProto) ([]byte, error) {
 	return proto.MarshalOptions{Deterministic: true}.Marshal(m)
 }
 
-// Save writes a model atomically (temp file + rename).
+// Save writes a model atomically: a crash leaves the old file or the new one.
 func Save(m *ModelProto, path string) error {
 	data, err := Encode(m)
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, data)
 }
 
 // Opset is the default-domain opset the model imports (0 if none).

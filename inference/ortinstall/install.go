@@ -271,7 +271,7 @@ func (in *Installer) download(ctx context.Context, tarURL, dir string) (_ string
 	body := &stallReader{r: resp.Body, timer: timer, d: stall}
 	// One byte past the pinned size is enough to know the body is too long.
 	n, err := io.Copy(io.MultiWriter(tmp, sum, bar), io.LimitReader(body, rel.size+1))
-	bar.done(err == nil && n == rel.size)
+	bar.done()
 	if err != nil {
 		return "", downloadErr(ctx, err)
 	}

@@ -363,9 +363,8 @@ func TestProgressBarOnTerminal(t *testing.T) {
 	p := newProgress(&buf, true, "downloading x", 1000)
 	for range 10 {
 		_, _ = p.Write(make([]byte, 100))
-		p.last = time.Time{} // redraw every write in the test
 	}
-	p.done(true)
+	p.done()
 	s := buf.String()
 	if !strings.Contains(s, "\r") || !strings.Contains(s, "100%") || !strings.Contains(s, "[==============================]") {
 		t.Fatalf("bar = %q", s)

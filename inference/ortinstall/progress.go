@@ -3,75 +3,36 @@ package ortinstall
 import (
 	"fmt"
 	"io"
-	"strings"
-	"time"
+
+	"gibbon/internal/progress"
 )
 
-// progress is an io.Writer that counts bytes: on a terminal it redraws one bar line
-// at most ten times a second; elsewhere (CI logs, pipes) it prints a line at every
-// quarter, so logs stay readable.
-type progress struct {
-	w        io.Writer
-	terminal bool
-	label    string
-	total    int64
-	n        int64
-	start    time.Time
-	last     time.Time
-	quarter  int64
+// counter is an io.Writer that counts the bytes through it on a progress bar: on a
+// terminal one line redrawn in place; elsewhere (CI logs, pipes) a line when the
+// download starts and every few per cent, so logs stay readable.
+type counter struct {
+	bar *progress.Bar // nil: nothing shown
+	n   int64
 }
 
-func newProgress(w io.Writer, terminal bool, label string, total int64) *progress {
-	p := &progress{w: w, terminal: terminal, label: label, total: total, start: time.Now()}
-	if w != nil && !terminal {
-		fmt.Fprintf(w, "%s (%s)\n", label, mb(total))
+func newProgress(w io.Writer, terminal bool, label string, total int64) *counter {
+	if w == nil {
+		return &counter{}
 	}
-	return p
+	if !terminal {
+		fmt.Fprintf(w, "%s (%s)\n", label, progress.Size(total))
+	}
+	c := &counter{bar: progress.NewOn(w, terminal)}
+	c.bar.Bytes = true
+	c.bar.Begin(label, 0, int(total))
+	return c
 }
 
-func (p *progress) Write(b []byte) (int, error) {
-	p.n += int64(len(b))
-	if p.w == nil || p.total <= 0 {
-		return len(b), nil
-	}
-	if p.terminal {
-		if now := time.Now(); now.Sub(p.last) >= 100*time.Millisecond {
-			p.last = now
-			p.draw()
-		}
-		return len(b), nil
-	}
-	if q := min(p.n*4/p.total, 4); q > p.quarter {
-		p.quarter = q
-		if q < 4 {
-			fmt.Fprintf(p.w, "  %d%% (%s of %s)\n", q*25, mb(p.n), mb(p.total))
-		}
-	}
+func (c *counter) Write(b []byte) (int, error) {
+	c.n += int64(len(b))
+	c.bar.Update(int(c.n), "")
 	return len(b), nil
 }
 
-func (p *progress) draw() {
-	const width = 30
-	frac := min(float64(p.n)/float64(p.total), 1)
-	fill := int(frac * width)
-	rate := float64(p.n) / max(time.Since(p.start).Seconds(), 1e-3) / 1e6
-	fmt.Fprintf(p.w, "\r%s [%s%s] %3.0f%% %s/%s %.1f MB/s ", p.label,
-		strings.Repeat("=", fill), strings.Repeat(" ", width-fill), frac*100, mb(p.n), mb(p.total), rate)
-}
-
-// done ends the bar; ok says whether the whole download arrived.
-func (p *progress) done(ok bool) {
-	if p.w == nil {
-		return
-	}
-	if p.terminal {
-		p.draw()
-		fmt.Fprintln(p.w)
-		return
-	}
-	if ok {
-		fmt.Fprintf(p.w, "  100%% (%s) in %.1fs\n", mb(p.n), time.Since(p.start).Seconds())
-	}
-}
-
-func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+// done ends the bar.
+func (c *counter) done() { c.bar.End() }

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"gibbon/inference/attack"
+	"gibbon/inference"
 )
 
 // MaxGrid bounds how many budgets one sweep takes.
@@ -26,15 +26,15 @@ func ParseGrid(s string) ([]float32, error) {
 		if len(parts) != 3 {
 			return nil, fmt.Errorf("ε range %q: write FROM:TO:STEP, like 0:0.4:0.025", s)
 		}
-		from, err := parseEps0(parts[0])
+		from, err := inference.ParseEps(parts[0])
 		if err != nil {
 			return nil, fmt.Errorf("ε range %q: %w", s, err)
 		}
-		to, err := parseEps0(parts[1])
+		to, err := inference.ParseEps(parts[1])
 		if err != nil {
 			return nil, fmt.Errorf("ε range %q: %w", s, err)
 		}
-		step, err := parseEps0(parts[2])
+		step, err := inference.ParseEps(parts[2])
 		if err != nil || step <= 0 {
 			return nil, fmt.Errorf("ε range %q: the step must be a positive number", s)
 		}
@@ -54,7 +54,7 @@ func ParseGrid(s string) ([]float32, error) {
 			if strings.TrimSpace(p) == "" {
 				continue
 			}
-			v, err := parseEps0(p)
+			v, err := inference.ParseEps(p)
 			if err != nil {
 				return nil, err
 			}
@@ -72,19 +72,6 @@ func ParseGrid(s string) ([]float32, error) {
 	return out, nil
 }
 
-// parseEps0 is attack.ParseEps that also takes 0.
-func parseEps0(s string) (float64, error) {
-	s = strings.TrimSpace(s)
-	if num, _, _ := strings.Cut(s, "/"); strings.Trim(strings.TrimSpace(num), "0.") == "" && strings.ContainsAny(num, "0") {
-		return 0, nil
-	}
-	v, err := attack.ParseEps(s)
-	if err != nil {
-		return 0, fmt.Errorf("ε %q is not a number ≥ 0 or a fraction like 8/255", s)
-	}
-	return float64(v), nil
-}
-
 // CheckGrid reports budgets outside [0, range width].
 func CheckGrid(eps []float32, rng [2]float32) error {
 	if len(eps) == 0 {
@@ -97,12 +84,4 @@ func CheckGrid(eps []float32, rng [2]float32) error {
 		}
 	}
 	return nil
-}
-
-// FormatEps writes a budget with its unit (0 as "0 (clean)").
-func FormatEps(eps float32, rng [2]float32) string {
-	if eps == 0 {
-		return "0 (clean)"
-	}
-	return attack.FormatEps(eps, rng)
 }

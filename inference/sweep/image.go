@@ -238,5 +238,5 @@ func linf255(a, b []float32, rng [2]float32) float64 {
 	for i := range a {
 		m = math.Max(m, math.Abs(float64(a[i])-float64(b[i])))
 	}
-	return round6(m / (float64(rng[1]) - float64(rng[0])) * 255)
+	return round6(inference.Eps{Value: m, Range: rng}.Levels())
 }

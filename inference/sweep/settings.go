@@ -11,7 +11,6 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/attack"
 	"gibbon/inference/defense"
-	"gibbon/inference/mnist"
 )
 
 // Kinds of run.
@@ -271,7 +270,7 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 	}
 	p.Range = p.Contract.PixelRange()
 	p.Format = defense.Format{Layout: p.Contract.TensorLayout(), Range: p.Range, Color: p.Contract.Color}
-	if s.Kind != KindImage && (p.Contract.Channels != 1 || p.Contract.Height != mnist.Rows || p.Contract.Width != mnist.Cols) {
+	if s.Kind != KindImage && !p.Contract.FitsMNIST() {
 		return nil, fmt.Errorf("%s holds 28×28 gray digits; the attacked models take %s", DatasetMNIST, p.Contract.Describe())
 	}
 
@@ -536,28 +535,4 @@ func (s Settings) Command() string {
 	}
 	add("seed", strconv.FormatInt(s.Seed, 10))
 	return strings.Join(args, " ")
-}
-
-// MNISTImages is the first n images of set on c's range and layout, with labels.
-func MNISTImages(set *mnist.Set, n int, c inference.InputContract) (*inference.Tensor, []int, error) {
-	if c.Channels != 1 || c.Height != mnist.Rows || c.Width != mnist.Cols {
-		return nil, nil, fmt.Errorf("MNIST holds 28×28 gray digits; the models take %s", c.Describe())
-	}
-	if n < 1 || n > set.Len() {
-		return nil, nil, fmt.Errorf("the set has %d images, not %d", set.Len(), n)
-	}
-	r := c.PixelRange()
-	shape := []int64{int64(n), 1, mnist.Rows, mnist.Cols}
-	if strings.EqualFold(c.Layout, "NHWC") {
-		shape = []int64{int64(n), mnist.Rows, mnist.Cols, 1}
-	}
-	x := inference.NewTensor(shape...)
-	labels := make([]int, n)
-	for i := range n {
-		for j, v := range set.Image(i) {
-			x.Data[i*mnist.Pixels+j] = r[0] + v*(r[1]-r[0])
-		}
-		labels[i] = int(set.Labels[i])
-	}
-	return x, labels, nil
 }

@@ -321,11 +321,7 @@ func slice(x *inference.Tensor, from, to int) *inference.Tensor {
 
 // Eps255 is a budget in /255 steps of the range.
 func Eps255(eps float32, rng [2]float32) float64 {
-	w := float64(rng[1]) - float64(rng[0])
-	if w <= 0 {
-		w = 1
-	}
-	return math.Round(float64(eps)/w*255*1e4) / 1e4
+	return math.Round(inference.EpsOn(eps, rng).Levels()*1e4) / 1e4
 }
 
 func round6(v float64) float64 { return math.Round(v*1e6) / 1e6 }

@@ -16,6 +16,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/mnist"
 	"gibbon/inference/onnx"
+	"gibbon/internal/progress"
 )
 
 // BuildOptions say where a built-in model goes and how its training runs.
@@ -26,7 +27,7 @@ type BuildOptions struct {
 	Fresh      bool   // start over even when a checkpoint exists
 	Command    string // the command line, recorded in the provenance
 	Log        io.Writer
-	Progress   *Progress
+	Progress   *progress.Bar
 }
 
 // Built is a trained, saved and registered model.
@@ -85,8 +86,8 @@ func Build(ctx context.Context, rt *inference.Runtime, r Recipe, opts BuildOptio
 	if cfg.TrainSubset > 0 {
 		prov.Data += fmt.Sprintf(" (first %d training images only)", cfg.TrainSubset)
 	}
-	if err := UpdateManifest(opts.Dir, func(m *inference.Manifest) error {
-		PutEntry(m, r.Entry(filepath.Base(b.Path), b.SHA256, prov))
+	if err := inference.UpdateManifest(opts.Dir, func(m *inference.Manifest) error {
+		m.Put(r.Entry(filepath.Base(b.Path), b.SHA256, prov))
 		return nil
 	}); err != nil {
 		return nil, err

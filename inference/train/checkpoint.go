@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"gibbon/internal/atomicfile"
 )
 
 const checkpointMagic = "gibbon-checkpoint-v1\n"
@@ -24,40 +26,13 @@ type checkpoint struct {
 	OptM, OptV  [][]float32
 }
 
-// writeFileAtomic writes data beside path, syncs it, and renames it into place: a crash
-// leaves the old file or the new one, never half of one.
+// writeFileAtomic writes data to path atomically, making its folder first (the
+// checkpoints' folder in the user cache may not exist yet).
 func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteFile(path, data)
 }
 
 func saveCheckpoint(path string, c *checkpoint) error {

@@ -9,6 +9,7 @@ import (
 	"gibbon/inference/mnist"
 	"gibbon/inference/onnx"
 	"gibbon/inference/train/arch"
+	"gibbon/internal/progress"
 )
 
 // Evaluator measures a trained classifier: clean accuracy and accuracy under PGD.
@@ -43,7 +44,7 @@ func (e *Evaluator) Close() {
 }
 
 // Predict returns the predicted class of each image in the set (batches of batch).
-func (e *Evaluator) Predict(ctx context.Context, set *mnist.Set, batch int, p *Progress) ([]int, error) {
+func (e *Evaluator) Predict(ctx context.Context, set *mnist.Set, batch int, p *progress.Bar) ([]int, error) {
 	if batch < 1 {
 		return nil, fmt.Errorf("batch size %d must be at least 1", batch)
 	}
@@ -65,7 +66,7 @@ func (e *Evaluator) Predict(ctx context.Context, set *mnist.Set, batch int, p *P
 }
 
 // Accuracy is the fraction of the set classified correctly.
-func (e *Evaluator) Accuracy(ctx context.Context, set *mnist.Set, batch int, p *Progress) (float64, error) {
+func (e *Evaluator) Accuracy(ctx context.Context, set *mnist.Set, batch int, p *progress.Bar) (float64, error) {
 	pred, err := e.Predict(ctx, set, batch, p)
 	if err != nil {
 		return 0, err
@@ -90,7 +91,7 @@ func fractionCorrect(pred []int, labels []uint8) float64 {
 // A sample counts as broken when its clean image is misclassified or once any iterate
 // (the random start included) is. Sample i's random start is drawn from (seed, i): the
 // first k images get the same starts whatever follows them.
-func (e *Evaluator) PGDAccuracy(ctx context.Context, set *mnist.Set, cfg PGDConfig, seed uint64, batch int, p *Progress) (float64, error) {
+func (e *Evaluator) PGDAccuracy(ctx context.Context, set *mnist.Set, cfg PGDConfig, seed uint64, batch int, p *progress.Bar) (float64, error) {
 	if err := cfg.validate(); err != nil {
 		return 0, err
 	}
@@ -189,7 +190,7 @@ type EvalOptions struct {
 	N        int       // the first N test images (0: all)
 	PGD      PGDConfig // the attack; Steps 0 scores clean accuracy only
 	Seed     uint64    // of the random starts
-	Progress *Progress
+	Progress *progress.Bar
 }
 
 // Evaluation is what Evaluate measured: metrics by their manifest names, for the
@@ -204,15 +205,15 @@ type Evaluation struct {
 // attack) also on the first CleanSubset and PGDSubset images, the numbers tests
 // recompute. The file must match the manifest's checksum.
 func Evaluate(ctx context.Context, rt *inference.Runtime, dir, name string, opts EvalOptions) (*Evaluation, error) {
-	man, err := ReadManifest(dir)
+	man, err := inference.ReadManifest(dir)
 	if err != nil {
 		return nil, err
 	}
-	entry, err := FindEntry(man, name)
+	entry, err := man.Entry(name)
 	if err != nil {
 		return nil, inference.Invalidf("%v (in %s)", err, dir)
 	}
-	model, err := ReadModelFile(dir, entry)
+	model, err := inference.ReadModelFile(dir, entry)
 	if err != nil {
 		return nil, err
 	}

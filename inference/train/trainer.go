@@ -1,7 +1,8 @@
 // Package train trains Gibbon's built-in MNIST classifiers on ONNX Runtime: gradient
 // graphs from inference/autodiff, mini-batches in a seeded order, SGD with momentum or
-// Adam(W), a learning-rate schedule, optional FGSM/PGD adversarial training,
-// atomic checkpoints that resume bit for bit, and a progress bar.
+// Adam(W), a learning-rate schedule, optional FGSM/PGD adversarial training and
+// atomic checkpoints that resume bit for bit; Build trains a recipe into a models
+// folder and Evaluate scores a model on the MNIST test set.
 package train
 
 import (
@@ -18,6 +19,7 @@ import (
 	"gibbon/inference/mnist"
 	"gibbon/inference/onnx"
 	"gibbon/inference/train/arch"
+	"gibbon/internal/progress"
 )
 
 // Config is one training run. Two runs with equal configs (and the same machine and
@@ -222,7 +224,7 @@ type RunOptions struct {
 	// the context is cancelled, and at the end. Empty: no checkpoints.
 	Checkpoint      string
 	CheckpointEvery int
-	Progress        *Progress
+	Progress        *progress.Bar
 }
 
 // Run trains from the current step to opts.StopAt (or the end). A cancelled context

@@ -13,6 +13,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/mnist"
 	"gibbon/inference/onnx"
+	"gibbon/internal/progress"
 	"gibbon/internal/testrt"
 )
 
@@ -63,7 +64,7 @@ func TestShortTrainingLearns(t *testing.T) {
 	defer tr.Close()
 	before := meanLoss(t, tr, train, 512)
 	var log bytes.Buffer
-	if err := tr.Run(context.Background(), RunOptions{Progress: NewProgress(&log)}); err != nil {
+	if err := tr.Run(context.Background(), RunOptions{Progress: progress.New(&log)}); err != nil {
 		t.Fatal(err)
 	}
 	after := meanLoss(t, tr, train, 512)

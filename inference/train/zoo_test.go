@@ -22,7 +22,7 @@ func TestBuiltInModelsReproduceTheirNumbers(t *testing.T) {
 	rt := testrt.Open(t)
 	_, test := data(t)
 	fsys := models.FS()
-	raw, err := fs.ReadFile(fsys, ManifestFile)
+	raw, err := fs.ReadFile(fsys, inference.ManifestFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestBuiltInModelsReproduceTheirNumbers(t *testing.T) {
 	best := 0.0
 	for _, r := range Zoo {
 		t.Run(r.Name, func(t *testing.T) {
-			e, err := FindEntry(man, r.Name)
+			e, err := man.Entry(r.Name)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -71,14 +71,9 @@ type slot struct {
 func Open(rt *inference.Runtime, sources ...inference.ModelSource) *Zoo {
 	z := &Zoo{rt: rt, byName: map[string]*slot{}}
 	for _, src := range sources {
-		data, err := fs.ReadFile(src.FS, inference.ManifestFile)
+		man, err := inference.ReadManifestFS(src.FS)
 		if err != nil {
-			z.problems = append(z.problems, Problem{Source: src.Name, Err: fmt.Errorf("read %s: %w", inference.ManifestFile, err)})
-			continue
-		}
-		man, err := inference.ParseManifest(data)
-		if err != nil {
-			z.problems = append(z.problems, Problem{Source: src.Name, Err: fmt.Errorf("%w (fix %s)", err, inference.ManifestFile)})
+			z.problems = append(z.problems, Problem{Source: src.Name, Err: err})
 			continue
 		}
 		for _, e := range man.Models {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"gibbon/inference/archs"
+	"gibbon/inference/benchnets"
 	"gibbon/internal/testrt"
 )
 
@@ -61,7 +61,7 @@ func TestParseProfile(t *testing.T) {
 // profiler attributes the gradient graph's time to the ops that compute it.
 func TestMeasure(t *testing.T) {
 	rt := testrt.Open(t)
-	a, err := archs.Get("mnist-cnn")
+	a, err := benchnets.Get("mnist-cnn")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package archs
+package benchnets
 
 import (
 	"fmt"

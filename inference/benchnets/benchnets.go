@@ -1,11 +1,12 @@
-// Package archs builds well-known classifier shapes as ONNX graphs with random
+// Package benchnets builds well-known classifier shapes as ONNX graphs with random
 // weights: the graphs benchmarks and gradient tests run on when no trained file is at
-// hand (these machines cannot download the real ones). Each has one float input
+// hand (these machines cannot download the real ones). The nets Gibbon trains are
+// another package's, inference/train/arch. Each has one float input
 // "image" [N,...] with a dynamic batch and one output "logits" [N,classes]. Weights
 // are drawn from a seed (the same seed gives the same graph) and scaled so that
 // activations stay O(1) through the depth: BatchNorm is folded into the convolutions,
 // as exporters do, and residual branches are damped.
-package archs
+package benchnets
 
 import (
 	"fmt"
@@ -23,8 +24,8 @@ const (
 	Output = "logits"
 )
 
-// Arch is one buildable shape.
-type Arch struct {
+// Net is one buildable shape, by the name --arch takes.
+type Net struct {
 	Name        string
 	Description string
 	// Shape is the input without the batch dimension.
@@ -34,8 +35,8 @@ type Arch struct {
 }
 
 // All lists the shapes, in the order benchmarks report them.
-func All() []Arch {
-	return []Arch{
+func All() []Net {
+	return []Net{
 		{"mnist-cnn", "MNIST CNN (the PyTorch example net): conv3x3 32 - conv3x3 64 - maxpool 2 - fc 128 - fc 10, ReLU; 1x28x28",
 			[]int64{1, 28, 28}, 10, SmallCNN},
 		{"mobilenetv2", "MobileNetV2 (17 inverted residuals, ReLU6, depthwise 3x3), 1000 classes; 3x224x224",
@@ -48,7 +49,7 @@ func All() []Arch {
 }
 
 // Get finds a shape by name.
-func Get(name string) (Arch, error) {
+func Get(name string) (Net, error) {
 	var names []string
 	for _, a := range All() {
 		if a.Name == name {
@@ -57,7 +58,7 @@ func Get(name string) (Arch, error) {
 		names = append(names, a.Name)
 	}
 	sort.Strings(names)
-	return Arch{}, fmt.Errorf("unknown architecture %q (known: %s)", name, strings.Join(names, ", "))
+	return Net{}, fmt.Errorf("unknown architecture %q (known: %s)", name, strings.Join(names, ", "))
 }
 
 // net is a builder with seeded weights and numbered layer names.

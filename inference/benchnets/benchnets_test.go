@@ -1,4 +1,4 @@
-package archs_test
+package benchnets_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"gibbon/inference"
-	"gibbon/inference/archs"
+	"gibbon/inference/benchnets"
 	"gibbon/inference/onnx"
 	"gibbon/internal/testrt"
 )
@@ -21,10 +21,10 @@ import (
 // checks meaningless.
 func TestArchsRun(t *testing.T) {
 	rt := testrt.Open(t)
-	all := archs.All()
-	all = append(all, archs.Arch{Name: "vit-tiny-mean", Shape: []int64{3, 16, 16}, Classes: 5,
+	all := benchnets.All()
+	all = append(all, benchnets.Net{Name: "vit-tiny-mean", Shape: []int64{3, 16, 16}, Classes: 5,
 		Build: func(seed uint64) *onnx.ModelProto {
-			return archs.ViT(archs.ViTConfig{Image: 16, Channels: 3, Patch: 4, Width: 16, Depth: 2, Heads: 4, MLP: 32, Classes: 5, MeanPool: true}, seed)
+			return benchnets.ViT(benchnets.ViTConfig{Image: 16, Channels: 3, Patch: 4, Width: 16, Depth: 2, Heads: 4, MLP: 32, Classes: 5, MeanPool: true}, seed)
 		}})
 	for _, a := range all {
 		t.Run(a.Name, func(t *testing.T) {
@@ -50,11 +50,11 @@ func TestArchsRun(t *testing.T) {
 				for i := range x.Data {
 					x.Data[i] = rng.Float32()
 				}
-				out, err := s.Run(context.Background(), map[string]*inference.Tensor{archs.Input: x})
+				out, err := s.Run(context.Background(), map[string]*inference.Tensor{benchnets.Input: x})
 				if err != nil {
 					t.Fatalf("run at batch %d: %v", n, err)
 				}
-				z := out[archs.Output]
+				z := out[benchnets.Output]
 				if z == nil || len(z.Shape) != 2 || z.Shape[0] != n || z.Shape[1] != a.Classes {
 					t.Fatalf("batch %d: logits %v, want [%d %d]", n, z, n, a.Classes)
 				}
@@ -77,13 +77,13 @@ func TestArchsRun(t *testing.T) {
 }
 
 func TestGet(t *testing.T) {
-	for _, a := range archs.All() {
-		got, err := archs.Get(a.Name)
+	for _, a := range benchnets.All() {
+		got, err := benchnets.Get(a.Name)
 		if err != nil || got.Name != a.Name {
 			t.Errorf("Get(%q) = %v, %v", a.Name, got.Name, err)
 		}
 	}
-	if _, err := archs.Get("alexnet"); err == nil || !strings.Contains(err.Error(), "unknown architecture") || !strings.Contains(err.Error(), "resnet18") {
+	if _, err := benchnets.Get("alexnet"); err == nil || !strings.Contains(err.Error(), "unknown architecture") || !strings.Contains(err.Error(), "resnet18") {
 		t.Errorf("Get(alexnet): %v, want an error listing the known names", err)
 	}
 }

@@ -1,4 +1,4 @@
-package train
+package progress
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 
 func TestProgressLinesAndETA(t *testing.T) {
 	var buf bytes.Buffer
-	p := NewProgress(&buf)
+	p := New(&buf)
 	clock := time.Unix(0, 0)
 	p.now = func() time.Time { return clock }
 	p.Begin("mlp", 0, 100)
@@ -38,9 +38,41 @@ func TestProgressLinesAndETA(t *testing.T) {
 	if !strings.Contains(buf.String(), "ETA 40s") {
 		t.Errorf("resumed ETA: %q, want 40s", buf.String())
 	}
-	var nilP *Progress
+	var nilP *Bar
 	nilP.Begin("x", 0, 1)
 	nilP.Update(1, "")
 	nilP.Printf("quiet")
 	nilP.End()
+}
+
+// Downloads count bytes, on a terminal: one line redrawn in place, full at the end.
+func TestBytesOnATerminal(t *testing.T) {
+	var buf bytes.Buffer
+	b := NewOn(&buf, true)
+	b.Bytes = true
+	clock := time.Unix(0, 0)
+	b.now = func() time.Time { return clock }
+	b.Begin("downloading x", 0, 2_000_000)
+	for done := 0; done <= 2_000_000; done += 100_000 {
+		clock = clock.Add(50 * time.Millisecond)
+		b.Update(done, "")
+	}
+	b.End()
+	s := buf.String()
+	if strings.Count(s, "\r") < 5 || strings.Count(s, "\n") != 1 {
+		t.Fatalf("want a line redrawn in place, ended once:\n%q", s)
+	}
+	last := s[strings.LastIndex(s, "\r"):]
+	for _, want := range []string{"[==============================]", "100%", "2.0 MB/2.0 MB", "1.9 MB/s"} {
+		if !strings.Contains(last, want) {
+			t.Errorf("last drawing %q lacks %q", last, want)
+		}
+	}
+	buf.Reset()
+	b.Begin("size unknown", 0, 0)
+	clock = clock.Add(time.Second)
+	b.Update(50_000, "")
+	if got := strings.TrimSpace(strings.TrimPrefix(buf.String(), "\r\033[K")); got != "size unknown 50.0 KB  50.0 KB/s" {
+		t.Errorf("unknown total: %q", got)
+	}
 }
