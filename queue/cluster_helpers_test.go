@@ -2,6 +2,8 @@ package queue_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -160,8 +162,18 @@ type page struct {
 	conn   *websocket.Conn
 }
 
-func openPage(t *testing.T, base, cookie string) *page {
+// browserToken is a browser's CSRF cookie, named for the test's reading: 32
+// bytes, base64url, as the server makes them.
+func browserToken(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// openPage opens an explorer page on base as the browser whose CSRF cookie is
+// browserToken(browser).
+func openPage(t *testing.T, base, browser string) *page {
 	t.Helper()
+	cookie := browserToken(browser)
 	h := http.Header{"Origin": {base}, "Cookie": {"gibbon_csrf=" + cookie}}
 	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/api/attack/ws", h)
 	if err != nil {

@@ -65,9 +65,9 @@ func TestClusterWebNodeKilledTheOtherServesEveryPermalink(t *testing.T) {
 
 	var slugs []string
 	for i, node := range []*proc{a, b, a} {
-		cookie := "cookie-node-" + node.name
-		done := openPage(t, node.base, cookie).runToEnd(pgdStart("mnist-cnn-small", 10, 0), 60*time.Second)
-		status, res := save(t, node.base, cookie, done.Key, "entry "+string(rune('A'+i)))
+		pg := openPage(t, node.base, "browser on "+node.name)
+		done := pg.runToEnd(pgdStart("mnist-cnn-small", 10, 0), 60*time.Second)
+		status, res := save(t, node.base, pg.cookie, done.Key, "entry "+string(rune('A'+i)))
 		if status != http.StatusCreated {
 			t.Fatalf("save on %s: %d %v", node.name, status, res)
 		}
