@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -59,4 +60,11 @@ func jobConsumerConfig(set string, ackWait time.Duration, maxDeliver int) jetstr
 	return jetstream.ConsumerConfig{Durable: consumerName, Description: "Gibbon workers of model set " + set,
 		FilterSubject: jobSubject(set), AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait,
 		MaxDeliver: maxDeliver, MaxAckPending: maxWaitingJobs}
+}
+
+// putBlob stores data under name in chunks no larger than a message.
+func (c *Conn) putBlob(ctx context.Context, store jetstream.ObjectStore, name string, data []byte) error {
+	chunk := uint32(min(128*1024, c.maxMessage()))
+	_, err := store.Put(ctx, jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunk}}, bytes.NewReader(data))
+	return err
 }

@@ -1,7 +1,11 @@
 package queue_test
 
 import (
+	"bytes"
 	"context"
+	"image"
+	"image/png"
+	"math/rand/v2"
 	"encoding/json"
 	"io/fs"
 	"log/slog"
@@ -28,8 +32,13 @@ import (
 // did already.
 func startNATS(t testing.TB, dir string, port int) *natsserver.Server {
 	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: dir != "", StoreDir: dir,
-		NoLog: true, NoSigs: true})
+	return startNATSWith(t, &natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: dir != "", StoreDir: dir})
+}
+
+func startNATSWith(t testing.TB, opts *natsserver.Options) *natsserver.Server {
+	t.Helper()
+	opts.NoLog, opts.NoSigs = true, true
+	ns, err := natsserver.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,4 +253,22 @@ func advertise(t testing.TB, url string, a queue.Advert) {
 	if _, err := kv.Put(context.Background(), a.Worker, data); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// noisePNG is a w×h RGB image of noise: it does not compress.
+func noisePNG(t testing.TB, w, h int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(rng.IntN(256))
+		if i%4 == 3 {
+			img.Pix[i] = 255
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

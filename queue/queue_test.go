@@ -3,6 +3,7 @@ package queue_test
 import (
 	"bytes"
 	"context"
+	"encoding/gob"
 	"errors"
 	"net"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -70,6 +72,59 @@ func TestRunOnAWorkerGivesTheInProcessRecord(t *testing.T) {
 	}
 	if last := rc.frames[len(rc.frames)-1]; !last.Final || !bytes.Equal(last.Adv, rec.Adv) {
 		t.Error("the last frame is not the final one with the result")
+	}
+}
+
+// A job or an event larger than a NATS message travels through the object
+// store (a server taking 8 kB messages: a 100 kB upload, the run's record), and
+// nothing is left there afterwards.
+func TestLargeJobsAndRecordsTravelThroughTheObjectStore(t *testing.T) {
+	ctx := context.Background()
+	ns := startNATSWith(t, &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), MaxPayload: 8 << 10})
+	z := loadZoo(t, "")
+	r, err := queue.NewRunner(ctx, connect(t, ns.ClientURL(), "web"), z, testLog(t, "web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	startWorker(t, connect(t, ns.ClientURL(), "w1"), z, queue.WorkerConfig{Name: "w1"})
+
+	job := pgdJob(t, 40)
+	job.Image = engine.Image{Ref: engine.ImageRef{Source: "upload", Name: "noise.png"}, Data: noisePNG(t, 200, 200)}
+	if len(job.Image.Data) < 100<<10 {
+		t.Fatalf("the upload is only %d bytes", len(job.Image.Data))
+	}
+	rec, err := r.Run(ctx, job, engine.Events{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := engine.Prepare(ctx, z, job.Plan, job.Image, job.Limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := p.Execute(ctx, 0, engine.Events{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rec.Adv, want.Adv) || rec.Plan.Image.SHA256 != want.Plan.Image.SHA256 {
+		t.Fatal("the run on the worker differs from the one in this process")
+	}
+	var size bytes.Buffer
+	if err := gob.NewEncoder(&size).Encode(rec); err != nil || size.Len() < 8<<10 {
+		t.Fatalf("the record is %d bytes (%v): it fits in a message, the test proves nothing", size.Len(), err)
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	store, err := js.ObjectStore(ctx, "gibbon_payloads")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, err := store.List(ctx); !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		t.Errorf("payloads left in the store: %d (%v)", len(left), err)
 	}
 }
 

@@ -69,7 +69,7 @@ func (rl *relay) submit(ctx context.Context, job engine.Job, need []ModelRef) er
 	defer cancel()
 	if len(data) > rl.r.conn.maxMessage() {
 		name := rl.id + ".image"
-		if _, err := rl.r.payloads.PutBytes(pctx, name, job.Image.Data); err != nil {
+		if err := rl.r.conn.putBlob(pctx, rl.r.payloads, name, job.Image.Data); err != nil {
 			return fmt.Errorf("the image could not be put on the job queue: %w", err)
 		}
 		rl.imageBlob = name

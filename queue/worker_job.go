@@ -58,14 +58,14 @@ func (w *Worker) runJob(parent context.Context, msg jetstream.Msg) {
 	w.register(j.jm.Run, cancel)
 	defer w.unregister(j.jm.Run)
 
-	if m := w.lacks(j.jm.Needs); m != "" { // the web node's choice of set prevents this
-		j.finish(nil, nil, fmt.Errorf("worker %s has no model %s with the checksum asked for", w.cfg.Name, m))
-		msg.TermWithReason("model missing")
-		return
-	}
 	if wanted, err := j.request(&event{Kind: evAccept}, 2, requestTimeout); !wanted {
 		log.Info("queue: run no longer wanted, dropped", "err", err)
 		msg.Ack()
+		return
+	}
+	if m := w.lacks(j.jm.Needs); m != "" { // the web node's choice of set prevents this
+		j.finish(nil, nil, fmt.Errorf("worker %s has no model %s with the checksum asked for", w.cfg.Name, m))
+		msg.TermWithReason("model missing")
 		return
 	}
 	log.Info("queue: run accepted", "worker", w.cfg.Name, "attack", j.jm.Job.Plan.Attack, "models", len(j.jm.Needs))
@@ -179,7 +179,7 @@ func (j *jobRun) wire(ctx context.Context, ev *event, big bool) ([]byte, error) 
 		return nil, nil
 	}
 	name := fmt.Sprintf("%s.%d.%s", j.jm.Run, j.attempt, ev.Kind)
-	if _, err := j.w.payloads.PutBytes(ctx, name, data); err != nil {
+	if err := j.w.conn.putBlob(ctx, j.w.payloads, name, data); err != nil {
 		return nil, err
 	}
 	return encode(&event{Kind: ev.Kind, Worker: ev.Worker, Attempt: ev.Attempt, Blob: name})
