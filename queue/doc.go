@@ -50,8 +50,10 @@
 // once). A worker that dies stops both: after AckWait JetStream gives the job to
 // another worker, which asks again, and the web node goes on relaying from the
 // frame the page has (a CPU run with the same seed gives the same frames). After
-// MaxDeliver deliveries JetStream publishes a max-deliveries advisory; the web
-// node, listening for its jobs', tells the page the run was given up. Nothing of
+// MaxDeliver deliveries JetStream publishes a max-deliveries advisory (when a
+// live worker of the set asks for work); the web node, listening for its jobs',
+// tells the page the run was given up. When no worker of the set is left, its
+// adverts expire and the page hears that instead, within 15 s. Nothing of
 // a run is booked for saving before its record arrives whole, so nothing is
 // half-saved. When its NATS connection drops, a web node fails its running runs
 // at once with a clear message, and a worker cancels its own without acking
