@@ -16,7 +16,8 @@ func cmdCompete(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		"Usage: gibbon compete [--attacks A,B,...] [--defences D,...] [--model M] [--n 500] [flags]",
 		"Every untargeted attack against every defence, as in the NIPS 2017 competition: batches of images,",
 		"each with a budget drawn from --eps; an attack scores the misclassifications it causes summed over",
-		"defences, a defence its correct answers summed over attacks.")
+		"defences, a defence its correct answers summed over attacks. --adaptive also scores every transform",
+		"defence attacked through its transform.")
 	var f runFlags
 	f.register(fs, sweep.KindCompete)
 	attacks := fs.String("attacks", "", "methods, or net:NAME for attack networks, comma-separated (default: noise, fgsm, pgd, mi-fgsm and every attack network)")
@@ -27,24 +28,12 @@ func cmdCompete(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	s := f.settings(fs, sweep.KindCompete)
 	s.Attacks, s.Models = splitList(*attacks), splitList(*model)
-	z, plan, err := openPlan(ctx, f, s, stderr)
+	plan, closeModels, err := openPlan(ctx, f, s, stderr)
 	if err != nil {
 		return err
 	}
-	defer z.close()
-	x, labels, err := loadSet(ctx, plan)
-	if err != nil {
-		return err
-	}
-	s = plan.Settings
-	bar := newBar(stderr, "compete", len(labels))
-	m, err := sweep.Compete(ctx, sweep.CompeteSpec{Dataset: s.Dataset, Attacks: plan.Attacks, Defences: plan.Defences, Images: x, Labels: labels,
-		Range: plan.Range, EpsSet: plan.Eps, Batch: s.Batch, Seed: s.Seed}, func(m *sweep.Matrix) error { bar.Update(m.N, ""); return nil })
-	bar.End()
-	if err != nil {
-		return err
-	}
-	return f.report(ctx, z, plan, m, m.WriteCSV, func(w io.Writer) { printMatrix(w, m, plan) }, m.WallSeconds, stdout)
+	defer closeModels()
+	return f.execute(ctx, plan, "compete", func(w io.Writer, r any) { printMatrix(w, r.(*sweep.Matrix), plan) }, stdout, stderr)
 }
 
 func printMatrix(w io.Writer, m *sweep.Matrix, plan *sweep.Plan) {
@@ -59,6 +48,10 @@ func printMatrix(w io.Writer, m *sweep.Matrix, plan *sweep.Plan) {
 		len(m.Attacks), len(m.Defences), m.N, m.Dataset, m.Batch, eps, m.Seed)
 	fmt.Fprintln(w, "cells: images misclassified by the defence (row: attack); an attack's score sums its row, a defence's")
 	fmt.Fprintln(w, "score sums its correct answers down its column")
+	if plan.Settings.Adaptive {
+		fmt.Fprintln(w, "(adaptive) columns: each attack through the defence's transform, scored beside the competition (not in attack")
+		fmt.Fprintln(w, "scores) and ranked in its defence's place; attack networks cannot adapt and are judged on their own images")
+	}
 	rows := [][]string{{"attack \\ defence"}}
 	for _, d := range m.Defences {
 		rows[0] = append(rows[0], d.Name)
@@ -80,5 +73,6 @@ func printMatrix(w io.Writer, m *sweep.Matrix, plan *sweep.Plan) {
 	}
 	rows = append(rows, score, rank, clean)
 	(&table{rows: rows}).write(w)
+	printScoring(w, len(m.Defences), func(d int) (string, sweep.Scoring) { return m.Defences[d].Name, m.Defences[d].Scoring })
 	fmt.Fprintf(w, "%.1f s\n", m.WallSeconds)
 }

@@ -2,26 +2,23 @@ package cli
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"gibbon/gallery"
 	"gibbon/inference"
-	"gibbon/inference/attack"
+	"gibbon/inference/defense"
+	"gibbon/inference/engine"
 	"gibbon/inference/mnist"
 	"gibbon/inference/sweep"
-	"gibbon/server"
+	"gibbon/inference/zoo"
 )
 
 // runFlags are the flags sweep, compete and transfer share.
@@ -31,6 +28,8 @@ type runFlags struct {
 	n, batch, steps, threads             int
 	seed                                 int64
 	save                                 bool
+	adaptive                             bool // sweep and compete
+	eotSamples                           int
 	rt                                   *runtimeFlags
 	out                                  *outputFlags
 }
@@ -50,6 +49,10 @@ func (f *runFlags) register(fs *flag.FlagSet, kind string) {
 	fs.IntVar(&f.batch, "batch", 0, "images per pass (default: as many as keep a pass near 256 image·ε rows; compete 100)")
 	fs.IntVar(&f.steps, "steps", 0, "steps of gradient attacks (default 10), queries of square (100) and noise (1)")
 	fs.Int64Var(&f.seed, "seed", 0, "random seed (default: a new one, printed)")
+	if kind != sweep.KindTransfer {
+		fs.BoolVar(&f.adaptive, "adaptive", false, "also score every transform defence adaptively, attacked through its transform (BPDA, EOT); results label which is which")
+		fs.IntVar(&f.eotSamples, "eot-samples", 0, fmt.Sprintf("with --adaptive: random draws each gradient through a random transform averages, 1 to %d (default %d)", defense.MaxSamples, defense.DefaultSamples))
+	}
 	fs.IntVar(&f.threads, "threads", 1, "ONNX Runtime intra-op threads")
 	f.rt = addRuntimeFlags(fs)
 	f.out = addOutputFlags(fs, true)
@@ -61,7 +64,18 @@ func (f *runFlags) register(fs *flag.FlagSet, kind string) {
 // settings are the sweep settings the shared flags give, for a run of kind.
 func (f *runFlags) settings(fs *flag.FlagSet, kind string) sweep.Settings {
 	return sweep.Settings{Kind: kind, Defences: splitList(f.defences), Eps: f.eps, Steps: f.steps, Dataset: f.dataset,
-		N: f.n, Batch: f.batch, Seed: seedFrom(fs, f.seed), Label: -1}
+		N: f.n, Batch: f.batch, Seed: seedFrom(fs, f.seed), Label: -1, Adaptive: f.adaptive, EOTSamples: f.eotSamples}
+}
+
+// checkEOT refuses --eot-samples outside 1…100; given as 0 too (left out, it takes
+// the default).
+func (f *runFlags) checkEOT(fs *flag.FlagSet) error {
+	given := false
+	fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == "eot-samples" })
+	if err := defense.CheckSamples(f.eotSamples); given && err != nil {
+		return usageError{"--eot-samples: " + err.Error()}
+	}
+	return nil
 }
 
 // parseOnlyFlags parses the command line of a command that takes no arguments
@@ -73,18 +87,35 @@ func (f *runFlags) parseOnlyFlags(fs *flag.FlagSet, args []string) error {
 	if f.threads < 1 {
 		return usageError{"--threads must be at least 1"}
 	}
-	return nil
+	return f.checkEOT(fs)
 }
 
-// report writes a data set run's result: its CSV where --csv says, then JSON or
-// the table (unless the CSV went to stdout), and saves it to the gallery on --save.
-func (f *runFlags) report(ctx context.Context, z *cliZoo, plan *sweep.Plan, result any, writeCSV func(io.Writer) error,
-	table func(io.Writer), wallSeconds float64, stdout io.Writer) error {
-	if err := f.out.write(stdout, result, writeCSV, table); err != nil {
+// execute runs a data set plan with a progress bar, as the pages run it (the one
+// executor), then reports it.
+func (f *runFlags) execute(ctx context.Context, plan *sweep.Plan, label string, table func(io.Writer, any), stdout, stderr io.Writer) error {
+	set, err := mnist.LoadTest(ctx)
+	if err != nil {
+		return err
+	}
+	bar := newBar(stderr, label, plan.Settings.N)
+	o, err := sweep.Execute(ctx, plan, sweep.Input{Set: set}, sweep.Events{
+		Progress: func(done int, _ any) error { bar.Update(done, ""); return nil },
+	})
+	bar.End()
+	if err != nil {
+		return err
+	}
+	return f.report(ctx, plan, o, func(w io.Writer) { table(w, o.Result) }, stdout)
+}
+
+// report writes a run's result: its CSV where --csv says, then JSON or the table
+// (unless the CSV went to stdout), and saves it to the gallery on --save.
+func (f *runFlags) report(ctx context.Context, plan *sweep.Plan, o *sweep.Outcome, table func(io.Writer), stdout io.Writer) error {
+	if err := f.out.write(stdout, o.Result, o.WriteCSV, table); err != nil {
 		return err
 	}
 	if f.save {
-		return saveRun(ctx, z, plan, *f, result, nil, nil, 0, wallSeconds, stdout)
+		return saveRun(ctx, plan, *f, o, stdout)
 	}
 	return nil
 }
@@ -120,192 +151,51 @@ func cmdSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case f.threads < 1:
 		return usageError{"--threads must be at least 1"}
 	}
+	if err := f.checkEOT(fs); err != nil {
+		return err
+	}
 	s := f.settings(fs, sweep.KindDataset)
 	s.Attack, s.Models = *method, splitList(*model)
 	if f.dataset == "" {
 		s.Kind, s.Image, s.Label = sweep.KindImage, filepath.Base(pos[0]), *label
 	}
-	z, plan, err := openPlan(ctx, f, s, stderr)
+	plan, closeModels, err := openPlan(ctx, f, s, stderr)
 	if err != nil {
 		return err
 	}
-	defer z.close()
+	defer closeModels()
 	if s.Kind == sweep.KindImage {
-		return sweepImage(ctx, z, plan, pos[0], *frames, f, stdout, stderr)
+		return sweepImage(ctx, plan, pos[0], *frames, f, stdout)
 	}
-	return sweepDataset(ctx, z, plan, f, stdout, stderr)
+	return f.execute(ctx, plan, "sweep", func(w io.Writer, r any) { printDatasetTable(w, r.(*sweep.DatasetResult), plan) }, stdout, stderr)
 }
 
-// openPlan opens ONNX Runtime and the models and plans s.
-func openPlan(ctx context.Context, f runFlags, s sweep.Settings, stderr io.Writer) (*cliZoo, *sweep.Plan, error) {
+// openPlan opens ONNX Runtime and the models (the process's zoo: each loaded
+// once, on first use) and plans s. The returned function closes them.
+func openPlan(ctx context.Context, f runFlags, s sweep.Settings, stderr io.Writer) (*sweep.Plan, func(), error) {
 	src, srcName := fs_(f.modelsDir)
-	man, err := readManifest(src, srcName)
-	if err != nil {
+	if _, err := readManifest(src, srcName); err != nil {
 		return nil, nil, err
 	}
 	rt, err := f.rt.open(f.threads)
 	if err != nil {
 		return nil, nil, err
 	}
-	z := newCLIZoo(rt, src, srcName, man)
-	plan, err := s.Plan(ctx, z, sweep.CLILimits)
+	z := zoo.Open(rt, inference.ModelSource{Name: srcName, FS: src})
+	closeModels := func() { z.Close(); rt.Close() }
+	plan, err := s.Plan(ctx, sweep.FromZoo(z), sweep.CLILimits)
 	if err != nil {
-		z.close()
-		var pe *planError
-		if errors.As(err, &pe) {
-			return nil, nil, err
+		closeModels()
+		var p zoo.Problem
+		if errors.As(err, &p) {
+			return nil, nil, err // a model that did not load, not a mistake in the command line
 		}
 		return nil, nil, usageError{err.Error()}
 	}
 	for _, sk := range plan.Skipped {
 		fmt.Fprintf(stderr, "not a defence: %s\n", sk)
 	}
-	return z, plan, nil
-}
-
-// planError is a model that failed to load (not a mistake in the command line).
-type planError struct{ err error }
-
-func (e *planError) Error() string { return e.err.Error() }
-func (e *planError) Unwrap() error { return e.err }
-
-// cliZoo resolves models from a manifest folder, loading each once.
-type cliZoo struct {
-	rt          *inference.Runtime
-	src         fs.FS
-	srcName     string
-	entries     map[string]inference.ModelEntry
-	classifiers []string
-	networks    []string
-
-	mu     sync.Mutex
-	models map[string]*attack.ONNXModel
-	nets   map[string]*attack.Network
-	shas   map[string]string
-}
-
-func newCLIZoo(rt *inference.Runtime, src fs.FS, srcName string, man *inference.Manifest) *cliZoo {
-	z := &cliZoo{rt: rt, src: src, srcName: srcName, entries: map[string]inference.ModelEntry{},
-		models: map[string]*attack.ONNXModel{}, nets: map[string]*attack.Network{}, shas: map[string]string{}}
-	for _, e := range man.Models {
-		z.entries[e.Name] = e
-		switch e.Task {
-		case inference.TaskClassifier:
-			z.classifiers = append(z.classifiers, e.Name)
-		case inference.TaskAttackNetwork:
-			z.networks = append(z.networks, e.Name)
-		}
-	}
-	return z
-}
-
-func (z *cliZoo) Classifiers() []string { return z.classifiers }
-func (z *cliZoo) Networks() []string    { return z.networks }
-
-func (z *cliZoo) Contract(name string) (inference.InputContract, bool) {
-	e, ok := z.entries[name]
-	return e.Input, ok
-}
-
-func (z *cliZoo) Classifier(ctx context.Context, name string) (attack.Model, inference.InputContract, error) {
-	e, ok := z.entries[name]
-	if !ok || e.Task != inference.TaskClassifier {
-		return attack.Model{}, inference.InputContract{}, fmt.Errorf("no classifier %q in %s (have: %s)", name, z.srcName, strings.Join(z.classifiers, ", "))
-	}
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if m := z.models[name]; m != nil {
-		return attack.Model{Name: name, Net: m}, e.Input, nil
-	}
-	m, err := attack.LoadModel(ctx, z.rt, z.src, e)
-	if err != nil {
-		return attack.Model{}, inference.InputContract{}, &planError{err}
-	}
-	z.models[name] = m
-	return attack.Model{Name: name, Net: m}, e.Input, nil
-}
-
-func (z *cliZoo) Network(ctx context.Context, name string) (sweep.Generator, inference.InputContract, error) {
-	e, ok := z.entries[name]
-	if !ok || e.Task != inference.TaskAttackNetwork {
-		have := strings.Join(z.networks, ", ")
-		if have == "" {
-			have = "none"
-		}
-		return nil, inference.InputContract{}, fmt.Errorf("no attack network %q in %s (have: %s)", name, z.srcName, have)
-	}
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if n := z.nets[name]; n != nil {
-		return n, e.Input, nil
-	}
-	n, err := attack.LoadNetwork(ctx, z.rt, z.src, e)
-	if err != nil {
-		return nil, inference.InputContract{}, &planError{err}
-	}
-	z.nets[name] = n
-	return n, e.Input, nil
-}
-
-// sha is a model file's SHA-256: the manifest's, else computed from the file.
-func (z *cliZoo) sha(name string) (string, error) {
-	e := z.entries[name]
-	if e.SHA256 != "" {
-		return strings.ToLower(e.SHA256), nil
-	}
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if s, ok := z.shas[name]; ok {
-		return s, nil
-	}
-	data, err := fs.ReadFile(z.src, e.File)
-	if err != nil {
-		return "", fmt.Errorf("model %s: %w", name, err)
-	}
-	sum := sha256.Sum256(data)
-	z.shas[name] = hex.EncodeToString(sum[:])
-	return z.shas[name], nil
-}
-
-func (z *cliZoo) labels(name string) []string { return z.entries[name].Labels }
-
-func (z *cliZoo) close() {
-	z.mu.Lock()
-	for _, m := range z.models {
-		m.Close()
-	}
-	for _, n := range z.nets {
-		n.Close()
-	}
-	z.models, z.nets = nil, nil
-	z.mu.Unlock()
-	z.rt.Close()
-}
-
-// loadSet is the plan's data set as tensors on the models' range.
-func loadSet(ctx context.Context, plan *sweep.Plan) (*inference.Tensor, []int, error) {
-	test, err := mnist.LoadTest(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	return plan.Contract.MNISTTensor(test, 0, plan.Settings.N)
-}
-
-func sweepDataset(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, stdout, stderr io.Writer) error {
-	x, labels, err := loadSet(ctx, plan)
-	if err != nil {
-		return err
-	}
-	s := plan.Settings
-	bar := newBar(stderr, "sweep", len(labels))
-	res, err := sweep.RunDataset(ctx, sweep.DatasetSpec{Dataset: s.Dataset, Attack: plan.Attack, Eps: plan.Eps, Range: plan.Range,
-		Defences: plan.Defences, Images: x, Labels: labels, Batch: s.Batch, Seed: s.Seed},
-		func(r *sweep.DatasetResult) error { bar.Update(r.N, ""); return nil })
-	bar.End()
-	if err != nil {
-		return err
-	}
-	return f.report(ctx, z, plan, res, res.WriteCSV, func(w io.Writer) { printDatasetTable(w, res, plan) }, res.WallSeconds, stdout)
+	return plan, closeModels, nil
 }
 
 func printDatasetTable(w io.Writer, res *sweep.DatasetResult, plan *sweep.Plan) {
@@ -322,8 +212,27 @@ func printDatasetTable(w io.Writer, res *sweep.DatasetResult, plan *sweep.Plan) 
 		rows = append(rows, row)
 	}
 	(&table{rows: rows}).write(w)
+	printScoring(w, len(res.Defences), func(d int) (string, sweep.Scoring) { return res.Defences[d].Name, res.Defences[d].Scoring })
 	fmt.Fprintf(w, "%d images × %d ε in %.1f s: %.1f images/s, %.1f image·ε/s\n", res.N, len(res.Eps), res.WallSeconds,
 		res.ImagesPerSecond, res.ImagesPerSecond*float64(len(res.Eps)))
+}
+
+// printScoring says how each of n defences' adaptive twins was attacked, then each
+// caveat once.
+func printScoring(w io.Writer, n int, defence func(int) (string, sweep.Scoring)) {
+	var caveats []string
+	for d := range n {
+		name, s := defence(d)
+		if s.Mode == sweep.Adaptive {
+			fmt.Fprintf(w, "%s: %s\n", name, s.Through)
+		}
+		if s.Caveat != "" && !slices.Contains(caveats, s.Caveat) {
+			caveats = append(caveats, s.Caveat)
+		}
+	}
+	for _, c := range caveats {
+		fmt.Fprintln(w, "note: "+c)
+	}
 }
 
 func rangeText(r [2]float32) string { return fmt.Sprintf("[%g,%g]", r[0], r[1]) }
@@ -339,11 +248,14 @@ func describeAttack(in sweep.Info) string {
 	return fmt.Sprintf("%s (%d steps of %s) on %s", in.Method, in.Steps, in.Alpha, strings.Join(in.Surrogates, "+"))
 }
 
-func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames string, f runFlags, stdout, stderr io.Writer) error {
-	pc := plan.Contract.Unnormalized()
-	pre, err := readImage(path, pc)
+func sweepImage(ctx context.Context, plan *sweep.Plan, path, frames string, f runFlags, stdout io.Writer) error {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
+	}
+	clean, err := engine.LoadImage(engine.Image{Data: data}, plan.Contract)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	if frames != "" {
 		if err := os.MkdirAll(frames, 0o755); err != nil {
@@ -351,26 +263,16 @@ func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames s
 		}
 	}
 	s := plan.Settings
-	var names []string
-	if len(plan.Defences) > 0 {
-		names = z.labels(plan.Defences[0].Model)
+	if len(plan.Labels) > 0 && s.Label >= len(plan.Labels) {
+		return usageError{fmt.Sprintf("--label %d: the models have classes 0..%d", s.Label, len(plan.Labels)-1)}
 	}
-	if len(names) > 0 && s.Label >= len(names) {
-		return usageError{fmt.Sprintf("--label %d: the models have classes 0..%d", s.Label, len(names)-1)}
-	}
-	spec := sweep.ImageSpec{Attack: plan.Attack, Eps: plan.Eps, Range: plan.Range, Defences: plan.Defences, Image: pre.Tensor,
-		Label: s.Label, Labels: names, Seed: s.Seed}
+	g := engine.NewGrid(plan.Contract)
 	table := f.out.text()
-	var last *inference.Tensor
 	header := false
-	res, err := sweep.RunImage(ctx, spec, func(p sweep.Point) error {
-		last = p.Adv
+	o, err := sweep.Execute(ctx, plan, sweep.Input{Image: g.Tensor(clean.Levels)}, sweep.Events{Point: func(p sweep.Point) error {
 		if frames != "" {
-			img, err := inference.TensorImage(p.Adv, pc)
-			if err != nil {
-				return err
-			}
-			if err := writePNG(filepath.Join(frames, fmt.Sprintf("eps-%02d-%s.png", p.Index, strconv.FormatFloat(p.Eps, 'f', -1, 64))), img); err != nil {
+			name := fmt.Sprintf("eps-%02d-%s.png", p.Index, strconv.FormatFloat(p.Eps, 'f', -1, 64))
+			if err := writePNG(filepath.Join(frames, name), g.Image(g.Quantize(p.Adv.Data))); err != nil {
 				return err
 			}
 		}
@@ -391,47 +293,25 @@ func sweepImage(ctx context.Context, z *cliZoo, plan *sweep.Plan, path, frames s
 			fmt.Fprintln(stdout, strings.Join(cells, "  "))
 		}
 		return nil
-	})
+	}})
 	if err != nil {
 		return err
 	}
-	if err := f.out.write(stdout, res, res.WriteCSV, func(w io.Writer) { printFlips(w, res, plan, frames) }); err != nil {
-		return err
-	}
-	if !f.save {
-		return nil
-	}
-	// The entry's images: the clean one, and the attacked model's first flip (else the
-	// largest ε).
-	adv := last
-	for _, d := range res.Defences {
-		if d.FlipIndex > 0 {
-			adv = res.Points[d.FlipIndex].Adv
-			break
-		}
-	}
-	orig, err := tensorPNG(pre.Tensor, pc)
-	if err != nil {
-		return err
-	}
-	advPNG, err := tensorPNG(adv, pc)
-	if err != nil {
-		return err
-	}
-	var linf float64
-	for _, p := range res.Points {
-		linf = max(linf, p.Linf255)
-	}
-	return saveRun(ctx, z, plan, f, res, orig, advPNG, linf, res.WallSeconds, stdout)
+	return f.report(ctx, plan, o, func(w io.Writer) { printFlips(w, o.Result.(*sweep.ImageResult), plan, frames) }, stdout)
 }
 
-// saveRun stores a sweep or matrix in the gallery and prints its permalink. linf255
-// is the measured distance of an image sweep's images (0: the largest budget).
-func saveRun(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, result any,
-	orig, adv []byte, linf255, wallSeconds float64, stdout io.Writer) error {
-	e, err := entryFor(z, plan, f.title, result, orig, adv, linf255, wallSeconds)
-	if err != nil {
-		return err
+// saveRun stores a sweep or matrix in the gallery and prints its permalink.
+func saveRun(ctx context.Context, plan *sweep.Plan, f runFlags, o *sweep.Outcome, stdout io.Writer) error {
+	if o.Entry == nil {
+		return fmt.Errorf("the run cannot be saved: %s", o.NoSave)
+	}
+	e := *o.Entry
+	e.Title = f.title
+	if e.Title == "" {
+		e.Title = defaultTitle(plan.Settings)
+		if r := []rune(e.Title); len(r) > gallery.MaxTitleRunes {
+			e.Title = string(r[:gallery.MaxTitleRunes-1]) + "…"
+		}
 	}
 	if err := os.MkdirAll(f.data, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
@@ -441,30 +321,13 @@ func saveRun(ctx context.Context, z *cliZoo, plan *sweep.Plan, f runFlags, resul
 		return err
 	}
 	defer store.Close()
-	rec, err := store.Save(ctx, e)
+	rec, err := store.Save(ctx, &e)
 	if err != nil {
 		return fmt.Errorf("save to the gallery: %w", err)
 	}
 	fmt.Fprintf(stdout, "saved to the gallery: /g/%s (gibbon serve --data %s shows it); delete with /g/%s/delete?token=%s\n",
 		rec.Slug, f.data, rec.Slug, rec.DeleteToken)
 	return nil
-}
-
-// entryFor is a plan's result as a gallery entry, with the same provenance as a run:
-// every model by name and file checksum, all parameters, the seed and the version.
-func entryFor(z *cliZoo, plan *sweep.Plan, title string, result any, orig, adv []byte, linf255, wallSeconds float64) (*gallery.Entry, error) {
-	e, err := server.SweepEntry(plan, result, linf255, math.Round(wallSeconds*1000), z.sha)
-	if err != nil {
-		return nil, err
-	}
-	e.Title, e.GibbonVersion, e.Original, e.Adversarial = title, server.Version(), orig, adv
-	if e.Title == "" {
-		e.Title = defaultTitle(plan.Settings)
-		if r := []rune(e.Title); len(r) > gallery.MaxTitleRunes {
-			e.Title = string(r[:gallery.MaxTitleRunes-1]) + "…"
-		}
-	}
-	return e, nil
 }
 
 func defaultTitle(s sweep.Settings) string {
@@ -493,6 +356,7 @@ func printFlips(w io.Writer, res *sweep.ImageResult, plan *sweep.Plan, frames st
 		}
 		fmt.Fprintf(w, "  %s: %s\n", d.Name, at)
 	}
+	printScoring(w, len(res.Defences), func(d int) (string, sweep.Scoring) { return res.Defences[d].Name, res.Defences[d].Scoring })
 	fmt.Fprintf(w, "%d ε values in %.2f s\n", len(res.Points), res.WallSeconds)
 	if frames != "" {
 		fmt.Fprintf(w, "wrote %d images to %s\n", len(res.Points), frames)

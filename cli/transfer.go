@@ -26,24 +26,12 @@ func cmdTransfer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	s := f.settings(fs, sweep.KindTransfer)
 	s.Attack, s.Models = *method, splitList(*sources)
-	z, plan, err := openPlan(ctx, f, s, stderr)
+	plan, closeModels, err := openPlan(ctx, f, s, stderr)
 	if err != nil {
 		return err
 	}
-	defer z.close()
-	x, labels, err := loadSet(ctx, plan)
-	if err != nil {
-		return err
-	}
-	s = plan.Settings
-	bar := newBar(stderr, "transfer", len(labels))
-	t, err := sweep.Transfer(ctx, sweep.TransferSpec{Dataset: s.Dataset, Sources: plan.Attacks, Targets: plan.Defences, Images: x, Labels: labels,
-		Range: plan.Range, Eps: plan.Eps[0], Batch: s.Batch, Seed: s.Seed}, func(t *sweep.TransferMatrix) error { bar.Update(t.N, ""); return nil })
-	bar.End()
-	if err != nil {
-		return err
-	}
-	return f.report(ctx, z, plan, t, t.WriteCSV, func(w io.Writer) { printTransfer(w, t, plan) }, t.WallSeconds, stdout)
+	defer closeModels()
+	return f.execute(ctx, plan, "transfer", func(w io.Writer, r any) { printTransfer(w, r.(*sweep.TransferMatrix), plan) }, stdout, stderr)
 }
 
 // printTransfer is the transfer matrix as a table.

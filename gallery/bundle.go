@@ -11,7 +11,10 @@ import (
 // without any secret), original.png, adversarial.png, and where both images
 // exist perturbation.npy (float32 [C,H,W], adversarial − original on the [0,1]
 // scale) and perturbation.png (amplified to be visible).
-func WriteZip(w io.Writer, e *Entry, original, adversarial []byte) error {
+//
+// perturbationPNG is the perturbation's picture, drawn by the caller on the map
+// Gibbon shows everywhere (nil leaves it out).
+func WriteZip(w io.Writer, e *Entry, original, adversarial, perturbationPNG []byte) error {
 	z := zip.NewWriter(w)
 	create := func(name string) (io.Writer, error) {
 		// Store, don't deflate: PNGs are compressed already and this stays fast.
@@ -54,11 +57,9 @@ func WriteZip(w io.Writer, e *Entry, original, adversarial []byte) error {
 		if err := p.WriteNPY(f); err != nil {
 			return err
 		}
-		amp, _, err := p.Amplified()
-		if err != nil {
-			return fmt.Errorf("entry zip: %w", err)
-		}
-		if err := add("perturbation.png", amp); err != nil {
+	}
+	if perturbationPNG != nil {
+		if err := add("perturbation.png", perturbationPNG); err != nil {
 			return err
 		}
 	}

@@ -145,43 +145,6 @@ func (p *Perturbation) MaxAbs() float64 {
 	return float64(m)
 }
 
-// Amplified renders the perturbation visibly: grey is zero, and the largest
-// change reaches black or white. It returns the PNG and the gain applied.
-func (p *Perturbation) Amplified() ([]byte, float64, error) {
-	gain := 1.0
-	if m := p.MaxAbs(); m > 0 {
-		gain = 0.5 / m
-	}
-	level := func(v float32) uint8 {
-		x := 0.5 + float64(v)*gain
-		return uint8(math.Round(math.Min(1, math.Max(0, x)) * 255))
-	}
-	rect := image.Rect(0, 0, p.W, p.H)
-	plane := p.H * p.W
-	var img image.Image
-	if p.C == 1 {
-		g := image.NewGray(rect)
-		for i := 0; i < plane; i++ {
-			g.Pix[i] = level(p.Data[i])
-		}
-		img = g
-	} else {
-		rgba := image.NewNRGBA(rect)
-		for i := 0; i < plane; i++ {
-			rgba.Pix[4*i] = level(p.Data[i])
-			rgba.Pix[4*i+1] = level(p.Data[plane+i])
-			rgba.Pix[4*i+2] = level(p.Data[2*plane+i])
-			rgba.Pix[4*i+3] = 255
-		}
-		img = rgba
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		return nil, 0, err
-	}
-	return buf.Bytes(), gain, nil
-}
-
 // NPY encodes the perturbation in NumPy's .npy format (version 1.0,
 // little-endian float32, C order, shape (C, H, W)).
 func (p *Perturbation) NPY() []byte {

@@ -17,6 +17,10 @@ import (
 // attackSocketPath is the explorer's websocket.
 const attackSocketPath = "/api/attack/ws"
 
+// firstRunPace is the slow motion (ms per step) of a visit's first run: PGD-40 on
+// the small models is over in half a second, too fast to watch.
+const firstRunPace = 80
+
 // explorer is the explorer's state shared by every connection.
 type explorer struct {
 	cfg   AttackConfig
@@ -42,7 +46,7 @@ func (s *Server) attackPage(c echo.Context) views.AttackPage {
 	cfg := s.explorer.cfg
 	p := s.page(c, "Attack", "/attack")
 	p.Styles = append(p.Styles, s.assets.URL("attack.css"))
-	p.Scripts = append(p.Scripts, s.assets.URL("attack.js"))
+	p.Scripts = append(p.Scripts, s.assets.URL("attack_chart.js"), s.assets.URL("handoff.js"), s.assets.URL("attack.js"))
 	page := views.AttackPage{
 		Page: p,
 		Limits: views.Limits{
@@ -57,13 +61,15 @@ func (s *Server) attackPage(c echo.Context) views.AttackPage {
 		DefaultEps:   40,
 		MaxEps:       128,
 		MaxPaceMS:    int(cfg.MaxPace.Milliseconds()),
+		FirstPaceMS:  min(firstRunPace, int(cfg.MaxPace.Milliseconds())),
+		MaxRestarts:  s.engineLimits().MaxRestarts,
 		MaxUpload:    s.cfg.MaxUploadBytes,
 		Gallery:      s.gallery != nil,
 		Socket:       attackSocketPath,
 		Problems:     len(s.models.Problems()),
 	}
 	for _, a := range s.attackChoices() {
-		page.Attacks = append(page.Attacks, views.AttackChoice{ID: a.ID, Label: a.Label, Note: a.Note, Gradient: a.Gradient})
+		page.Attacks = append(page.Attacks, views.AttackChoice{ID: a.ID, Label: a.Label, Note: a.Note, Gradient: a.Gradient, Heads: a.Heads})
 	}
 	for _, m := range s.models.Classifiers() {
 		page.Models = append(page.Models, views.AttackModel{Name: m.Name, Architecture: m.Architecture, Robust: m.Robust,

@@ -383,8 +383,8 @@ func TestAttackBrowserImageNet(t *testing.T) {
 	if !strings.Contains(note, "resized to 299×299") {
 		t.Errorf("the 299 px watcher's note: %q", note)
 	}
-	if s := eval[string](t, ctx, `document.getElementById("ax-status").textContent`); !strings.Contains(s, "all passes on CPU") {
-		t.Errorf("status %q does not say where the passes ran", s)
+	if s := eval[string](t, ctx, `document.getElementById("ax-speed").textContent`); !strings.Contains(s, "all passes on CPU") {
+		t.Errorf("the result's timing line %q does not say where the passes ran", s)
 	}
 	if p := eval[string](t, ctx, `document.getElementById("explorer").dataset.providers`); !strings.Contains(p, `"pass":"gradient"`) {
 		t.Errorf("the last frame's providers: %s", p)

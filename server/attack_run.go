@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"gibbon/inference"
+	"gibbon/inference/attack"
 	"gibbon/inference/engine"
 	"gibbon/views"
 )
@@ -38,13 +39,16 @@ type run struct {
 
 	mu         sync.Mutex
 	loss       []float64 // by recorded frame
+	seqs       []int     // by recorded frame: its step's place among the reported ones
 	conf       [][]guess // by recorded frame: each defence's guess
 	lossSent   int
 	firstFrame time.Time
 	framesSent int
+	sentSeq    int // the last frame sent: its step's place among those reported
 	framesDrwn int
 	encode     time.Duration
 	final      *engine.Frame
+	last       *engine.Frame // the last recorded frame: a stopped run's result
 	record     *engine.Record
 }
 
@@ -54,6 +58,9 @@ type snapshot struct {
 	run *run
 	f   *engine.Frame
 	idx int
+	// stopped marks a stopped run's result (its last recorded frame), sent once
+	// more unless the page has it.
+	stopped bool
 }
 
 func newRun(ss *wsSession, id int, req *runRequest, received time.Time) *run {
@@ -89,6 +96,9 @@ func (r *run) execute(ctx context.Context, image []byte) {
 					reason = fmt.Sprintf("The run reached the explorer's time limit of %s.", job.Timeout)
 				}
 				r.stopReason.Store(&reason)
+			}
+			if rec.Stopped {
+				r.sendStoppedFinal()
 			}
 		}
 	}
@@ -172,7 +182,9 @@ func (r *run) started(st *engine.Start) error {
 func (r *run) frame(ctx context.Context, f *engine.Frame) error {
 	r.mu.Lock()
 	r.loss = append(r.loss, f.Loss)
+	r.seqs = append(r.seqs, f.Seq)
 	r.conf = append(r.conf, guessesOf(f.Verdicts))
+	r.last = f
 	snap := &snapshot{run: r, f: f, idx: len(r.loss) - 1}
 	r.mu.Unlock()
 	if f.Final {
@@ -192,6 +204,18 @@ func (r *run) frame(ctx context.Context, f *engine.Frame) error {
 		}
 	}
 	return nil
+}
+
+// sendStoppedFinal sends a stopped run's result, its last recorded frame, marked
+// stopped: the page may have skipped it, and its download and Save are that image.
+func (r *run) sendStoppedFinal() {
+	r.mu.Lock()
+	last, idx := r.last, len(r.loss)-1
+	r.mu.Unlock()
+	if last == nil || last.Final {
+		return
+	}
+	r.ss.send(outMsg{snap: &snapshot{run: r, f: last, idx: idx, stopped: true}})
 }
 
 // book files the run's entry (or why it has none) under its key.
@@ -314,21 +338,27 @@ func (r *run) sendStarted() error {
 
 // frameMsg is one frame's JSON header.
 type frameMsg struct {
-	Type     string     `json:"type"`
-	Run      int        `json:"run"`
-	Seq      int        `json:"seq"`
-	Step     int        `json:"step"`
-	Steps    int        `json:"steps"`
-	Final    bool       `json:"final,omitempty"`
+	Type  string `json:"type"`
+	Run   int    `json:"run"`
+	Seq   int    `json:"seq"`
+	Step  int    `json:"step"`
+	Steps int    `json:"steps"`
+	Final bool   `json:"final,omitempty"`
+	// Stopped marks a stopped run's result: its last recorded frame, sent again.
+	Stopped  bool       `json:"stopped,omitempty"`
 	Diverse  bool       `json:"diverse,omitempty"`
 	Queries  int        `json:"queries,omitempty"`
 	LossFrom int        `json:"loss_from"`
 	Loss     []*float64 `json:"loss"`
+	// LossSeq are those recorded steps' places among the steps reported (a long
+	// run records every k-th step): the charts' x positions.
+	LossSeq []int `json:"loss_seq"`
 	// Conf are the same recorded steps' guesses, one per defence: the top class,
 	// its probability and the true class's (the confidence chart).
 	Conf     [][]guess      `json:"conf"`
 	Heads    []headState    `json:"heads,omitempty"`
 	Linf     int            `json:"linf"` // /255 steps, on the images sent
+	L2       float64        `json:"l2"`   // on the models' input range
 	Pred     string         `json:"pred,omitempty"`
 	Gain     float64        `json:"gain"`
 	Chosen   string         `json:"chosen,omitempty"` // attack networks: the head the defences see
@@ -389,8 +419,16 @@ type defenceState struct {
 // run.
 func (r *run) renderFrame(snap *snapshot, gain float64) ([]byte, error) {
 	f := snap.f
-	if r.stopped() && !f.Final {
+	if r.stopped() && !f.Final && !snap.stopped {
 		return nil, nil
+	}
+	if snap.stopped {
+		r.mu.Lock()
+		had := r.framesSent > 0 && f.Seq <= r.sentSeq
+		r.mu.Unlock()
+		if had {
+			return nil, nil
+		}
 	}
 	p := r.start
 	g := p.Grid()
@@ -414,8 +452,8 @@ func (r *run) renderFrame(snap *snapshot, gain float64) ([]byte, error) {
 	}
 	enc := time.Since(start)
 
-	m := frameMsg{Type: "frame", Run: r.id, Seq: f.Seq, Step: f.Step, Steps: f.Steps, Final: f.Final, Diverse: f.Diverse,
-		Queries: f.Queries, Linf: engine.LinfLevels(f.Adv, p.Clean.Levels), Gain: gain}
+	m := frameMsg{Type: "frame", Run: r.id, Seq: f.Seq, Step: f.Step, Steps: f.Steps, Final: f.Final, Stopped: snap.stopped,
+		Diverse: f.Diverse, Queries: f.Queries, Linf: engine.LinfLevels(f.Adv, p.Clean.Levels), L2: g.L2(f.Adv, p.Clean.Levels), Gain: gain}
 	if len(f.Heads) > 0 {
 		m.Chosen = f.Heads[f.Chosen].Label
 	}
@@ -440,6 +478,7 @@ func (r *run) renderFrame(snap *snapshot, gain float64) ([]byte, error) {
 	m.LossFrom = from
 	end := min(idx+1, len(r.loss))
 	m.Loss = jsonFloats(r.loss[from:end])
+	m.LossSeq = r.seqs[from:end]
 	m.Conf = r.conf[from:end]
 	r.lossSent = end
 	r.framesDrwn++
@@ -477,9 +516,10 @@ func (r *run) defenceStates(vs []engine.Verdict, errs []string) []defenceState {
 }
 
 // frameSent counts a frame the client was sent.
-func (r *run) frameSent(*snapshot) {
+func (r *run) frameSent(snap *snapshot) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.sentSeq = snap.f.Seq
 	if r.framesSent == 0 {
 		r.firstFrame = time.Now()
 	}
@@ -525,12 +565,16 @@ type doneMsg struct {
 	Flipped int     `json:"flipped"`
 	Watched int     `json:"watched"`
 	// Steps counts the steps the attack reported (queries for black-box ones);
-	// StepsAsked what the plan asked for.
-	Steps      int                `json:"steps"`
-	StepsAsked int                `json:"steps_asked"`
-	Seed       int64              `json:"seed"`
-	Download   string             `json:"download,omitempty"`
-	Timings    map[string]float64 `json:"timings"`
+	// StepsAsked what the plan asked for; Taken the steps (or queries) the attack
+	// took by its own count: 40 for PGD-40, whose start point is a reported step too.
+	Steps      int `json:"steps"`
+	StepsAsked int `json:"steps_asked"`
+	Taken      int `json:"taken"`
+	// Early says why a black-box attack ended before its budget ("" if it did not).
+	Early    string             `json:"early,omitempty"`
+	Seed     int64              `json:"seed"`
+	Download string             `json:"download,omitempty"`
+	Timings  map[string]float64 `json:"timings"`
 	// Providers says where the run's passes ran; Deterministic whether all of them
 	// ran on the CPU, which replays bit for bit.
 	Providers     []engine.PassProvider `json:"providers"`
@@ -550,20 +594,22 @@ func (r *run) doneMsg() (int, []byte, error) {
 		m.Stopped, m.Reason = true, *reason
 	}
 	r.mu.Lock()
-	rec := r.record
+	rec, last := r.record, r.last
 	m.Timings = r.timingsLocked()
 	r.mu.Unlock()
 	if rec != nil && rec.Adv != nil {
 		m.Linf, m.L2, m.Flipped, m.Steps = rec.Linf, rec.L2, rec.Flipped(), rec.StepsRun
 		m.Providers, m.Deterministic = rec.Providers, rec.Deterministic()
 		m.Download = r.downloadName(rec)
-		if cfg := rec.Config; cfg.Method != "" {
-			m.StepsAsked = cfg.Steps
+		m.StepsAsked, m.Taken = 1, 1
+		if cfg := rec.Config; cfg.Method != "" && last != nil {
+			m.StepsAsked, m.Taken = cfg.Steps, last.Step
 			if cfg.Method.BlackBox() {
-				m.StepsAsked = cfg.Queries
+				m.StepsAsked, m.Taken = cfg.Queries, last.Queries
+				if m.Taken < m.StepsAsked && !m.Stopped {
+					m.Early = r.earlyReason(rec, last, m.Taken, m.StepsAsked)
+				}
 			}
-		} else {
-			m.StepsAsked = 1
 		}
 		m.Saveable = r.ss.s.gallery != nil
 	} else {
@@ -571,6 +617,23 @@ func (r *run) doneMsg() (int, []byte, error) {
 	}
 	data, err := json.Marshal(m)
 	return websocket.TextMessage, data, err
+}
+
+// earlyReason says why a black-box attack used fewer queries than it had.
+func (r *run) earlyReason(rec *engine.Record, last *engine.Frame, taken, asked int) string {
+	label, _ := methodLabel(rec.Config.Method)
+	what := "queries"
+	if rec.Config.Method == attack.Noise {
+		what = "draws"
+	}
+	why := "the attacked model's answer had changed"
+	if rec.Target >= 0 {
+		why = "the attacked model answered the target"
+	}
+	if last.Pred < 0 || (rec.Target >= 0 && last.Pred != rec.Target) || (rec.Target < 0 && last.Pred == rec.Label) {
+		why = "it had nothing left to try"
+	}
+	return fmt.Sprintf("%s stopped after %d of %d %s: %s.", label, taken, asked, what, why)
 }
 
 // timingsLocked are the run's measured times (r.mu held).

@@ -23,8 +23,10 @@ const (
 )
 
 func (s *Server) homePage(c echo.Context) views.HomePage {
+	p := s.page(c, "Classify", "/")
+	p.Scripts = append(p.Scripts, s.assets.URL("handoff.js")) // "Attack this image" carries an upload over
 	return views.HomePage{
-		Page: s.page(c, "Classify", "/"),
+		Page: p,
 		Limits: views.Limits{
 			MaxUpload: formatBytes(s.cfg.MaxUploadBytes),
 			MaxPixels: inference.FormatMegapixels(s.cfg.MaxPixels),
@@ -77,6 +79,8 @@ func (s *Server) handleClassifyAPI(c echo.Context) error {
 type input struct {
 	data   []byte
 	source string
+	kind   string // upload, drawing or sample
+	sample string
 }
 
 // readInput takes the "image" file of the (already parsed, size-limited) form, or
@@ -101,11 +105,11 @@ func (s *Server) readInput(c echo.Context) (input, error) {
 			if int64(len(data)) > s.cfg.MaxUploadBytes {
 				return input{}, s.errUploadTooLarge()
 			}
-			src := "upload “" + truncate(fh.Filename, 60) + "”"
+			in := input{data: data, source: "upload “" + truncate(fh.Filename, 60) + "”", kind: "upload"}
 			if req.FormValue("source") == "drawing" {
-				src = "your drawing"
+				in.source, in.kind = "your drawing", "drawing"
 			}
-			return input{data: data, source: src}, nil
+			return in, nil
 		}
 	}
 	if name := req.FormValue("sample"); name != "" {
@@ -113,7 +117,7 @@ func (s *Server) readInput(c echo.Context) (input, error) {
 		if !ok {
 			return input{}, userError{http.StatusNotFound, fmt.Sprintf("There is no sample called %q.", truncate(name, 60))}
 		}
-		return input{data: sm.data, source: "sample " + sm.Label}, nil
+		return input{data: sm.data, source: "sample " + sm.Label, kind: "sample", sample: name}, nil
 	}
 	return input{}, errNoInput
 }
@@ -137,13 +141,22 @@ func (s *Server) classify(c echo.Context) (*views.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &views.Result{Source: in.source, Detail: fmt.Sprintf("%s, %d×%d px", hdr.Format, hdr.Width, hdr.Height)}
+	res := &views.Result{Source: in.source, Detail: fmt.Sprintf("%s, %d×%d px", hdr.Format, hdr.Width, hdr.Height),
+		Kind: in.kind, Sample: in.sample}
 	if err := take(ctx, s.slots); err != nil {
 		return nil, err
 	}
 	defer func() { <-s.slots }()
 	if res.Original, err = pngDataURL(pic.Thumbnail(thumbnailSide)); err != nil {
 		return nil, fmt.Errorf("thumbnail: %w", err)
+	}
+
+	classifiers := s.models.Classifiers()
+	for _, m := range classifiers {
+		if m.Input.Resize == inference.ResizeMNIST {
+			res.MNIST = mnistHint(pic.MNISTDistance())
+			break
+		}
 	}
 
 	s.classifying.Add(1)
@@ -155,7 +168,6 @@ func (s *Server) classify(c echo.Context) (*views.Result, error) {
 		url string
 	}
 	cache := map[string]*prepared{} // models with the same contract share preprocessing
-	classifiers := s.models.Classifiers()
 	var imageErrs []error
 	for _, m := range classifiers {
 		key := fmt.Sprintf("%+v", m.Input)
@@ -211,3 +223,21 @@ func (s *Server) classify(c echo.Context) (*views.Result, error) {
 }
 
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// mnistHint says what an input's distance from MNIST's digits means for the
+// models trained on them: a teachable moment about inputs a model never saw.
+func mnistHint(d inference.MNISTDistance) *views.MNISTHint {
+	h := &views.MNISTHint{Distance: d.Distance, Border: d.Border, Tones: d.Tones, Unlike: d.Unlike(),
+		Explain: fmt.Sprintf("The distance compares the image with MNIST's 10,000 test digits, light strokes on an even black background: "+
+			"the share of its border that is not background (digits: under %.0f %%) or of its pixels in between background and ink "+
+			"(digits: under %.0f %%), whichever is further over its limit; 1 or less is like a test digit.",
+			100*inference.BorderLimit, 100*inference.TonesLimit)}
+	shares := fmt.Sprintf("%.0f %% of its border is not background and %.0f %% of its pixels are in-between tones", 100*d.Border, 100*d.Tones)
+	if h.Unlike {
+		h.Verdict = fmt.Sprintf("The MNIST models only know handwritten digits, and this image is not like one: distance %.1f from MNIST's digits (%s). "+
+			"They still answer with a digit, often a confident one; read their answers as guesses about a picture they were never shown.", d.Distance, shares)
+	} else {
+		h.Verdict = fmt.Sprintf("Like the handwritten digits the MNIST models were trained on: distance %.2f from MNIST's digits (%s).", d.Distance, shares)
+	}
+	return h
+}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -30,37 +28,6 @@ type GalleryStore interface {
 // maxFilterLen bounds a filter value from the query string (names are at most
 // gallery.MaxNameRunes characters; a longer value cannot match anything).
 const maxFilterLen = 4 * gallery.MaxNameRunes
-
-// Version is this build's version, recorded in every saved entry (the server's
-// and the command line's): the module version, else the VCS revision (marked when
-// the tree was modified).
-func Version() string { return version() }
-
-var version = sync.OnceValue(func() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "+dirty"
-			}
-		}
-	}
-	if (v == "" || v == "(devel)") && rev != "" {
-		v = "devel-" + rev[:min(12, len(rev))] + dirty
-	}
-	if v == "" {
-		v = "devel"
-	}
-	return v
-})
 
 func (s *Server) galleryStyles(p views.Page) views.Page {
 	p.Styles = append(p.Styles, s.assets.URL("gallery.css"))

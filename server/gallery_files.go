@@ -14,6 +14,7 @@ import (
 
 	"gibbon/gallery"
 	"gibbon/inference"
+	"gibbon/inference/engine"
 )
 
 // handleGalleryImage serves a stored PNG by its SHA-256: the address is the
@@ -108,8 +109,19 @@ func (s *Server) serveGenerated(c echo.Context, e *gallery.Entry, file string) e
 		return err
 	}
 	if file == "export.zip" {
+		// The perturbation picture is the explorer's map, at gain 1.
+		var pert []byte
+		if orig != nil && adv != nil {
+			pair, err := decodePair(e, orig, adv)
+			if err != nil {
+				return err
+			}
+			if pert, err = engine.EncodePNG(pair.perturbationMap(1)); err != nil {
+				return err
+			}
+		}
 		c.Response().WriteHeader(http.StatusOK)
-		if err := gallery.WriteZip(c.Response(), e, orig, adv); err != nil {
+		if err := gallery.WriteZip(c.Response(), e, orig, adv, pert); err != nil {
 			s.log.Warn("gallery: export cut short", "slug", e.Slug, "err", err)
 		}
 		return nil

@@ -241,6 +241,15 @@ func TestGallerySaveAndPermalink(t *testing.T) {
 	var names []string
 	for _, f := range z.File {
 		names = append(names, f.Name)
+		if f.Name == "perturbation.png" {
+			// The export's map is the page's (and the explorer's), at gain 1.
+			r, _ := f.Open()
+			inZip, _ := io.ReadAll(r)
+			r.Close()
+			if _, page := get("perturbation.png?gain=1"); !bytes.Equal(inZip, page) {
+				t.Error("export.zip's perturbation.png is not the permalink's map")
+			}
+		}
 	}
 	if strings.Join(names, ",") != "entry.json,original.png,adversarial.png,perturbation.npy,perturbation.png" {
 		t.Errorf("zip holds %v", names)

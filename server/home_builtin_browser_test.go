@@ -25,7 +25,7 @@ func TestHomeBuiltinBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	nav := eval[[]string](t, ctx, `Array.from(document.querySelectorAll('[data-testid="nav-link"]')).map(a => a.textContent.trim())`)
-	if want := "Classify,Attack,Sweep,Compete,Gallery,Models"; strings.Join(nav, ",") != want {
+	if want := "Classify,Attack,Sweep,Compete,Transfer,Gallery,Models"; strings.Join(nav, ",") != want {
 		t.Errorf("menu %v, want %s", nav, want)
 	}
 	tops := func() map[string]string {

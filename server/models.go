@@ -19,8 +19,10 @@ import (
 func (s *Server) handleModels(c echo.Context) error {
 	page := views.ModelsPage{Page: s.page(c, "Models", "/models")}
 	for _, m := range s.models.All() {
-		info := modelInfo(m)
+		tables, rest := s.netTables(m)
+		info := modelInfo(m, rest)
 		info.Runs = s.runsOn(m)
+		info.NetTables = tables
 		page.Models = append(page.Models, info)
 	}
 	for _, p := range s.models.Problems() {
@@ -29,7 +31,9 @@ func (s *Server) handleModels(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.Models(page))
 }
 
-func modelInfo(m *zoo.Model) views.ModelInfo {
+// modelInfo describes a model; metrics are the measurements to list (those the
+// page shows as a table are left out).
+func modelInfo(m *zoo.Model, metrics map[string]float64) views.ModelInfo {
 	in := m.Input
 	info := views.ModelInfo{
 		Name: m.Name, Task: m.Task, Source: m.Source, Description: m.Description,
@@ -63,13 +67,13 @@ func modelInfo(m *zoo.Model) views.ModelInfo {
 			views.Fact{Label: "ε heads", Value: fmt.Sprintf("%v (on the pixel range %s)", a.Eps, values)},
 			views.Fact{Label: "Trained against", Value: strings.Join(a.Targets, ", ")})
 	}
-	keys := make([]string, 0, len(m.Metrics))
-	for k := range m.Metrics {
+	keys := make([]string, 0, len(metrics))
+	for k := range metrics {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		v := m.Metrics[k]
+		v := metrics[k]
 		text := fmt.Sprintf("%g", v)
 		if strings.Contains(k, "accuracy") && v >= 0 && v <= 1 {
 			text = fmt.Sprintf("%.2f %%", v*100)

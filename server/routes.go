@@ -94,6 +94,7 @@ func navItems() []views.NavItem {
 		{Label: "Attack", Href: "/attack"},
 		{Label: "Sweep", Href: "/sweep"},
 		{Label: "Compete", Href: "/compete"},
+		{Label: "Transfer", Href: "/transfer"},
 		{Label: "Gallery", Href: "/gallery"},
 		{Label: "Models", Href: "/models"},
 	}

@@ -78,6 +78,13 @@ func TestSweepBrowser(t *testing.T) {
 	if n := eval[int](t, ctx, `document.querySelectorAll('#sw-legend [data-testid="legend-item"]').length`); n != 5 {
 		t.Errorf("%d legend entries, want 4 defences and the line styles", n)
 	}
+	// The legend describes the flip markers as the chart draws them: a dotted line under a ▼.
+	if l := eval[string](t, ctx, `document.getElementById("sw-legend").textContent`); !strings.Contains(l, "dotted line under a ▼") {
+		t.Errorf("legend %q does not describe the markers as drawn", l)
+	}
+	if n, m := eval[int](t, ctx, `document.querySelectorAll('#sw-chart g.marker > line[stroke-dasharray] + path').length`), eval[int](t, ctx, `document.querySelectorAll('#sw-chart g.marker').length`); n != m {
+		t.Errorf("%d of %d markers are a dotted line under a ▼", n, m)
+	}
 	// Robust accuracy on a data set: the progress bar fills, one line per defence.
 	if err := chromedp.Do(ctx, chromedp.Click(`[data-testid="sweep-kind-dataset"]`)); err != nil {
 		t.Fatal(err)
@@ -88,7 +95,11 @@ func TestSweepBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(`#sw-start`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "the data set sweep to finish", `document.getElementById("sweep").dataset.state === "done" && document.getElementById("sw-caption").textContent.includes("40 of 40")`)
+	waitFor(t, ctx, "the data set sweep to finish", `document.getElementById("sweep").dataset.state === "done"`)
+	// Done is done: the caption no longer says "so far".
+	if c := eval[string](t, ctx, `document.getElementById("sw-caption").textContent`); !strings.Contains(c, "the first 40 MNIST test images") || strings.Contains(c, "so far") {
+		t.Errorf("caption of the finished sweep: %q", c)
+	}
 	if v := eval[[]float64](t, ctx, `[document.getElementById("sw-progress").value, document.getElementById("sw-progress").max]`); v[0] != 40 || v[1] != 40 {
 		t.Errorf("progress bar %v", v)
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 	"unicode"
 
-	"gibbon/gallery"
 	"gibbon/inference"
 	"gibbon/inference/engine"
 	"gibbon/inference/sweep"
@@ -142,39 +141,28 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 	for _, a := range plan.Attacks {
 		st.Attacks = append(st.Attacks, a.Name)
 	}
-	if len(plan.Defences) > 0 {
-		if m, ok := s.models.Classifier(plan.Defences[0].Model); ok {
-			st.Labels = m.Labels
-		}
-	}
+	st.Labels = plan.Labels
 
 	if p := plan.Settings; p.Kind == sweep.KindImage && len(st.Labels) > 0 && p.Label >= len(st.Labels) {
 		return nil, userError{http.StatusBadRequest, fmt.Sprintf("The true class must be between 0 and %d (or empty), not %d.", len(st.Labels)-1, p.Label)}
 	}
 
 	// The inputs: one image on the 8-bit grid, or the data set.
-	var clean *inference.Tensor
-	var x *inference.Tensor
-	var labels []int
+	var in sweep.Input
 	g := engine.NewGrid(plan.Contract)
 	if plan.Settings.Kind == sweep.KindImage {
 		if j.msg.Source == "sample" {
 			sm, _ := s.samples.get(j.msg.Sample)
 			image = sm.data
 		}
-		if clean, err = j.loadImage(ctx, image, plan, g); err != nil {
+		if in.Image, err = j.loadImage(ctx, image, plan, g); err != nil {
 			return nil, err
 		}
-		st.Total = len(plan.Eps)
-	} else {
-		set, err := sw.mnistTest(ctx)
-		if err != nil {
+		if st.Clean, err = j.thumb(g, in.Image); err != nil {
 			return nil, err
 		}
-		if x, labels, err = plan.Contract.MNISTTensor(set, 0, plan.Settings.N); err != nil {
-			return nil, userError{http.StatusBadRequest, upperFirst(err.Error()) + "."}
-		}
-		st.Total = len(labels)
+	} else if in.Set, err = sw.mnistTest(ctx); err != nil {
+		return nil, err
 	}
 
 	release, err := sw.queue.acquire(ctx, func(pos int) {
@@ -188,106 +176,42 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 	ctx, cancel := context.WithTimeout(ctx, sw.lim.Timeout)
 	defer cancel()
 	st.QueueMS = millis(time.Since(j.received))
-	start := time.Now()
 
-	p := plan.Settings
-	var result any
-	var entry *gallery.Entry
-	var csv bytes.Buffer
-	progress := func(done int, r any) {
-		j.ss.send("progress", sweepProgress{Type: "progress", Run: j.id, Done: done, Total: st.Total, Result: r})
-	}
-	switch p.Kind {
-	case sweep.KindImage:
-		spec := sweep.ImageSpec{Attack: plan.Attack, Eps: plan.Eps, Range: plan.Range, Defences: plan.Defences, Image: clean,
-			Label: p.Label, Labels: st.Labels, Seed: p.Seed, Chunk: 1}
-		if spec.Label, err = spec.TrueLabel(ctx); err != nil {
-			return nil, err
-		}
-		if st.Clean, err = j.thumb(g, clean); err != nil {
-			return nil, err
-		}
-		st.Label = spec.Label
-		j.ss.send("", st)
-		var advPNG []byte
-		flip := -1
-		res, err := sweep.RunImage(ctx, spec, func(pt sweep.Point) error {
+	// The executor the commands use too; the page hears its events.
+	o, err := sweep.Execute(ctx, plan, in, sweep.Events{
+		Started: func(total, label int) error {
+			st.Total, st.Label = total, label
+			j.ss.send("", st)
+			return nil
+		},
+		Point: func(pt sweep.Point) error {
 			data, err := engine.EncodePNG(g.Image(g.Quantize(pt.Adv.Data)))
 			if err != nil {
 				return err
 			}
-			// The entry's adversarial image: the attacked model's first flip, else the last.
-			if flip < 0 {
-				advPNG = data
-				if len(pt.Defences) > 0 && pt.Defences[0].Flipped && pt.Index > 0 {
-					flip = pt.Index
-				}
-			}
 			j.ss.send("", sweepPoint{Type: "point", Run: j.id, Point: pt, Thumb: pngDataURLBytes(data)})
 			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		if err := res.WriteCSV(&csv); err != nil {
-			return nil, err
-		}
-		result = res
-		cleanPNG, err := engine.EncodePNG(g.Image(g.Quantize(clean.Data)))
-		if err != nil {
-			return nil, err
-		}
-		var linf float64
-		for _, pt := range res.Points {
-			linf = max(linf, pt.Linf255)
-		}
-		entry = j.entry(plan, res, cleanPNG, advPNG, linf, time.Since(start))
-	case sweep.KindDataset:
-		j.ss.send("", st)
-		res, err := sweep.RunDataset(ctx, sweep.DatasetSpec{Dataset: p.Dataset, Attack: plan.Attack, Eps: plan.Eps, Range: plan.Range,
-			Defences: plan.Defences, Images: x, Labels: labels, Batch: p.Batch, Seed: p.Seed},
-			func(r *sweep.DatasetResult) error { progress(r.N, r.Clone()); return nil })
-		if err != nil {
-			return nil, err
-		}
-		if err := res.WriteCSV(&csv); err != nil {
-			return nil, err
-		}
-		result, entry = res, j.entry(plan, res, nil, nil, 0, time.Since(start))
-	case sweep.KindCompete:
-		j.ss.send("", st)
-		m, err := sweep.Compete(ctx, sweep.CompeteSpec{Dataset: p.Dataset, Attacks: plan.Attacks, Defences: plan.Defences, Images: x,
-			Labels: labels, Range: plan.Range, EpsSet: plan.Eps, Batch: p.Batch, Seed: p.Seed},
-			func(m *sweep.Matrix) error { progress(m.N, m.Clone()); return nil })
-		if err != nil {
-			return nil, err
-		}
-		if err := m.WriteCSV(&csv); err != nil {
-			return nil, err
-		}
-		result, entry = m, j.entry(plan, m, nil, nil, 0, time.Since(start))
-	case sweep.KindTransfer:
-		j.ss.send("", st)
-		t, err := sweep.Transfer(ctx, sweep.TransferSpec{Dataset: p.Dataset, Sources: plan.Attacks, Targets: plan.Defences, Images: x,
-			Labels: labels, Range: plan.Range, Eps: plan.Eps[0], Batch: p.Batch, Seed: p.Seed},
-			func(t *sweep.TransferMatrix) error { progress(t.N, t.Clone()); return nil })
-		if err != nil {
-			return nil, err
-		}
-		if err := t.WriteCSV(&csv); err != nil {
-			return nil, err
-		}
-		result, entry = t, j.entry(plan, t, nil, nil, 0, time.Since(start))
+		},
+		Progress: func(done int, partial any) error {
+			j.ss.send("progress", sweepProgress{Type: "progress", Run: j.id, Done: done, Total: st.Total, Result: partial})
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, err
 	}
-	done := sweepDone{Type: "done", Run: j.id, Key: j.key, Kind: p.Kind, Result: result, CSV: csv.String(), Command: p.Command(),
-		Seconds: time.Since(start).Seconds()}
-	why := ""
-	if entry == nil {
-		why = "it involves more models, or a larger result, than a gallery entry holds."
-		done.NoSave = "This run cannot be saved: " + why
+	var csv bytes.Buffer
+	if err := o.WriteCSV(&csv); err != nil {
+		return nil, err
 	}
-	s.runs.close(j.key, entry, why)
-	done.Saveable = entry != nil && s.gallery != nil
+	p := plan.Settings
+	done := sweepDone{Type: "done", Run: j.id, Key: j.key, Kind: p.Kind, Result: o.Result, CSV: csv.String(), Command: p.Command(),
+		Seconds: o.Seconds}
+	if o.Entry == nil {
+		done.NoSave = "This run cannot be saved: " + o.NoSave + "."
+	}
+	s.runs.close(j.key, o.Entry, o.NoSave)
+	done.Saveable = o.Entry != nil && s.gallery != nil
 	return &done, nil
 }
 
@@ -316,15 +240,14 @@ func imageName(m sweepStartMsg, given string) string {
 // puts it on the 8-bit grid: the clean image is what a PNG of it holds.
 func (j *sweepJob) loadImage(ctx context.Context, data []byte, plan *sweep.Plan, g engine.Grid) (*inference.Tensor, error) {
 	s := j.ss.s
-	pic, _, err := s.loadPicture(ctx, data)
+	clean, err := engine.LoadImage(engine.Image{Data: data, Decode: func(data []byte) (*inference.Picture, error) {
+		pic, _, err := s.loadPicture(ctx, data)
+		return pic, err
+	}}, plan.Contract)
 	if err != nil {
 		return nil, err
 	}
-	pre, err := pic.Preprocess(plan.Contract.Unnormalized())
-	if err != nil {
-		return nil, err
-	}
-	return g.Tensor(g.Quantize(pre.Tensor.Data)), nil
+	return g.Tensor(clean.Levels), nil
 }
 
 func (j *sweepJob) thumb(g engine.Grid, t *inference.Tensor) (string, error) {

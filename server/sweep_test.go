@@ -290,7 +290,7 @@ func TestSweepSocketRefusalsAndStop(t *testing.T) {
 		{map[string]any{"type": "start", "settings": map[string]any{"kind": "dataset", "steps": 101}}, "teps must be between 1 and 100"},
 		{map[string]any{"type": "start", "settings": map[string]any{"kind": "dataset", "models": []string{"colours"}}}, "28×28 gray digits"},
 		{map[string]any{"type": "start", "settings": map[string]any{"kind": "dataset", "defences": []string{"colours"}}}, "takes"},
-		{map[string]any{"type": "start", "settings": map[string]any{"kind": "dataset", "attack": "net:ghost"}}, "no attack network"},
+		{map[string]any{"type": "start", "settings": map[string]any{"kind": "dataset", "attack": "net:ghost"}}, "No attack network"},
 		{map[string]any{"type": "start", "settings": map[string]any{"kind": "dataset", "color": "red"}}, `a field Gibbon does not know: "color"`},
 		{map[string]any{"type": "start", "settings": map[string]any{"kind": "dataset", "n": "ten"}}, "wrong value for settings.n"},
 		{map[string]any{"type": "start", "settings": map[string]any{"kind": "compete"}, "source": "sample"}, "Only a sweep of one image"},

@@ -15,12 +15,19 @@
 
   let seq = 0;
   let inFlight = null;
+  // sent is the image of each request (by seq), shown is the one the results are
+  // for: "Attack this image" carries it to the explorer.
+  const sent = new Map();
+  let shown = null;
 
   // classify posts a FormData to the JSON API; only the newest answer is shown.
   // drawing is the pad's version the form holds (results.dataset.drawing says
   // which version the shown results are for).
   async function classify(form, drawing) {
     const mine = ++seq;
+    const file = form.get("image");
+    sent.clear();
+    sent.set(mine, file ? { blob: file, name: file.name || "image.png", kind: form.get("source") === "drawing" ? "drawing" : "upload" } : null);
     if (inFlight) {
       inFlight.abort();
     }
@@ -49,6 +56,7 @@
         return;
       }
       showError("");
+      shown = sent.get(mine) || null;
       renderResult(body);
       results.dataset.drawing = drawing === undefined ? "" : String(drawing);
     } catch (e) {
@@ -94,7 +102,34 @@
     return ms.toFixed(0) + " ms";
   }
 
-  function modelCard(m) {
+  // attackLink opens the explorer on this input with the model to attack. An
+  // upload or a drawing goes through the browser's storage (handoff.js).
+  function attackLink(m, r) {
+    const q = new URLSearchParams({ model: m.name });
+    if (r.kind === "sample") q.set("sample", r.sample);
+    else q.set("handoff", "1");
+    const a = el("a", { class: "attack-link", href: "/attack?" + q.toString(), "data-testid": "attack-this" }, "Attack this image with " + m.name);
+    if (r.kind !== "sample") {
+      const item = shown;
+      a.addEventListener("click", (ev) => {
+        ev.preventDefault();
+        if (!item || !window.GibbonHandoff) {
+          showError("The image cannot be carried over: choose it again on the attack page.");
+          return;
+        }
+        window.GibbonHandoff.put(item).then(() => (location.href = a.href), (e) => showError("The image cannot be carried over: " + e.message));
+      });
+    }
+    return a;
+  }
+
+  function mnistHint(h) {
+    return el("div", { class: "ood" + (h.unlike ? " unlike" : ""), "data-testid": "ood", "data-distance": h.distance },
+      el("p", { class: "ood-verdict", "data-testid": "ood-verdict" }, h.verdict),
+      el("p", { class: "hint" }, h.explain));
+  }
+
+  function modelCard(m, r) {
     const header = el("header", {}, el("h3", {}, m.name));
     if (m.architecture) header.append(el("span", { class: "arch" }, m.architecture));
     if (m.robust) header.append(el("span", { class: "badge" }, "adversarially trained"));
@@ -124,6 +159,7 @@
     }
     card.append(el("p", { class: "latency", "data-testid": "latency" },
       "preprocessing " + millis(m.preprocess_ms) + " · inference " + millis(m.inference_ms)));
+    if (!m.error) card.append(attackLink(m, r));
     return card;
   }
 
@@ -132,8 +168,8 @@
     if (r.original) head.append(el("img", { class: "original", src: r.original, alt: "Your input" }));
     head.append(el("div", {}, el("h2", {}, "Results"), el("p", { "data-testid": "result-source" }, r.source + " · " + r.detail)));
     const grid = el("div", { class: "model-grid" });
-    (r.models || []).forEach((m) => grid.append(modelCard(m)));
-    results.replaceChildren(head, grid);
+    (r.models || []).forEach((m) => grid.append(modelCard(m, r)));
+    results.replaceChildren(head, ...(r.mnist ? [mnistHint(r.mnist)] : []), grid);
   }
 
   function clearResults() {

@@ -1,7 +1,9 @@
 // Hand-written SVG charts for the sweep and matrix pages: a line chart (axes with
 // units, ticks, grid, points whose <title> gives the value on hover, vertical markers,
-// thumbnails under the x-axis) and a heatmap with ranks. Large type, for projectors.
-// No inline styles: presentation attributes only (the CSP forbids style attributes).
+// thumbnails under the x-axis) and a heatmap with ranks. Large type, for projectors;
+// on a narrow screen a chart scrolls sideways rather than shrinking its text below
+// 11 px. No style attributes (the CSP forbids them): presentation attributes, and
+// the CSSOM for the smallest width.
 "use strict";
 
 (function () {
@@ -26,12 +28,19 @@
     return Math.max(min, Math.min(max, Math.floor(w)));
   }
 
+  // MIN_TEXT is the smallest text a chart may show (CSS px): the picture is never
+  // shown narrower than keeps its smallest font at this size; its box scrolls.
+  const MIN_TEXT = 11;
+  function keepTextSize(svg, width, smallestFont) {
+    svg.style.minWidth = Math.ceil((width * MIN_TEXT) / smallestFont) + "px";
+  }
+
   // line draws spec into container (replacing what was there) and returns the svg.
   // spec: {label, xLabel, yLabel, x: [values], xTick(v) → [main, sub], yMax, yTicks: [v],
   //        yFormat(v), series: [{name, color, dash, points: [{x, y, title}]}],
   //        markers: [{x, color, label}], thumbs: [{x, href, title}]}
   function line(container, spec) {
-    const W = niceWidth(container, 420, 1100);
+    const W = niceWidth(container, 480, 1100);
     const thumbs = (spec.thumbs || []).filter(Boolean);
     const thumbSize = thumbs.length ? Math.max(28, Math.min(56, Math.floor((W - 120) / Math.max(spec.x.length, 1)) - 6)) : 0;
     const m = { top: 24, right: 60, bottom: 74 + (thumbs.length ? thumbSize + 12 : 0), left: 84 };
@@ -54,11 +63,15 @@
     // Axes.
     g.append(svgEl("line", { x1: m.left, x2: m.left + iw, y1: m.top + ih, y2: m.top + ih, stroke: "#17202a", "stroke-width": 1.5 }));
     g.append(svgEl("line", { x1: m.left, x2: m.left, y1: m.top, y2: m.top + ih, stroke: "#17202a", "stroke-width": 1.5 }));
-    // X ticks: every value when they fit, else every other one.
-    const every = iw / Math.max(xs.length, 1) < 52 ? 2 : 1;
+    // X ticks: every value when the labels fit side by side, else every k-th one.
+    const widest = Math.max(...xs.map((v, i) => Math.max(...spec.xTick(v, i).filter(Boolean).map((t, k) => textWidth(t, k ? 13 : 15)))));
+    const every = Math.max(1, Math.ceil((widest + 10) / (iw / Math.max(xs.length - 1, 1))));
+    // The last value always gets its label; the one before it gives way when they would touch.
+    const last = xs.length - 1, lastRegular = last - (last % every);
+    const labelled = (i) => i === last || (i % every === 0 && !(i === lastRegular && last - i < every));
     xs.forEach((v, i) => {
       g.append(svgEl("line", { x1: sx(v), x2: sx(v), y1: m.top + ih, y2: m.top + ih + 6, stroke: "#17202a" }));
-      if (i % every !== 0 && i !== xs.length - 1) return;
+      if (!labelled(i)) return;
       const [main, sub] = spec.xTick(v, i);
       g.append(svgEl("text", { x: sx(v), y: m.top + ih + 24, "text-anchor": "middle", "font-size": 15, fill: "#17202a" }, main));
       if (sub) g.append(svgEl("text", { x: sx(v), y: m.top + ih + 42, "text-anchor": "middle", "font-size": 13, fill: "#55606e" }, sub));
@@ -99,6 +112,7 @@
       }
       svg.append(tg);
     }
+    keepTextSize(svg, W, 13);
     container.replaceChildren(svg);
     return svg;
   }
@@ -108,8 +122,25 @@
     const s = Math.max(0, Math.min(1, share));
     const from = [255, 255, 255], mid = [244, 165, 130], to = [103, 0, 13];
     const mix = (a, b, t) => a.map((v, i) => Math.round(v + (b[i] - v) * t));
-    const c = s < 0.5 ? mix(from, mid, s * 2) : mix(mid, to, (s - 0.5) * 2);
-    return { fill: `rgb(${c[0]},${c[1]},${c[2]})`, ink: s > 0.55 ? "#ffffff" : "#17202a" };
+    let c = s < 0.5 ? mix(from, mid, s * 2) : mix(mid, to, (s - 0.5) * 2);
+    const white = [255, 255, 255], ink = [23, 32, 42];
+    // Between light and dark lies a band where neither white nor ink text reaches
+    // 4.5:1: a cell there is darkened until white does.
+    while (contrast(c, white) < 4.5 && contrast(c, ink) < 4.5) c = c.map((v) => Math.round(v * 0.95));
+    return { fill: `rgb(${c[0]},${c[1]},${c[2]})`, ink: contrast(c, white) > contrast(c, ink) ? "#ffffff" : "#17202a" };
+  }
+
+  // contrast is the WCAG contrast ratio of two sRGB colours.
+  function contrast(a, b) {
+    const lum = (c) => {
+      const [r, g, bl] = c.map((v) => {
+        v /= 255;
+        return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+      });
+      return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+    };
+    const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+    return (x + 0.05) / (y + 0.05);
   }
 
   // Text widths for the heatmap's layout, measured with the chart's font (a canvas
@@ -135,12 +166,12 @@
     const F = { head: 16, row: 16, cell: 17, end: 16, corner: 14 };
     const rad = (45 * Math.PI) / 180, SIN = Math.sin(rad), COS = Math.cos(rad);
     const colNames = cols.map((c) => shorten(c.name, 24));
-    const rowNames = rows.map((r) => shorten(r.name, 24));
+    const rowNames = rows.map((r) => wrap(r.name, 22));
     const corner = spec.rowsLabel + " ↓ · " + spec.colsLabel + " →";
     const colEnd = spec.colEnd ? spec.colEnd.map((v) => (Array.isArray(v) ? v : [v]).map(String)) : null;
     const max = (xs) => xs.reduce((a, b) => Math.max(a, b), 0);
 
-    const rowHead = Math.max(...rowNames.map((s) => textWidth(s, F.row)), textWidth(corner, F.corner)) + 24;
+    const rowHead = Math.max(...rowNames.flat().map((s) => textWidth(s, F.row)), textWidth(corner, F.corner)) + 24;
     const headW = colNames.map((s) => textWidth(s, F.head));
     const cellTextW = max(spec.text.flat().map((s) => textWidth(s, F.cell, 600)));
     const endLineW = colEnd ? max(colEnd.flat().map((s) => textWidth(s, F.end, 700))) : 0;
@@ -171,7 +202,9 @@
     });
     rows.forEach((r, i) => {
       const y = colHead + i * cell;
-      const t = svgEl("text", { x: rowHead - 12, y: y + cell / 2 + 6, "text-anchor": "end", "font-size": F.row, fill: "#17202a", class: "row-head" }, rowNames[i]);
+      const lines = rowNames[i];
+      const t = svgEl("text", { x: rowHead - 12, y: y + cell / 2 + 6 - ((lines.length - 1) * 19) / 2, "text-anchor": "end", "font-size": F.row, fill: "#17202a", class: "row-head" });
+      lines.forEach((l, k) => t.append(svgEl("tspan", { x: rowHead - 12, dy: k ? 19 : 0 }, l)));
       svg.append(title(t, r.name + (r.note ? " · " + r.note : "")));
       cols.forEach((c, j) => {
         const h = heat(spec.share[i][j]);
@@ -193,8 +226,25 @@
         svg.append(title(t, cols[j].name + ": " + lines.join(" ")));
       });
     }
+    keepTextSize(svg, W, F.corner);
     container.replaceChildren(svg);
     return svg;
+  }
+
+  // wrap breaks a label into at most two lines of about n characters, at spaces or
+  // after hyphens; what does not fit ends in "…" (the full name is its title).
+  function wrap(s, n) {
+    if (s.length <= n) return [s];
+    const words = s.split(/(?<=[ -])/);
+    const lines = [""];
+    for (const w of words) {
+      const cur = lines[lines.length - 1];
+      if (cur && (cur + w).length > n) lines.push(w);
+      else lines[lines.length - 1] = cur + w;
+    }
+    const out = lines.slice(0, 2).map((l) => l.trim());
+    if (lines.length > 2 || out[1].length > n) out[1] = shorten(lines.slice(1).join("").trim(), n);
+    return out.map((l) => shorten(l, n + 4));
   }
 
   function shorten(s, n) {

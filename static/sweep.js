@@ -388,7 +388,7 @@
       if (flip !== null) markers.push({ x: head.eps[flip], color, label: `${d.name} flips at ${epsText(head.eps[flip], flip, head)}` });
       items.push({ name: d.name, color });
     });
-    items.push({ name: "solid: the true class · dashed: the strongest wrong class · ▼ the smallest ε that flips a defence", color: "#55606e", dash: true });
+    items.push({ name: "solid: the true class · dashed: the strongest wrong class · dotted line under a ▼: the smallest ε that flips a defence", color: "#55606e", dash: true });
     const thumbs = head.eps.map((e, k) => st.thumbs[k] ? { x: e, href: st.thumbs[k], title: `adversarial image at ${epsText(e, k, head)}` } : null);
     Chart.line(chartBox, {
       label: `Probability of the true class and of the strongest wrong class against ε, for ${defs.length} defences`,
@@ -440,7 +440,8 @@
     });
     legend(items);
     const n = r ? r.n : 0;
-    caption.textContent = `Robust accuracy of each defence under ${head.settings.attack} on ${(head.settings.models || []).join("+") || "its own"}: ${n} of ${head.total} MNIST test images so far.`;
+    const count = st.phase === "done" && n === head.total ? `the first ${n} MNIST test images` : `${n} of ${head.total} MNIST test images so far`;
+    caption.textContent = `Robust accuracy of each defence under ${head.settings.attack} on ${(head.settings.models || []).join("+") || "its own"}: ${count}.`;
     const thead = el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "ε on " + rangeText(head) + " (/255)"), ...defs.map((d) => el("th", { scope: "col" }, d.name))));
     const body = el("tbody");
     if (r) {
@@ -467,7 +468,7 @@
       rowEnd: m.attacks.map((a) => `${a.score} · #${a.rank}`), colEnd: m.defences.map((d) => [String(d.score), "#" + d.rank]),
     });
     const epsSet = head.eps.map((e, k) => epsText(e, k, head)).join(", ");
-    caption.textContent = `Cells: images the defence got wrong after the attack, of ${m.n} (darker: more). Right: each attack's score (misclassifications summed over defences) and rank; below: each defence's score (correct answers summed over attacks) and rank. Each batch of ${m.batch_images} draws its ε from {${epsSet}}; drawn so far: ${m.batch_eps.map(num).join(", ")}.`;
+    caption.textContent = `Cells: images the defence got wrong after the attack, of ${m.n} (darker: more). Right: each attack's score (misclassifications summed over defences) and rank; below: each defence's score (correct answers summed over attacks) and rank. Each batch of ${m.batch_images} draws its ε from {${epsSet}}; drawn${st.phase === "done" ? "" : " so far"}: ${m.batch_eps.map(num).join(", ")}.`;
     const ranks = $("mx-ranks");
     const ol = (title, es, what) => el("section", {}, el("h2", {}, title),
       el("ol", {}, ...es.slice().sort((a, b) => a.rank - b.rank || b.score - a.score).map((e) => el("li", { "data-testid": "rank", "data-name": e.name }, el("strong", {}, `#${e.rank} ${e.name}`), ` — ${e.score} ${what} (${pct(e.rate)})`))));

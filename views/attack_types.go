@@ -19,8 +19,12 @@ type AttackPage struct {
 	DefaultEps   int
 	MaxEps       int
 	MaxPaceMS    int
-	MaxUpload    int64
-	// Gallery is true when finished runs can be saved (POST /api/gallery).
+	// FirstPaceMS is the slow motion of a visit's first run (runs are over in a
+	// blink on the small models; watching the first one step by step teaches).
+	FirstPaceMS int
+	MaxRestarts int
+	MaxUpload   int64
+	// Gallery is true when finished runs can be saved (POST /api/runs/:key/save).
 	Gallery bool
 	// Socket is the websocket's path.
 	Socket string
@@ -33,6 +37,8 @@ type AttackChoice struct {
 	ID, Label, Note string
 	// Gradient attacks need differentiable models; the others use predictions only.
 	Gradient bool
+	// Heads are an attack network's budgets in /255 steps: the ε it can use.
+	Heads []int
 }
 
 // AttackModel is a classifier the page offers to attack and to watch.

@@ -2,7 +2,9 @@ package views
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
+	"strings"
 )
 
 // Percent writes a probability in [0,1] as a percentage with one decimal.
@@ -57,4 +59,25 @@ func restAfterFirst(s []Sample) []Sample {
 		seen[x.Label] = true
 	}
 	return out
+}
+
+// attackLink opens the explorer with a sample and the model to attack.
+func attackLink(model, sample string) string {
+	return "/attack?" + url.Values{"model": {model}, "sample": {sample}}.Encode()
+}
+
+// netTableNote says what an attack network's table compares it with.
+func netTableNote(methods []string) string {
+	if len(methods) < 2 {
+		return "."
+	}
+	return ": the network beside " + strings.Join(methods[1:], ", ") + " at the same ε."
+}
+
+// methodAt is the i-th method's name, or "".
+func methodAt(ms []string, i int) string {
+	if i < len(ms) {
+		return ms[i]
+	}
+	return ""
 }

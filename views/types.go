@@ -68,6 +68,25 @@ type Result struct {
 	Detail   string        `json:"detail"`   // "PNG, 640×480 px"
 	Original string        `json:"original"` // data: URL of a thumbnail of the input
 	Models   []ModelResult `json:"models"`
+	// Kind is upload, drawing or sample; Sample the sample's name (the explorer
+	// takes it from there: "Attack this image").
+	Kind   string `json:"kind"`
+	Sample string `json:"sample,omitempty"`
+	// MNIST says how far the input lies from MNIST's digits, when a model that
+	// was trained on them is among the models (nil otherwise).
+	MNIST *MNISTHint `json:"mnist,omitempty"`
+}
+
+// MNISTHint is how far an input lies from the digits the MNIST models know, and
+// what that means for their answers.
+type MNISTHint struct {
+	Distance float64 `json:"distance"`
+	Border   float64 `json:"border"`
+	Tones    float64 `json:"tones"`
+	Unlike   bool    `json:"unlike"`
+	// Verdict says it in a sentence or two; Explain says what the distance is.
+	Verdict string `json:"verdict"`
+	Explain string `json:"explain"`
 }
 
 // ModelResult is one model's answer.
@@ -117,6 +136,24 @@ type ModelInfo struct {
 	File         []Fact
 	// Runs says which execution provider each of its sessions runs on.
 	Runs []Fact
+	// NetTables are an attack network's measured success per classifier and ε.
+	NetTables []NetTable
+}
+
+// NetTable is an attack network's success against every classifier (rows) at
+// every ε head (columns); each cell lists the network beside its baselines
+// (Methods, in order).
+type NetTable struct {
+	Caption string
+	Eps     []string
+	Methods []string
+	Rows    []NetRow
+}
+
+// NetRow is one classifier: its role for the network and a cell per ε.
+type NetRow struct {
+	Model, Role string
+	Cells       [][]string
 }
 
 // Fact is one labelled value; Code values are shown in monospace.

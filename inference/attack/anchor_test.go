@@ -11,7 +11,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/attack"
 	"gibbon/inference/mnist"
-	"gibbon/internal/testrt"
+	"gibbon/internal/testzoo"
 	"gibbon/models"
 )
 
@@ -48,12 +48,7 @@ func zoo(t *testing.T, robust bool) []*attack.ONNXModel {
 		if e.Robust != robust || e.Input.Channels != 1 || e.Input.Height != mnist.Rows || e.Input.Width != mnist.Cols {
 			continue
 		}
-		m, err := attack.LoadModel(context.Background(), testrt.Open(t), src, e)
-		if err != nil {
-			t.Fatalf("built-in model %s: %v", e.Name, err)
-		}
-		t.Cleanup(m.Close)
-		out = append(out, m)
+		out = append(out, testzoo.Classifier(t, e.Name))
 	}
 	if classifiers == 0 {
 		t.Fatal("the models/manifest.json in use lists no classifiers: the anchors need the built-in zoo")

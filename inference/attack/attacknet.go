@@ -2,11 +2,8 @@ package attack
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"strings"
 	"sync/atomic"
@@ -96,39 +93,6 @@ func NewNetwork(ctx context.Context, rt *inference.Runtime, m *onnx.ModelProto, 
 	}
 	n.forwards.Store(0)
 	return n, nil
-}
-
-// LoadNetwork reads an attack-network manifest entry's file from fsys, checks its
-// SHA-256 when recorded, and loads it with the entry's heads and pixel range.
-func LoadNetwork(ctx context.Context, rt *inference.Runtime, fsys fs.FS, e inference.ModelEntry) (*Network, error) {
-	if e.Task != inference.TaskAttackNetwork {
-		return nil, fmt.Errorf("model %s is a %s, not an attack network", e.Name, e.Task)
-	}
-	if e.Attack == nil || len(e.Attack.Eps) == 0 {
-		return nil, fmt.Errorf("attack network %s: the manifest gives no \"attack\": {\"eps\": [...]}", e.Name)
-	}
-	if len(e.Input.Mean) > 0 || len(e.Input.Std) > 0 {
-		return nil, fmt.Errorf("attack network %s: takes pixel-range images, so its input contract has no mean/std", e.Name)
-	}
-	if err := e.Input.Check(); err != nil {
-		return nil, fmt.Errorf("attack network %s: input: %w", e.Name, err)
-	}
-	data, err := fs.ReadFile(fsys, e.File)
-	if err != nil {
-		return nil, fmt.Errorf("attack network %s: %w", e.Name, err)
-	}
-	if e.SHA256 != "" {
-		sum := sha256.Sum256(data)
-		if got := hex.EncodeToString(sum[:]); !strings.EqualFold(got, e.SHA256) {
-			return nil, fmt.Errorf("attack network %s: %s has SHA-256 %s, the manifest says %s (replace the file or fix the manifest)", e.Name, e.File, got, e.SHA256)
-		}
-	}
-	m, err := onnx.Decode(data)
-	if err != nil {
-		return nil, fmt.Errorf("attack network %s: %s: %w", e.Name, e.File, err)
-	}
-	rng := e.Input.Range
-	return NewNetwork(ctx, rt, m, NetworkOptions{Name: e.Name, Eps: e.Attack.Eps, Range: rng})
 }
 
 // Name is the network's name.

@@ -2,10 +2,7 @@ package attack
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,29 +103,6 @@ func newFromPrepared(ctx context.Context, rt *inference.Runtime, name string, m 
 	}
 	om.classes = int(l.Shape[1])
 	return om, nil
-}
-
-// LoadModel reads a manifest entry's file from fsys, checks its SHA-256 when the
-// manifest records one, and adapts it with the entry's input contract.
-func LoadModel(ctx context.Context, rt *inference.Runtime, fsys fs.FS, e inference.ModelEntry) (*ONNXModel, error) {
-	if err := e.Input.Check(); err != nil {
-		return nil, fmt.Errorf("model %s: input: %w", e.Name, err)
-	}
-	data, err := fs.ReadFile(fsys, e.File)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", e.Name, err)
-	}
-	if e.SHA256 != "" {
-		sum := sha256.Sum256(data)
-		if got := hex.EncodeToString(sum[:]); !strings.EqualFold(got, e.SHA256) {
-			return nil, fmt.Errorf("model %s: %s has SHA-256 %s, the manifest says %s (replace the file or fix the manifest)", e.Name, e.File, got, e.SHA256)
-		}
-	}
-	m, err := onnx.Decode(data)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %s: %w", e.Name, e.File, err)
-	}
-	return NewONNXModel(ctx, rt, m, ModelOptions{Name: e.Name, Input: e.Input.Name, Mean: e.Input.Mean, Std: e.Input.Std, Layout: e.Input.Layout})
 }
 
 // Name is the model's name.

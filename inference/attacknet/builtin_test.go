@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"gibbon/inference"
-	"gibbon/inference/attack"
 	"gibbon/inference/train"
+	"gibbon/inference/zoo"
 	"gibbon/internal/testrt"
 	"gibbon/models"
 )
@@ -23,6 +23,8 @@ func TestBuiltInAttackNetworkReproducesItsNumbers(t *testing.T) {
 	ctx := context.Background()
 	_, _, test := smallZoo(t)
 	fsys := models.FS()
+	builtins := zoo.Open(rt, inference.ModelSource{Name: "built-in", FS: fsys})
+	defer builtins.Close()
 	raw, err := fs.ReadFile(fsys, inference.ManifestFile)
 	if err != nil {
 		t.Fatal(err)
@@ -49,11 +51,11 @@ func TestBuiltInAttackNetworkReproducesItsNumbers(t *testing.T) {
 			if p := e.Training; p == nil || !strings.HasPrefix(p.Command, "gibbon train-attack ") || p.WallSeconds <= 0 || p.Date == "" || p.Epochs <= 0 {
 				t.Errorf("provenance %+v", e.Training)
 			}
-			net, err := attack.LoadNetwork(ctx, rt, fsys, e) // checks the checksum
+			served, err := builtins.Get(ctx, e.Name) // checks the checksum
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer net.Close()
+			net := served.Network()
 			isTarget := map[string]bool{}
 			for _, n := range e.Attack.Targets {
 				isTarget[n] = true
@@ -64,11 +66,11 @@ func TestBuiltInAttackNetworkReproducesItsNumbers(t *testing.T) {
 				if c.Task != inference.TaskClassifier {
 					continue
 				}
-				m, err := attack.LoadModel(ctx, rt, fsys, c)
+				served, err := builtins.Get(ctx, c.Name)
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer m.Close()
+				m := served.Net()
 				role := RoleHeldOut
 				switch {
 				case isTarget[c.Name]:

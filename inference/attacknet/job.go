@@ -18,6 +18,7 @@ import (
 	"gibbon/inference/mnist"
 	"gibbon/inference/onnx"
 	"gibbon/inference/train"
+	"gibbon/inference/zoo"
 	"gibbon/internal/progress"
 )
 
@@ -105,6 +106,9 @@ func (j Job) Run(ctx context.Context, rt *inference.Runtime) (*Trained, error) {
 
 // targets are a job's classifiers, as attack models (mean/std folded into the graphs).
 type targets struct {
+	// models come from zoo (manifest targets, closed with it) or from the
+	// user's files (closed one by one).
+	zoo      *zoo.Zoo
 	models   []*attack.ONNXModel
 	names    []string
 	contract inference.InputContract
@@ -114,6 +118,10 @@ type targets struct {
 }
 
 func (t *targets) close() {
+	if t.zoo != nil {
+		t.zoo.Close()
+		return
+	}
 	for _, m := range t.models {
 		m.Close()
 	}
@@ -135,6 +143,7 @@ func (j Job) manifestTargets(ctx context.Context, rt *inference.Runtime) (*targe
 	if err != nil {
 		return ts, err
 	}
+	ts.zoo = zoo.Open(rt, inference.ModelSource{Name: j.Dir, FS: os.DirFS(j.Dir)})
 	for i, n := range j.Targets {
 		e, err := man.EntryOf(n, inference.TaskClassifier)
 		if err != nil {
@@ -146,11 +155,11 @@ func (j Job) manifestTargets(ctx context.Context, rt *inference.Runtime) (*targe
 			return ts, inference.Invalidf("--targets: %s takes %s, %s takes %s: one network needs one input form",
 				ts.names[0], ts.contract.Describe(), n, e.Input.Describe())
 		}
-		m, err := attack.LoadModel(ctx, rt, os.DirFS(j.Dir), *e)
+		m, err := ts.zoo.Get(ctx, n)
 		if err != nil {
 			return ts, err
 		}
-		ts.models, ts.names = append(ts.models, m), append(ts.names, n)
+		ts.models, ts.names = append(ts.models, m.Net()), append(ts.names, n)
 	}
 	return ts, nil
 }

@@ -2,6 +2,9 @@ package attacknet
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -10,6 +13,7 @@ import (
 	"gibbon/inference/attack"
 	"gibbon/inference/onnx"
 	"gibbon/inference/train"
+	"gibbon/inference/zoo"
 	"gibbon/internal/testrt"
 )
 
@@ -18,7 +22,7 @@ import (
 func TestNetworkAdapter(t *testing.T) {
 	rt := testrt.Open(t)
 	ctx := context.Background()
-	zoo, _, test := smallZoo(t)
+	nets, _, test := smallZoo(t)
 	m, _, err := BuildGenerator(mnistSpec, 9)
 	if err != nil {
 		t.Fatal(err)
@@ -29,8 +33,8 @@ func TestNetworkAdapter(t *testing.T) {
 	}
 	defer net.Close()
 	x, labels := batchOf(test, 0, 20)
-	mlp := attack.Model{Name: "mnist-mlp", Net: zoo["mnist-mlp"]}
-	cnn := attack.Model{Name: "mnist-cnn-small", Net: zoo["mnist-cnn-small"]}
+	mlp := attack.Model{Name: "mnist-mlp", Net: nets["mnist-mlp"]}
+	cnn := attack.Model{Name: "mnist-cnn-small", Net: nets["mnist-cnn-small"]}
 
 	heads, err := attack.RunNetworkHeads(ctx, net, attack.Config{}, attack.Request{Images: x, Surrogates: []attack.Model{mlp}, Others: []attack.Model{cnn}})
 	if err != nil {
@@ -123,33 +127,33 @@ func TestNetworkAdapter(t *testing.T) {
 		t.Errorf("one head declared, three in the graph: %v", err)
 	}
 
-	// Loading from a manifest entry checks the task, the checksum and the contract.
+	// The zoo serves it from a manifest entry, checking the checksum and the heads.
 	data, _ := onnx.Encode(m)
-	fsys := fstest.MapFS{"g.onnx": {Data: data}}
-	entry := Entry("g", "g.onnx", "", mnistSpec, []string{"mnist-mlp"}, train.MNISTInput(), nil)
-	if n, err := attack.LoadNetwork(ctx, rt, fsys, entry); err != nil {
+	sum := sha256.Sum256(data)
+	entry := Entry("g", "g.onnx", hex.EncodeToString(sum[:]), mnistSpec, []string{"mnist-mlp"}, train.MNISTInput(), nil)
+	serve := func(e inference.ModelEntry) error {
+		man, _ := json.Marshal(inference.Manifest{Models: []inference.ModelEntry{e}})
+		z := zoo.Open(rt, inference.ModelSource{Name: "test", FS: fstest.MapFS{"g.onnx": {Data: data}, inference.ManifestFile: {Data: man}}})
+		defer z.Close()
+		_, err := z.Get(ctx, e.Name)
+		return err
+	}
+	if err := serve(entry); err != nil {
 		t.Errorf("load: %v", err)
-	} else {
-		n.Close()
 	}
 	bad := entry
 	bad.SHA256 = strings.Repeat("0", 64)
-	if _, err := attack.LoadNetwork(ctx, rt, fsys, bad); err == nil || !strings.Contains(err.Error(), "SHA-256") {
+	if err := serve(bad); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
 		t.Errorf("checksum: %v", err)
 	}
 	bad = entry
-	bad.Task = inference.TaskClassifier
-	if _, err := attack.LoadNetwork(ctx, rt, fsys, bad); err == nil || !strings.Contains(err.Error(), "not an attack network") {
-		t.Errorf("task: %v", err)
-	}
-	bad = entry
 	bad.Attack = nil
-	if _, err := attack.LoadNetwork(ctx, rt, fsys, bad); err == nil || !strings.Contains(err.Error(), "eps") {
+	if err := serve(bad); err == nil || !strings.Contains(err.Error(), "eps") {
 		t.Errorf("no heads: %v", err)
 	}
 	bad = entry
 	bad.File = "missing.onnx"
-	if _, err := attack.LoadNetwork(ctx, rt, fsys, bad); err == nil {
+	if err := serve(bad); err == nil {
 		t.Error("missing file: no error")
 	}
 }

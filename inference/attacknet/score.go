@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 
 	"gibbon/inference"
-	"gibbon/inference/attack"
 	"gibbon/inference/mnist"
+	"gibbon/inference/zoo"
 	"gibbon/internal/progress"
 )
 
@@ -54,14 +53,15 @@ func Score(ctx context.Context, rt *inference.Runtime, dir, name string, opts Sc
 	if !c.FitsMNIST() {
 		return nil, inference.Invalidf("%s takes %s; attack networks are scored on the MNIST test set (28×28 gray)", name, c.Describe())
 	}
-	src := os.DirFS(dir)
-	net, err := attack.LoadNetwork(ctx, rt, src, *entry)
+	// The network and its judges come from the folder's zoo, each loaded once.
+	z := zoo.Open(rt, inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
+	defer z.Close()
+	m, err := z.Get(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	defer net.Close()
-	judges, err := loadJudges(ctx, rt, src, man, entry, opts.Log)
-	defer closeJudges(judges)
+	net := m.Network()
+	judges, err := loadJudges(ctx, z, man, entry, opts.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func Score(ctx context.Context, rt *inference.Runtime, dir, name string, opts Sc
 
 // loadJudges loads the classifiers of man that take the network's images: those it
 // was trained against first, then the others, in manifest order.
-func loadJudges(ctx context.Context, rt *inference.Runtime, src fs.FS, man *inference.Manifest, net *inference.ModelEntry, log io.Writer) ([]Judge, error) {
+func loadJudges(ctx context.Context, z *zoo.Zoo, man *inference.Manifest, net *inference.ModelEntry, log io.Writer) ([]Judge, error) {
 	isTarget := map[string]bool{}
 	for _, t := range net.Attack.Targets {
 		isTarget[t] = true
@@ -116,7 +116,7 @@ func loadJudges(ctx context.Context, rt *inference.Runtime, src fs.FS, man *infe
 				fmt.Fprintf(log, "not judging on %s: it takes %s, the network %s\n", e.Name, e.Input.Describe(), net.Input.Describe())
 				continue
 			}
-			m, err := attack.LoadModel(ctx, rt, src, e)
+			m, err := z.Get(ctx, e.Name)
 			if err != nil {
 				return judges, err
 			}
@@ -127,7 +127,7 @@ func loadJudges(ctx context.Context, rt *inference.Runtime, src fs.FS, man *infe
 			case e.Robust:
 				role = RoleRobust
 			}
-			judges = append(judges, Judge{Name: e.Name, Role: role, Net: m})
+			judges = append(judges, Judge{Name: e.Name, Role: role, Net: m.Net()})
 		}
 	}
 	for _, t := range net.Attack.Targets {
@@ -145,10 +145,4 @@ func hasJudge(judges []Judge, name string) bool {
 		}
 	}
 	return false
-}
-
-func closeJudges(judges []Judge) {
-	for _, j := range judges {
-		j.Net.Close()
-	}
 }

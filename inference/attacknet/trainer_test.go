@@ -21,7 +21,7 @@ import (
 
 // A short training run (a few thousand images) lifts the attack success far above
 // random ±ε noise at the same budget, through the exported file and the normal attack
-// path (manifest entry → attack.LoadNetwork → attack.RunNetwork), with the bound held.
+// path (manifest entry → the zoo → attack.RunNetwork), with the bound held.
 func TestShortTrainingBeatsNoiseThroughTheAttackPath(t *testing.T) {
 	rt := testrt.Open(t)
 	ctx := context.Background()
@@ -59,18 +59,12 @@ func TestShortTrainingBeatsNoiseThroughTheAttackPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer reg.Close()
 	if len(reg.AttackNetworks()) != 1 || len(reg.Problems()) != 0 {
-		t.Fatalf("registry: %d attack networks, problems %v", len(reg.AttackNetworks()), reg.Problems())
+		t.Fatalf("zoo: %d attack networks, problems %v", len(reg.AttackNetworks()), reg.Problems())
 	}
-	reg.Close()
-
-	man, _ := inference.ReadManifest(dir)
-	e, _ := man.Entry("net")
-	net, err := attack.LoadNetwork(ctx, rt, os.DirFS(dir), *e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
+	served, _ := reg.Model("net")
+	net := served.Network()
 	x, labels := batchOf(test, 0, 400)
 	req := attack.Request{Images: x, Labels: labels, Surrogates: []attack.Model{{Name: "mnist-cnn-small", Net: cnn}}}
 	for _, eps := range []float32{0.2, 0.3} {

@@ -14,6 +14,7 @@ import (
 	"gibbon/inference/autodiff"
 	"gibbon/inference/catalog"
 	"gibbon/inference/onnx"
+	"gibbon/inference/zoo"
 	"gibbon/internal/testrt"
 )
 
@@ -301,13 +302,20 @@ func TestAttackSucceedsOnPulledModels(t *testing.T) {
 		}
 		pulled[c.name] = res.Entry
 	}
+	// The app's zoo serves the pulled folder, each model loaded once.
+	served := zoo.Open(rt, inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
+	defer served.Close()
+	load := func(t *testing.T, name string) *attack.ONNXModel {
+		t.Helper()
+		m, err := served.Get(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Net()
+	}
 	for name, e := range pulled {
 		t.Run(name, func(t *testing.T) {
-			net, err := attack.LoadModel(context.Background(), rt, os.DirFS(dir), e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer net.Close()
+			net := load(t, name)
 			lo, hi := float32(e.Input.Range[0]), float32(e.Input.Range[1])
 			r := rand.New(rand.NewPCG(77, 5))
 			imgs := inference.NewTensor(append([]int64{3}, e.Input.Shape()[1:]...)...)
@@ -319,12 +327,7 @@ func TestAttackSucceedsOnPulledModels(t *testing.T) {
 			var others []attack.Model
 			for other, oe := range pulled {
 				if other != name && oe.Input.Layout == e.Input.Layout && oe.Input.Range == e.Input.Range {
-					on, err := attack.LoadModel(context.Background(), rt, os.DirFS(dir), oe)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer on.Close()
-					others = append(others, attack.Model{Name: other, Net: on})
+					others = append(others, attack.Model{Name: other, Net: load(t, other)})
 				}
 			}
 			res, err := attack.Run(context.Background(), cfg, attack.Request{Images: imgs,

@@ -107,18 +107,31 @@ type Kind struct {
 	Random  bool // the verdict changes from draw to draw
 	// Note says where it comes from and what the parameter does.
 	Note string
+	// Caveat is one sentence, with its reference, for a defence whose figure against
+	// attacks that ignore it overstates what it does against attacks that see it
+	// (measured on the built-in MNIST models: see the README). JPEG has none: attacks
+	// through it do about as well as attacks around it.
+	Caveat string
 }
+
+// obfuscated is the reference of every caveat.
+const obfuscated = "(Athalye, Carlini & Wagner, \"Obfuscated Gradients Give a False Sense of Security\", ICML 2018)"
 
 // Kinds lists the transforms, in menu order.
 var Kinds = []Kind{
 	{ID: "jpeg", Label: "JPEG re-encoding", Param: "quality", Min: 1, Max: 100, Default: 75,
 		Note: "encode as JPEG at this quality and decode again (Guo et al. 2018)"},
 	{ID: "bits", Label: "Bit-depth reduction", Param: "bits", Unit: "bits", Min: 1, Max: 7, Default: 3,
-		Note: "round every value to 2^bits levels (feature squeezing, Xu et al. 2018; 1 bit on MNIST)"},
+		Note: "round every value to 2^bits levels (feature squeezing, Xu et al. 2018; 1 bit on MNIST)",
+		Caveat: "Bit-depth reduction scores higher against attacks that ignore it than against one that passes gradients straight through the rounding (BPDA); " +
+			"at 1 bit on MNIST part of it holds, since only pixels within ε of the threshold can flip " + obfuscated + "."},
 	{ID: "median", Label: "Median filter", Param: "size", Unit: "px", Min: 2, Max: 7, Default: 3,
-		Note: "median of each size×size window, per channel, mirrored at the borders (feature squeezing: 2×2 on MNIST)"},
+		Note: "median of each size×size window, per channel, mirrored at the borders (feature squeezing: 2×2 on MNIST)",
+		Caveat: "The median filter holds mostly against attacks that ignore it: one that follows the filter's own derivative (to each window's middle-rank pixel) " +
+			"takes most of its gain away " + obfuscated + "."},
 	{ID: "resize-pad", Label: "Random resize and pad", Param: "smallest size", Unit: "%", Min: 50, Max: 99, Default: 90, Random: true,
-		Note: "shrink to a random size between this share and 100 %, nearest neighbour, then pad back at a random offset (Xie et al. 2018, 2nd in NIPS'17)"},
+		Note:   "shrink to a random size between this share and 100 %, nearest neighbour, then pad back at a random offset (Xie et al. 2018, 2nd in NIPS'17)",
+		Caveat: "Random resize-and-pad scores higher against attacks that ignore it than against one that averages gradients over its random draws (EOT) " + obfuscated + "."},
 }
 
 // KindByID finds a kind by its id.

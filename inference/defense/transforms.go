@@ -133,32 +133,45 @@ type Median struct{ Size int }
 func (m Median) Name() string { return fmt.Sprintf("median %d×%d", m.Size, m.Size) }
 
 func (m Median) Apply(x *inference.Tensor, f Format, _ *rand.Rand) (*inference.Tensor, error) {
-	if m.Size < 1 || m.Size > 15 {
-		return nil, fmt.Errorf("median window must be between 1 and 15 pixels, got %d", m.Size)
+	if err := m.check(); err != nil {
+		return nil, err
 	}
-	before := m.Size / 2
 	return perImage(x, f, func(g geometry, planes [][]float32) ([][]float32, error) {
-		win := make([]float32, m.Size*m.Size)
+		win, vals := make([]int, m.Size*m.Size), make([]float32, m.Size*m.Size)
 		for ch, p := range planes {
 			out := make([]float32, len(p))
-			for y := range g.h {
-				for x := range g.w {
-					k := 0
-					for dy := range m.Size {
-						yy := mirror(y+dy-before, g.h)
-						for dx := range m.Size {
-							win[k] = p[yy*g.w+mirror(x+dx-before, g.w)]
-							k++
-						}
-					}
-					slices.Sort(win)
-					out[y*g.w+x] = win[len(win)/2]
-				}
+			for q := range out {
+				out[q] = m.median(g, p, q, win, vals)
 			}
 			planes[ch] = out
 		}
 		return planes, nil
 	})
+}
+
+func (m Median) check() error {
+	if m.Size < 1 || m.Size > 15 {
+		return fmt.Errorf("median window must be between 1 and 15 pixels, got %d", m.Size)
+	}
+	return nil
+}
+
+// median is output pixel q's value: the median of its window in plane p. win and
+// vals (Size² long) receive the window's pixels and their sorted values.
+func (m Median) median(g geometry, p []float32, q int, win []int, vals []float32) float32 {
+	before := m.Size / 2
+	y, x := q/g.w, q%g.w
+	k := 0
+	for dy := range m.Size {
+		yy := mirror(y+dy-before, g.h)
+		for dx := range m.Size {
+			win[k] = yy*g.w + mirror(x+dx-before, g.w)
+			vals[k] = p[win[k]]
+			k++
+		}
+	}
+	slices.Sort(vals)
+	return vals[len(vals)/2]
 }
 
 // mirror reflects an index into [0, n) about the half-pixel edges.
@@ -188,28 +201,55 @@ func (r ResizePad) Name() string {
 }
 
 func (r ResizePad) Apply(x *inference.Tensor, f Format, rng *rand.Rand) (*inference.Tensor, error) {
+	y, _, err := r.apply(x, f, rng)
+	return y, err
+}
+
+// apply is Apply that also returns each image's source map: src[i][p] is the pixel
+// of image i that output pixel p copies, −1 for padding. The transform is a pixel
+// selection, so the map is its exact derivative (an adaptive attack pulls gradients
+// back through it).
+func (r ResizePad) apply(x *inference.Tensor, f Format, rng *rand.Rand) (*inference.Tensor, [][]int, error) {
 	if !(r.MinScale > 0 && r.MinScale <= 1) {
-		return nil, fmt.Errorf("smallest size must be a share in (0, 1], got %g", r.MinScale)
+		return nil, nil, fmt.Errorf("smallest size must be a share in (0, 1], got %g", r.MinScale)
 	}
 	if rng == nil {
-		return nil, fmt.Errorf("random resize and pad needs a random source")
+		return nil, nil, fmt.Errorf("random resize and pad needs a random source")
 	}
-	return perImage(x, f, func(g geometry, planes [][]float32) ([][]float32, error) {
-		minH := max(1, int(math.Ceil(r.MinScale*float64(g.h))))
-		rh := minH + rng.IntN(g.h-minH+1)
-		rw := max(1, min(g.w, int(math.Round(float64(g.w)*float64(rh)/float64(g.h)))))
-		oy, ox := rng.IntN(g.h-rh+1), rng.IntN(g.w-rw+1)
+	var src [][]int
+	y, err := perImage(x, f, func(g geometry, planes [][]float32) ([][]float32, error) {
+		m := r.draw(g, rng)
+		src = append(src, m)
 		for ch, p := range planes {
 			out := make([]float32, len(p)) // zero: the range's low value
-			for y := range rh {
-				sy := min(g.h-1, int((float64(y)+0.5)*float64(g.h)/float64(rh)))
-				for x := range rw {
-					sx := min(g.w-1, int((float64(x)+0.5)*float64(g.w)/float64(rw)))
-					out[(oy+y)*g.w+ox+x] = p[sy*g.w+sx]
+			for q, s := range m {
+				if s >= 0 {
+					out[q] = p[s]
 				}
 			}
 			planes[ch] = out
 		}
 		return planes, nil
 	})
+	return y, src, err
+}
+
+// draw picks one image's size and offset and returns its source map (see apply).
+func (r ResizePad) draw(g geometry, rng *rand.Rand) []int {
+	minH := max(1, int(math.Ceil(r.MinScale*float64(g.h))))
+	rh := minH + rng.IntN(g.h-minH+1)
+	rw := max(1, min(g.w, int(math.Round(float64(g.w)*float64(rh)/float64(g.h)))))
+	oy, ox := rng.IntN(g.h-rh+1), rng.IntN(g.w-rw+1)
+	src := make([]int, g.h*g.w)
+	for q := range src {
+		src[q] = -1
+	}
+	for y := range rh {
+		sy := min(g.h-1, int((float64(y)+0.5)*float64(g.h)/float64(rh)))
+		for x := range rw {
+			sx := min(g.w-1, int((float64(x)+0.5)*float64(g.w)/float64(rw)))
+			src[(oy+y)*g.w+ox+x] = sy*g.w + sx
+		}
+	}
+	return src
 }

@@ -40,8 +40,14 @@ type Clean struct {
 // defaultDecodeLimits bound an image when the caller gives no bounds.
 var defaultDecodeLimits = inference.DecodeLimits{MaxPixels: 40_000_000, MaxSide: 16384, MaxBytes: 1 << 30}
 
+// LoadImage decodes and preprocesses img for contract c (the attacked models')
+// and puts it on c's 8-bit grid: the clean image is exactly what its PNG holds.
+func LoadImage(img Image, c inference.InputContract) (*Clean, error) {
+	return loadImage(img, NewGrid(c))
+}
+
 // loadImage decodes and preprocesses img for grid g's contract and puts it on
-// the grid: the clean image is exactly what its PNG holds.
+// the grid.
 func loadImage(img Image, g Grid) (*Clean, error) {
 	if len(img.Data) == 0 {
 		return nil, invalid("Choose an image: upload one, draw one or pick a sample.")

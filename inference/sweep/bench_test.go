@@ -9,7 +9,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/attack"
 	"gibbon/inference/sweep"
-	"gibbon/internal/testrt"
+	"gibbon/internal/testzoo"
 	"gibbon/models"
 )
 
@@ -28,12 +28,7 @@ func benchModels(b *testing.B) []attack.Model {
 		if e.Task != inference.TaskClassifier || e.Input.Width != 28 {
 			continue
 		}
-		m, err := attack.LoadModel(context.Background(), testrt.Open(b), models.FS(), e)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(m.Close)
-		out = append(out, attack.Model{Name: e.Name, Net: m})
+		out = append(out, attack.Model{Name: e.Name, Net: testzoo.Classifier(b, e.Name)})
 	}
 	if len(out) == 0 {
 		out = append(out, model(b, "mlp"))

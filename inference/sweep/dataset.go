@@ -58,6 +58,9 @@ type Curve struct {
 	Name      string `json:"name"`
 	Model     string `json:"model"`
 	Transform string `json:"transform,omitempty"`
+	// Scoring labels a transform defence: an adaptive twin's curve is measured on the
+	// images the attack makes through its transform.
+	Scoring
 	// Correct[k] counts images the defence still classifies correctly at Eps[k].
 	Correct  []int     `json:"correct"`
 	Accuracy []float64 `json:"accuracy"`
@@ -97,7 +100,7 @@ func RunDataset(ctx context.Context, spec DatasetSpec, onBatch func(*DatasetResu
 		res.Eps255 = append(res.Eps255, Eps255(e, spec.Range))
 	}
 	for _, d := range spec.Defences {
-		c := Curve{Name: d.Name, Model: d.Model, Transform: d.Transform, Correct: make([]int, nEps), Accuracy: make([]float64, nEps)}
+		c := Curve{Name: d.Name, Model: d.Model, Transform: d.Transform, Scoring: scoringFor(d, spec.Attack), Correct: make([]int, nEps), Accuracy: make([]float64, nEps)}
 		if spec.KeepPredictions {
 			c.Predictions = make([][]int, nEps)
 		}
@@ -112,14 +115,11 @@ func RunDataset(ctx context.Context, spec DatasetSpec, onBatch func(*DatasetResu
 		for i := range seeds {
 			seeds[i] = spec.Seed + int64(from+i)
 		}
-		adv, err := spec.Attack.Grid(ctx, x, labels, spec.Eps, seeds)
+		j, err := attackAndJudge(ctx, spec.Attack, spec.Defences, x, labels, spec.Eps, seeds, false)
 		if err != nil {
 			return nil, err
 		}
-		pred, _, err := classify(ctx, spec.Defences, adv, false)
-		if err != nil {
-			return nil, err
-		}
+		pred := j.pred
 		B := to - from
 		for d := range spec.Defences {
 			c := &res.Defences[d]

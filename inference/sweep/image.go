@@ -24,7 +24,8 @@ type ImageSpec struct {
 	Labels []string
 	Seed   int64
 	// Chunk is how many budgets one pass carries; 0 means 1, so points arrive one by
-	// one. Results do not depend on it (see RowSeed).
+	// one. Results do not depend on it (see RowSeed), but for an adaptive twin of a
+	// random transform, whose EOT draws are taken a pass at a time.
 	Chunk int
 }
 
@@ -60,6 +61,9 @@ type ImageDefence struct {
 	Name      string `json:"name"`
 	Model     string `json:"model"`
 	Transform string `json:"transform,omitempty"`
+	// Scoring labels a transform defence: an adaptive twin answers on the images the
+	// attack makes through its transform, not on the point's Adv.
+	Scoring
 	// FlipIndex is the first point where the defence's top class is not the true
 	// class (−1: never); FlipEps its budget (nil: never).
 	FlipIndex int      `json:"flip_index"`
@@ -126,21 +130,18 @@ func RunImage(ctx context.Context, spec ImageSpec, onPoint func(Point) error) (*
 		res.Eps255 = append(res.Eps255, Eps255(e, spec.Range))
 	}
 	for _, d := range spec.Defences {
-		res.Defences = append(res.Defences, ImageDefence{Name: d.Name, Model: d.Model, Transform: d.Transform, FlipIndex: -1})
+		res.Defences = append(res.Defences, ImageDefence{Name: d.Name, Model: d.Model, Transform: d.Transform, Scoring: scoringFor(d, spec.Attack), FlipIndex: -1})
 	}
 	chunk := max(spec.Chunk, 1)
 	start := time.Now()
 	for from := 0; from < len(spec.Eps); from += chunk {
 		to := min(len(spec.Eps), from+chunk)
 		eps := spec.Eps[from:to]
-		adv, err := spec.Attack.Grid(ctx, spec.Image, []int{label}, eps, []int64{spec.Seed})
+		j, err := attackAndJudge(ctx, spec.Attack, spec.Defences, spec.Image, []int{label}, eps, []int64{spec.Seed}, true)
 		if err != nil {
 			return nil, err
 		}
-		pred, probs, err := classify(ctx, spec.Defences, adv, true)
-		if err != nil {
-			return nil, err
-		}
+		adv, pred, probs := j.adv, j.pred, j.probs
 		for k := range eps {
 			idx := from + k
 			pt := Point{Index: idx, Eps: res.Eps[idx], Eps255: res.Eps255[idx], Adv: slice(adv, k, k+1)}

@@ -87,18 +87,13 @@ func runGrid(ctx context.Context, s gridSpec) (*grid, error) {
 			seeds[i] = s.seed + int64(from+i)
 		}
 		for a, at := range s.attacks {
-			start := time.Now()
-			adv, err := at.Grid(ctx, x, labels, []float32{eps}, seeds)
+			j, err := attackAndJudge(ctx, at, s.defences, x, labels, []float32{eps}, seeds, false)
 			if err != nil {
 				return nil, err
 			}
-			g.wall[a] += time.Since(start)
-			pred, _, err := classify(ctx, s.defences, adv, false)
-			if err != nil {
-				return nil, err
-			}
+			g.wall[a] += j.wall
 			for d := range s.defences {
-				g.pred[a][d] = append(g.pred[a][d], pred[d]...)
+				g.pred[a][d] = append(g.pred[a][d], j.pred[d]...)
 			}
 		}
 		if s.onBatch != nil {
@@ -111,7 +106,8 @@ func runGrid(ctx context.Context, s gridSpec) (*grid, error) {
 }
 
 // CompeteSpec is the NIPS 2017 competition's setting: every untargeted attack against
-// every defence, on batches whose budget is drawn from a fixed set.
+// every defence, on batches whose budget is drawn from a fixed set. Adaptive twins
+// among the defences (Defence.Adaptive) are scored beside the competition, not in it.
 type CompeteSpec struct {
 	Dataset  string
 	Attacks  []*Attack
@@ -142,6 +138,9 @@ type Matrix struct {
 	BatchEps []float64 `json:"batch_eps"`
 	Seed     int64     `json:"seed"`
 	Attacks  []Entrant `json:"attacks"`
+	// Defences are the competition's, each adaptive twin after its defence: a twin's
+	// column counts what each attack did through its transform (an attack network's
+	// own images: it cannot see through one).
 	Defences []Entrant `json:"defences"`
 	// Misclassified[a][d] counts the images attack a made defence d get wrong.
 	Misclassified [][]int `json:"misclassified"`
@@ -159,11 +158,16 @@ type Entrant struct {
 	Attack    *Info  `json:"attack,omitempty"`
 	Model     string `json:"model,omitempty"`
 	Transform string `json:"transform,omitempty"`
-	// Score: an attack's misclassifications summed over defences; a defence's correct
-	// answers summed over attacks. Rate is Score over its maximum.
+	// Scoring labels a transform defence (which way it was attacked).
+	Scoring
+	// Score: an attack's misclassifications summed over the competition's defences
+	// (adaptive twins left out); a defence's correct answers summed over attacks. Rate
+	// is Score over its maximum.
 	Score int     `json:"score"`
 	Rate  float64 `json:"rate"`
-	// Rank is 1 for the best score; equal scores share a rank (1, 2, 2, 4).
+	// Rank is 1 for the best score; equal scores share a rank (1, 2, 2, 4). Defences
+	// are ranked among the competition's; an adaptive twin gets the rank it would have
+	// in its defence's place.
 	Rank int `json:"rank"`
 	// CleanCorrect (defences) counts correct answers on the clean images.
 	CleanCorrect int `json:"clean_correct,omitempty"`
@@ -229,17 +233,25 @@ func (m *Matrix) fill(g *grid, spec CompeteSpec, done int, wall time.Duration, r
 		}
 	}
 	m.Attacks, m.Defences = make([]Entrant, A), make([]Entrant, D)
+	competitors := 0
+	for _, def := range spec.Defences {
+		if competing(def) {
+			competitors++
+		}
+	}
 	for a, at := range spec.Attacks {
 		info := at.Info()
 		e := Entrant{Name: at.Name, Attack: &info, WallSeconds: round6(g.wall[a].Seconds())}
-		for d := range D {
-			e.Score += m.Misclassified[a][d]
+		for d, def := range spec.Defences {
+			if competing(def) {
+				e.Score += m.Misclassified[a][d]
+			}
 		}
-		e.Rate = round6(float64(e.Score) / float64(max(1, done*D)))
+		e.Rate = round6(float64(e.Score) / float64(max(1, done*competitors)))
 		m.Attacks[a] = e
 	}
 	for d, def := range spec.Defences {
-		e := Entrant{Name: def.Name, Model: def.Model, Transform: def.Transform}
+		e := Entrant{Name: def.Name, Model: def.Model, Transform: def.Transform, Scoring: scoringFor(def, spec.Attacks...)}
 		for a := range A {
 			e.Score += done - m.Misclassified[a][d]
 		}
@@ -251,20 +263,22 @@ func (m *Matrix) fill(g *grid, spec CompeteSpec, done int, wall time.Duration, r
 		e.Rate = round6(float64(e.Score) / float64(max(1, done*A)))
 		m.Defences[d] = e
 	}
-	rank(m.Attacks)
-	rank(m.Defences)
+	rank(m.Attacks, func(int) bool { return true })
+	rank(m.Defences, func(d int) bool { return competing(spec.Defences[d]) })
 	m.WallSeconds = round6(wall.Seconds())
 	if raw {
 		m.Labels, m.CleanPredictions, m.Predictions = g.labels[:done], g.clean, g.pred
 	}
 }
 
-// rank gives competition ranks: 1 + the number of entrants with a higher score.
-func rank(es []Entrant) {
+// rank gives competition ranks: 1 + the number of competing entrants with a higher
+// score; an entrant that does not compete (an adaptive twin) is ranked against the
+// competitors but its own defence.
+func rank(es []Entrant, competes func(int) bool) {
 	for i := range es {
 		es[i].Rank = 1
 		for j := range es {
-			if es[j].Score > es[i].Score {
+			if competes(j) && es[j].Score > es[i].Score && !twinOf(es[i].Name, es[j].Name) {
 				es[i].Rank++
 			}
 		}
@@ -342,6 +356,11 @@ func Transfer(ctx context.Context, spec TransferSpec, onBatch func(*TransferMatr
 	}
 	if spec.Eps == 0 {
 		return nil, errors.New("the transfer budget must be positive")
+	}
+	for _, d := range spec.Targets {
+		if d.Mode == Adaptive {
+			return nil, fmt.Errorf("target %s: a transfer matrix judges images made on other models, so no target is attacked through its transform", d.Name)
+		}
 	}
 	start := time.Now()
 	t := &TransferMatrix{Schema: SchemaTransfer, Dataset: spec.Dataset, Total: len(spec.Labels), Seed: spec.Seed,

@@ -6,11 +6,12 @@ import (
 	"strconv"
 )
 
-// CSV column sets, one per report kind (the tests check them).
+// CSV column sets, one per report kind (the tests check them). "scoring" labels a
+// transform defence's row non-adaptive or adaptive (empty for a model alone).
 var (
-	DatasetCSVHeader  = []string{"eps", "eps_255", "defence", "model", "transform", "correct", "n", "robust_accuracy", "attack_success"}
-	ImageCSVHeader    = []string{"eps", "eps_255", "linf_255", "defence", "top1", "top1_prob", "true_prob", "wrong_class", "wrong_prob", "flipped"}
-	CompeteCSVHeader  = []string{"attack", "defence", "misclassified", "n", "rate", "attack_score", "attack_rank", "defence_score", "defence_rank"}
+	DatasetCSVHeader  = []string{"eps", "eps_255", "defence", "model", "transform", "correct", "n", "robust_accuracy", "attack_success", "scoring"}
+	ImageCSVHeader    = []string{"eps", "eps_255", "linf_255", "defence", "top1", "top1_prob", "true_prob", "wrong_class", "wrong_prob", "flipped", "scoring"}
+	CompeteCSVHeader  = []string{"attack", "defence", "misclassified", "n", "rate", "attack_score", "attack_rank", "defence_score", "defence_rank", "scoring"}
 	TransferCSVHeader = []string{"source", "target", "eps", "eps_255", "fooled", "clean_correct", "wrong", "n", "success_rate"}
 )
 
@@ -34,7 +35,7 @@ func (r *DatasetResult) WriteCSV(w io.Writer) error {
 	for k, e := range r.Eps {
 		for _, c := range r.Defences {
 			rows = append(rows, []string{num(e), num(r.Eps255[k]), c.Name, c.Model, c.Transform, strconv.Itoa(c.Correct[k]),
-				strconv.Itoa(r.N), num(c.Accuracy[k]), num(round6(1 - c.Accuracy[k]))})
+				strconv.Itoa(r.N), num(c.Accuracy[k]), num(round6(1 - c.Accuracy[k])), c.Mode})
 		}
 	}
 	return writeCSV(w, DatasetCSVHeader, rows)
@@ -46,7 +47,7 @@ func (r *ImageResult) WriteCSV(w io.Writer) error {
 	for _, p := range r.Points {
 		for d, dp := range p.Defences {
 			rows = append(rows, []string{num(p.Eps), num(p.Eps255), num(p.Linf255), r.Defences[d].Name, strconv.Itoa(dp.Top1),
-				num(dp.Top1Prob), num(dp.TrueProb), strconv.Itoa(dp.WrongClass), num(dp.WrongProb), strconv.FormatBool(dp.Flipped)})
+				num(dp.Top1Prob), num(dp.TrueProb), strconv.Itoa(dp.WrongClass), num(dp.WrongProb), strconv.FormatBool(dp.Flipped), r.Defences[d].Mode})
 		}
 	}
 	return writeCSV(w, ImageCSVHeader, rows)
@@ -59,7 +60,7 @@ func (m *Matrix) WriteCSV(w io.Writer) error {
 		for d, def := range m.Defences {
 			mis := m.Misclassified[a][d]
 			rows = append(rows, []string{at.Name, def.Name, strconv.Itoa(mis), strconv.Itoa(m.N), num(round6(float64(mis) / float64(max(1, m.N)))),
-				strconv.Itoa(at.Score), strconv.Itoa(at.Rank), strconv.Itoa(def.Score), strconv.Itoa(def.Rank)})
+				strconv.Itoa(at.Score), strconv.Itoa(at.Rank), strconv.Itoa(def.Score), strconv.Itoa(def.Rank), def.Mode})
 		}
 	}
 	return writeCSV(w, CompeteCSVHeader, rows)

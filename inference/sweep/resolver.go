@@ -3,6 +3,7 @@ package sweep
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"gibbon/inference"
 	"gibbon/inference/attack"
@@ -40,9 +41,26 @@ func (r zooResolver) Network(ctx context.Context, name string) (Generator, infer
 	return m.Network(), m.Input, nil
 }
 
+func (r zooResolver) Labels(name string) []string {
+	if m, ok := r.z.Model(name); ok {
+		return m.Labels // labels_file read
+	}
+	e, _ := r.z.Entry(name)
+	return e.Labels
+}
+
+func (r zooResolver) Checksum(name string) string {
+	e, _ := r.z.Entry(name)
+	return strings.ToLower(e.SHA256)
+}
+
 func (r zooResolver) get(ctx context.Context, name, task, what string) (*zoo.Model, error) {
 	if e, ok := r.z.Entry(name); !ok || e.Task != task {
-		return nil, fmt.Errorf("there is no %s called %q", what, clip(name))
+		have := strings.Join(r.z.Available(task), ", ")
+		if have == "" {
+			have = "none"
+		}
+		return nil, fmt.Errorf("no %s %q (have: %s)", what, clip(name), have)
 	}
 	return r.z.Get(ctx, name)
 }

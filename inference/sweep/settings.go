@@ -48,11 +48,18 @@ type Settings struct {
 	// budget (transfer), on the models' input range; "" takes the default.
 	Eps string `json:"eps"`
 	// Steps of gradient attacks, queries of black-box ones; 0 takes the default.
-	Steps   int    `json:"steps,omitempty"`
-	Dataset string `json:"dataset,omitempty"`
-	N       int    `json:"n,omitempty"`
-	Batch   int    `json:"batch,omitempty"`
-	Seed    int64  `json:"seed"`
+	Steps int `json:"steps,omitempty"`
+	// Adaptive also scores every transform defence adaptively (data-set sweeps, one-
+	// image sweeps and the competition): each gets a twin judged on the images the
+	// attack makes through its transform (Defence.Adaptive).
+	Adaptive bool `json:"adaptive,omitempty"`
+	// EOTSamples is the number of random draws an adaptive attack averages each
+	// gradient over, for random transforms (1–100); 0 takes defense.DefaultSamples.
+	EOTSamples int    `json:"eot_samples,omitempty"`
+	Dataset    string `json:"dataset,omitempty"`
+	N          int    `json:"n,omitempty"`
+	Batch      int    `json:"batch,omitempty"`
+	Seed       int64  `json:"seed"`
 	// Image names the swept image (a sample's file name, or an uploaded file's).
 	Image string `json:"image,omitempty"`
 	// Label is the image's true class; −1 takes the attacked models' prediction.
@@ -81,6 +88,10 @@ type Resolver interface {
 	Classifier(ctx context.Context, name string) (attack.Model, inference.InputContract, error)
 	// Network loads an attack network.
 	Network(ctx context.Context, name string) (Generator, inference.InputContract, error)
+	// Labels are a classifier's class names (nil when it names none).
+	Labels(name string) []string
+	// Checksum is a model file's SHA-256, as the gallery records it.
+	Checksum(name string) string
 }
 
 // Plan is Settings checked and resolved: ready to run.
@@ -97,6 +108,10 @@ type Plan struct {
 	Models []ModelUse
 	// Skipped says which classifiers "every defence" left out, and why.
 	Skipped []string
+	// Labels name the classes (the first defence's classifier's).
+	Labels []string
+	// checksums are the models' file checksums, for the gallery entry.
+	checksums map[string]string
 }
 
 // ModelUse is a model a plan uses.
@@ -182,6 +197,9 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 	}
 	if s.Steps < 0 || s.Steps > lim.MaxSteps {
 		return nil, fmt.Errorf("steps must be between 1 and %d (0: the default), not %d", lim.MaxSteps, s.Steps)
+	}
+	if err := s.checkAdaptive(); err != nil {
+		return nil, err
 	}
 	if len(r.Classifiers()) == 0 {
 		return nil, fmt.Errorf("there is no classifier to attack")
@@ -451,8 +469,57 @@ func (s Settings) Plan(ctx context.Context, r Resolver, lim Limits) (*Plan, erro
 	if len(p.Defences) == 0 {
 		return nil, fmt.Errorf("no defence takes the attacked models' input (%s)", p.Contract.Describe())
 	}
+	if s.Adaptive {
+		if p.Defences, err = withTwins(p.Defences, s.EOTSamples); err != nil {
+			return nil, err
+		}
+	}
 	p.Settings = s
+	p.checksums = map[string]string{}
+	for _, m := range p.Models {
+		p.checksums[m.Name] = r.Checksum(m.Name)
+	}
+	if len(p.Defences) > 0 {
+		p.Labels = r.Labels(p.Defences[0].Model)
+	}
 	return p, nil
+}
+
+// checkAdaptive checks the adaptive settings and fills in the EOT default.
+func (s *Settings) checkAdaptive() error {
+	if !s.Adaptive {
+		if s.EOTSamples != 0 {
+			return fmt.Errorf("EOT samples are for adaptive scoring: ask for it too, or leave them out")
+		}
+		return nil
+	}
+	if s.Kind == KindTransfer {
+		return fmt.Errorf("a transfer matrix judges images made on other models: adaptive scoring is for sweeps and the competition")
+	}
+	if s.EOTSamples == 0 {
+		s.EOTSamples = defense.DefaultSamples
+	}
+	return defense.CheckSamples(s.EOTSamples)
+}
+
+// withTwins puts each transform defence's adaptive twin right after it.
+func withTwins(defs []Defence, samples int) ([]Defence, error) {
+	var out []Defence
+	for _, d := range defs {
+		out = append(out, d)
+		if d.Mode != NonAdaptive {
+			continue
+		}
+		tw, err := d.Adaptive(samples)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tw)
+	}
+	if len(out) == len(defs) {
+		return nil, fmt.Errorf("adaptive scoring attacks through transforms, and no defence has one (write MODEL+KIND, e.g. mnist-mlp+bits:1)")
+	}
+	return out, nil
 }
 
 func cleanList(v []string) []string {
@@ -529,6 +596,10 @@ func (s Settings) Command() string {
 	add("eps", s.Eps)
 	if s.Steps > 0 {
 		add("steps", strconv.Itoa(s.Steps))
+	}
+	if s.Adaptive {
+		args = append(args, "--adaptive")
+		add("eot-samples", strconv.Itoa(s.EOTSamples))
 	}
 	if s.Batch > 0 {
 		add("batch", strconv.Itoa(s.Batch))

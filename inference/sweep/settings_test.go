@@ -32,6 +32,10 @@ func newZoo(t testing.TB) *zoo {
 func (z *zoo) Classifiers() []string { return []string{"lin-a", "lin-b", "mlp", "rgb"} }
 func (z *zoo) Networks() []string    { return []string{"pushnet"} }
 
+func (z *zoo) Labels(string) []string { return nil }
+
+func (z *zoo) Checksum(name string) string { return fmt.Sprintf("%064x", len(name)) }
+
 func (z *zoo) Contract(name string) (inference.InputContract, bool) {
 	if name == "rgb" {
 		_, c, _ := z.Classifier(context.Background(), name)

@@ -31,8 +31,16 @@ type Defence struct {
 	Name      string `json:"name"`                // "mnist-cnn" or "mnist-cnn + JPEG q75"
 	Model     string `json:"model"`               // the classifier's name
 	Transform string `json:"transform,omitempty"` // the transform's name, "" for none
+	Scoring
 	// Net classifies images on the attack's pixel range.
 	Net attack.Classifier `json:"-"`
+
+	// A transform defence keeps its parts for its adaptive twin (see Adaptive).
+	model     attack.Classifier
+	transform defense.Transform
+	format    defense.Format
+	seed      uint64
+	samples   int // EOT draws of the twin's attacks
 }
 
 // NewDefence puts transform kind id (with its parameter) in front of net; an empty id
@@ -52,7 +60,9 @@ func NewDefence(model string, net attack.Classifier, id string, param int, f def
 	if err != nil {
 		return Defence{}, err
 	}
-	return Defence{Name: model + " + " + t.Name(), Model: model, Transform: t.Name(), Net: d}, nil
+	k, _ := defense.KindByID(id)
+	return Defence{Name: model + " + " + t.Name(), Model: model, Transform: t.Name(), Net: d,
+		Scoring: Scoring{Mode: NonAdaptive, Caveat: k.Caveat}, model: net, transform: t, format: f, seed: seed}, nil
 }
 
 // ParseDefence reads a defence written as MODEL or MODEL+KIND[:PARAM], e.g.
