@@ -20,12 +20,16 @@ type startMsg struct {
 	Steps  int     `json:"steps"`
 	// Target is a class index; absent or null: untargeted. TargetMode
 	// "least-likely" aims at the attacked models' least likely clean class.
-	Target     *int        `json:"target"`
-	TargetMode string      `json:"target_mode"`
-	Loss       string      `json:"loss"`
-	Alpha      float64     `json:"alpha"` // step size in /255 steps; 0: the attack's default
-	Restarts   int         `json:"restarts"`
-	Momentum   float64     `json:"momentum"`
+	Target     *int    `json:"target"`
+	TargetMode string  `json:"target_mode"`
+	Loss       string  `json:"loss"`
+	Alpha      float64 `json:"alpha"` // step size in /255 steps; 0: the attack's default
+	Restarts   int     `json:"restarts"`
+	Momentum   float64 `json:"momentum"`
+	// Through is the index, in Watch, of a transform defence to attack through
+	// (its classifier becomes the attacked model); EOTSamples its EOT draws.
+	Through    *int        `json:"through"`
+	EOTSamples int         `json:"eot_samples"`
 	Surrogates []string    `json:"surrogates"`
 	Watch      []watchSpec `json:"watch"`
 	Source     string      `json:"source"` // sample, upload, drawing or gallery
@@ -178,6 +182,19 @@ func (s *Server) request(msg startMsg) (*runRequest, error) {
 	for _, w := range msg.Watch {
 		p.Defences = append(p.Defences, engine.Defence{Model: w.Model, Transform: w.Defence, Param: w.Param})
 	}
+	if msg.Through != nil {
+		i := *msg.Through
+		if i < 0 || i >= len(p.Defences) || p.Defences[i].Transform == "" {
+			return nil, bad("Attack through: pick one of the watched defences with a transformation.")
+		}
+		name, err := p.Defences[i].Name()
+		if err != nil {
+			return nil, err
+		}
+		// The defence's classifier is the model attacked, through its transform.
+		p.Through, p.Models = name, []string{p.Defences[i].Model}
+	}
+	p.EOTSamples = msg.EOTSamples
 	if msg.Gain != 0 {
 		if math.IsNaN(msg.Gain) || msg.Gain < minGain || msg.Gain > maxGain {
 			return nil, bad("The perturbation gain must be between %g and %g, not %g.", minGain, maxGain, msg.Gain)

@@ -428,3 +428,41 @@ func TestRunQueueOrder(t *testing.T) {
 		t.Fatalf("%d running after every release", running)
 	}
 }
+
+// The explorer attacks through a chosen transform defence: its classifier becomes
+// the attacked model, the record says so, and a bad choice is refused in words.
+func TestExplorerAttacksThroughADefence(t *testing.T) {
+	f := newExplorerFixture(t, nil)
+	c := dial(t, f)
+	m := pgd(96, 8)
+	m["surrogates"] = []string{"cosine-b"} // replaced by the defence's own classifier
+	m["through"] = 2                       // cosine + 1-bit
+	c.send(m)
+	done, _ := c.until("done", 30*time.Second)
+	if done.Stopped || !done.Saveable {
+		t.Fatalf("done: %+v", done)
+	}
+	resp, saved := saveRun(t, f, done.Key, "")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("save: %d", resp.StatusCode)
+	}
+	e, err := f.store.Get(context.Background(), saved.Slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := engine.ParamsOf(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if params.Plan.Through != "cosine + 1-bit" || len(params.Plan.Models) != 1 || params.Plan.Models[0] != "cosine" {
+		t.Fatalf("plan %+v", params.Plan)
+	}
+	for _, bad := range []any{0, 7, -1} { // not a transform defence; out of range
+		m := pgd(96, 8)
+		m["through"] = bad
+		c.send(m)
+		if msg := c.read(10 * time.Second); msg.Type != "error" || !strings.Contains(msg.Message, "Attack through: pick one of the watched defences with a transformation") {
+			t.Errorf("through %v: %s %q", bad, msg.Type, msg.Message)
+		}
+	}
+}

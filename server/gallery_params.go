@@ -33,6 +33,13 @@ func paramRows(e *gallery.Entry, params *engine.Params) []views.ParamRow {
 			rows = append(rows, views.ParamRow{Key: "head", Label: "Head", Value: params.Head, Note: "the network's output at the entry's ε"})
 		}
 	}
+	if t := params.Plan.Through; t != "" {
+		note := "an adaptive attack: through the transform, not around it (Athalye, Carlini & Wagner 2018)"
+		if params.Plan.EOTSamples > 0 {
+			note += fmt.Sprintf("; %d EOT draws per gradient", params.Plan.EOTSamples)
+		}
+		rows = append(rows, views.ParamRow{Key: "through", Label: "Attacked through", Value: t, Note: note})
+	}
 	rows = append(rows, targetRows(e, params)...)
 	rows = append(rows,
 		views.ParamRow{Key: "seed", Label: "Seed", Value: strconv.FormatInt(e.Seed, 10), Code: true,

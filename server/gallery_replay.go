@@ -110,9 +110,13 @@ func replayPlan(e *gallery.Entry, params *engine.Params) planResponse {
 	case attack.LeastLikely:
 		res.Start.TargetMode = plan.Target
 	}
-	for _, d := range plan.Defences {
+	for i, d := range plan.Defences {
 		res.Start.Watch = append(res.Start.Watch, watchSpec{Model: d.Model, Defence: d.Transform, Param: d.Param})
+		if name, _ := d.Name(); plan.Through != "" && name == plan.Through {
+			res.Start.Through = &i
+		}
 	}
+	res.Start.EOTSamples = plan.EOTSamples
 	if res.Eps255 != math.Trunc(res.Eps255) {
 		res.Notes = append(res.Notes, fmt.Sprintf("ε is %s/255: the explorer takes whole /255 steps.", num4(res.Eps255)))
 	}

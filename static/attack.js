@@ -240,6 +240,8 @@
   const seedIn = $("ax-seed");
   const alphaIn = $("ax-alpha");
   const restartsIn = $("ax-restarts");
+  const throughSel = $("ax-through");
+  const eotIn = $("ax-eot");
   const momentumIn = $("ax-momentum");
   const lossSel = $("ax-loss-kind");
   const leastLikely = $("ax-least-likely");
@@ -304,8 +306,26 @@
     }
   }
 
+  // updateThrough lists the watched transform defences one can attack through.
+  function updateThrough() {
+    const keep = throughSel.value;
+    throughSel.replaceChildren(el("option", { value: "" }, "No: attack the models themselves"));
+    transformRows.forEach((row, i) => {
+      if (!row.querySelector('input[type="checkbox"]').checked) return;
+      const model = row.querySelector('[data-role="model"]').value;
+      const label = row.querySelector(".ax-check").textContent.trim();
+      const param = row.querySelector('[data-role="param"]').value;
+      throughSel.append(el("option", { value: String(i) }, `${model} + ${label} (${param})`));
+    });
+    throughSel.value = [...throughSel.options].some((o) => o.value === keep) ? keep : "";
+    throughSel.disabled = isNetwork() || throughSel.options.length < 2;
+    const row = throughSel.value === "" ? null : transformRows[Number(throughSel.value)];
+    eotIn.disabled = !row || row.dataset.defence !== "resize-pad";
+  }
+
   // updateAdvanced enables the advanced options the chosen attack takes.
   function updateAdvanced() {
+    updateThrough();
     const m = attackSel.value;
     const net = isNetwork(), blackBox = m === "square" || m === "noise";
     alphaIn.disabled = net || blackBox;
@@ -360,6 +380,11 @@
     targetSel.disabled = !targeted.checked || targeted.disabled;
     updateAdvanced();
   }
+  // The defences one can attack through follow the transforms watched.
+  [throughSel, ...transformRows.flatMap((row) => [...row.querySelectorAll("input, select")])].forEach((x) => {
+    x.addEventListener("input", updateThrough);
+    x.addEventListener("change", updateThrough);
+  });
   [attackSel, epsIn, stepsIn, targeted, paceIn, leastLikely, alphaIn, ...surrogateBoxes].forEach((x) => {
     x.addEventListener("input", updateSettings);
     x.addEventListener("change", updateSettings);
@@ -495,9 +520,13 @@
     if (!restartsIn.disabled && Number(restartsIn.value) > 1) msg.restarts = Number(restartsIn.value);
     if (!momentumIn.disabled && momentumIn.value !== "" && Number(momentumIn.value) !== 1) msg.momentum = Number(momentumIn.value);
     if (!lossSel.disabled && lossSel.value !== "ce") msg.loss = lossSel.value;
-    transformRows.forEach((row) => {
+    transformRows.forEach((row, i) => {
       const box = row.querySelector('input[type="checkbox"]');
       if (!box.checked) return;
+      if (!throughSel.disabled && throughSel.value === String(i)) {
+        msg.through = msg.watch.length;
+        if (row.dataset.defence === "resize-pad" && Number(eotIn.value) !== 10) msg.eot_samples = Number(eotIn.value);
+      }
       msg.watch.push({
         model: row.querySelector('[data-role="model"]').value,
         defence: row.dataset.defence,
@@ -1032,6 +1061,15 @@
     }
     $("ax-advanced").open = true;
     updateSettings();
+    if (p.through) {
+      // The defence the run attacked through: the checked row of its transform.
+      const i = transformRows.findIndex((r) => r.querySelector('input[type="checkbox"]').checked &&
+        (p.defences || []).some((d) => d.transform === r.dataset.defence && p.through.startsWith(d.model + " + ")));
+      if (i >= 0) throughSel.value = String(i);
+      else notes.push("The run attacked through " + p.through + ", which could not be set.");
+      eotIn.value = String(p.eot_samples || 10);
+      updateThrough();
+    }
     return notes;
   }
 

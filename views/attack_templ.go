@@ -817,7 +817,7 @@ func advancedSettings(a AttackPage) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 74, "\" step=\"1\" value=\"1\" aria-describedby=\"ax-restarts-note\" data-testid=\"attack-restarts\"><p class=\"hint\" id=\"ax-restarts-note\">PGD from this many random starts; the best result is kept. Default 1.</p></div><div class=\"ax-field\"><label for=\"ax-momentum\">Momentum μ <span class=\"unit\">(MI-FGSM, M-DI²-FGSM)</span></label> <input type=\"number\" id=\"ax-momentum\" min=\"0\" max=\"10\" step=\"0.1\" value=\"1\" aria-describedby=\"ax-momentum-note\" data-testid=\"attack-momentum\"><p class=\"hint\" id=\"ax-momentum-note\">How much of the last steps' direction each step keeps. Default 1.</p></div><div class=\"ax-field\"><label for=\"ax-loss-kind\">Loss</label> <select id=\"ax-loss-kind\" aria-describedby=\"ax-loss-note\" data-testid=\"attack-loss-kind\"><option value=\"ce\" selected>Cross-entropy (default)</option> <option value=\"margin\">C&amp;W margin</option></select><p class=\"hint\" id=\"ax-loss-note\">The margin loss climbs the gap between the best wrong class and the true one (Carlini and Wagner).</p></div><div class=\"ax-field\"><label class=\"ax-inline\"><input type=\"checkbox\" id=\"ax-least-likely\" aria-describedby=\"ax-least-note\" data-testid=\"attack-least-likely\"> Target the least likely class</label><p class=\"hint\" id=\"ax-least-note\">A targeted attack towards the class the attacked models find least likely on the clean image: the hardest target.</p></div><p class=\"hint\" id=\"ax-advanced-note\" data-testid=\"advanced-note\"></p></details>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 74, "\" step=\"1\" value=\"1\" aria-describedby=\"ax-restarts-note\" data-testid=\"attack-restarts\"><p class=\"hint\" id=\"ax-restarts-note\">PGD from this many random starts; the best result is kept. Default 1.</p></div><div class=\"ax-field\"><label for=\"ax-momentum\">Momentum μ <span class=\"unit\">(MI-FGSM, M-DI²-FGSM)</span></label> <input type=\"number\" id=\"ax-momentum\" min=\"0\" max=\"10\" step=\"0.1\" value=\"1\" aria-describedby=\"ax-momentum-note\" data-testid=\"attack-momentum\"><p class=\"hint\" id=\"ax-momentum-note\">How much of the last steps' direction each step keeps. Default 1.</p></div><div class=\"ax-field\"><label for=\"ax-loss-kind\">Loss</label> <select id=\"ax-loss-kind\" aria-describedby=\"ax-loss-note\" data-testid=\"attack-loss-kind\"><option value=\"ce\" selected>Cross-entropy (default)</option> <option value=\"margin\">C&amp;W margin</option></select><p class=\"hint\" id=\"ax-loss-note\">The margin loss climbs the gap between the best wrong class and the true one (Carlini and Wagner).</p></div><div class=\"ax-field\"><label class=\"ax-inline\"><input type=\"checkbox\" id=\"ax-least-likely\" aria-describedby=\"ax-least-note\" data-testid=\"attack-least-likely\"> Target the least likely class</label><p class=\"hint\" id=\"ax-least-note\">A targeted attack towards the class the attacked models find least likely on the clean image: the hardest target.</p></div><div class=\"ax-field\"><label for=\"ax-through\">Attack through a defence</label> <select id=\"ax-through\" aria-describedby=\"ax-through-note\" data-testid=\"attack-through\"><option value=\"\" selected>No: attack the models themselves</option></select><p class=\"hint\" id=\"ax-through-note\">An adaptive attack (Athalye, Carlini and Wagner 2018): the attack goes through the chosen transform defence, whose classifier becomes the attacked model: straight through JPEG and bit-depth reduction (BPDA), through the median filter's and resize-and-pad's own derivative, averaging random draws (EOT).</p></div><div class=\"ax-field\"><label for=\"ax-eot\">EOT draws <span class=\"unit\">(random transforms)</span></label> <input type=\"number\" id=\"ax-eot\" min=\"1\" max=\"100\" step=\"1\" value=\"10\" aria-describedby=\"ax-eot-note\" data-testid=\"attack-eot\"><p class=\"hint\" id=\"ax-eot-note\">How many random draws of the transform each gradient averages. Default 10.</p></div><p class=\"hint\" id=\"ax-advanced-note\" data-testid=\"advanced-note\"></p></details>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -849,7 +849,7 @@ func attackSample(s Sample) templ.Component {
 		var templ_7745c5c3_Var52 string
 		templ_7745c5c3_Var52, templ_7745c5c3_Err = templruntime.NewAttributeExpression(s.Name).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 269, Col: 58}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 281, Col: 58}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var52)
 		if templ_7745c5c3_Err != nil {
@@ -862,7 +862,7 @@ func attackSample(s Sample) templ.Component {
 		var templ_7745c5c3_Var53 string
 		templ_7745c5c3_Var53, templ_7745c5c3_Err = templruntime.NewAttributeExpression(s.Label).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 269, Col: 81}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 281, Col: 81}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var53)
 		if templ_7745c5c3_Err != nil {
@@ -875,7 +875,7 @@ func attackSample(s Sample) templ.Component {
 		var templ_7745c5c3_Var54 string
 		templ_7745c5c3_Var54, templ_7745c5c3_Err = templruntime.NewAttributeExpression("Sample digit " + s.Label).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 269, Col: 117}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 281, Col: 117}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var54)
 		if templ_7745c5c3_Err != nil {
@@ -888,7 +888,7 @@ func attackSample(s Sample) templ.Component {
 		var templ_7745c5c3_Var55 string
 		templ_7745c5c3_Var55, templ_7745c5c3_Err = templruntime.NewAttributeExpression(s.URL).ResolveURL(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 270, Col: 18}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 282, Col: 18}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var55)
 		if templ_7745c5c3_Err != nil {
@@ -901,7 +901,7 @@ func attackSample(s Sample) templ.Component {
 		var templ_7745c5c3_Var56 string
 		templ_7745c5c3_Var56, templ_7745c5c3_Err = templruntime.NewAttributeExpression("sample " + s.Label).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 270, Col: 46}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 282, Col: 46}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var56)
 		if templ_7745c5c3_Err != nil {

@@ -153,6 +153,8 @@ func TestReplayIsBitForBitAndVerifyFindsAlterations(t *testing.T) {
 		"square":            {Attack: "square", Eps: 0.3, Steps: 60, Seed: 11, Models: []string{"mnist-mlp"}, Defences: []engine.Defence{{Model: "mnist-mlp", Transform: "resize-pad", Param: 80}}},
 		"di-fgsm margin":    {Attack: "m-di2-fgsm", Eps: 0.25, Steps: 10, Loss: "margin", Seed: 5, Models: []string{"mnist-mlp", "mnist-cnn-small"}, Defences: []engine.Defence{{Model: "mnist-resnet-small"}}},
 		"attack network":    {Attack: "net:mnist-attack-net", Eps: 0.3, Seed: 1, Defences: []engine.Defence{{Model: "mnist-mlp"}, {Model: "mnist-cnn-small", Transform: "median", Param: 2}}},
+		"through resize-pad (EOT)": {Attack: "pgd", Eps: 0.2, Steps: 8, Seed: 9, Models: []string{"mnist-mlp"}, Through: "mnist-mlp + random resize ≥90% + pad", EOTSamples: 3,
+			Defences: []engine.Defence{{Model: "mnist-mlp"}, {Model: "mnist-mlp", Transform: "resize-pad", Param: 90}}},
 	}
 	store, err := gallery.Open(ctx, filepath.Join(t.TempDir(), "g.db"))
 	if err != nil {
@@ -311,6 +313,16 @@ func TestPlansThatCannotRun(t *testing.T) {
 			p.Attack, p.Models, p.Steps, p.Eps = "net:mnist-attack-net", nil, 0, 0.25
 		}, "was trained for ε 0.1 (25.5/255), 0.2 (51/255), 0.3 (76.5/255): choose one"},
 		{"true class out of range", func(p *engine.Plan) { l := 12; p.Label = &l }, "true class must be between 0 and 9"},
+		{"through an unwatched defence", func(p *engine.Plan) { p.Through = "mnist-mlp + median 3×3" }, "no watched defence"},
+		{"through no transform", func(p *engine.Plan) { p.Through = "mnist-mlp" }, "no input transformation"},
+		{"through another model", func(p *engine.Plan) { p.Through = "mnist-mlp + JPEG q75" }, "make it the one attacked model"},
+		{"EOT samples out of range", func(p *engine.Plan) {
+			p.Models, p.Through, p.EOTSamples = []string{"mnist-mlp"}, "mnist-mlp + JPEG q75", 101
+		}, "EOT samples must be between 1 and 100"},
+		{"EOT samples without through", func(p *engine.Plan) { p.EOTSamples = 5 }, "go with attacking through"},
+		{"network through", func(p *engine.Plan) {
+			p.Attack, p.Models, p.Steps, p.Through = "net:mnist-attack-net", nil, 0, "mnist-mlp + JPEG q75"
+		}, "cannot attack through a defence"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -391,4 +403,26 @@ func TestStartFramesAndRecordTravel(t *testing.T) {
 	if !bytes.Equal(a.Adversarial, b.Adversarial) || !bytes.Equal(a.Params, b.Params) || !reflect.DeepEqual(a.Steps, b.Steps) || !reflect.DeepEqual(a.Predictions, b.Predictions) {
 		t.Fatal("the record made another entry after travelling")
 	}
+}
+
+// Attacking through a transform defence (BPDA through 1-bit reduction) flips it
+// on more digits than attacking the bare model and hoping it transfers.
+func TestAttackThroughADefenceBeatsAttackingAroundIt(t *testing.T) {
+	plain := engine.Plan{Attack: "pgd", Eps: 0.3, Steps: 20, Seed: 4, Models: []string{"mnist-mlp"},
+		Defences: []engine.Defence{{Model: "mnist-mlp", Transform: "bits", Param: 1}}}
+	through := plain
+	through.Through = "mnist-mlp + 1-bit"
+	flips := map[string]int{}
+	for _, digit := range []string{"digit-0-0.png", "digit-1-0.png", "digit-2-0.png", "digit-3-0.png", "digit-4-0.png",
+		"digit-5-0.png", "digit-6-0.png", "digit-7-0.png", "digit-8-0.png", "digit-9-0.png"} {
+		for name, plan := range map[string]engine.Plan{"around": plain, "through": through} {
+			if rec := run(t, plan, sample(t, digit)); rec.Defences[0].Flipped() {
+				flips[name]++
+			}
+		}
+	}
+	if flips["through"] <= flips["around"] {
+		t.Fatalf("1-bit flipped on %d digits attacked through it, %d attacked around it", flips["through"], flips["around"])
+	}
+	t.Logf("1-bit flipped: %d of 10 through, %d around", flips["through"], flips["around"])
 }

@@ -58,6 +58,13 @@ type Plan struct {
 	// Label is the image's true class; nil takes the attacked models' (or, for an
 	// attack network, the first defence's) clean prediction.
 	Label *int `json:"label,omitempty"`
+	// Through attacks through a watched transform defence, named as Defence.Name
+	// gives it ("mnist-mlp + JPEG q75"): its classifier is the attacked model, and
+	// the attack sees the transform as an adaptive attacker does (BPDA for JPEG
+	// and bit depth, the transform's own derivative for median and resize-and-pad,
+	// EOT over EOTSamples draws of a random one).
+	Through    string `json:"through,omitempty"`
+	EOTSamples int    `json:"eot_samples,omitempty"`
 	// StopAfter ends the run after this many reported steps (a run that was
 	// stopped, replayed to the same point); 0 runs to the end.
 	StopAfter int `json:"stop_after,omitempty"`
@@ -146,6 +153,8 @@ func (p Plan) checkNumbers(m attack.Method, lim Limits) error {
 			return invalid("Attack networks are untargeted: clear the target class.")
 		case len(p.Models) > 0:
 			return invalid("An attack network attacks no model of its own: leave the models to attack out.")
+		case p.Through != "":
+			return invalid("An attack network cannot attack through a defence: it makes its image in one pass, for the models it was trained on.")
 		}
 		return nil
 	}
@@ -198,6 +207,14 @@ func (p Plan) checkNumbers(m attack.Method, lim Limits) error {
 	case attack.Untargeted, attack.TargetClass, attack.LeastLikely:
 	default:
 		return invalid("Unknown target %q: choose class or least-likely, or leave it empty.", clip(p.Target))
+	}
+	if p.EOTSamples != 0 {
+		if p.Through == "" {
+			return invalid("EOT samples go with attacking through a defence.")
+		}
+		if err := defense.CheckSamples(p.EOTSamples); err != nil {
+			return invalid("%s.", upperFirst(err.Error()))
+		}
 	}
 	if len(p.Models) == 0 {
 		return invalid("Pick at least one model to attack.")

@@ -34,6 +34,7 @@ type Prepared struct {
 
 	method   attack.Method
 	cfg      attack.Config
+	through  *defense.Adaptive // the attacked model behind its transform (Plan.Through)
 	network  *zoo.Model
 	head     int // the network's head for ε
 	attacked []*zoo.Model
@@ -88,10 +89,51 @@ func Prepare(ctx context.Context, z *zoo.Zoo, plan Plan, img Image, lim Limits) 
 		p.Defences = append(p.Defences, w)
 		p.use(w.model, false)
 	}
+	if err := p.resolveThrough(); err != nil {
+		return nil, err
+	}
 	if err := p.resolveLabels(ctx); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// resolveThrough puts the watched transform the plan attacks through in front of
+// the attacked model, as an adaptive attacker sees it.
+func (p *Prepared) resolveThrough() error {
+	name := p.Plan.Through
+	if name == "" {
+		return nil
+	}
+	var w *Watch
+	for _, d := range p.Defences {
+		if d.Name == name {
+			w = d
+		}
+	}
+	switch {
+	case w == nil:
+		return invalid("There is no watched defence %q to attack through.", clip(name))
+	case w.Transform == "":
+		return invalid("%s has no input transformation to attack through: pick a defence with one.", name)
+	case len(p.attacked) != 1 || p.attacked[0].Name != w.Model:
+		return invalid("Attacking through %s attacks %s: make it the one attacked model.", name, w.Model)
+	}
+	t, err := defense.NewTransform(w.Transform, w.Param)
+	if err != nil {
+		return invalid("%s.", upperFirst(err.Error()))
+	}
+	samples := p.Plan.EOTSamples
+	if samples == 0 {
+		samples = defense.DefaultSamples
+	}
+	// The attacker's draws are its own (it knows the transform, not the defender's dice).
+	a, err := defense.NewAdaptive(t, w.model.Net(), formatOf(p.Grid.Contract()), samples, uint64(p.Plan.Seed)^0x5bd1e995)
+	if err != nil {
+		return err
+	}
+	p.through = a
+	return nil
 }
 
 // resolveAttack finds the attacked models (or the network), fixes the input form,

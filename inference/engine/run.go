@@ -139,6 +139,9 @@ func (r *runner) attack(ctx context.Context) error {
 	for _, m := range p.attacked {
 		req.Surrogates = append(req.Surrogates, attack.Model{Name: m.Name, Net: m.Net()})
 	}
+	if p.through != nil {
+		req.Surrogates = []attack.Model{{Name: p.Plan.Through, Net: p.through}}
+	}
 	r.mark = time.Now()
 	res, err := attack.Run(ctx, cfg, req, func(st attack.Step) error { return r.step(ctx, st) })
 	if err != nil {
