@@ -16,6 +16,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "serve the web app on localhost:8080 with the built-in models (and --models DIR)", cmdServe},
+		{"worker", "run the explorer's attacks for `gibbon serve --nats URL` web nodes: gibbon worker --nats URL [--models DIR] [--ep cuda] [--concurrency N]", cmdWorker},
 		{"runtime", "ONNX Runtime: install the library, info (version, providers), placement of a model's nodes", cmdRuntime},
 		{"grad", "write a classifier's gradient graph: gibbon grad MODEL.onnx -o OUT.onnx [--params a,b] [--loss ce|seed]", cmdGrad},
 		{"attack", "attack a model: one image (-o out.png) or --dataset mnist-test, with success on every model (transfer)", cmdAttack},

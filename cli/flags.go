@@ -32,6 +32,23 @@ func newFlagSet(name string, stderr io.Writer, usage ...string) *flag.FlagSet {
 // commandName is the command a flag set belongs to: "models list".
 func commandName(fs *flag.FlagSet) string { return strings.TrimPrefix(fs.Name(), "gibbon ") }
 
+// flagsFromEnv sets each flag of fs from its GIBBON_* variable (GIBBON_ + the
+// flag name in capitals, dashes as underscores), when set: for commands that run
+// as services, configured by their environment. Parse afterwards, so that the
+// command line wins.
+func flagsFromEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "GIBBON_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = usageError{fmt.Sprintf("%s=%q: %v", name, v, err)}
+			}
+		}
+	})
+	return envErr
+}
+
 // parseFlags parses and turns flag errors into usage errors.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {

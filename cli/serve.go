@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -18,6 +17,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/zoo"
 	"gibbon/models"
+	"gibbon/queue"
 	"gibbon/server"
 )
 
@@ -32,6 +32,7 @@ type serveConfig struct {
 	ORTLib    string // ONNX Runtime library; empty: the cache
 	EP        string // execution provider
 	LogFormat string // text or json
+	NATS      string // runs go to workers over this NATS server; empty: in this process
 	Server    server.Config
 	Attack    server.AttackConfig // the live explorer's limits
 }
@@ -64,23 +65,15 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	fs.IntVar(&cfg.Server.UploadBurst, "upload-burst", cfg.Server.UploadBurst, "uploads a client may send in a burst")
 	fs.DurationVar(&cfg.Server.ShutdownGrace, "shutdown-grace", cfg.Server.ShutdownGrace, "at shutdown, how long running requests may finish before their work is cancelled")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&cfg.NATS, "nats", "", "`URL` of a NATS server with JetStream (nats://user:password@host:4222): runs go to gibbon workers there and the run book is shared, for several web nodes; give --db postgres://… too (default: runs in this process)")
 	a := &cfg.Attack
 	fs.IntVar(&a.MaxRuns, "explorer-runs", a.MaxRuns, "attack explorer: runs at once (each takes a core)")
 	fs.IntVar(&a.MaxQueue, "explorer-queue", a.MaxQueue, "attack explorer: runs that may wait in line beyond those (0: none; more are refused as busy)")
 	fs.IntVar(&a.MaxSteps, "explorer-max-steps", a.MaxSteps, "attack explorer: most steps (or queries) of one run")
 	fs.DurationVar(&a.RunTimeout, "explorer-time-limit", a.RunTimeout, "attack explorer: longest run, e.g. 2m; a run is stopped there")
 	fs.IntVar(&a.MaxSocketsPerClient, "explorer-pages-per-client", a.MaxSocketsPerClient, "attack explorer: pages (websockets) one address may have open (behind a reverse proxy every page comes from its address: raise it)")
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "GIBBON_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = usageError{fmt.Sprintf("%s=%q: %v", name, v, err)}
-			}
-		}
-	})
-	if envErr != nil {
-		return cfg, envErr
+	if err := flagsFromEnv(fs, getenv); err != nil {
+		return cfg, err
 	}
 	if err := parseNoArgs(fs, args); err != nil {
 		return cfg, err
@@ -124,18 +117,23 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 // shuts down in order: the server (cancelling in-flight work), the models'
 // sessions, the runtime.
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
-	var h slog.Handler = slog.NewTextHandler(stderr, nil)
-	if cfg.LogFormat == "json" {
-		h = slog.NewJSONHandler(stderr, nil)
+	log := newLogger(stderr, cfg.LogFormat)
+	// First the services the node shares with others, so that a wrong or
+	// unreachable one stops the start at once: NATS, then the gallery.
+	var natsConn *queue.Conn
+	if cfg.NATS != "" {
+		var err error
+		if natsConn, err = queue.Connect(ctx, cfg.NATS, "gibbon serve "+cfg.Addr, log); err != nil {
+			return err
+		}
+		defer natsConn.Close()
 	}
-	log := slog.New(h)
 
 	if cfg.DB == "" { // the gallery lives in the data directory
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return fmt.Errorf("data directory: %w", err)
 		}
 	}
-	// First, so that a wrong or unreachable database stops the start at once.
 	store, err := gallery.Open(ctx, galleryTarget(cfg.DB, cfg.DataDir))
 	if err != nil {
 		return err
@@ -181,12 +179,33 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		"problems", len(reg.Problems()), "ms", time.Since(start).Milliseconds(), "runtime", rt.LibPath(),
 		"ep", rt.EP(), "runs_on", runsOn(reg.All()), "data", dataDirFor(cfg.DataDir))
 
-	srv, err := server.New(server.Deps{Config: cfg.Server, Log: log, Models: reg, Samples: samples, Gallery: store,
-		Attack: server.AttackDeps{Config: cfg.Attack, Enabled: true}})
+	deps := server.Deps{Config: cfg.Server, Log: log, Models: reg, Samples: samples, Gallery: store,
+		Attack: server.AttackDeps{Config: cfg.Attack, Enabled: true}}
+	if natsConn != nil {
+		runner, err := queue.NewRunner(ctx, natsConn, reg, log)
+		if err != nil {
+			return err
+		}
+		defer runner.Close()
+		if deps.RunStore, err = queue.NewRunStore(ctx, natsConn); err != nil {
+			return err
+		}
+		deps.Attack.Runner = runner
+		log.Info("runs go to workers", "nats", natsConn.URL())
+	}
+	srv, err := server.New(deps)
 	if err != nil {
 		return err
 	}
 	return srv.ListenAndServe(ctx, cfg.Addr)
+}
+
+// newLogger logs to stderr as text or json.
+func newLogger(stderr io.Writer, format string) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(stderr, nil))
 }
 
 // runsOn sums up where the models' sessions run: "cpu" when all do, else

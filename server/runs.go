@@ -22,7 +22,57 @@ import (
 // gallery entry it built from its own record, for a while, under that key. The
 // page saves it with POST /api/runs/:key/save, naming only a title.
 
-// runBook holds recent runs' entries by key, bounded in number and age.
+// runBooker is the run book: runs by key, their entries once they end. open and
+// close never fail (a run that could not be booked cannot be saved, and take says
+// so); take claims a run for saving, release gives it back when the save failed.
+type runBooker interface {
+	open(owner string) string
+	close(key string, e *gallery.Entry, why string)
+	take(key, owner string) (*gallery.Entry, error)
+	release(key string)
+	markSaved(key string, res *saveResponse)
+}
+
+// bookedRun is one run: who ran it, and once it ended, its entry. Its fields are
+// exported so that a shared run book can store it (gob).
+type bookedRun struct {
+	Owner  string
+	Ended  time.Time
+	Done   bool
+	Entry  *gallery.Entry // nil: the run ended without a result
+	Why    string         // why there is no entry
+	Saving bool           // a save has claimed it
+	Saved  *saveResponse
+}
+
+// saveable says why owner cannot save run r (nil when it can).
+func (r *bookedRun) saveable(owner string) error {
+	switch {
+	case r == nil:
+		return userError{http.StatusNotFound, "There is no run with this key: a run can be saved for an hour after it ends, from the page that ran it."}
+	case r.Owner != owner:
+		return userError{http.StatusForbidden, "This run was made on another page: it can only be saved from there."}
+	case !r.Done:
+		return userError{http.StatusConflict, "The run is still going: save it once it has ended."}
+	case r.Saved != nil:
+		return userError{http.StatusConflict, "This run is saved already, at " + r.Saved.Permalink + "."}
+	case r.Saving:
+		return userError{http.StatusConflict, "This run is being saved right now."}
+	case r.Entry == nil:
+		return userError{http.StatusConflict, "This run cannot be saved: " + r.Why}
+	}
+	return nil
+}
+
+// newRunKey is a run's key: 32 hex digits (validRunKey).
+func newRunKey() string {
+	var raw [16]byte
+	rand.Read(raw[:])
+	return hex.EncodeToString(raw[:])
+}
+
+// runBook holds recent runs' entries by key in this process, bounded in number
+// and age.
 type runBook struct {
 	mu    sync.Mutex
 	runs  map[string]*bookedRun
@@ -30,16 +80,6 @@ type runBook struct {
 	max   int
 	ttl   time.Duration
 	now   func() time.Time
-}
-
-// bookedRun is one run: who ran it, and once it ended, its entry.
-type bookedRun struct {
-	owner string
-	ended time.Time
-	done  bool
-	entry *gallery.Entry // nil: the run ended without a result
-	why   string         // why there is no entry
-	saved *saveResponse
 }
 
 // Bounds of the run book: enough for every open page's last runs, small enough
@@ -55,9 +95,7 @@ func newRunBook() *runBook {
 
 // open registers a run that is starting and returns its key.
 func (b *runBook) open(owner string) string {
-	var raw [16]byte
-	rand.Read(raw[:])
-	key := hex.EncodeToString(raw[:])
+	key := newRunKey()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.expireLocked()
@@ -65,7 +103,7 @@ func (b *runBook) open(owner string) string {
 		delete(b.runs, b.order[0])
 		b.order = b.order[1:]
 	}
-	b.runs[key] = &bookedRun{owner: owner}
+	b.runs[key] = &bookedRun{Owner: owner}
 	b.order = append(b.order, key)
 	return key
 }
@@ -75,7 +113,7 @@ func (b *runBook) close(key string, e *gallery.Entry, why string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if r := b.runs[key]; r != nil {
-		r.done, r.entry, r.why, r.ended = true, e, why, b.now()
+		r.Done, r.Entry, r.Why, r.Ended = true, e, why, b.now()
 	}
 }
 
@@ -83,7 +121,7 @@ func (b *runBook) expireLocked() {
 	cut := b.now().Add(-b.ttl)
 	for len(b.order) > 0 {
 		r := b.runs[b.order[0]]
-		if r != nil && (!r.done || r.ended.After(cut)) {
+		if r != nil && (!r.Done || r.Ended.After(cut)) {
 			break
 		}
 		delete(b.runs, b.order[0])
@@ -91,35 +129,36 @@ func (b *runBook) expireLocked() {
 	}
 }
 
-// take finds owner's finished, unsaved run and returns a copy of its entry; errors
-// say why a run cannot be saved.
+// take claims owner's finished, unsaved run and returns a copy of its entry;
+// errors say why a run cannot be saved.
 func (b *runBook) take(key, owner string) (*gallery.Entry, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.expireLocked()
 	r := b.runs[key]
-	switch {
-	case r == nil:
-		return nil, userError{http.StatusNotFound, "There is no run with this key: a run can be saved for an hour after it ends, from the page that ran it."}
-	case r.owner != owner:
-		return nil, userError{http.StatusForbidden, "This run was made on another page: it can only be saved from there."}
-	case !r.done:
-		return nil, userError{http.StatusConflict, "The run is still going: save it once it has ended."}
-	case r.saved != nil:
-		return nil, userError{http.StatusConflict, "This run is saved already, at " + r.saved.Permalink + "."}
-	case r.entry == nil:
-		return nil, userError{http.StatusConflict, "This run cannot be saved: " + r.why}
+	if err := r.saveable(owner); err != nil {
+		return nil, err
 	}
-	e := *r.entry
+	r.Saving = true
+	e := *r.Entry
 	return &e, nil
 }
 
-// saved marks a run as saved.
+// release gives a claimed run back after a failed save.
+func (b *runBook) release(key string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r := b.runs[key]; r != nil {
+		r.Saving = false
+	}
+}
+
+// markSaved marks a run as saved.
 func (b *runBook) markSaved(key string, res *saveResponse) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if r := b.runs[key]; r != nil {
-		r.saved = res
+		r.Saved, r.Saving = res, false
 	}
 }
 
@@ -184,6 +223,7 @@ func (s *Server) handleRunSave(c echo.Context) error {
 	e.Title = req.Title
 	rec, err := s.gallery.Save(c.Request().Context(), e)
 	if err != nil {
+		s.runs.release(key)
 		return err
 	}
 	s.log.Info("gallery entry saved", "slug", rec.Slug, "kind", e.Kind, "attack", e.Attack)

@@ -104,6 +104,9 @@ type Deps struct {
 	// Attack is the live attack explorer's (attack_config.go); without Nets it is
 	// not routed.
 	Attack AttackDeps
+	// RunStore, when given, holds the run book (finished runs awaiting Save) that
+	// web nodes share (runs_shared.go); nil keeps it in this process.
+	RunStore RunStore
 }
 
 // Server is the web app. Its handlers are methods, so each resource file can
@@ -143,7 +146,7 @@ type Server struct {
 	// sweeps runs ε sweeps and matrices (sweep.go), or is nil without the explorer.
 	sweeps *sweeper
 	// runs keeps finished runs' entries until their page saves them (runs.go).
-	runs *runBook
+	runs runBooker
 	// runner executes the explorer's runs (runner.go).
 	runner Runner
 }
@@ -173,6 +176,9 @@ func New(d Deps) (*Server, error) {
 		work: work, cancelWork: cancel,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 		runs:  newRunBook(),
+	}
+	if d.RunStore != nil {
+		s.runs = sharedRunBook{store: d.RunStore, log: d.Log}
 	}
 	s.images = newImageWork(d.Config, s.slots)
 	s.rates = newAddressRates(d.Config.UploadRate, d.Config.UploadBurst)
