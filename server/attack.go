@@ -76,7 +76,7 @@ func (s *Server) attackPage(c echo.Context) views.AttackPage {
 			Input: m.Input.Describe(), InputKey: m.Input.TensorKey(), Channels: m.Input.Channels, Labels: m.Labels})
 	}
 	for _, k := range defense.Kinds {
-		page.Defences = append(page.Defences, views.DefenceKind{ID: k.ID, Label: k.Label, Param: k.Param, Unit: k.Unit,
+		page.Defences = append(page.Defences, views.DefenceKind{ID: k.ID, Label: k.Label, Param: k.Param, Unit: k.Unit, Caveat: k.Caveat,
 			Note: k.Note, Min: k.Min, Max: k.Max, Default: k.Default, Random: k.Random})
 	}
 	return page

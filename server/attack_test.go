@@ -295,6 +295,10 @@ func TestAttackPage(t *testing.T) {
 	if n := doc.Find(`[data-testid="attack-transform"]`).Length(); n != 4 {
 		t.Errorf("%d transforms", n)
 	}
+	// A transform defence that holds only against attacks ignoring it says so.
+	if c := doc.Find(`[data-testid="caveat-bits"]`).Text(); !strings.Contains(c, "Athalye") || doc.Find(`[data-testid="caveat-jpeg"]`).Length() != 0 {
+		t.Errorf("transform caveats: bits %q, jpeg shown %v", c, doc.Find(`[data-testid="caveat-jpeg"]`).Length() != 0)
+	}
 	if doc.Find(`[data-testid="attack-save"]`).Length() != 1 || doc.Find(`#explorer`).AttrOr("data-gallery", "") != "true" {
 		t.Error("no save form although the gallery is there")
 	}

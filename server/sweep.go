@@ -101,7 +101,7 @@ func (s *Server) sweepModels() []views.AttackModel {
 func defenceKinds() []views.DefenceKind {
 	var out []views.DefenceKind
 	for _, k := range defense.Kinds {
-		out = append(out, views.DefenceKind{ID: k.ID, Label: k.Label, Param: k.Param, Unit: k.Unit,
+		out = append(out, views.DefenceKind{ID: k.ID, Label: k.Label, Param: k.Param, Unit: k.Unit, Caveat: k.Caveat,
 			Note: k.Note, Min: k.Min, Max: k.Max, Default: k.Default, Random: k.Random})
 	}
 	return out

@@ -755,22 +755,58 @@ func Attack(a AttackPage) templ.Component {
 						return templ_7745c5c3_Err
 					}
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 69, "</select></label></div>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 69, "</select></label> ")
+				if templ_7745c5c3_Err != nil {
+					return templ_7745c5c3_Err
+				}
+				if d.Caveat != "" {
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 70, "<p class=\"hint ax-caveat\" data-testid=\"")
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					var templ_7745c5c3_Var49 string
+					templ_7745c5c3_Var49, templ_7745c5c3_Err = templruntime.NewAttributeExpression("caveat-" + d.ID).Resolve(ctx)
+					if templ_7745c5c3_Err != nil {
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 131, Col: 65}
+					}
+					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var49)
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 71, "\">")
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					var templ_7745c5c3_Var50 string
+					templ_7745c5c3_Var50, templ_7745c5c3_Err = templ.JoinStringErrs(d.Caveat)
+					if templ_7745c5c3_Err != nil {
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 131, Col: 78}
+					}
+					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var50))
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 72, " Try it: Advanced, “Attack through a defence”.</p>")
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+				}
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 73, "</div>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 70, "</fieldset></fieldset></section><section class=\"ax-live\" aria-label=\"The attack, live\" data-testid=\"attack-live\"><div class=\"panel ax-runbar\" data-testid=\"attack-runbar\"><div class=\"ax-actions\"><button type=\"button\" id=\"ax-start\" data-testid=\"attack-start\">Start</button> <button type=\"button\" id=\"ax-stop\" class=\"secondary\" disabled data-testid=\"attack-stop\">Stop</button></div><p id=\"ax-status\" class=\"ax-status\" aria-live=\"polite\" data-testid=\"attack-status\">Choose an image, an attack and the defences, then press Start.</p></div><div class=\"panel ax-images\" data-testid=\"attack-images\"><figure><div class=\"ax-frame\"><img id=\"ax-clean\" class=\"pixelated\" alt=\"Clean image\" width=\"168\" height=\"168\" hidden data-testid=\"attack-clean\"><p class=\"ax-placeholder\" data-for=\"ax-clean\">The image you choose</p></div><figcaption>Clean</figcaption></figure><figure><div class=\"ax-frame\"><img id=\"ax-adv\" class=\"pixelated\" alt=\"Adversarial image\" width=\"168\" height=\"168\" hidden data-testid=\"attack-adv\"><p class=\"ax-placeholder\" data-for=\"ax-adv\">The attacked image, step by step</p></div><figcaption>Adversarial <span id=\"ax-step\" data-testid=\"attack-step\"></span></figcaption></figure><figure><div class=\"ax-frame\"><img id=\"ax-pert\" class=\"pixelated\" alt=\"Perturbation: red where the attack brightened a pixel, blue where it darkened one\" width=\"168\" height=\"168\" hidden data-testid=\"attack-perturbation\"><p class=\"ax-placeholder\" data-for=\"ax-pert\">What the attack changed</p></div><figcaption>Perturbation <span class=\"ax-legend\" aria-hidden=\"true\"></span> <span class=\"ax-gain\"><label for=\"ax-gain\">gain</label> <input type=\"range\" id=\"ax-gain\" min=\"-2\" max=\"4\" step=\"1\" value=\"0\" data-testid=\"attack-gain\"> <output id=\"ax-gain-out\" for=\"ax-gain\">×1</output></span></figcaption></figure><div id=\"ax-heads\" class=\"ax-heads\" hidden data-testid=\"attack-heads\"></div><p id=\"ax-crop\" class=\"hint ax-crop\" hidden data-testid=\"attack-crop\"></p><div id=\"ax-replay\" class=\"ax-replay\" hidden data-testid=\"attack-replay\"><div class=\"ax-label-row\"><label for=\"ax-scrub\">Replay a step</label> <output id=\"ax-scrub-out\" for=\"ax-scrub\" data-testid=\"scrub-label\"></output></div><input type=\"range\" id=\"ax-scrub\" min=\"0\" max=\"0\" step=\"1\" value=\"0\" aria-describedby=\"ax-scrub-note\" data-testid=\"attack-scrub\"><p class=\"hint\" id=\"ax-scrub-note\" data-testid=\"scrub-note\"></p></div></div><div class=\"ax-charts\"><div class=\"panel ax-curve\" id=\"ax-curve\" data-testid=\"attack-curve\"><h2>Loss</h2><canvas id=\"ax-loss\" width=\"560\" height=\"180\" role=\"img\" aria-label=\"Loss per step: no run yet\" data-testid=\"attack-loss\"></canvas><p class=\"hint\">What the attack climbs, per step: the attacked models' cross-entropy of the clean label (untargeted), or minus that of the target (targeted); the C&amp;W margin loss when chosen.</p></div><div class=\"panel ax-conf\" id=\"ax-conf-panel\" data-testid=\"attack-confidence\"><h2>Confidence over the steps</h2><p class=\"hint\"><span class=\"key key-true\" aria-hidden=\"true\"></span> the true class · <span class=\"key key-top\" aria-hidden=\"true\"></span> the class it answers, when that is another</p><div id=\"ax-conf\" class=\"ax-conf-grid\"><p class=\"results-empty\">Each watched model's confidence appears here as the attack runs.</p></div></div><div class=\"panel ax-head-verdicts\" id=\"ax-head-verdicts\" hidden data-testid=\"attack-head-verdicts\"><h2>Every head, every defence</h2><p class=\"hint\">An attack network makes its images in one pass: one per ε head. Each defence's answer on each head; the chosen head is the one the panels below show.</p><div class=\"table-scroll\"><table id=\"ax-head-table\" class=\"data-table\"></table></div></div></div><p id=\"ax-metrics\" class=\"ax-metrics\" data-testid=\"attack-metrics\"></p><div id=\"ax-defences\" class=\"ax-defences\" aria-live=\"polite\" data-testid=\"defence-panel\"><p class=\"results-empty\">Each watched defence shows its verdict on the clean image and its top 5 as the attack runs; a changed top class is marked.</p></div><div id=\"ax-finish\" class=\"panel ax-finish\" hidden data-testid=\"attack-finish\"><h2 id=\"ax-finish-title\">Result</h2><p id=\"ax-summary\" data-testid=\"attack-summary\"></p><div class=\"ax-finish-actions\"><a id=\"ax-download\" class=\"button\" href=\"#\" download=\"adversarial.png\" data-testid=\"attack-download\">Download adversarial PNG</a> ")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 74, "</fieldset></fieldset></section><section class=\"ax-live\" aria-label=\"The attack, live\" data-testid=\"attack-live\"><div class=\"panel ax-runbar\" data-testid=\"attack-runbar\"><div class=\"ax-actions\"><button type=\"button\" id=\"ax-start\" data-testid=\"attack-start\">Start</button> <button type=\"button\" id=\"ax-stop\" class=\"secondary\" disabled data-testid=\"attack-stop\">Stop</button></div><p id=\"ax-status\" class=\"ax-status\" aria-live=\"polite\" data-testid=\"attack-status\">Choose an image, an attack and the defences, then press Start.</p></div><div class=\"panel ax-images\" data-testid=\"attack-images\"><figure><div class=\"ax-frame\"><img id=\"ax-clean\" class=\"pixelated\" alt=\"Clean image\" width=\"168\" height=\"168\" hidden data-testid=\"attack-clean\"><p class=\"ax-placeholder\" data-for=\"ax-clean\">The image you choose</p></div><figcaption>Clean</figcaption></figure><figure><div class=\"ax-frame\"><img id=\"ax-adv\" class=\"pixelated\" alt=\"Adversarial image\" width=\"168\" height=\"168\" hidden data-testid=\"attack-adv\"><p class=\"ax-placeholder\" data-for=\"ax-adv\">The attacked image, step by step</p></div><figcaption>Adversarial <span id=\"ax-step\" data-testid=\"attack-step\"></span></figcaption></figure><figure><div class=\"ax-frame\"><img id=\"ax-pert\" class=\"pixelated\" alt=\"Perturbation: red where the attack brightened a pixel, blue where it darkened one\" width=\"168\" height=\"168\" hidden data-testid=\"attack-perturbation\"><p class=\"ax-placeholder\" data-for=\"ax-pert\">What the attack changed</p></div><figcaption>Perturbation <span class=\"ax-legend\" aria-hidden=\"true\"></span> <span class=\"ax-gain\"><label for=\"ax-gain\">gain</label> <input type=\"range\" id=\"ax-gain\" min=\"-2\" max=\"4\" step=\"1\" value=\"0\" data-testid=\"attack-gain\"> <output id=\"ax-gain-out\" for=\"ax-gain\">×1</output></span></figcaption></figure><div id=\"ax-heads\" class=\"ax-heads\" hidden data-testid=\"attack-heads\"></div><p id=\"ax-crop\" class=\"hint ax-crop\" hidden data-testid=\"attack-crop\"></p><div id=\"ax-replay\" class=\"ax-replay\" hidden data-testid=\"attack-replay\"><div class=\"ax-label-row\"><label for=\"ax-scrub\">Replay a step</label> <output id=\"ax-scrub-out\" for=\"ax-scrub\" data-testid=\"scrub-label\"></output></div><input type=\"range\" id=\"ax-scrub\" min=\"0\" max=\"0\" step=\"1\" value=\"0\" aria-describedby=\"ax-scrub-note\" data-testid=\"attack-scrub\"><p class=\"hint\" id=\"ax-scrub-note\" data-testid=\"scrub-note\"></p></div></div><div class=\"ax-charts\"><div class=\"panel ax-curve\" id=\"ax-curve\" data-testid=\"attack-curve\"><h2>Loss</h2><canvas id=\"ax-loss\" width=\"560\" height=\"180\" role=\"img\" aria-label=\"Loss per step: no run yet\" data-testid=\"attack-loss\"></canvas><p class=\"hint\">What the attack climbs, per step: the attacked models' cross-entropy of the clean label (untargeted), or minus that of the target (targeted); the C&amp;W margin loss when chosen.</p></div><div class=\"panel ax-conf\" id=\"ax-conf-panel\" data-testid=\"attack-confidence\"><h2>Confidence over the steps</h2><p class=\"hint\"><span class=\"key key-true\" aria-hidden=\"true\"></span> the true class · <span class=\"key key-top\" aria-hidden=\"true\"></span> the class it answers, when that is another</p><div id=\"ax-conf\" class=\"ax-conf-grid\"><p class=\"results-empty\">Each watched model's confidence appears here as the attack runs.</p></div></div><div class=\"panel ax-head-verdicts\" id=\"ax-head-verdicts\" hidden data-testid=\"attack-head-verdicts\"><h2>Every head, every defence</h2><p class=\"hint\">An attack network makes its images in one pass: one per ε head. Each defence's answer on each head; the chosen head is the one the panels below show.</p><div class=\"table-scroll\"><table id=\"ax-head-table\" class=\"data-table\"></table></div></div></div><p id=\"ax-metrics\" class=\"ax-metrics\" data-testid=\"attack-metrics\"></p><div id=\"ax-defences\" class=\"ax-defences\" aria-live=\"polite\" data-testid=\"defence-panel\"><p class=\"results-empty\">Each watched defence shows its verdict on the clean image and its top 5 as the attack runs; a changed top class is marked.</p></div><div id=\"ax-finish\" class=\"panel ax-finish\" hidden data-testid=\"attack-finish\"><h2 id=\"ax-finish-title\">Result</h2><p id=\"ax-summary\" data-testid=\"attack-summary\"></p><div class=\"ax-finish-actions\"><a id=\"ax-download\" class=\"button\" href=\"#\" download=\"adversarial.png\" data-testid=\"attack-download\">Download adversarial PNG</a> ")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			if a.Gallery {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 71, "<form id=\"ax-save-form\" class=\"ax-save\"><input type=\"text\" id=\"ax-title\" maxlength=\"200\" placeholder=\"Title (optional)\" aria-label=\"Title for the gallery\" data-testid=\"attack-title\"> <button type=\"submit\" id=\"ax-save\" data-testid=\"attack-save\">Save to gallery</button></form>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 75, "<form id=\"ax-save-form\" class=\"ax-save\"><input type=\"text\" id=\"ax-title\" maxlength=\"200\" placeholder=\"Title (optional)\" aria-label=\"Title for the gallery\" data-testid=\"attack-title\"> <button type=\"submit\" id=\"ax-save\" data-testid=\"attack-save\">Save to gallery</button></form>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 72, "</div><p id=\"ax-saved\" class=\"ax-saved\" data-testid=\"attack-saved\"></p><p id=\"ax-speed\" class=\"hint\" data-testid=\"attack-speed\"></p></div></section></div>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 76, "</div><p id=\"ax-saved\" class=\"ax-saved\" data-testid=\"attack-saved\"></p><p id=\"ax-speed\" class=\"hint\" data-testid=\"attack-speed\"></p></div></section></div>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -804,20 +840,20 @@ func advancedSettings(a AttackPage) templ.Component {
 		}
 		ctx = templ.InitializeContext(ctx)
 		ctx = templ.ClearChildren(ctx)
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 73, "<details class=\"ax-advanced\" id=\"ax-advanced\" data-testid=\"attack-advanced\"><summary>Advanced</summary><div class=\"ax-field\"><label for=\"ax-seed\">Seed</label> <input type=\"number\" id=\"ax-seed\" min=\"0\" max=\"2147483647\" step=\"1\" placeholder=\"new for every run\" aria-describedby=\"ax-seed-note\" data-testid=\"attack-seed\"><p class=\"hint\" id=\"ax-seed-note\">Random start, restarts and Square's squares come from it: the same seed gives the same result. Empty: a new one each run.</p></div><div class=\"ax-field\"><label for=\"ax-alpha\">Step size α <span class=\"unit\">(/255)</span></label> <input type=\"number\" id=\"ax-alpha\" min=\"0\" max=\"255\" step=\"0.1\" aria-describedby=\"ax-alpha-note\" data-testid=\"attack-alpha\"><p class=\"hint\" id=\"ax-alpha-note\" data-testid=\"alpha-note\"></p></div><div class=\"ax-field\"><label for=\"ax-restarts\">Restarts <span class=\"unit\">(PGD)</span></label> <input type=\"number\" id=\"ax-restarts\" min=\"1\" max=\"")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 77, "<details class=\"ax-advanced\" id=\"ax-advanced\" data-testid=\"attack-advanced\"><summary>Advanced</summary><div class=\"ax-field\"><label for=\"ax-seed\">Seed</label> <input type=\"number\" id=\"ax-seed\" min=\"0\" max=\"2147483647\" step=\"1\" placeholder=\"new for every run\" aria-describedby=\"ax-seed-note\" data-testid=\"attack-seed\"><p class=\"hint\" id=\"ax-seed-note\">Random start, restarts and Square's squares come from it: the same seed gives the same result. Empty: a new one each run.</p></div><div class=\"ax-field\"><label for=\"ax-alpha\">Step size α <span class=\"unit\">(/255)</span></label> <input type=\"number\" id=\"ax-alpha\" min=\"0\" max=\"255\" step=\"0.1\" aria-describedby=\"ax-alpha-note\" data-testid=\"attack-alpha\"><p class=\"hint\" id=\"ax-alpha-note\" data-testid=\"alpha-note\"></p></div><div class=\"ax-field\"><label for=\"ax-restarts\">Restarts <span class=\"unit\">(PGD)</span></label> <input type=\"number\" id=\"ax-restarts\" min=\"1\" max=\"")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		var templ_7745c5c3_Var50 string
-		templ_7745c5c3_Var50, templ_7745c5c3_Err = templruntime.NewAttributeExpression(itoa(a.MaxRestarts)).Resolve(ctx)
+		var templ_7745c5c3_Var52 string
+		templ_7745c5c3_Var52, templ_7745c5c3_Err = templruntime.NewAttributeExpression(itoa(a.MaxRestarts)).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 244, Col: 74}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 247, Col: 74}
 		}
-		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var50)
+		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var52)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 74, "\" step=\"1\" value=\"1\" aria-describedby=\"ax-restarts-note\" data-testid=\"attack-restarts\"><p class=\"hint\" id=\"ax-restarts-note\">PGD from this many random starts; the best result is kept. Default 1.</p></div><div class=\"ax-field\"><label for=\"ax-momentum\">Momentum μ <span class=\"unit\">(MI-FGSM, M-DI²-FGSM)</span></label> <input type=\"number\" id=\"ax-momentum\" min=\"0\" max=\"10\" step=\"0.1\" value=\"1\" aria-describedby=\"ax-momentum-note\" data-testid=\"attack-momentum\"><p class=\"hint\" id=\"ax-momentum-note\">How much of the last steps' direction each step keeps. Default 1.</p></div><div class=\"ax-field\"><label for=\"ax-loss-kind\">Loss</label> <select id=\"ax-loss-kind\" aria-describedby=\"ax-loss-note\" data-testid=\"attack-loss-kind\"><option value=\"ce\" selected>Cross-entropy (default)</option> <option value=\"margin\">C&amp;W margin</option></select><p class=\"hint\" id=\"ax-loss-note\">The margin loss climbs the gap between the best wrong class and the true one (Carlini and Wagner).</p></div><div class=\"ax-field\"><label class=\"ax-inline\"><input type=\"checkbox\" id=\"ax-least-likely\" aria-describedby=\"ax-least-note\" data-testid=\"attack-least-likely\"> Target the least likely class</label><p class=\"hint\" id=\"ax-least-note\">A targeted attack towards the class the attacked models find least likely on the clean image: the hardest target.</p></div><div class=\"ax-field\"><label for=\"ax-through\">Attack through a defence</label> <select id=\"ax-through\" aria-describedby=\"ax-through-note\" data-testid=\"attack-through\"><option value=\"\" selected>No: attack the models themselves</option></select><p class=\"hint\" id=\"ax-through-note\">An adaptive attack (Athalye, Carlini and Wagner 2018): the attack goes through the chosen transform defence, whose classifier becomes the attacked model: straight through JPEG and bit-depth reduction (BPDA), through the median filter's and resize-and-pad's own derivative, averaging random draws (EOT).</p></div><div class=\"ax-field\"><label for=\"ax-eot\">EOT draws <span class=\"unit\">(random transforms)</span></label> <input type=\"number\" id=\"ax-eot\" min=\"1\" max=\"100\" step=\"1\" value=\"10\" aria-describedby=\"ax-eot-note\" data-testid=\"attack-eot\"><p class=\"hint\" id=\"ax-eot-note\">How many random draws of the transform each gradient averages. Default 10.</p></div><p class=\"hint\" id=\"ax-advanced-note\" data-testid=\"advanced-note\"></p></details>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 78, "\" step=\"1\" value=\"1\" aria-describedby=\"ax-restarts-note\" data-testid=\"attack-restarts\"><p class=\"hint\" id=\"ax-restarts-note\">PGD from this many random starts; the best result is kept. Default 1.</p></div><div class=\"ax-field\"><label for=\"ax-momentum\">Momentum μ <span class=\"unit\">(MI-FGSM, M-DI²-FGSM)</span></label> <input type=\"number\" id=\"ax-momentum\" min=\"0\" max=\"10\" step=\"0.1\" value=\"1\" aria-describedby=\"ax-momentum-note\" data-testid=\"attack-momentum\"><p class=\"hint\" id=\"ax-momentum-note\">How much of the last steps' direction each step keeps. Default 1.</p></div><div class=\"ax-field\"><label for=\"ax-loss-kind\">Loss</label> <select id=\"ax-loss-kind\" aria-describedby=\"ax-loss-note\" data-testid=\"attack-loss-kind\"><option value=\"ce\" selected>Cross-entropy (default)</option> <option value=\"margin\">C&amp;W margin</option></select><p class=\"hint\" id=\"ax-loss-note\">The margin loss climbs the gap between the best wrong class and the true one (Carlini and Wagner).</p></div><div class=\"ax-field\"><label class=\"ax-inline\"><input type=\"checkbox\" id=\"ax-least-likely\" aria-describedby=\"ax-least-note\" data-testid=\"attack-least-likely\"> Target the least likely class</label><p class=\"hint\" id=\"ax-least-note\">A targeted attack towards the class the attacked models find least likely on the clean image: the hardest target.</p></div><div class=\"ax-field\"><label for=\"ax-through\">Attack through a defence</label> <select id=\"ax-through\" aria-describedby=\"ax-through-note\" data-testid=\"attack-through\"><option value=\"\" selected>No: attack the models themselves</option></select><p class=\"hint\" id=\"ax-through-note\">An adaptive attack (Athalye, Carlini and Wagner 2018): the attack goes through the chosen transform defence, whose classifier becomes the attacked model: straight through JPEG and bit-depth reduction (BPDA), through the median filter's and resize-and-pad's own derivative, averaging random draws (EOT).</p></div><div class=\"ax-field\"><label for=\"ax-eot\">EOT draws <span class=\"unit\">(random transforms)</span></label> <input type=\"number\" id=\"ax-eot\" min=\"1\" max=\"100\" step=\"1\" value=\"10\" aria-describedby=\"ax-eot-note\" data-testid=\"attack-eot\"><p class=\"hint\" id=\"ax-eot-note\">How many random draws of the transform each gradient averages. Default 10.</p></div><p class=\"hint\" id=\"ax-advanced-note\" data-testid=\"advanced-note\"></p></details>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -842,72 +878,72 @@ func attackSample(s Sample) templ.Component {
 		}
 		ctx = templ.InitializeContext(ctx)
 		ctx = templ.ClearChildren(ctx)
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 75, "<button type=\"button\" class=\"sample\" data-sample=\"")
-		if templ_7745c5c3_Err != nil {
-			return templ_7745c5c3_Err
-		}
-		var templ_7745c5c3_Var52 string
-		templ_7745c5c3_Var52, templ_7745c5c3_Err = templruntime.NewAttributeExpression(s.Name).Resolve(ctx)
-		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 281, Col: 58}
-		}
-		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var52)
-		if templ_7745c5c3_Err != nil {
-			return templ_7745c5c3_Err
-		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 76, "\" data-label=\"")
-		if templ_7745c5c3_Err != nil {
-			return templ_7745c5c3_Err
-		}
-		var templ_7745c5c3_Var53 string
-		templ_7745c5c3_Var53, templ_7745c5c3_Err = templruntime.NewAttributeExpression(s.Label).Resolve(ctx)
-		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 281, Col: 81}
-		}
-		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var53)
-		if templ_7745c5c3_Err != nil {
-			return templ_7745c5c3_Err
-		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 77, "\" title=\"")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 79, "<button type=\"button\" class=\"sample\" data-sample=\"")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var54 string
-		templ_7745c5c3_Var54, templ_7745c5c3_Err = templruntime.NewAttributeExpression("Sample digit " + s.Label).Resolve(ctx)
+		templ_7745c5c3_Var54, templ_7745c5c3_Err = templruntime.NewAttributeExpression(s.Name).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 281, Col: 117}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 284, Col: 58}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var54)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 78, "\" aria-pressed=\"false\" data-testid=\"attack-sample\"><img src=\"")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 80, "\" data-label=\"")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var55 string
-		templ_7745c5c3_Var55, templ_7745c5c3_Err = templruntime.NewAttributeExpression(s.URL).ResolveURL(ctx)
+		templ_7745c5c3_Var55, templ_7745c5c3_Err = templruntime.NewAttributeExpression(s.Label).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 282, Col: 18}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 284, Col: 81}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var55)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 79, "\" alt=\"")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 81, "\" title=\"")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var56 string
-		templ_7745c5c3_Var56, templ_7745c5c3_Err = templruntime.NewAttributeExpression("sample " + s.Label).Resolve(ctx)
+		templ_7745c5c3_Var56, templ_7745c5c3_Err = templruntime.NewAttributeExpression("Sample digit " + s.Label).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 282, Col: 46}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 284, Col: 117}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var56)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 80, "\" width=\"42\" height=\"42\"></button>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 82, "\" aria-pressed=\"false\" data-testid=\"attack-sample\"><img src=\"")
+		if templ_7745c5c3_Err != nil {
+			return templ_7745c5c3_Err
+		}
+		var templ_7745c5c3_Var57 string
+		templ_7745c5c3_Var57, templ_7745c5c3_Err = templruntime.NewAttributeExpression(s.URL).ResolveURL(ctx)
+		if templ_7745c5c3_Err != nil {
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 285, Col: 18}
+		}
+		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var57)
+		if templ_7745c5c3_Err != nil {
+			return templ_7745c5c3_Err
+		}
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 83, "\" alt=\"")
+		if templ_7745c5c3_Err != nil {
+			return templ_7745c5c3_Err
+		}
+		var templ_7745c5c3_Var58 string
+		templ_7745c5c3_Var58, templ_7745c5c3_Err = templruntime.NewAttributeExpression("sample " + s.Label).Resolve(ctx)
+		if templ_7745c5c3_Err != nil {
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `attack.templ`, Line: 285, Col: 46}
+		}
+		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var58)
+		if templ_7745c5c3_Err != nil {
+			return templ_7745c5c3_Err
+		}
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 84, "\" width=\"42\" height=\"42\"></button>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

@@ -55,8 +55,11 @@ type AttackModel struct {
 // DefenceKind is an input transformation the page can put in front of a classifier.
 type DefenceKind struct {
 	ID, Label, Param, Unit, Note string
-	Min, Max, Default            int
-	Random                       bool
+	// Caveat says, with its reference, when the defence holds only against
+	// attacks that ignore it ("" when it does not).
+	Caveat            string
+	Min, Max, Default int
+	Random            bool
 }
 
 // jsonText is v as JSON, for data attributes.
