@@ -50,8 +50,11 @@ func defaultSweepLimits() sweepLimits {
 
 // sweeper is the state every sweep connection shares.
 type sweeper struct {
-	lim   sweepLimits
-	queue *runQueue
+	lim sweepLimits
+	// runner executes the runs (sweep_runner.go); queue is the run queue of those
+	// run in this process.
+	runner SweepRunner
+	queue  *runQueue
 
 	mu   sync.Mutex
 	test *mnist.Set // loaded on first use
@@ -61,8 +64,13 @@ type sweeper struct {
 	running  atomic.Int64
 }
 
-func newSweeper(lim sweepLimits) *sweeper {
-	return &sweeper{lim: lim, queue: newRunQueue(lim.MaxRuns, lim.MaxQueue)}
+// newSweeper runs sweeps on runner, or in this process when it is nil.
+func newSweeper(lim sweepLimits, runner SweepRunner) *sweeper {
+	sw := &sweeper{lim: lim, runner: runner, queue: newRunQueue(lim.MaxRuns, lim.MaxQueue)}
+	if sw.runner == nil {
+		sw.runner = localSweeps{sw}
+	}
+	return sw
 }
 
 // mnistTest loads the MNIST test set once; a failure is tried again next time.

@@ -147,40 +147,32 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 		return nil, userError{http.StatusBadRequest, fmt.Sprintf("The true class must be between 0 and %d (or empty), not %d.", len(st.Labels)-1, p.Label)}
 	}
 
-	// The inputs: one image on the 8-bit grid, or the data set.
-	var in sweep.Input
+	// The job: an image sweep's image goes on the 8-bit grid here (the page sees
+	// it in the started message), the data set is the runner's to load.
+	job := sweep.Job{Settings: plan.Settings, Limits: sw.lim.Limits, Timeout: sw.lim.Timeout}
 	g := engine.NewGrid(plan.Contract)
 	if plan.Settings.Kind == sweep.KindImage {
 		if j.msg.Source == "sample" {
 			sm, _ := s.samples.get(j.msg.Sample)
 			image = sm.data
 		}
-		if in.Image, err = j.loadImage(ctx, image, plan, g); err != nil {
+		clean, err := j.loadImage(ctx, image, plan, g)
+		if err != nil {
 			return nil, err
 		}
-		if st.Clean, err = j.thumb(g, in.Image); err != nil {
+		if job.Image, err = plan.CleanPNG(clean); err != nil {
 			return nil, err
 		}
-	} else if in.Set, err = sw.mnistTest(ctx); err != nil {
-		return nil, err
+		st.Clean = pngDataURLBytes(job.Image)
 	}
 
-	release, err := sw.queue.acquire(ctx, func(pos int) {
-		running, waiting := sw.queue.stats()
-		j.ss.send("queued", map[string]any{"type": "queued", "run": j.id, "position": pos, "running": running, "waiting": waiting})
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	ctx, cancel := context.WithTimeout(ctx, sw.lim.Timeout)
-	defer cancel()
-	st.QueueMS = millis(time.Since(j.received))
-
-	// The executor the commands use too; the page hears its events.
-	o, err := sweep.Execute(ctx, plan, in, sweep.Events{
+	// The executor the commands use too, here or on a worker; the page hears its events.
+	o, err := sw.runner.RunSweep(ctx, plan, job, sweep.Events{
+		Queued: func(pos, running, waiting int) {
+			j.ss.send("queued", map[string]any{"type": "queued", "run": j.id, "position": pos, "running": running, "waiting": waiting})
+		},
 		Started: func(total, label int) error {
-			st.Total, st.Label = total, label
+			st.Total, st.Label, st.QueueMS = total, label, millis(time.Since(j.received))
 			j.ss.send("", st)
 			return nil
 		},
@@ -248,12 +240,4 @@ func (j *sweepJob) loadImage(ctx context.Context, data []byte, plan *sweep.Plan,
 		return nil, err
 	}
 	return g.Tensor(clean.Levels), nil
-}
-
-func (j *sweepJob) thumb(g engine.Grid, t *inference.Tensor) (string, error) {
-	data, err := engine.EncodePNG(g.Image(g.Quantize(t.Data)))
-	if err != nil {
-		return "", err
-	}
-	return pngDataURLBytes(data), nil
 }
