@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"image"
 	"image/png"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -56,6 +57,11 @@ func startNATSWith(t testing.TB, opts *natsserver.Options) *natsserver.Server {
 // testLog keeps a component's log for the failure message.
 func testLog(t testing.TB, name string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tlogWriter{t, name}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// testLogTo is testLog that also writes to w, for a test to read.
+func testLogTo(t testing.TB, name string, w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.MultiWriter(tlogWriter{t, name}, w), &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 type tlogWriter struct {
@@ -135,6 +141,12 @@ func extraModelsDir(t testing.TB) string {
 // startWorker runs a worker until the test ends.
 func startWorker(t testing.TB, conn *queue.Conn, z *zoo.Zoo, cfg queue.WorkerConfig) *queue.Worker {
 	t.Helper()
+	return startWorkerLog(t, conn, z, cfg, testLog(t, "worker "+cfg.Name))
+}
+
+// startWorkerLog runs a worker that logs to log until the test ends.
+func startWorkerLog(t testing.TB, conn *queue.Conn, z *zoo.Zoo, cfg queue.WorkerConfig, log *slog.Logger) *queue.Worker {
+	t.Helper()
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 1
 	}
@@ -144,7 +156,7 @@ func startWorker(t testing.TB, conn *queue.Conn, z *zoo.Zoo, cfg queue.WorkerCon
 	if cfg.MaxDeliver == 0 {
 		cfg.MaxDeliver = queue.DefaultMaxDeliver
 	}
-	w, err := queue.NewWorker(context.Background(), conn, z, cfg, testLog(t, "worker "+cfg.Name))
+	w, err := queue.NewWorker(context.Background(), conn, z, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
