@@ -19,20 +19,26 @@ type follower interface {
 	ended(*event) error
 }
 
+// queueReport hands a waiting run's place in line to the page's callback.
+type queueReport func(position, running, waiting int)
+
+func (q queueReport) queued(position, running, waiting int) {
+	if q != nil {
+		q(position, running, waiting)
+	}
+}
+
 // attackFollower relays an explorer run: the engine's start, frames and record.
 type attackFollower struct {
+	queueReport
 	ev      engine.Events
 	begun   bool
 	lastSeq int // the last frame handed on
 	rec     *engine.Record
 }
 
-func newAttackFollower(ev engine.Events) *attackFollower { return &attackFollower{ev: ev, lastSeq: -1} }
-
-func (f *attackFollower) queued(position, running, waiting int) {
-	if f.ev.Queued != nil {
-		f.ev.Queued(position, running, waiting)
-	}
+func newAttackFollower(ev engine.Events) *attackFollower {
+	return &attackFollower{queueReport: ev.Queued, ev: ev, lastSeq: -1}
 }
 
 func (f *attackFollower) started(e *event) error {
@@ -71,18 +77,15 @@ func (f *attackFollower) ended(e *event) error {
 // sweepFollower relays a sweep, competition or transfer run: its start, an
 // image sweep's points, a data set run's partial results, the outcome.
 type sweepFollower struct {
+	queueReport
 	ev        sweep.Events
 	lastPoint int // the index of the last point handed on
 	lastDone  int // the images of the last partial result handed on
 	outcome   *sweep.Outcome
 }
 
-func newSweepFollower(ev sweep.Events) *sweepFollower { return &sweepFollower{ev: ev, lastPoint: -1} }
-
-func (f *sweepFollower) queued(position, running, waiting int) {
-	if f.ev.Queued != nil {
-		f.ev.Queued(position, running, waiting)
-	}
+func newSweepFollower(ev sweep.Events) *sweepFollower {
+	return &sweepFollower{queueReport: ev.Queued, ev: ev, lastPoint: -1}
 }
 
 func (f *sweepFollower) started(e *event) error {

@@ -84,6 +84,18 @@ func connect(t testing.TB, url, name string) *queue.Conn {
 	return c
 }
 
+// startRunner is a web node's side of the queue at url, with the zoo z, until
+// the test ends.
+func startRunner(t testing.TB, url string, z *zoo.Zoo) *queue.Runner {
+	t.Helper()
+	r, err := queue.NewRunner(context.Background(), connect(t, url, "web"), z, testLog(t, "web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
 // loadZoo is the built-in models and, when dir is not empty, dir's.
 func loadZoo(t testing.TB, dir string) *zoo.Zoo {
 	t.Helper()

@@ -26,11 +26,7 @@ func TestRunOnAWorkerGivesTheInProcessRecord(t *testing.T) {
 	ctx := context.Background()
 	ns := startNATS(t, t.TempDir(), -1)
 	z := loadZoo(t, "")
-	r, err := queue.NewRunner(ctx, connect(t, ns.ClientURL(), "web"), z, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startRunner(t, ns.ClientURL(), z)
 	startWorker(t, connect(t, ns.ClientURL(), "w1"), z, queue.WorkerConfig{Name: "w1"})
 
 	job := pgdJob(t, 20)
@@ -82,11 +78,7 @@ func TestLargeJobsAndRecordsTravelThroughTheObjectStore(t *testing.T) {
 	ctx := context.Background()
 	ns := startNATSWith(t, &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), MaxPayload: 8 << 10})
 	z := loadZoo(t, "")
-	r, err := queue.NewRunner(ctx, connect(t, ns.ClientURL(), "web"), z, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startRunner(t, ns.ClientURL(), z)
 	startWorker(t, connect(t, ns.ClientURL(), "w1"), z, queue.WorkerConfig{Name: "w1"})
 
 	job := pgdJob(t, 40)
@@ -135,11 +127,7 @@ func TestARunGoesOnlyToAWorkerWithItsModels(t *testing.T) {
 	ns := startNATS(t, t.TempDir(), -1)
 	extra := extraModelsDir(t)
 	both := loadZoo(t, extra)
-	r, err := queue.NewRunner(ctx, connect(t, ns.ClientURL(), "web"), both, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startRunner(t, ns.ClientURL(), both)
 	plain := startWorker(t, connect(t, ns.ClientURL(), "plain"), loadZoo(t, ""), queue.WorkerConfig{Name: "plain"})
 	full := startWorker(t, connect(t, ns.ClientURL(), "full"), both, queue.WorkerConfig{Name: "full"})
 	if plain.Set() == full.Set() {
@@ -159,7 +147,7 @@ func TestARunGoesOnlyToAWorkerWithItsModels(t *testing.T) {
 
 	job.Plan.Models = []string{"mnist-nobody-has"}
 	start := time.Now()
-	_, err = r.Run(ctx, job, engine.Events{})
+	_, err := r.Run(ctx, job, engine.Events{})
 	if err == nil || !strings.Contains(err.Error(), "none of the 2 workers has model mnist-nobody-has") {
 		t.Fatalf("a run no worker can take: %v", err)
 	}
@@ -173,11 +161,7 @@ func TestARunGoesOnlyToAWorkerWithItsModels(t *testing.T) {
 func TestStopCancelsTheRunOnItsWorker(t *testing.T) {
 	ns := startNATS(t, t.TempDir(), -1)
 	z := loadZoo(t, "")
-	r, err := queue.NewRunner(context.Background(), connect(t, ns.ClientURL(), "web"), z, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startRunner(t, ns.ClientURL(), z)
 	w := startWorker(t, connect(t, ns.ClientURL(), "w1"), z, queue.WorkerConfig{Name: "w1"})
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -208,11 +192,7 @@ func TestStopCancelsTheRunOnItsWorker(t *testing.T) {
 func TestWaitingRunsHearTheirPositionAndLeaveTheQueue(t *testing.T) {
 	ns := startNATS(t, t.TempDir(), -1)
 	z := loadZoo(t, "")
-	r, err := queue.NewRunner(context.Background(), connect(t, ns.ClientURL(), "web"), z, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startRunner(t, ns.ClientURL(), z)
 	w := startWorker(t, connect(t, ns.ClientURL(), "w1"), z, queue.WorkerConfig{Name: "w1"})
 
 	long, stopLong := context.WithCancel(context.Background())
@@ -258,11 +238,7 @@ func TestAJobWhoseWorkersKeepDyingIsGivenUp(t *testing.T) {
 	ctx := context.Background()
 	ns := startNATS(t, t.TempDir(), -1)
 	z := loadZoo(t, "")
-	r, err := queue.NewRunner(ctx, connect(t, ns.ClientURL(), "web"), z, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startRunner(t, ns.ClientURL(), z)
 	// The dying worker pulls with the raw client and never answers; its advert
 	// stays, as a dead worker's does until it expires.
 	cfg := queue.WorkerConfig{Name: "dying", Concurrency: 1, AckWait: time.Second, MaxDeliver: 2}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"gibbon/inference/engine"
-	"gibbon/inference/mnist"
 	"gibbon/inference/sweep"
 	"gibbon/inference/zoo"
 	"gibbon/queue"
@@ -123,11 +122,7 @@ func TestSweepsOnAWorkerGiveTheInProcessOutcome(t *testing.T) {
 	ctx := context.Background()
 	ns := startNATS(t, t.TempDir(), -1)
 	z := loadZoo(t, "")
-	r, err := queue.NewRunner(ctx, connect(t, ns.ClientURL(), "web"), z, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startRunner(t, ns.ClientURL(), z)
 	w := startWorker(t, connect(t, ns.ClientURL(), "w1"), z, queue.WorkerConfig{Name: "w1"})
 
 	for _, kind := range []string{sweep.KindImage, sweep.KindDataset, sweep.KindCompete, sweep.KindTransfer} {
@@ -140,7 +135,7 @@ func TestSweepsOnAWorkerGiveTheInProcessOutcome(t *testing.T) {
 			}
 			// In this process, as the server's runner does it: a plan of its own.
 			plan, _ = sweepJob(t, z, smallSweeps[kind])
-			in, err := plan.LoadInput(ctx, job, mnist.LoadTest)
+			in, err := plan.LoadInput(ctx, job, &sweep.Datasets{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -245,11 +240,7 @@ func withoutTimes(t *testing.T, data []byte) string {
 func TestStopCancelsASweepOnItsWorker(t *testing.T) {
 	ns := startNATS(t, t.TempDir(), -1)
 	z := loadZoo(t, "")
-	r, err := queue.NewRunner(context.Background(), connect(t, ns.ClientURL(), "web"), z, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startRunner(t, ns.ClientURL(), z)
 	var workerLog syncBuffer
 	w := startWorkerLog(t, connect(t, ns.ClientURL(), "w1"), z, queue.WorkerConfig{Name: "w1", Concurrency: 1,
 		AckWait: queue.DefaultAckWait, MaxDeliver: queue.DefaultMaxDeliver}, testLogTo(t, "worker w1", &workerLog))

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"gibbon/inference/sweep"
 	"gibbon/inference/zoo"
 )
 
@@ -53,8 +54,8 @@ type Worker struct {
 	ads      jetstream.KeyValue
 	payloads jetstream.ObjectStore
 
-	ready    chan struct{} // closed once advertised
-	datasets datasets      // for sweeps and matrices (worker_sweep.go)
+	ready    chan struct{}  // closed once advertised
+	datasets sweep.Datasets // for sweeps and matrices (worker_sweep.go)
 
 	mu      sync.Mutex
 	cons    jetstream.Consumer

@@ -2,10 +2,7 @@ package queue
 
 import (
 	"context"
-	"fmt"
-	"sync"
 
-	"gibbon/inference/mnist"
 	"gibbon/inference/sweep"
 )
 
@@ -19,7 +16,7 @@ func (j *jobRun) runSweep(ctx context.Context) (*sweep.Outcome, error) {
 	if err != nil {
 		return nil, err // sent as the worker's message
 	}
-	in, err := plan.LoadInput(ctx, job, j.w.datasets.mnistTest)
+	in, err := plan.LoadInput(ctx, job, &j.w.datasets)
 	if err != nil {
 		return nil, err
 	}
@@ -42,26 +39,4 @@ func (j *jobRun) runSweep(ctx context.Context) (*sweep.Outcome, error) {
 			return j.publish(&event{Kind: evFrame, Sweep: &sweepEvent{Done: done, Partial: r}})
 		},
 	})
-}
-
-// datasets holds a worker's data sets, loaded on a job's first need (from the Go
-// module cache, as everywhere in Gibbon) and kept; a failure is tried again
-// with the next job.
-type datasets struct {
-	mu   sync.Mutex
-	test *mnist.Set
-}
-
-func (d *datasets) mnistTest(ctx context.Context) (*mnist.Set, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.test != nil {
-		return d.test, nil
-	}
-	set, err := mnist.LoadTest(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("the MNIST test set could not be loaded on the worker: %w", err)
-	}
-	d.test = set
-	return set, nil
 }

@@ -1,14 +1,12 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +16,6 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/attack"
 	"gibbon/inference/defense"
-	"gibbon/inference/mnist"
 	"gibbon/inference/sweep"
 	"gibbon/inference/zoo"
 	"gibbon/views"
@@ -56,8 +53,8 @@ type sweeper struct {
 	runner SweepRunner
 	queue  *runQueue
 
-	mu   sync.Mutex
-	test *mnist.Set // loaded on first use
+	// data are the data sets the runs here use, loaded on first use.
+	data sweep.Datasets
 
 	// sessions counts open websockets, running runs between start and end (tests watch them).
 	sessions atomic.Int64
@@ -71,21 +68,6 @@ func newSweeper(lim sweepLimits, runner SweepRunner) *sweeper {
 		sw.runner = localSweeps{sw}
 	}
 	return sw
-}
-
-// mnistTest loads the MNIST test set once; a failure is tried again next time.
-func (sw *sweeper) mnistTest(ctx context.Context) (*mnist.Set, error) {
-	sw.mu.Lock()
-	defer sw.mu.Unlock()
-	if sw.test != nil {
-		return sw.test, nil
-	}
-	set, err := mnist.LoadTest(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("the MNIST test set could not be loaded: %w", err)
-	}
-	sw.test = set
-	return set, nil
 }
 
 // attackChoicesFor are the attack menu's entries (attack networks as net:NAME).

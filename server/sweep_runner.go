@@ -21,7 +21,7 @@ type localSweeps struct{ sw *sweeper }
 
 func (l localSweeps) RunSweep(ctx context.Context, plan *sweep.Plan, job sweep.Job, ev sweep.Events) (*sweep.Outcome, error) {
 	sw := l.sw
-	in, err := plan.LoadInput(ctx, job, sw.mnistTest)
+	in, err := plan.LoadInput(ctx, job, &sw.data)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"gibbon/gallery"
@@ -90,10 +91,10 @@ func (plan *Plan) CleanPNG(clean *inference.Tensor) ([]byte, error) {
 }
 
 // LoadInput is what job runs on: an image sweep's image read back from its PNG
-// onto plan's grid, else the data set, which dataset loads.
-func (plan *Plan) LoadInput(ctx context.Context, job Job, dataset func(context.Context) (*mnist.Set, error)) (Input, error) {
+// onto plan's grid, else the data set, from data.
+func (plan *Plan) LoadInput(ctx context.Context, job Job, data *Datasets) (Input, error) {
 	if plan.Settings.Kind != KindImage {
-		set, err := dataset(ctx)
+		set, err := data.MNISTTest(ctx)
 		return Input{Set: set}, err
 	}
 	clean, err := engine.LoadImage(engine.Image{Data: job.Image, Exact: true}, plan.Contract)
@@ -101,6 +102,29 @@ func (plan *Plan) LoadInput(ctx context.Context, job Job, dataset func(context.C
 		return Input{}, err
 	}
 	return Input{Image: engine.NewGrid(plan.Contract).Tensor(clean.Levels)}, nil
+}
+
+// Datasets are the data sets a process's runs use (a server's, a worker's),
+// loaded on first use from the Go module cache and kept; a failed load is tried
+// again the next time.
+type Datasets struct {
+	mu   sync.Mutex
+	test *mnist.Set
+}
+
+// MNISTTest is the MNIST test set.
+func (d *Datasets) MNISTTest(ctx context.Context) (*mnist.Set, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.test != nil {
+		return d.test, nil
+	}
+	set, err := mnist.LoadTest(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("the MNIST test set could not be loaded: %w", err)
+	}
+	d.test = set
+	return set, nil
 }
 
 // Execute runs plan on in: the one executor behind the sweep, compete and
