@@ -207,3 +207,21 @@ func cliLogger(w io.Writer) *slog.Logger {
 		return a
 	}}))
 }
+
+// parseService parses a long-running command's flags (serve, worker): GIBBON_*
+// environment variables first, then the command line, which takes no arguments;
+// ep is checked and written in its canonical form.
+func parseService(fs *flag.FlagSet, args []string, getenv func(string) string, ep *string) error {
+	if err := flagsFromEnv(fs, getenv); err != nil {
+		return err
+	}
+	if err := parseNoArgs(fs, args); err != nil {
+		return err
+	}
+	canonical, err := inference.ParseEP(*ep)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	*ep = canonical
+	return nil
+}

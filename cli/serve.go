@@ -72,17 +72,9 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	fs.IntVar(&a.MaxSteps, "explorer-max-steps", a.MaxSteps, "attack explorer: most steps (or queries) of one run")
 	fs.DurationVar(&a.RunTimeout, "explorer-time-limit", a.RunTimeout, "attack explorer: longest run, e.g. 2m; a run is stopped there")
 	fs.IntVar(&a.MaxSocketsPerClient, "explorer-pages-per-client", a.MaxSocketsPerClient, "attack explorer: pages (websockets) one address may have open (behind a reverse proxy every page comes from its address: raise it)")
-	if err := flagsFromEnv(fs, getenv); err != nil {
+	if err := parseService(fs, args, getenv, &cfg.EP); err != nil {
 		return cfg, err
 	}
-	if err := parseNoArgs(fs, args); err != nil {
-		return cfg, err
-	}
-	ep, err := inference.ParseEP(cfg.EP)
-	if err != nil {
-		return cfg, usageError{err.Error()}
-	}
-	cfg.EP = ep
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		return cfg, usageError{fmt.Sprintf("log format %q: use text or json", cfg.LogFormat)}
 	}

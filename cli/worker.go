@@ -51,17 +51,9 @@ func parseWorkerConfig(args []string, getenv func(string) string, stderr io.Writ
 	fs.DurationVar(&cfg.AckWait, "ack-wait", cfg.AckWait, "a job whose worker says nothing for this long goes to another worker (give every worker the same)")
 	fs.IntVar(&cfg.MaxDeliver, "max-deliver", cfg.MaxDeliver, "deliveries of one job before it is given up, when its workers keep dying (give every worker the same)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
-	if err := flagsFromEnv(fs, getenv); err != nil {
+	if err := parseService(fs, args, getenv, &cfg.EP); err != nil {
 		return cfg, err
 	}
-	if err := parseNoArgs(fs, args); err != nil {
-		return cfg, err
-	}
-	ep, err := inference.ParseEP(cfg.EP)
-	if err != nil {
-		return cfg, usageError{err.Error()}
-	}
-	cfg.EP = ep
 	switch {
 	case cfg.NATS == "":
 		return cfg, usageError{"a worker needs --nats URL (or GIBBON_NATS): the NATS server the web nodes use"}

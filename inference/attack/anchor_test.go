@@ -57,21 +57,7 @@ func zoo(t *testing.T, robust bool) []*attack.ONNXModel {
 }
 
 // digits returns the first n MNIST test images and labels.
-func digits(t *testing.T, n int) (*inference.Tensor, []int) {
-	t.Helper()
-	set, err := mnist.LoadTest(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	set = set.Subset(n)
-	x := inference.NewTensor(int64(n), 1, mnist.Rows, mnist.Cols)
-	copy(x.Data, set.Images)
-	labels := make([]int, n)
-	for i, l := range set.Labels {
-		labels[i] = int(l)
-	}
-	return x, labels
-}
+func digits(t *testing.T, n int) (*inference.Tensor, []int) { return testzoo.Digits(t, n) }
 
 func named(ms []*attack.ONNXModel) []attack.Model {
 	out := make([]attack.Model, len(ms))

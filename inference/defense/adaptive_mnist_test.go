@@ -7,7 +7,6 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/attack"
 	"gibbon/inference/defense"
-	"gibbon/inference/mnist"
 	"gibbon/internal/testzoo"
 )
 
@@ -17,21 +16,7 @@ import (
 
 func builtin(t *testing.T, name string) *attack.ONNXModel { return testzoo.Classifier(t, name) }
 
-func firstDigits(t *testing.T, n int) (*inference.Tensor, []int) {
-	t.Helper()
-	set, err := mnist.LoadTest(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	set = set.Subset(n)
-	x := inference.NewTensor(int64(n), 1, mnist.Rows, mnist.Cols)
-	copy(x.Data, set.Images)
-	labels := make([]int, n)
-	for i, l := range set.Labels {
-		labels[i] = int(l)
-	}
-	return x, labels
-}
+func firstDigits(t *testing.T, n int) (*inference.Tensor, []int) { return testzoo.Digits(t, n) }
 
 // accuracy is the share of images net classifies as labelled.
 func accuracy(t *testing.T, net attack.Classifier, x *inference.Tensor, labels []int) float64 {

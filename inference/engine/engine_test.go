@@ -11,29 +11,18 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 
 	"gibbon/gallery"
 	"gibbon/inference"
 	"gibbon/inference/engine"
 	"gibbon/inference/zoo"
-	"gibbon/internal/testrt"
+	"gibbon/internal/testzoo"
 	"gibbon/models"
 )
 
-var (
-	zooOnce sync.Once
-	theZoo  *zoo.Zoo
-)
-
 // builtins is the built-in zoo, loaded once for the package's tests.
-func builtins(t testing.TB) *zoo.Zoo {
-	t.Helper()
-	rt := testrt.Open(t)
-	zooOnce.Do(func() { theZoo = zoo.Open(rt, inference.ModelSource{Name: "built-in", FS: models.FS()}) })
-	return theZoo
-}
+func builtins(t testing.TB) *zoo.Zoo { return testzoo.Builtin(t) }
 
 func sample(t testing.TB, name string) engine.Image {
 	t.Helper()

@@ -9,6 +9,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/attack"
+	"gibbon/inference/mnist"
 	"gibbon/inference/zoo"
 	"gibbon/internal/testrt"
 	"gibbon/models"
@@ -39,4 +40,22 @@ func Classifier(t testing.TB, name string) *attack.ONNXModel {
 		t.Fatalf("built-in model %s is not a classifier", name)
 	}
 	return m.Net()
+}
+
+// Digits are the first n MNIST test digits as one [n,1,28,28] tensor on [0,1],
+// and their labels.
+func Digits(t testing.TB, n int) (*inference.Tensor, []int) {
+	t.Helper()
+	set, err := mnist.LoadTest(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	set = set.Subset(n)
+	x := inference.NewTensor(int64(n), 1, mnist.Rows, mnist.Cols)
+	copy(x.Data, set.Images)
+	labels := make([]int, n)
+	for i, l := range set.Labels {
+		labels[i] = int(l)
+	}
+	return x, labels
 }
