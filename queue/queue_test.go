@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"gibbon/inference/engine"
+	"gibbon/inference/sweep"
+	"gibbon/inference/zoo"
 	"gibbon/queue"
 )
 
@@ -231,13 +233,25 @@ func TestWaitingRunsHearTheirPositionAndLeaveTheQueue(t *testing.T) {
 	cancels[0]()
 }
 
-// A job whose workers keep dying — they take it and go silent — is given up
-// after its deliveries, and the page hears so; the job leaves the stream, and
+// A job (an explorer run or a sweep) whose workers keep dying — they take it
+// and go silent — is given up after its deliveries, and the page hears so; the job leaves the stream, and
 // the worker still pulling never receives it.
 func TestAJobWhoseWorkersKeepDyingIsGivenUp(t *testing.T) {
 	ctx := context.Background()
-	ns := startNATS(t, t.TempDir(), -1)
 	z := loadZoo(t, "")
+	t.Run("attack", func(t *testing.T) {
+		givenUp(t, z, func(r *queue.Runner) error { _, err := r.Run(ctx, pgdJob(t, 5), engine.Events{}); return err })
+	})
+	t.Run("sweep", func(t *testing.T) {
+		plan, job := sweepJob(t, z, smallSweeps[sweep.KindDataset])
+		givenUp(t, z, func(r *queue.Runner) error { _, err := r.RunSweep(ctx, plan, job, sweep.Events{}); return err })
+	})
+}
+
+// givenUp runs a job (run) whose workers keep dying.
+func givenUp(t *testing.T, z *zoo.Zoo, run func(*queue.Runner) error) {
+	ctx := context.Background()
+	ns := startNATS(t, t.TempDir(), -1)
 	r := startRunner(t, ns.ClientURL(), z)
 	// The dying worker pulls with the raw client and never answers; its advert
 	// stays, as a dead worker's does until it expires.
@@ -260,7 +274,7 @@ func TestAJobWhoseWorkersKeepDyingIsGivenUp(t *testing.T) {
 	}
 
 	done := make(chan error, 1)
-	go func() { _, err := r.Run(ctx, pgdJob(t, 5), engine.Events{}); done <- err }()
+	go func() { done <- run(r) }()
 	for i := range 2 {
 		if _, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second)); err != nil {
 			t.Fatalf("delivery %d: %v", i+1, err)

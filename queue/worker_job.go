@@ -70,7 +70,7 @@ func (w *Worker) runJob(parent context.Context, msg jetstream.Msg) {
 	}
 	log.Info("queue: run accepted", append([]any{"worker", w.cfg.Name}, j.jm.describe()...)...)
 	stopBeats := j.heartbeat(ctx, cancel)
-	end := j.execute(ctx)
+	end, err := j.execute(ctx)
 	stopBeats()
 	// Why the run ended early, if it did: read now, as the worker stopping after
 	// the run did not stop it.
@@ -89,21 +89,22 @@ func (w *Worker) runJob(parent context.Context, msg jetstream.Msg) {
 		log.Info("queue: run stopped", "why", cause)
 		return
 	}
-	log.Info("queue: run ended", "err", end.Err.err())
+	log.Info("queue: run ended", "err", err)
 }
 
-// execute runs the job and returns its end: an explorer run's record and final
-// frame, or a sweep's outcome (worker_sweep.go), with the error.
-func (j *jobRun) execute(ctx context.Context) *event {
+// execute runs the job and returns its end (an explorer run's record and final
+// frame, or a sweep's outcome: worker_sweep.go) with the run's error, which the
+// end carries too.
+func (j *jobRun) execute(ctx context.Context) (*event, error) {
 	if err := j.fetchImage(ctx); err != nil {
-		return &event{Kind: evDone, Err: toWire(err)}
+		return &event{Kind: evDone, Err: toWire(err)}, err
 	}
 	if j.jm.Sweep != nil {
 		o, err := j.runSweep(ctx)
-		return &event{Kind: evDone, Sweep: &sweepEvent{Outcome: o}, Err: toWire(err)}
+		return &event{Kind: evDone, Sweep: &sweepEvent{Outcome: o}, Err: toWire(err)}, err
 	}
 	rec, final, err := j.runAttack(ctx)
-	return &event{Kind: evDone, Record: rec, Frame: final, Err: toWire(err)}
+	return &event{Kind: evDone, Record: rec, Frame: final, Err: toWire(err)}, err
 }
 
 // fetchImage puts the job's image back from the object store, when it went
