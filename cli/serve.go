@@ -182,7 +182,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		if deps.RunStore, err = queue.NewRunStore(ctx, natsConn); err != nil {
 			return err
 		}
-		deps.Attack.Runner = runner
+		deps.Attack.Runner, deps.SweepRunner = runner, runner
 		log.Info("runs go to workers", "nats", natsConn.URL())
 	}
 	srv, err := server.New(deps)

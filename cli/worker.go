@@ -37,10 +37,11 @@ func parseWorkerConfig(args []string, getenv func(string) string, stderr io.Writ
 	cfg := workerConfig{Concurrency: 1, AckWait: queue.DefaultAckWait, MaxDeliver: queue.DefaultMaxDeliver}
 	fs := newFlagSet("worker", stderr,
 		"Usage: gibbon worker --nats URL [flags]",
-		"Runs the explorer's attacks for `gibbon serve --nats URL` web nodes: takes jobs from NATS",
-		"JetStream for the set of models it has (the built-in ones and --models DIR's), runs them",
-		"with the run engine on --ep, and sends the frames and the record back. Every flag can also",
-		"be set as GIBBON_<FLAG>, e.g. GIBBON_NATS=nats://queue:4222.")
+		"Runs the attacks, ε sweeps, competitions and transfer matrices of `gibbon serve --nats URL`",
+		"web nodes: takes jobs from NATS JetStream for the set of models it has (the built-in ones",
+		"and --models DIR's), runs them on --ep (the MNIST test set, for data set runs, comes from the",
+		"Go module cache or GIBBON_MNIST_DIR), and sends the progress and the result back. Every flag",
+		"can also be set as GIBBON_<FLAG>, e.g. GIBBON_NATS=nats://queue:4222.")
 	fs.StringVar(&cfg.NATS, "nats", "", "`URL` of the NATS server with JetStream the web nodes use, e.g. nats://user:password@host:4222 (required)")
 	fs.StringVar(&cfg.ModelsDir, "models", "", "directory of your own models (a manifest.json and the .onnx files it names), served beside the built-in ones")
 	fs.StringVar(&cfg.ORTLib, "ort-lib", "", "`PATH` of an ONNX Runtime "+inference.ORTVersion+" library (default: the one 'gibbon runtime install' put in the cache); a GPU (CUDA) build of that version runs --ep cuda")

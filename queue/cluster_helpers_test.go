@@ -173,9 +173,20 @@ func browserToken(name string) string {
 // browserToken(browser).
 func openPage(t *testing.T, base, browser string) *page {
 	t.Helper()
+	return openSocket(t, base, browser, "/api/attack/ws")
+}
+
+// openSweepPage opens a sweep, competition or transfer page's websocket.
+func openSweepPage(t *testing.T, base, browser string) *page {
+	t.Helper()
+	return openSocket(t, base, browser, "/api/sweep/ws")
+}
+
+func openSocket(t *testing.T, base, browser, path string) *page {
+	t.Helper()
 	cookie := browserToken(browser)
 	h := http.Header{"Origin": {base}, "Cookie": {"gibbon_csrf=" + cookie}}
-	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/api/attack/ws", h)
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+path, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,17 +194,21 @@ func openPage(t *testing.T, base, browser string) *page {
 	return &page{t: t, base: base, cookie: cookie, conn: conn}
 }
 
-// msg is a server message's JSON (a binary message's header).
+// msg is a server message's JSON (a binary message's header): the explorer's,
+// and the sweeps' (Done, Total, Result).
 type msg struct {
-	Type     string `json:"type"`
-	Key      string `json:"key"`
-	Message  string `json:"message"`
-	Position int    `json:"position"`
-	Seq      int    `json:"seq"`
-	Final    bool   `json:"final"`
-	Stopped  bool   `json:"stopped"`
-	Steps    int    `json:"steps"`
-	Saveable bool   `json:"saveable"`
+	Type     string          `json:"type"`
+	Key      string          `json:"key"`
+	Message  string          `json:"message"`
+	Position int             `json:"position"`
+	Seq      int             `json:"seq"`
+	Final    bool            `json:"final"`
+	Stopped  bool            `json:"stopped"`
+	Steps    int             `json:"steps"`
+	Saveable bool            `json:"saveable"`
+	Done     int             `json:"done"`
+	Total    int             `json:"total"`
+	Result   json.RawMessage `json:"result"`
 }
 
 func (p *page) send(v any) {

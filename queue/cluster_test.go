@@ -1,6 +1,7 @@
 package queue_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -145,5 +146,47 @@ func TestClusterWorkerWithoutTheModelNeverReceivesIt(t *testing.T) {
 	}
 	if strings.Contains(plain.log.String(), "dropped") {
 		t.Errorf("the worker without the model received a job:\n%s", plain.log)
+	}
+}
+
+// A data set sweep whose worker is killed with SIGKILL mid-run: JetStream hands
+// it to the other worker, which runs it again from the start; the page, which
+// had its start and some progress, gets the rest and the whole result, and the
+// run saves from the web node.
+func TestClusterSweepSurvivesAKilledWorker(t *testing.T) {
+	c := newCluster(t)
+	a := c.web("web-a")
+	workers := []*proc{c.worker("w1"), c.worker("w2")}
+
+	pg := openSweepPage(t, a.base, "cookie-killed-sweep")
+	pg.send(map[string]any{"type": "start", "settings": map[string]any{"kind": "dataset", "attack": "pgd",
+		"models": []string{"mnist-cnn-small"}, "defences": []string{"mnist-cnn-small", "mnist-mlp"},
+		"eps": "0:0.2:0.1", "steps": 20, "n": 200, "batch": 10, "seed": 5, "label": -1}})
+	pg.until(60*time.Second, "progress")
+	var victim, other *proc
+	for i, w := range workers {
+		if w.accepted() == 1 {
+			victim, other = w, workers[1-i]
+		}
+	}
+	if victim == nil {
+		t.Fatalf("no worker says it accepted the sweep (w1 %d, w2 %d)", workers[0].accepted(), workers[1].accepted())
+	}
+	killed := time.Now()
+	victim.kill(t)
+	done := pg.until(120*time.Second, "done", "error")
+	if done.Type != "done" {
+		t.Fatalf("after the worker died the page got %+v", done)
+	}
+	t.Logf("finished on %s %s after %s was killed", other.name, time.Since(killed).Round(time.Millisecond), victim.name)
+	var res struct{ N, Total int }
+	if err := json.Unmarshal(done.Result, &res); err != nil || res.N != 200 || res.Total != 200 {
+		t.Fatalf("the result covers %d of %d images (%v)", res.N, res.Total, err)
+	}
+	if !strings.Contains(other.log.String(), "delivery=2") {
+		t.Errorf("%s did not say it took the second delivery:\n%s", other.name, other.log)
+	}
+	if status, saved := save(t, a.base, pg.cookie, done.Key, "sweep finished on the other worker"); status != http.StatusCreated {
+		t.Fatalf("saving the sweep: %d %v", status, saved)
 	}
 }

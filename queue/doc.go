@@ -1,8 +1,10 @@
-// Package queue runs the explorer's attacks on workers over NATS JetStream: the
-// adapter between stateless web nodes (`gibbon serve --nats URL`) and GPU or CPU
-// machines running the engine (`gibbon worker --nats URL`). It owns the subjects,
-// streams and buckets below, and the web node's side of a run (Runner) and the
-// worker's (Worker); the engine does the work, the server shows it.
+// Package queue runs the explorer's attacks, and the sweeps, competitions and
+// transfer matrices, on workers over NATS JetStream: the adapter between
+// stateless web nodes (`gibbon serve --nats URL`) and GPU or CPU machines running
+// the engine and the sweep executor (`gibbon worker --nats URL`). It owns the
+// subjects, streams and buckets below, and the web node's side of a run (Runner:
+// server.Runner and server.SweepRunner) and the worker's (Worker); the engine
+// and sweep.Execute do the work, the server shows it.
 //
 // # Routing by model set
 //
@@ -11,13 +13,14 @@
 // and each set has its own work-queue stream GIBBON_JOBS_<set> on the subject
 // gibbon.jobs.<set>, with one durable pull consumer "workers" shared by every
 // worker of that set (explicit acks, AckWait with InProgress heartbeats from the
-// worker, MaxDeliver deliveries at most). A worker only ever pulls from its own
+// worker, MaxDeliver deliveries at most); explorer runs and sweeps share it. A worker only ever pulls from its own
 // set's stream, so a run goes only to a worker that has all its models: the web
 // node picks the stream. Workers advertise themselves in the KV bucket
 // gibbon_workers (key: worker name; value: set, models with checksums, provider,
 // concurrency), re-written every 5 s under a 15 s bucket TTL, so a dead worker's
 // advert disappears by itself. For a run, the web node lists the plan's models
-// (attacked, network, defences) with the checksums its own zoo has, and picks
+// (attacked, network, defences; a sweep's: every model its plan uses) with the
+// checksums its own zoo has, and picks
 // among the live sets holding all of them the least loaded (pending and running
 // jobs per worker slot). When no set holds them, the run fails at once saying
 // which model no worker has.
@@ -58,6 +61,24 @@
 // half-saved. When its NATS connection drops, a web node fails its running runs
 // at once with a clear message, and a worker cancels its own without acking
 // them; new runs work once the connection is back.
+//
+// # Sweeps, competitions and transfer matrices
+//
+// A sweep travels as a sweep.Job: the settings as the web node planned them
+// (defaults filled in, every model named), an image sweep's clean image as the
+// PNG on the models' grid (exactly what it attacks), the limits and the time
+// limit. The web node plans first (the page's started message and the run's
+// models come from its plan); the worker plans the job again on its zoo — the
+// same files, by checksum — loads its input (the MNIST test set from the Go
+// module cache, once per worker) and runs sweep.Execute, the executor the
+// commands and the in-process server use. Its start is a request, as an
+// explorer run's; an image sweep's points and a data set run's partial results
+// are published as frames are; the end carries the sweep.Outcome (data only:
+// the typed result and the gallery entry), through the object store when it is
+// too large for a message. Stop, a closed page, the queue position, redelivery
+// and the give-up after MaxDeliver work as for explorer runs; a redelivered
+// sweep runs again from its start, and the web node hands on only the points
+// and progress the page does not have yet.
 //
 // # Run book
 //

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"image"
 	"image/png"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -58,6 +59,11 @@ func testLog(t testing.TB, name string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tlogWriter{t, name}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
+// testLogTo is testLog that also writes to w, for a test to read.
+func testLogTo(t testing.TB, name string, w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.MultiWriter(tlogWriter{t, name}, w), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
 type tlogWriter struct {
 	t    testing.TB
 	name string
@@ -76,6 +82,18 @@ func connect(t testing.TB, url, name string) *queue.Conn {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// startRunner is a web node's side of the queue at url, with the zoo z, until
+// the test ends.
+func startRunner(t testing.TB, url string, z *zoo.Zoo) *queue.Runner {
+	t.Helper()
+	r, err := queue.NewRunner(context.Background(), connect(t, url, "web"), z, testLog(t, "web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
 }
 
 // loadZoo is the built-in models and, when dir is not empty, dir's.
@@ -135,6 +153,12 @@ func extraModelsDir(t testing.TB) string {
 // startWorker runs a worker until the test ends.
 func startWorker(t testing.TB, conn *queue.Conn, z *zoo.Zoo, cfg queue.WorkerConfig) *queue.Worker {
 	t.Helper()
+	return startWorkerLog(t, conn, z, cfg, testLog(t, "worker "+cfg.Name))
+}
+
+// startWorkerLog runs a worker that logs to log until the test ends.
+func startWorkerLog(t testing.TB, conn *queue.Conn, z *zoo.Zoo, cfg queue.WorkerConfig, log *slog.Logger) *queue.Worker {
+	t.Helper()
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 1
 	}
@@ -144,7 +168,7 @@ func startWorker(t testing.TB, conn *queue.Conn, z *zoo.Zoo, cfg queue.WorkerCon
 	if cfg.MaxDeliver == 0 {
 		cfg.MaxDeliver = queue.DefaultMaxDeliver
 	}
-	w, err := queue.NewWorker(context.Background(), conn, z, cfg, testLog(t, "worker "+cfg.Name))
+	w, err := queue.NewWorker(context.Background(), conn, z, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ var clusterTests = []string{
 	"TestClusterWebNodeKilledTheOtherServesEveryPermalink",
 	"TestClusterNATSRestartedRunningPagesHearItNewRunsWork",
 	"TestClusterWorkerWithoutTheModelNeverReceivesIt",
+	"TestClusterSweepSurvivesAKilledWorker",
 }
 
 func TestMain(m *testing.M) {

@@ -10,6 +10,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/engine"
+	"gibbon/inference/sweep"
 )
 
 // ModelRef is a model a job needs or a worker has: its name and its file's
@@ -37,6 +38,21 @@ func Needs(plan engine.Plan, idx ModelIndex) []ModelRef {
 	for _, d := range plan.Defences {
 		names = append(names, d.Model)
 	}
+	return refs(names, idx)
+}
+
+// SweepNeeds lists the models a sweep's or matrix's plan uses (attacked ones and
+// networks first) with the checksums idx has for them.
+func SweepNeeds(plan *sweep.Plan, idx ModelIndex) []ModelRef {
+	names := make([]string, len(plan.Models))
+	for i, m := range plan.Models {
+		names[i] = m.Name
+	}
+	return refs(names, idx)
+}
+
+// refs are names once each, with the checksums idx has for them.
+func refs(names []string, idx ModelIndex) []ModelRef {
 	var out []ModelRef
 	for _, n := range names {
 		if slices.ContainsFunc(out, func(r ModelRef) bool { return r.Name == n }) {

@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"gibbon/inference/engine"
+	"gibbon/inference/sweep"
+	"gibbon/inference/zoo"
 	"gibbon/queue"
 )
 
@@ -26,11 +28,7 @@ func TestRunOnAWorkerGivesTheInProcessRecord(t *testing.T) {
 	ctx := context.Background()
 	ns := startNATS(t, t.TempDir(), -1)
 	z := loadZoo(t, "")
-	r, err := queue.NewRunner(ctx, connect(t, ns.ClientURL(), "web"), z, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startRunner(t, ns.ClientURL(), z)
 	startWorker(t, connect(t, ns.ClientURL(), "w1"), z, queue.WorkerConfig{Name: "w1"})
 
 	job := pgdJob(t, 20)
@@ -82,11 +80,7 @@ func TestLargeJobsAndRecordsTravelThroughTheObjectStore(t *testing.T) {
 	ctx := context.Background()
 	ns := startNATSWith(t, &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), MaxPayload: 8 << 10})
 	z := loadZoo(t, "")
-	r, err := queue.NewRunner(ctx, connect(t, ns.ClientURL(), "web"), z, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startRunner(t, ns.ClientURL(), z)
 	startWorker(t, connect(t, ns.ClientURL(), "w1"), z, queue.WorkerConfig{Name: "w1"})
 
 	job := pgdJob(t, 40)
@@ -135,11 +129,7 @@ func TestARunGoesOnlyToAWorkerWithItsModels(t *testing.T) {
 	ns := startNATS(t, t.TempDir(), -1)
 	extra := extraModelsDir(t)
 	both := loadZoo(t, extra)
-	r, err := queue.NewRunner(ctx, connect(t, ns.ClientURL(), "web"), both, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startRunner(t, ns.ClientURL(), both)
 	plain := startWorker(t, connect(t, ns.ClientURL(), "plain"), loadZoo(t, ""), queue.WorkerConfig{Name: "plain"})
 	full := startWorker(t, connect(t, ns.ClientURL(), "full"), both, queue.WorkerConfig{Name: "full"})
 	if plain.Set() == full.Set() {
@@ -159,7 +149,7 @@ func TestARunGoesOnlyToAWorkerWithItsModels(t *testing.T) {
 
 	job.Plan.Models = []string{"mnist-nobody-has"}
 	start := time.Now()
-	_, err = r.Run(ctx, job, engine.Events{})
+	_, err := r.Run(ctx, job, engine.Events{})
 	if err == nil || !strings.Contains(err.Error(), "none of the 2 workers has model mnist-nobody-has") {
 		t.Fatalf("a run no worker can take: %v", err)
 	}
@@ -173,11 +163,7 @@ func TestARunGoesOnlyToAWorkerWithItsModels(t *testing.T) {
 func TestStopCancelsTheRunOnItsWorker(t *testing.T) {
 	ns := startNATS(t, t.TempDir(), -1)
 	z := loadZoo(t, "")
-	r, err := queue.NewRunner(context.Background(), connect(t, ns.ClientURL(), "web"), z, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startRunner(t, ns.ClientURL(), z)
 	w := startWorker(t, connect(t, ns.ClientURL(), "w1"), z, queue.WorkerConfig{Name: "w1"})
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -208,11 +194,7 @@ func TestStopCancelsTheRunOnItsWorker(t *testing.T) {
 func TestWaitingRunsHearTheirPositionAndLeaveTheQueue(t *testing.T) {
 	ns := startNATS(t, t.TempDir(), -1)
 	z := loadZoo(t, "")
-	r, err := queue.NewRunner(context.Background(), connect(t, ns.ClientURL(), "web"), z, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startRunner(t, ns.ClientURL(), z)
 	w := startWorker(t, connect(t, ns.ClientURL(), "w1"), z, queue.WorkerConfig{Name: "w1"})
 
 	long, stopLong := context.WithCancel(context.Background())
@@ -251,18 +233,26 @@ func TestWaitingRunsHearTheirPositionAndLeaveTheQueue(t *testing.T) {
 	cancels[0]()
 }
 
-// A job whose workers keep dying — they take it and go silent — is given up
-// after its deliveries, and the page hears so; the job leaves the stream, and
+// A job (an explorer run or a sweep) whose workers keep dying — they take it
+// and go silent — is given up after its deliveries, and the page hears so; the job leaves the stream, and
 // the worker still pulling never receives it.
 func TestAJobWhoseWorkersKeepDyingIsGivenUp(t *testing.T) {
 	ctx := context.Background()
-	ns := startNATS(t, t.TempDir(), -1)
 	z := loadZoo(t, "")
-	r, err := queue.NewRunner(ctx, connect(t, ns.ClientURL(), "web"), z, testLog(t, "web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	t.Run("attack", func(t *testing.T) {
+		givenUp(t, z, func(r *queue.Runner) error { _, err := r.Run(ctx, pgdJob(t, 5), engine.Events{}); return err })
+	})
+	t.Run("sweep", func(t *testing.T) {
+		plan, job := sweepJob(t, z, smallSweeps[sweep.KindDataset])
+		givenUp(t, z, func(r *queue.Runner) error { _, err := r.RunSweep(ctx, plan, job, sweep.Events{}); return err })
+	})
+}
+
+// givenUp runs a job (run) whose workers keep dying.
+func givenUp(t *testing.T, z *zoo.Zoo, run func(*queue.Runner) error) {
+	ctx := context.Background()
+	ns := startNATS(t, t.TempDir(), -1)
+	r := startRunner(t, ns.ClientURL(), z)
 	// The dying worker pulls with the raw client and never answers; its advert
 	// stays, as a dead worker's does until it expires.
 	cfg := queue.WorkerConfig{Name: "dying", Concurrency: 1, AckWait: time.Second, MaxDeliver: 2}
@@ -284,7 +274,7 @@ func TestAJobWhoseWorkersKeepDyingIsGivenUp(t *testing.T) {
 	}
 
 	done := make(chan error, 1)
-	go func() { _, err := r.Run(ctx, pgdJob(t, 5), engine.Events{}); done <- err }()
+	go func() { done <- run(r) }()
 	for i := range 2 {
 		if _, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second)); err != nil {
 			t.Fatalf("delivery %d: %v", i+1, err)

@@ -58,9 +58,9 @@ func newRelay(r *Runner, set string) *relay {
 
 // submit publishes the job on its set's stream (its image through the object
 // store when the job is too large for a message).
-func (rl *relay) submit(ctx context.Context, job engine.Job, need []ModelRef) error {
-	rl.timeout = job.Timeout
-	jm := jobMsg{Run: rl.id, Job: job, Needs: need}
+func (rl *relay) submit(ctx context.Context, jm jobMsg) error {
+	rl.timeout = jm.timeout()
+	jm.Run = rl.id
 	data, err := encode(jm)
 	if err != nil {
 		return err
@@ -69,11 +69,11 @@ func (rl *relay) submit(ctx context.Context, job engine.Job, need []ModelRef) er
 	defer cancel()
 	if len(data) > rl.r.conn.maxMessage() {
 		name := rl.id + ".image"
-		if err := rl.r.conn.putBlob(pctx, rl.r.payloads, name, job.Image.Data); err != nil {
+		if err := rl.r.conn.putBlob(pctx, rl.r.payloads, name, *jm.image()); err != nil {
 			return fmt.Errorf("the image could not be put on the job queue: %w", err)
 		}
 		rl.imageBlob = name
-		jm.Job.Image.Data, jm.ImageBlob = nil, name
+		*jm.image(), jm.ImageBlob = nil, name
 		if data, err = encode(jm); err != nil {
 			return err
 		}
@@ -217,34 +217,34 @@ type progress struct {
 	accepted, started bool
 	attempt           int
 	worker            string
-	lastSeq           int       // the last frame handed on
 	position          int       // the last position reported
 	heard             time.Time // the current worker's last event
 }
 
-// follow hands the worker's events to the page until the run ends.
-func (rl *relay) follow(ctx context.Context, ev engine.Events) (*engine.Record, error) {
-	p := &progress{lastSeq: -1, heard: time.Now()}
+// follow hands the worker's events to the page through f until the run ends;
+// f keeps its result.
+func (rl *relay) follow(ctx context.Context, f follower) error {
+	p := &progress{heard: time.Now()}
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return rl.abandon(p, ev, ctx.Err())
+			return rl.abandon(p, f, ctx.Err())
 		case err := <-rl.fail:
 			rl.dequeue()
-			return nil, err
+			return err
 		case e := <-rl.events:
 			if e.Kind == evDone && p.accepted && e.Attempt == p.attempt {
-				return rl.finish(p, e, ev)
+				return f.ended(e)
 			}
-			if err := rl.apply(p, e, ev); err != nil {
-				return rl.abandon(p, ev, err)
+			if err := rl.apply(p, e, f); err != nil {
+				return rl.abandon(p, f, err)
 			}
 		case <-tick.C:
-			if err := rl.check(ctx, p, ev); err != nil {
+			if err := rl.check(ctx, p, f); err != nil {
 				rl.dequeue()
-				return nil, err
+				return err
 			}
 		}
 	}
@@ -252,7 +252,7 @@ func (rl *relay) follow(ctx context.Context, ev engine.Events) (*engine.Record, 
 
 // apply hands on an accept, start, frame or beat of the current delivery; an
 // error is the page's callback's.
-func (rl *relay) apply(p *progress, e *event, ev engine.Events) error {
+func (rl *relay) apply(p *progress, e *event, f follower) error {
 	if e.Kind == evAccept {
 		if e.Attempt < p.attempt {
 			return nil
@@ -273,41 +273,23 @@ func (rl *relay) apply(p *progress, e *event, ev engine.Events) error {
 			return nil // a redelivery starts the same plan again: the page has it
 		}
 		p.started = true
-		if ev.Started != nil {
-			return ev.Started(e.Start)
-		}
+		return f.started(e)
 	case evFrame:
-		// A redelivered run replays the frames the page has: hand on the new ones.
-		if !p.started || e.Frame == nil || e.Frame.Seq <= p.lastSeq {
-			return nil
-		}
-		p.lastSeq = e.Frame.Seq
-		if ev.Frame != nil {
-			return ev.Frame(e.Frame)
+		if p.started {
+			return f.frame(e)
 		}
 	}
 	return nil
 }
 
-// finish hands on the final frame and returns the worker's record and error.
-func (rl *relay) finish(p *progress, e *event, ev engine.Events) (*engine.Record, error) {
-	if f := e.Frame; f != nil && p.started && f.Seq > p.lastSeq && ev.Frame != nil {
-		p.lastSeq = f.Seq
-		ev.Frame(f) // the final frame: the page gets it whatever the callback says
-	}
-	if e.Record == nil && e.Err == nil {
-		return nil, errors.New("the worker sent no record")
-	}
-	return e.Record, e.Err.err()
-}
-
 // abandon cancels the run on its worker (or takes it off the queue) and, for a
-// run under way, waits briefly for the partial record the worker sends back.
-func (rl *relay) abandon(p *progress, ev engine.Events, why error) (*engine.Record, error) {
+// run under way, waits briefly for the worker's end: a stopped explorer run's
+// partial record, or a run that ended before the cancel reached it.
+func (rl *relay) abandon(p *progress, f follower, why error) error {
 	rl.r.conn.nc.Publish(cancelSubject(rl.id), nil)
 	if !p.accepted {
 		rl.dequeue()
-		return nil, why
+		return why
 	}
 	timer := time.NewTimer(stopWait)
 	defer timer.Stop()
@@ -319,16 +301,15 @@ func (rl *relay) abandon(p *progress, ev engine.Events, why error) (*engine.Reco
 				p.attempt = e.Attempt
 				rl.r.conn.nc.Publish(cancelSubject(rl.id), nil)
 			case e.Kind == evDone && e.Attempt == p.attempt:
-				rec, err := rl.finish(p, e, ev)
-				if err == nil {
-					return rec, nil // it ended before the cancel reached it
+				if f.ended(e) == nil {
+					return nil // it ended before the cancel reached it
 				}
-				return rec, why
+				return why
 			}
 		case <-timer.C:
-			return nil, why
+			return why
 		case <-rl.fail:
-			return nil, why
+			return why
 		}
 	}
 }
@@ -336,7 +317,7 @@ func (rl *relay) abandon(p *progress, ev engine.Events, why error) (*engine.Reco
 // check runs every pollEvery: while the job waits it reports its position; at
 // any time it ends the run when its workers are gone (their adverts expired) or
 // when its worker went silent for longer than JetStream would keep trying.
-func (rl *relay) check(ctx context.Context, p *progress, ev engine.Events) error {
+func (rl *relay) check(ctx context.Context, p *progress, f follower) error {
 	if !rl.r.conn.Connected() {
 		return errConnectionLost
 	}
@@ -352,9 +333,7 @@ func (rl *relay) check(ctx context.Context, p *progress, ev engine.Events) error
 	if !p.accepted {
 		if pos := st.position(rl.ref.seq); pos > 0 && pos != p.position {
 			p.position = pos
-			if ev.Queued != nil {
-				ev.Queued(pos, st.inFlight, st.pending)
-			}
+			f.queued(pos, st.inFlight, st.pending)
 		}
 		return nil
 	}

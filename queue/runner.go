@@ -15,10 +15,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"gibbon/inference/engine"
+	"gibbon/inference/sweep"
 )
 
-// Runner is a web node's side of the queue: it runs the explorer's jobs on
-// workers (server.Runner) and relays what they report.
+// Runner is a web node's side of the queue: it runs the explorer's jobs
+// (server.Runner) and sweeps, competitions and transfer runs
+// (server.SweepRunner) on workers, and relays what they report.
 type Runner struct {
 	conn     *Conn
 	models   ModelIndex
@@ -68,32 +70,48 @@ func NewRunner(ctx context.Context, conn *Conn, models ModelIndex, log *slog.Log
 // Close stops listening; runs still going end with the connection.
 func (r *Runner) Close() { r.advisory.Unsubscribe() }
 
-// Run puts job on the queue of a model set whose workers have all its models,
-// reports its position while it waits, then relays the worker's start, frames
-// and record. It returns when the record arrives, the run fails, or ctx ends
-// (then the job is taken off the queue, or cancelled on its worker).
+// Run puts an explorer job on the queue of a model set whose workers have all
+// its models, reports its position while it waits, then relays the worker's
+// start, frames and record. It returns when the record arrives, the run fails,
+// or ctx ends (then the job is taken off the queue, or cancelled on its worker).
 func (r *Runner) Run(ctx context.Context, job engine.Job, ev engine.Events) (*engine.Record, error) {
+	f := newAttackFollower(ev)
+	err := r.run(ctx, jobMsg{Job: job, Needs: Needs(job.Plan, r.models)}, f)
+	return f.rec, err
+}
+
+// RunSweep runs a sweep, competition or transfer run (server.SweepRunner) as Run
+// runs an explorer job: plan is job planned on the web node's zoo, whose models
+// (by checksum) pick the set; the worker plans job again and relays its start,
+// points, partial results and outcome.
+func (r *Runner) RunSweep(ctx context.Context, plan *sweep.Plan, job sweep.Job, ev sweep.Events) (*sweep.Outcome, error) {
+	f := newSweepFollower(ev)
+	err := r.run(ctx, jobMsg{Sweep: &job, Needs: SweepNeeds(plan, r.models)}, f)
+	return f.outcome, err
+}
+
+// run queues jm on a set that has its models and follows it to its end.
+func (r *Runner) run(ctx context.Context, jm jobMsg, f follower) error {
 	if !r.conn.Connected() {
-		return nil, errQueueDown
+		return errQueueDown
 	}
-	need := Needs(job.Plan, r.models)
-	set, err := r.pick(ctx, need)
+	set, err := r.pick(ctx, jm.Needs)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rl := newRelay(r, set)
 	sub, err := r.conn.nc.Subscribe(eventSubject(rl.id), rl.handle)
 	if err != nil {
-		return nil, errQueueDown
+		return errQueueDown
 	}
 	defer sub.Unsubscribe()
 	r.track(rl, true)
 	defer r.track(rl, false)
 	defer rl.cleanup()
-	if err := rl.submit(ctx, job, need); err != nil {
-		return nil, err
+	if err := rl.submit(ctx, jm); err != nil {
+		return err
 	}
-	return rl.follow(ctx, ev)
+	return rl.follow(ctx, f)
 }
 
 var errQueueDown = errors.New("the job queue (NATS) is not reachable right now: try again in a moment")

@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"gibbon/inference"
 	"gibbon/inference/engine"
+	"gibbon/inference/sweep"
 )
 
 // Names of the streams, subjects and buckets (see the package doc).
@@ -45,14 +47,40 @@ func newRunID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// jobMsg is one job on a set's stream.
+// jobMsg is one job on a set's stream: an explorer run (Job), or a sweep,
+// competition or transfer run (Sweep).
 type jobMsg struct {
 	Run   string
 	Job   engine.Job
+	Sweep *sweep.Job
 	Needs []ModelRef
-	// ImageBlob names the object holding Job.Image.Data when the job is too large
-	// for a message.
+	// ImageBlob names the object holding the job's image (image) when the job is
+	// too large for a message.
 	ImageBlob string
+}
+
+// image is where the job's image file is.
+func (jm *jobMsg) image() *[]byte {
+	if jm.Sweep != nil {
+		return &jm.Sweep.Image
+	}
+	return &jm.Job.Image.Data
+}
+
+// timeout caps the job once it starts (0: none).
+func (jm *jobMsg) timeout() time.Duration {
+	if jm.Sweep != nil {
+		return jm.Sweep.Timeout
+	}
+	return jm.Job.Timeout
+}
+
+// describe is the job for the worker's log.
+func (jm *jobMsg) describe() []any {
+	if jm.Sweep != nil {
+		return []any{"sweep", jm.Sweep.Settings.Kind, "models", len(jm.Needs)}
+	}
+	return []any{"attack", jm.Job.Plan.Attack, "models", len(jm.Needs)}
 }
 
 // eventKind says what a worker reports about a run.
@@ -72,7 +100,7 @@ func (k eventKind) String() string {
 
 // event is one report from the worker holding a run. Attempt is the job's
 // delivery count: events of an older delivery than the newest accepted one are
-// ignored.
+// ignored. An explorer run's carry Start, Frame and Record; a sweep's, Sweep.
 type event struct {
 	Kind    eventKind
 	Worker  string
@@ -80,9 +108,21 @@ type event struct {
 	Start   *engine.Start
 	Frame   *engine.Frame // with evDone: the final frame, if the run reached it
 	Record  *engine.Record
+	Sweep   *sweepEvent
 	Err     *wireError
 	// Blob names the object holding this event when it is too large for a message.
 	Blob string
+}
+
+// sweepEvent is what a sweep's worker reports: with evStart the work to do
+// (Total) and the true class; with evFrame an image sweep's Point, or the
+// Partial result after Done images; with evDone the Outcome.
+type sweepEvent struct {
+	Total, Label int
+	Point        *sweep.Point
+	Done         int
+	Partial      sweep.Result
+	Outcome      *sweep.Outcome
 }
 
 func encode(v any) ([]byte, error) {

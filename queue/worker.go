@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"gibbon/inference/sweep"
 	"gibbon/inference/zoo"
 )
 
@@ -42,8 +43,8 @@ type WorkerConfig struct {
 	Version  string
 }
 
-// Worker takes jobs for its model set from JetStream and runs them with the
-// engine on its zoo.
+// Worker takes jobs for its model set from JetStream and runs them on its zoo:
+// explorer runs with the engine, sweeps and matrices with sweep.Execute.
 type Worker struct {
 	cfg      WorkerConfig
 	conn     *Conn
@@ -53,7 +54,8 @@ type Worker struct {
 	ads      jetstream.KeyValue
 	payloads jetstream.ObjectStore
 
-	ready chan struct{} // closed once advertised
+	ready    chan struct{}  // closed once advertised
+	datasets sweep.Datasets // for sweeps and matrices (worker_sweep.go)
 
 	mu      sync.Mutex
 	cons    jetstream.Consumer

@@ -64,57 +64,76 @@ func (w *Worker) runJob(parent context.Context, msg jetstream.Msg) {
 		return
 	}
 	if m := w.lacks(j.jm.Needs); m != "" { // the web node's choice of set prevents this
-		j.finish(nil, nil, fmt.Errorf("worker %s has no model %s with the checksum asked for", w.cfg.Name, m))
+		j.finish(&event{Kind: evDone, Err: toWire(fmt.Errorf("worker %s has no model %s with the checksum asked for", w.cfg.Name, m))})
 		msg.TermWithReason("model missing")
 		return
 	}
-	log.Info("queue: run accepted", "worker", w.cfg.Name, "attack", j.jm.Job.Plan.Attack, "models", len(j.jm.Needs))
+	log.Info("queue: run accepted", append([]any{"worker", w.cfg.Name}, j.jm.describe()...)...)
 	stopBeats := j.heartbeat(ctx, cancel)
-	rec, final, err := j.execute(ctx)
+	end, err := j.execute(ctx)
 	stopBeats()
+	// Why the run ended early, if it did: read now, as the worker stopping after
+	// the run did not stop it.
+	cause := context.Cause(ctx)
 	switch {
 	case parent.Err() != nil:
 		log.Info("queue: worker stopping, run handed back")
 		msg.Nak()
 		return
-	case errors.Is(context.Cause(ctx), errLostConnection):
+	case errors.Is(cause, errLostConnection):
 		return
 	}
-	j.finish(rec, final, err)
+	j.finish(end)
 	msg.Ack()
-	if cause := context.Cause(ctx); cause != nil {
+	if cause != nil {
 		log.Info("queue: run stopped", "why", cause)
 		return
 	}
 	log.Info("queue: run ended", "err", err)
 }
 
-// execute prepares and runs the plan, sending the start and the frames (the
-// final frame is kept for the end).
-func (j *jobRun) execute(ctx context.Context) (*engine.Record, *engine.Frame, error) {
-	job := j.jm.Job
-	if j.jm.ImageBlob != "" {
-		gctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		data, err := j.w.payloads.GetBytes(gctx, j.jm.ImageBlob)
-		cancel()
-		if err != nil {
-			return nil, nil, fmt.Errorf("the job's image is not in the payload store: %w", err)
-		}
-		job.Image.Data = data
+// execute runs the job and returns its end (an explorer run's record and final
+// frame, or a sweep's outcome: worker_sweep.go) with the run's error, which the
+// end carries too.
+func (j *jobRun) execute(ctx context.Context) (*event, error) {
+	if err := j.fetchImage(ctx); err != nil {
+		return &event{Kind: evDone, Err: toWire(err)}, err
 	}
+	if j.jm.Sweep != nil {
+		o, err := j.runSweep(ctx)
+		return &event{Kind: evDone, Sweep: &sweepEvent{Outcome: o}, Err: toWire(err)}, err
+	}
+	rec, final, err := j.runAttack(ctx)
+	return &event{Kind: evDone, Record: rec, Frame: final, Err: toWire(err)}, err
+}
+
+// fetchImage puts the job's image back from the object store, when it went
+// there.
+func (j *jobRun) fetchImage(ctx context.Context) error {
+	if j.jm.ImageBlob == "" {
+		return nil
+	}
+	gctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	data, err := j.w.payloads.GetBytes(gctx, j.jm.ImageBlob)
+	if err != nil {
+		return fmt.Errorf("the job's image is not in the payload store: %w", err)
+	}
+	*j.jm.image() = data
+	return nil
+}
+
+// runAttack prepares and runs an explorer plan, sending the start and the
+// frames (the final frame is kept for the end).
+func (j *jobRun) runAttack(ctx context.Context) (*engine.Record, *engine.Frame, error) {
+	job := j.jm.Job
 	p, err := engine.Prepare(ctx, j.w.zoo, job.Plan, job.Image, job.Limits)
 	if err != nil {
 		return nil, nil, err
 	}
 	var final *engine.Frame
 	rec, err := p.Execute(ctx, job.Timeout, engine.Events{
-		Started: func(s *engine.Start) error {
-			wanted, err := j.request(&event{Kind: evStart, Start: s}, 2, requestTimeout)
-			if !wanted {
-				return cmp.Or(err, errNotWanted)
-			}
-			return nil
-		},
+		Started: func(s *engine.Start) error { return j.start(&event{Kind: evStart, Start: s}) },
 		Frame: func(f *engine.Frame) error {
 			if f.Final {
 				final = f
@@ -159,11 +178,21 @@ func (j *jobRun) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) 
 	}
 }
 
-// finish sends the end of the run: its record, final frame and error. A web node
-// that does not answer after doneTries is gone, and the run with it.
-func (j *jobRun) finish(rec *engine.Record, final *engine.Frame, err error) {
-	if _, rerr := j.request(&event{Kind: evDone, Record: rec, Frame: final, Err: toWire(err)}, doneTries, requestTimeout); rerr != nil {
-		j.w.log.Warn("queue: the end of the run did not reach its web node", "run", j.jm.Run, "err", rerr)
+// start tells the web node the prepared run starts, and stops the run when the
+// web node no longer wants it.
+func (j *jobRun) start(ev *event) error {
+	wanted, err := j.request(ev, 2, requestTimeout)
+	if !wanted {
+		return cmp.Or(err, errNotWanted)
+	}
+	return nil
+}
+
+// finish sends the end of the run (an evDone). A web node that does not answer
+// after doneTries is gone, and the run with it.
+func (j *jobRun) finish(end *event) {
+	if _, err := j.request(end, doneTries, requestTimeout); err != nil {
+		j.w.log.Warn("queue: the end of the run did not reach its web node", "run", j.jm.Run, "err", err)
 	}
 }
 

@@ -107,6 +107,9 @@ type Deps struct {
 	// RunStore, when given, holds the run book (finished runs awaiting Save) that
 	// web nodes share (runs_shared.go); nil keeps it in this process.
 	RunStore RunStore
+	// SweepRunner executes sweeps and matrices (sweep_runner.go); nil runs them in
+	// this process.
+	SweepRunner SweepRunner
 }
 
 // Server is the web app. Its handlers are methods, so each resource file can
@@ -189,7 +192,7 @@ func New(d Deps) (*Server, error) {
 		if s.runner == nil {
 			s.runner = localRunner{s}
 		}
-		s.sweeps = newSweeper(defaultSweepLimits())
+		s.sweeps = newSweeper(defaultSweepLimits(), d.SweepRunner)
 		total := d.Config.MaxSockets
 		if total == 0 {
 			total = socketsForFDLimit(fdLimit())

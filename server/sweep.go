@@ -1,14 +1,12 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +16,6 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/attack"
 	"gibbon/inference/defense"
-	"gibbon/inference/mnist"
 	"gibbon/inference/sweep"
 	"gibbon/inference/zoo"
 	"gibbon/views"
@@ -50,34 +47,27 @@ func defaultSweepLimits() sweepLimits {
 
 // sweeper is the state every sweep connection shares.
 type sweeper struct {
-	lim   sweepLimits
-	queue *runQueue
+	lim sweepLimits
+	// runner executes the runs (sweep_runner.go); queue is the run queue of those
+	// run in this process.
+	runner SweepRunner
+	queue  *runQueue
 
-	mu   sync.Mutex
-	test *mnist.Set // loaded on first use
+	// data are the data sets the runs here use, loaded on first use.
+	data sweep.Datasets
 
 	// sessions counts open websockets, running runs between start and end (tests watch them).
 	sessions atomic.Int64
 	running  atomic.Int64
 }
 
-func newSweeper(lim sweepLimits) *sweeper {
-	return &sweeper{lim: lim, queue: newRunQueue(lim.MaxRuns, lim.MaxQueue)}
-}
-
-// mnistTest loads the MNIST test set once; a failure is tried again next time.
-func (sw *sweeper) mnistTest(ctx context.Context) (*mnist.Set, error) {
-	sw.mu.Lock()
-	defer sw.mu.Unlock()
-	if sw.test != nil {
-		return sw.test, nil
+// newSweeper runs sweeps on runner, or in this process when it is nil.
+func newSweeper(lim sweepLimits, runner SweepRunner) *sweeper {
+	sw := &sweeper{lim: lim, runner: runner, queue: newRunQueue(lim.MaxRuns, lim.MaxQueue)}
+	if sw.runner == nil {
+		sw.runner = localSweeps{sw}
 	}
-	set, err := mnist.LoadTest(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("the MNIST test set could not be loaded: %w", err)
-	}
-	sw.test = set
-	return set, nil
+	return sw
 }
 
 // attackChoicesFor are the attack menu's entries (attack networks as net:NAME).

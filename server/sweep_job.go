@@ -132,71 +132,32 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 		}
 		return nil, userError{http.StatusBadRequest, upperFirst(strings.TrimSuffix(err.Error(), ".")) + "."}
 	}
-	st := sweepStarted{Type: "started", Run: j.id, Key: j.key, Kind: plan.Settings.Kind, Settings: plan.Settings, Command: plan.Settings.Command(),
-		Input: plan.Contract.Describe(), Range: []float64{float64(plan.Range[0]), float64(plan.Range[1])}, Defences: plan.Defences, Label: -1}
-	for _, e := range plan.Eps {
-		st.Eps = append(st.Eps, math.Round(float64(e)*1e6)/1e6)
-		st.Eps255 = append(st.Eps255, sweep.Eps255(e, plan.Range))
-	}
-	for _, a := range plan.Attacks {
-		st.Attacks = append(st.Attacks, a.Name)
-	}
-	st.Labels = plan.Labels
-
+	st := j.startedMsg(plan)
 	if p := plan.Settings; p.Kind == sweep.KindImage && len(st.Labels) > 0 && p.Label >= len(st.Labels) {
 		return nil, userError{http.StatusBadRequest, fmt.Sprintf("The true class must be between 0 and %d (or empty), not %d.", len(st.Labels)-1, p.Label)}
 	}
 
-	// The inputs: one image on the 8-bit grid, or the data set.
-	var in sweep.Input
+	// The job: an image sweep's image goes on the 8-bit grid here (the page sees
+	// it in the started message), the data set is the runner's to load.
+	job := sweep.Job{Settings: plan.Settings, Limits: sw.lim.Limits, Timeout: sw.lim.Timeout}
 	g := engine.NewGrid(plan.Contract)
 	if plan.Settings.Kind == sweep.KindImage {
 		if j.msg.Source == "sample" {
 			sm, _ := s.samples.get(j.msg.Sample)
 			image = sm.data
 		}
-		if in.Image, err = j.loadImage(ctx, image, plan, g); err != nil {
+		clean, err := j.loadImage(ctx, image, plan, g)
+		if err != nil {
 			return nil, err
 		}
-		if st.Clean, err = j.thumb(g, in.Image); err != nil {
+		if job.Image, err = plan.CleanPNG(clean); err != nil {
 			return nil, err
 		}
-	} else if in.Set, err = sw.mnistTest(ctx); err != nil {
-		return nil, err
+		st.Clean = pngDataURLBytes(job.Image)
 	}
 
-	release, err := sw.queue.acquire(ctx, func(pos int) {
-		running, waiting := sw.queue.stats()
-		j.ss.send("queued", map[string]any{"type": "queued", "run": j.id, "position": pos, "running": running, "waiting": waiting})
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	ctx, cancel := context.WithTimeout(ctx, sw.lim.Timeout)
-	defer cancel()
-	st.QueueMS = millis(time.Since(j.received))
-
-	// The executor the commands use too; the page hears its events.
-	o, err := sweep.Execute(ctx, plan, in, sweep.Events{
-		Started: func(total, label int) error {
-			st.Total, st.Label = total, label
-			j.ss.send("", st)
-			return nil
-		},
-		Point: func(pt sweep.Point) error {
-			data, err := engine.EncodePNG(g.Image(g.Quantize(pt.Adv.Data)))
-			if err != nil {
-				return err
-			}
-			j.ss.send("", sweepPoint{Type: "point", Run: j.id, Point: pt, Thumb: pngDataURLBytes(data)})
-			return nil
-		},
-		Progress: func(done int, partial any) error {
-			j.ss.send("progress", sweepProgress{Type: "progress", Run: j.id, Done: done, Total: st.Total, Result: partial})
-			return nil
-		},
-	})
+	// The executor the commands use too, here or on a worker; the page hears its events.
+	o, err := sw.runner.RunSweep(ctx, plan, job, j.events(&st, g))
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +174,49 @@ func (j *sweepJob) run(ctx context.Context, image []byte) (*sweepDone, error) {
 	s.runs.close(j.key, o.Entry, o.NoSave)
 	done.Saveable = o.Entry != nil && s.gallery != nil
 	return &done, nil
+}
+
+// startedMsg tells the page what plan runs; the runner's start fills in the
+// work to do and the true class.
+func (j *sweepJob) startedMsg(plan *sweep.Plan) sweepStarted {
+	st := sweepStarted{Type: "started", Run: j.id, Key: j.key, Kind: plan.Settings.Kind, Settings: plan.Settings, Command: plan.Settings.Command(),
+		Input: plan.Contract.Describe(), Range: []float64{float64(plan.Range[0]), float64(plan.Range[1])}, Defences: plan.Defences,
+		Label: -1, Labels: plan.Labels}
+	for _, e := range plan.Eps {
+		st.Eps = append(st.Eps, math.Round(float64(e)*1e6)/1e6)
+		st.Eps255 = append(st.Eps255, sweep.Eps255(e, plan.Range))
+	}
+	for _, a := range plan.Attacks {
+		st.Attacks = append(st.Attacks, a.Name)
+	}
+	return st
+}
+
+// events send the run's place in line, its start (st), an image sweep's points
+// with their thumbnails on grid g, and a data set run's partial results.
+func (j *sweepJob) events(st *sweepStarted, g engine.Grid) sweep.Events {
+	return sweep.Events{
+		Queued: func(pos, running, waiting int) {
+			j.ss.send("queued", map[string]any{"type": "queued", "run": j.id, "position": pos, "running": running, "waiting": waiting})
+		},
+		Started: func(total, label int) error {
+			st.Total, st.Label, st.QueueMS = total, label, millis(time.Since(j.received))
+			j.ss.send("", *st)
+			return nil
+		},
+		Point: func(pt sweep.Point) error {
+			data, err := engine.EncodePNG(g.Image(g.Quantize(pt.Adv.Data)))
+			if err != nil {
+				return err
+			}
+			j.ss.send("", sweepPoint{Type: "point", Run: j.id, Point: pt, Thumb: pngDataURLBytes(data)})
+			return nil
+		},
+		Progress: func(done int, partial any) error {
+			j.ss.send("progress", sweepProgress{Type: "progress", Run: j.id, Done: done, Total: st.Total, Result: partial})
+			return nil
+		},
+	}
 }
 
 // imageName is what an image sweep records as its image: the sample's file name, or
@@ -248,12 +252,4 @@ func (j *sweepJob) loadImage(ctx context.Context, data []byte, plan *sweep.Plan,
 		return nil, err
 	}
 	return g.Tensor(clean.Levels), nil
-}
-
-func (j *sweepJob) thumb(g engine.Grid, t *inference.Tensor) (string, error) {
-	data, err := engine.EncodePNG(g.Image(g.Quantize(t.Data)))
-	if err != nil {
-		return "", err
-	}
-	return pngDataURLBytes(data), nil
 }

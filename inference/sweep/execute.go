@@ -2,12 +2,14 @@ package sweep
 
 import (
 	"context"
+	"encoding/gob"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"gibbon/gallery"
@@ -25,6 +27,9 @@ type Input struct {
 
 // Events are what an executing plan reports as it goes; any may be nil.
 type Events struct {
+	// Queued is the run's place in line while it waits for a runner (the server's
+	// run queue, or a job queue's stream); Execute itself does not wait.
+	Queued func(position, running, waiting int)
 	// Started comes once the inputs are ready: total is the work to do (ε values
 	// of an image sweep, images of a data set run).
 	Started func(total, label int) error
@@ -37,17 +42,90 @@ type Events struct {
 // Outcome is a finished sweep or matrix: its result, and the gallery entry the
 // server or the command line saves (nil, with NoSave saying why, when it cannot be
 // saved). Image sweeps keep the attacked model's first flip as the entry's
-// adversarial image, else the one at the largest ε.
+// adversarial image, else the one at the largest ε. It is data only: a job
+// queue's worker sends it to the web node as it is (gob).
 type Outcome struct {
-	Result  any // *ImageResult, *DatasetResult, *Matrix or *TransferMatrix
+	Result  Result
 	Entry   *gallery.Entry
 	NoSave  string
 	Seconds float64
-	csv     func(io.Writer) error
+}
+
+// Result is a run's result, finished or partial: *ImageResult, *DatasetResult,
+// *Matrix or *TransferMatrix, each of which writes itself as CSV (report.go).
+type Result interface {
+	WriteCSV(io.Writer) error
+}
+
+func init() {
+	// An Outcome's Result (and a partial result) travels as gob through the job
+	// queue: gob must know every type the interface holds.
+	for _, r := range []Result{&ImageResult{}, &DatasetResult{}, &Matrix{}, &TransferMatrix{}} {
+		gob.Register(r)
+	}
 }
 
 // WriteCSV writes the result as CSV.
-func (o *Outcome) WriteCSV(w io.Writer) error { return o.csv(w) }
+func (o *Outcome) WriteCSV(w io.Writer) error { return o.Result.WriteCSV(w) }
+
+// Job is a run as data, what a job queue carries to a worker, which plans it
+// again on its own models (the same files, by checksum) and loads its input with
+// LoadInput.
+type Job struct {
+	// Settings are the run's as planned (Plan.Settings: defaults filled in, every
+	// model named), so that planning them again gives the same plan.
+	Settings Settings
+	// Image is an image sweep's clean image as a PNG on the models' 8-bit grid
+	// (CleanPNG): what the sweep attacks, exactly.
+	Image []byte
+	// Limits are those the run was planned within; Timeout caps it once it starts.
+	Limits  Limits
+	Timeout time.Duration
+}
+
+// CleanPNG is an image sweep's clean image (on plan's grid) as the PNG a Job
+// carries and a gallery entry keeps.
+func (plan *Plan) CleanPNG(clean *inference.Tensor) ([]byte, error) {
+	g := engine.NewGrid(plan.Contract)
+	return engine.EncodePNG(g.Image(g.Quantize(clean.Data)))
+}
+
+// LoadInput is what job runs on: an image sweep's image read back from its PNG
+// onto plan's grid, else the data set, from data.
+func (plan *Plan) LoadInput(ctx context.Context, job Job, data *Datasets) (Input, error) {
+	if plan.Settings.Kind != KindImage {
+		set, err := data.MNISTTest(ctx)
+		return Input{Set: set}, err
+	}
+	clean, err := engine.LoadImage(engine.Image{Data: job.Image, Exact: true}, plan.Contract)
+	if err != nil {
+		return Input{}, err
+	}
+	return Input{Image: engine.NewGrid(plan.Contract).Tensor(clean.Levels)}, nil
+}
+
+// Datasets are the data sets a process's runs use (a server's, a worker's),
+// loaded on first use from the Go module cache and kept; a failed load is tried
+// again the next time.
+type Datasets struct {
+	mu   sync.Mutex
+	test *mnist.Set
+}
+
+// MNISTTest is the MNIST test set.
+func (d *Datasets) MNISTTest(ctx context.Context) (*mnist.Set, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.test != nil {
+		return d.test, nil
+	}
+	set, err := mnist.LoadTest(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("the MNIST test set could not be loaded: %w", err)
+	}
+	d.test = set
+	return set, nil
+}
 
 // Execute runs plan on in: the one executor behind the sweep, compete and
 // transfer pages and commands.
@@ -97,9 +175,9 @@ func Execute(ctx context.Context, plan *Plan, in Input, ev Events) (*Outcome, er
 		if err != nil {
 			return nil, err
 		}
-		o.Result, o.csv = res, res.WriteCSV
+		o.Result = res
 		g := engine.NewGrid(plan.Contract)
-		if orig, err = engine.EncodePNG(g.Image(g.Quantize(in.Image.Data))); err != nil {
+		if orig, err = plan.CleanPNG(in.Image); err != nil {
 			return nil, err
 		}
 		if adv, err = engine.EncodePNG(g.Image(g.Quantize(res.Points[entryPoint(res, plan)].Adv.Data))); err != nil {
@@ -120,7 +198,7 @@ func Execute(ctx context.Context, plan *Plan, in Input, ev Events) (*Outcome, er
 		if err != nil {
 			return nil, err
 		}
-		o.Result, o.csv = res, res.WriteCSV
+		o.Result = res
 	case KindCompete:
 		if ev.Started != nil {
 			if err := ev.Started(len(labels), -1); err != nil {
@@ -133,7 +211,7 @@ func Execute(ctx context.Context, plan *Plan, in Input, ev Events) (*Outcome, er
 		if err != nil {
 			return nil, err
 		}
-		o.Result, o.csv = m, m.WriteCSV
+		o.Result = m
 	case KindTransfer:
 		if ev.Started != nil {
 			if err := ev.Started(len(labels), -1); err != nil {
@@ -146,7 +224,7 @@ func Execute(ctx context.Context, plan *Plan, in Input, ev Events) (*Outcome, er
 		if err != nil {
 			return nil, err
 		}
-		o.Result, o.csv = t, t.WriteCSV
+		o.Result = t
 	default:
 		return nil, fmt.Errorf("unknown kind %q", s.Kind)
 	}
