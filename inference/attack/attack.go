@@ -1,6 +1,7 @@
 // Package attack holds Gibbon's adversarial attacks: FGSM, BIM/I-FGSM, PGD, MI-FGSM,
-// DI-FGSM and M-DI²-FGSM on gradients; Square Attack and random noise on predictions
-// only. Every attack is a loop that reports each step through a callback, runs in the
+// DI-FGSM, M-DI²-FGSM, APGD (CE, DLR, targeted) and FAB-T on gradients; Square Attack
+// and random noise on predictions only; and the AutoAttack ensemble of APGD-CE,
+// APGD-T, FAB-T and Square. Every attack is a loop that reports each step through a callback, runs in the
 // caller's goroutine, honours ctx within one step, and never leaves the L∞ ball around
 // the clean image nor the model's input range, before and after 8-bit quantisation.
 //
@@ -69,7 +70,12 @@ type Request struct {
 // Step is one reported point of an attack. Adv and the tensors in it belong to the
 // attack and are valid only during the callback: clone what you keep.
 type Step struct {
-	Restart  int // 0-based restart (PGD); 0 otherwise
+	// Stage names AutoAttack's attack running ("apgd-ce", "apgd-t", "fab-t", "square");
+	// "" for the other methods.
+	Stage string
+	// Restart is the 0-based restart (PGD), or run (APGD and FAB-T: target class ×
+	// restarts + restart); 0 otherwise. Restarts is their number.
+	Restart  int
 	Restarts int
 	Step     int // 0 is the start point; Steps is the final, quantised point
 	Steps    int
@@ -81,7 +87,10 @@ type Step struct {
 	Adv  *inference.Tensor
 	// Loss is the objective the attack maximises, per image, averaged over surrogates:
 	// cross-entropy of the label (untargeted) or minus that of the target (targeted),
-	// or the margin (see Loss).
+	// or the margin or DLR loss (see Loss). FAB-T reports z_target − z_label at its
+	// current iterate, which may lie outside the ball (Adv holds the best adversarial
+	// found inside it, else the clean image). AutoAttack reports each stage's objective
+	// for the images the stage attacks; the others keep their last value.
 	Loss []float32
 	// Pred is the argmax of the surrogates' averaged logits; Logits are per surrogate.
 	Pred   []int
@@ -132,6 +141,26 @@ type Result struct {
 	Queries  []int         `json:"queries,omitempty"`
 	Wall     time.Duration `json:"wall_ns"`
 	Seed     int64         `json:"seed"`
+	// Stages are AutoAttack's attacks in order, each run on the images still robust.
+	Stages []Stage `json:"stages,omitempty"`
+	// Note says what a reader must know to read the result (AutoAttack on a model
+	// without gradients: its black-box part only).
+	Note string `json:"note,omitempty"`
+}
+
+// Stage is one attack of an AutoAttack run.
+type Stage struct {
+	Name string `json:"name"` // apgd-ce, apgd-t, fab-t, square
+	// Attacked images were still robust when the stage began; Fooled of them it fooled.
+	Attacked int `json:"attacked"`
+	Fooled   int `json:"fooled"`
+	// RobustAccuracy is the share of all images classified correctly after the stage.
+	RobustAccuracy float64       `json:"robust_accuracy"`
+	Forward        int64         `json:"forward_passes"`
+	Backward       int64         `json:"backward_passes"`
+	Wall           time.Duration `json:"wall_ns"`
+	// Skipped says why the stage did not run.
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // N is the number of images.

@@ -3,6 +3,7 @@ package attack
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"gibbon/inference"
@@ -20,10 +21,19 @@ const (
 	MDI2FGSM Method = "m-di2-fgsm"
 	Square   Method = "square"
 	Noise    Method = "noise"
+	// APGDCE, APGDDLR and APGDT are Auto-PGD (Croce & Hein, ICML 2020) on the
+	// cross-entropy, the DLR loss, and the targeted DLR loss over the top classes.
+	APGDCE  Method = "apgd-ce"
+	APGDDLR Method = "apgd-dlr"
+	APGDT   Method = "apgd-t"
+	// FABT is the targeted L∞ Fast Adaptive Boundary attack (Croce & Hein, ICML 2020).
+	FABT Method = "fab-t"
+	// AutoAttack is the standard ensemble: APGD-CE, APGD-T, FAB-T, then Square.
+	AutoAttack Method = "autoattack"
 )
 
 // Methods lists every attack, in the order menus show them.
-var Methods = []Method{FGSM, BIM, PGD, MIFGSM, DIFGSM, MDI2FGSM, Square, Noise}
+var Methods = []Method{FGSM, BIM, PGD, MIFGSM, DIFGSM, MDI2FGSM, Square, Noise, APGDCE, APGDDLR, APGDT, FABT, AutoAttack}
 
 // ParseMethod accepts a method's name in any case, with or without dashes
 // (e.g. "mifgsm", "I-FGSM", "mdi2fgsm").
@@ -46,6 +56,16 @@ func ParseMethod(s string) (Method, error) {
 		return Square, nil
 	case "noise", "random", "randomnoise":
 		return Noise, nil
+	case "apgdce", "apgd", "autopgd":
+		return APGDCE, nil
+	case "apgddlr":
+		return APGDDLR, nil
+	case "apgdt", "apgddlrt":
+		return APGDT, nil
+	case "fabt":
+		return FABT, nil
+	case "autoattack", "aa":
+		return AutoAttack, nil
 	}
 	names := make([]string, len(Methods))
 	for i, m := range Methods {
@@ -57,6 +77,16 @@ func ParseMethod(s string) (Method, error) {
 // BlackBox reports whether the method uses predictions only.
 func (m Method) BlackBox() bool { return m == Square || m == Noise }
 
+// parameterFree reports the methods that set their own step sizes (APGD, FAB and the
+// AutoAttack ensemble of them).
+func (m Method) parameterFree() bool {
+	return m == APGDCE || m == APGDDLR || m == APGDT || m == FABT || m == AutoAttack
+}
+
+// sweepsTargets reports the methods that attack each image towards its most likely
+// wrong classes in turn (Config.TargetClasses of them) and count any misclassification.
+func (m Method) sweepsTargets() bool { return m == APGDT || m == FABT || m == AutoAttack }
+
 // Loss is the objective gradient attacks climb.
 type Loss string
 
@@ -67,6 +97,11 @@ const (
 	// LossMargin is the C&W-style logit margin: max_{j≠y} z_j − z_y (untargeted) or
 	// z_t − max_{j≠t} z_j (targeted), maximised.
 	LossMargin Loss = "margin"
+	// LossDLR is the Difference of Logits Ratio of APGD (Croce & Hein 2020), maximised:
+	// −(z_y − max_{j≠y} z_j)/(z_π1 − z_π3) untargeted, −(z_y − z_t)/(z_π1 − (z_π3+z_π4)/2)
+	// targeted, π ordering the logits from the largest. It is invariant to shifting and
+	// scaling the logits. Only the APGD methods take it.
+	LossDLR Loss = "dlr"
 )
 
 // TargetMode says which class the attack aims for.
@@ -89,8 +124,12 @@ type Config struct {
 	Steps int `json:"steps,omitempty"`
 	// Alpha is the step size; 0 means ε/Steps (2.5ε/Steps for PGD).
 	Alpha float32 `json:"alpha,omitempty"`
-	// Restarts of PGD from random starts; the best per image is kept.
+	// Restarts of PGD from random starts; the best per image is kept. APGD and FAB-T
+	// restart (per target class) only the images not yet fooled.
 	Restarts int `json:"restarts,omitempty"`
+	// TargetClasses is how many of each image's most likely wrong classes APGD-T and
+	// FAB-T aim at in turn (default 9, or the classes there are if fewer).
+	TargetClasses int `json:"target_classes,omitempty"`
 	// NoRandomStart starts PGD at the clean image.
 	NoRandomStart bool `json:"no_random_start,omitempty"`
 	// Momentum μ of MI-FGSM and M-DI²-FGSM (default 1).
@@ -104,11 +143,11 @@ type Config struct {
 	// Target and TargetClass select a targeted attack.
 	Target      TargetMode `json:"target,omitempty"`
 	TargetClass int        `json:"target_class,omitempty"`
-	// Queries is the per-image budget of Square Attack (default 1000) and the number of
-	// random draws of Noise (default 1).
+	// Queries is the per-image budget of Square Attack (default 1000; AutoAttack's
+	// Square stage 5000) and the number of random draws of Noise (default 1).
 	Queries int `json:"queries,omitempty"`
 	// SquareP is Square Attack's initial fraction of pixels changed per query (default
-	// 0.05; the paper used 0.8 on MNIST).
+	// 0.05; the paper and AutoAttack use 0.8).
 	SquareP float32 `json:"square_p,omitempty"`
 	// NoQuantize keeps float values instead of 256 levels over Range.
 	NoQuantize bool `json:"no_quantize,omitempty"`
@@ -121,6 +160,9 @@ type Config struct {
 func (c Config) Defaults() Config {
 	if c.Range == [2]float32{} {
 		c.Range = [2]float32{0, 1}
+	}
+	if c.Loss == "" && (c.Method == APGDDLR || c.Method == APGDT) {
+		c.Loss = LossDLR
 	}
 	if c.Loss == "" {
 		c.Loss = LossCE
@@ -173,6 +215,23 @@ func (c Config) Defaults() Config {
 	if c.Method == Noise && c.Queries == 0 {
 		c.Queries = 1
 	}
+	if c.Method.parameterFree() {
+		// The papers' budgets: 100 iterations, one run per target class.
+		if c.Steps == 0 {
+			c.Steps = 100
+		}
+		if c.Restarts == 0 {
+			c.Restarts = 1
+		}
+	}
+	if c.Method == AutoAttack {
+		if c.Queries == 0 {
+			c.Queries = 5000
+		}
+		if c.SquareP == 0 {
+			c.SquareP = 0.8
+		}
+	}
 	return c
 }
 
@@ -195,7 +254,10 @@ func (c Config) Validate() error {
 		if c.Steps < 1 || c.Steps > 100000 {
 			return fmt.Errorf("steps must be between 1 and 100000, got %d", c.Steps)
 		}
-		if !finite(c.Alpha) || c.Alpha <= 0 {
+		if c.Method.parameterFree() && c.Alpha != 0 {
+			return fmt.Errorf("%s sets its own step size: leave the step size out", c.Method)
+		}
+		if !c.Method.parameterFree() && (!finite(c.Alpha) || c.Alpha <= 0) {
 			return fmt.Errorf("step size must be positive, got %g", c.Alpha)
 		}
 	}
@@ -211,10 +273,8 @@ func (c Config) Validate() error {
 	if c.DiversityProb > 0 && (!finite(c.DiversityMin) || c.DiversityMin <= 0 || c.DiversityMin > 1) {
 		return fmt.Errorf("diversity resize ratio must be in (0,1], got %g", c.DiversityMin)
 	}
-	switch c.Loss {
-	case LossCE, LossMargin:
-	default:
-		return fmt.Errorf("unknown loss %q (choose ce or margin)", c.Loss)
+	if err := c.validateLoss(); err != nil {
+		return err
 	}
 	switch c.Target {
 	case Untargeted, LeastLikely:
@@ -225,16 +285,49 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("unknown target mode %q (choose class or least-likely)", c.Target)
 	}
-	if c.Method.BlackBox() && (c.Queries < 1 || c.Queries > 1000000) {
+	if c.Method.sweepsTargets() && c.Target != Untargeted {
+		return fmt.Errorf("%s picks its own targets (the %s most likely wrong classes of each image): leave the target out", c.Method, orDefault(c.TargetClasses, "9"))
+	}
+	if c.TargetClasses < 0 || c.TargetClasses > 1000 {
+		return fmt.Errorf("target classes must be between 1 and 1000, got %d", c.TargetClasses)
+	}
+	if (c.Method.BlackBox() || c.Method == AutoAttack) && (c.Queries < 1 || c.Queries > 1000000) {
 		return fmt.Errorf("queries must be between 1 and 1000000, got %d", c.Queries)
 	}
-	if c.Method == Square && (!finite(c.SquareP) || c.SquareP <= 0 || c.SquareP > 1) {
+	if (c.Method == Square || c.Method == AutoAttack) && (!finite(c.SquareP) || c.SquareP <= 0 || c.SquareP > 1) {
 		return fmt.Errorf("square fraction p must be in (0,1], got %g", c.SquareP)
 	}
 	if _, err := inference.ParseLayout(c.Layout); err != nil {
 		return err
 	}
 	return nil
+}
+
+// validateLoss checks that the loss is one the method climbs.
+func (c Config) validateLoss() error {
+	switch c.Loss {
+	case LossCE, LossMargin, LossDLR:
+	default:
+		return fmt.Errorf("unknown loss %q (choose ce, margin or dlr)", c.Loss)
+	}
+	switch {
+	case c.Method == APGDCE && c.Loss != LossCE:
+		return fmt.Errorf("apgd-ce climbs the cross-entropy, not %s (use apgd-dlr for the DLR loss)", c.Loss)
+	case (c.Method == APGDDLR || c.Method == APGDT) && c.Loss != LossDLR:
+		return fmt.Errorf("%s climbs the DLR loss, not %s (use apgd-ce for the cross-entropy)", c.Method, c.Loss)
+	case (c.Method == FABT || c.Method == AutoAttack) && c.Loss != LossCE:
+		return fmt.Errorf("%s has no loss option (got %s)", c.Method, c.Loss)
+	case c.Loss == LossDLR && c.Method != APGDDLR && c.Method != APGDT:
+		return fmt.Errorf("the dlr loss is for apgd-dlr and apgd-t, not %s", c.Method)
+	}
+	return nil
+}
+
+func orDefault(n int, def string) string {
+	if n == 0 {
+		return def
+	}
+	return strconv.Itoa(n)
 }
 
 func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }

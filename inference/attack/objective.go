@@ -14,12 +14,23 @@ type objective struct {
 	targeted bool
 	cls      []int
 	classes  int
+	// labels are the true classes (targeted DLR compares the target with them).
+	labels []int
+	// aim, when set, holds per image the class a targeted DLR loss aims at while
+	// success stays untargeted (APGD-T: any wrong class counts).
+	aim []int
 }
 
 // value is the objective for one image's logits.
 func (o *objective) value(z []float32, i int) float32 {
 	c := o.cls[i]
 	switch o.loss {
+	case LossDLR:
+		y, t, targeted := o.dlrClasses(i)
+		if targeted {
+			return dlrTargeted(z, y, t, nil)
+		}
+		return dlr(z, y, nil)
 	case LossMargin:
 		other := runnerUp(z, c)
 		if o.targeted {

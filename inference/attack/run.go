@@ -35,38 +35,35 @@ type attacker struct {
 	adv       *inference.Tensor
 	advLogits []*inference.Tensor // per surrogate, at adv
 	offGrid   int
+
+	// stopWhenFooled ends FAB-T's search on an image once it has an adversarial
+	// within ε (AutoAttack needs no smaller one).
+	stopWhenFooled bool
+	// squareRawSchedule runs Square's p schedule on raw query counts, as AutoAttack
+	// does, instead of rescaling it to the budget.
+	squareRawSchedule bool
+	stages            []Stage
+	note              string
 }
 
 // Run attacks req with cfg, reporting each step to onStep (which may be nil). It runs
 // in the caller's goroutine and returns ctx's error, within one step, once ctx ends.
 func Run(ctx context.Context, cfg Config, req Request, onStep StepFunc) (*Result, error) {
-	cfg = cfg.Defaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	a := &attacker{cfg: cfg, req: req, onStep: onStep, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15))}
-	if err := a.check(); err != nil {
+	a, err := newAttacker(cfg, req, onStep)
+	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
 	if err := a.prepare(ctx); err != nil {
 		return nil, err
 	}
-	var err error
-	switch cfg.Method {
-	case Square:
-		err = a.square(ctx)
-	case Noise:
-		err = a.noise(ctx)
-	default:
-		err = a.iterative(ctx)
-	}
-	if err != nil {
+	if err := a.attack(ctx); err != nil {
 		return nil, err
 	}
 	wall := time.Since(start)
+	cfg = a.cfg
 	res := &Result{Config: cfg, Adv: a.adv, Labels: a.labels(), Forward: a.fwd, Backward: a.bwd,
-		Queries: a.queries, Wall: wall, Seed: cfg.Seed, OffGrid: a.offGrid}
+		Queries: a.queries, Wall: wall, Seed: cfg.Seed, OffGrid: a.offGrid, Stages: a.stages, Note: a.note}
 	if a.obj.targeted {
 		res.Targets = append([]int(nil), a.obj.cls...)
 	}
@@ -78,6 +75,36 @@ func Run(ctx context.Context, cfg Config, req Request, onStep StepFunc) (*Result
 		return nil, err
 	}
 	return res, nil
+}
+
+// newAttacker validates cfg and req, before any pass runs.
+func newAttacker(cfg Config, req Request, onStep StepFunc) (*attacker, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &attacker{cfg: cfg, req: req, onStep: onStep, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15))}
+	if err := a.check(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// attack runs the method; prepare has run.
+func (a *attacker) attack(ctx context.Context) error {
+	switch a.cfg.Method {
+	case Square:
+		return a.square(ctx)
+	case Noise:
+		return a.noise(ctx)
+	case APGDCE, APGDDLR, APGDT:
+		return a.apgd(ctx)
+	case FABT:
+		return a.fab(ctx)
+	case AutoAttack:
+		return a.autoAttack(ctx)
+	}
+	return a.iterative(ctx)
 }
 
 // check validates the request before any pass runs.
@@ -107,14 +134,14 @@ func (a *attacker) check() error {
 		}
 		seen[m.Name] = true
 	}
-	if !a.cfg.Method.BlackBox() {
+	if !a.cfg.Method.BlackBox() && a.cfg.Method != AutoAttack { // AutoAttack falls back to Square
 		for _, m := range a.req.Surrogates {
 			if _, ok := m.Net.(Differentiable); !ok {
 				return fmt.Errorf("%s needs gradients, and model %s gives predictions only (use square or noise)", a.cfg.Method, m.Name)
 			}
 		}
 	}
-	if a.cfg.Method == DIFGSM || a.cfg.Method == MDI2FGSM || a.cfg.Method == Square {
+	if a.cfg.Method == DIFGSM || a.cfg.Method == MDI2FGSM || a.cfg.Method == Square || a.cfg.Method == AutoAttack {
 		if _, err := newGeometry(x.Shape, a.cfg.Layout); err != nil {
 			return fmt.Errorf("%s: %w", a.cfg.Method, err)
 		}
@@ -152,7 +179,7 @@ func (a *attacker) prepare(ctx context.Context) error {
 		}
 		a.classes = cc.Classes()
 	}
-	if a.cfg.Method.BlackBox() {
+	if a.cfg.Method.BlackBox() || a.cfg.Method == AutoAttack {
 		a.queries = make([]int, a.n)
 	}
 	if needClean && a.cfg.Method.BlackBox() && a.cfg.Queries < 2 {
@@ -175,6 +202,7 @@ func (a *attacker) prepare(ctx context.Context) error {
 	} else {
 		copy(cls, preds(meanLogits(a.cleanLogits)))
 	}
+	labels := append([]int(nil), cls...)
 	for i, l := range cls {
 		if l >= a.classes {
 			return fmt.Errorf("label %d of image %d is not a class of the models (they have %d)", l, i, a.classes)
@@ -195,7 +223,7 @@ func (a *attacker) prepare(ctx context.Context) error {
 			cls[i] = argmin(row(mean, i))
 		}
 	}
-	a.obj = &objective{loss: a.cfg.Loss, targeted: targeted, cls: cls, classes: a.classes}
+	a.obj = &objective{loss: a.cfg.Loss, targeted: targeted, cls: cls, labels: labels, classes: a.classes}
 	if margin {
 		a.runnerUp = make([][]int, len(a.req.Surrogates))
 		for k, l := range a.cleanLogits {
@@ -218,6 +246,9 @@ func (a *attacker) labels() []int {
 
 // predictAll runs every surrogate on x, counting the passes.
 func (a *attacker) predictAll(ctx context.Context, x *inference.Tensor, count bool) ([]*inference.Tensor, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	n := int(x.Shape[0])
 	out := make([]*inference.Tensor, len(a.req.Surrogates))
 	for k, m := range a.req.Surrogates {

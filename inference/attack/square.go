@@ -57,7 +57,11 @@ func (a *attacker) square(ctx context.Context) error {
 	}
 
 	side := func(it int) int {
-		p := squareP(float64(cfg.SquareP), it, cfg.Queries)
+		budget := cfg.Queries
+		if a.squareRawSchedule {
+			budget = 10000 // the schedule's own scale: no rescaling
+		}
+		p := squareP(float64(cfg.SquareP), it, budget)
 		s := int(math.Round(math.Sqrt(p * float64(geo.h*geo.w))))
 		return min(max(s, 1), max(geo.h-1, 1), max(geo.w-1, 1))
 	}

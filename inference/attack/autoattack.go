@@ -1,0 +1,148 @@
+package attack
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gibbon/inference"
+)
+
+// autoAttackStages are the standard version's attacks, in the order it runs them.
+var autoAttackStages = []Method{APGDCE, APGDT, FABT, Square}
+
+// autoAttack runs AutoAttack's standard version (Croce & Hein, ICML 2020) the way its
+// reference implementation does: APGD-CE, APGD-T (targeted DLR, TargetClasses
+// targets), FAB-T (TargetClasses targets) and Square (Queries, p = SquareP on the
+// unrescaled schedule), each with Steps iterations and Restarts runs, each only on
+// the images still classified correctly; an image fooled by a stage keeps that
+// stage's adversarial example, the others their clean image. The robust accuracy is
+// the share that survives all four; each stage's share and time go to a.stages. A
+// surrogate without gradients leaves the black-box Square stage only, and a.note says so.
+func (a *attacker) autoAttack(ctx context.Context) error {
+	out, err := a.startOutcome(ctx)
+	if err != nil {
+		return err
+	}
+	v := a.newView()
+	withoutGrad := ""
+	for _, m := range a.req.Surrogates {
+		if _, ok := m.Net.(Differentiable); !ok && withoutGrad == "" {
+			withoutGrad = m.Name
+		}
+	}
+	if withoutGrad == "" {
+		if _, err := a.targetCount(); err != nil {
+			return err
+		}
+	}
+	for _, method := range autoAttackStages {
+		st := Stage{Name: string(method)}
+		if method != Square && withoutGrad != "" {
+			st.Skipped = fmt.Sprintf("model %s gives predictions only", withoutGrad)
+		} else if err := a.runStage(ctx, method, out, v, &st); err != nil {
+			return err
+		}
+		robust := len(out.notFooled())
+		st.RobustAccuracy = float64(robust) / float64(a.n)
+		a.stages = append(a.stages, st)
+	}
+	if withoutGrad != "" {
+		a.note = fmt.Sprintf("AutoAttack ran its black-box part only (Square, %d queries): model %s gives predictions only, so APGD-CE, APGD-T and FAB-T were skipped; gradient attacks may fool more images than this robust accuracy admits", a.cfg.Queries, withoutGrad)
+	}
+	a.offGrid = countOffGrid(a.ball, a.adv.Data)
+	return a.report(Step{Step: a.cfg.Steps, Steps: a.cfg.Steps, Restarts: 1, Final: true, Adv: a.adv,
+		Loss: a.meanObjective(a.advLogits), Pred: preds(meanLogits(a.advLogits)), Logits: a.advLogits, Queries: append([]int(nil), a.queries...)})
+}
+
+// stageConfig is the configuration AutoAttack gives one of its attacks.
+func (a *attacker) stageConfig(method Method) Config {
+	c := Config{Method: method, Eps: a.cfg.Eps, Range: a.cfg.Range, Layout: a.cfg.Layout, NoQuantize: a.cfg.NoQuantize, Seed: a.cfg.Seed}
+	switch method {
+	case Square:
+		c.Queries, c.SquareP = a.cfg.Queries, a.cfg.SquareP
+	default:
+		c.Steps, c.Restarts = a.cfg.Steps, a.cfg.Restarts
+		if method != APGDCE {
+			c.TargetClasses = a.cfg.TargetClasses
+		}
+	}
+	return c
+}
+
+// runStage attacks the images still robust with one method and keeps what it fools.
+func (a *attacker) runStage(ctx context.Context, method Method, out *outcome, v *view, st *Stage) error {
+	rows := out.notFooled()
+	st.Attacked = len(rows)
+	if len(rows) == 0 {
+		return nil
+	}
+	start := time.Now()
+	labels := make([]int, len(rows))
+	for j, i := range rows {
+		labels[j] = a.obj.cls[i]
+	}
+	req := Request{Images: gatherRows(a.req.Images, rows), Labels: labels, Surrogates: a.req.Surrogates}
+	var onStep StepFunc
+	if v != nil {
+		onStep = func(s Step) error { return a.reportStage(v, string(method), rows, s) }
+	}
+	sub, err := newAttacker(a.stageConfig(method), req, onStep)
+	if err != nil {
+		return fmt.Errorf("%s: %w", method, err)
+	}
+	sub.stopWhenFooled, sub.squareRawSchedule = true, true
+	if err := sub.prepare(ctx); err != nil {
+		return err
+	}
+	if sub.cleanLogits == nil {
+		sub.cleanLogits = make([]*inference.Tensor, len(a.cleanLogits))
+		for k, l := range a.cleanLogits {
+			sub.cleanLogits[k] = gatherRows(l, rows)
+		}
+	}
+	err = sub.attack(ctx)
+	a.fwd, a.bwd = a.fwd+sub.fwd, a.bwd+sub.bwd
+	if err != nil {
+		return err
+	}
+	mean := meanLogits(sub.advLogits)
+	for j, i := range rows {
+		if sub.queries != nil {
+			a.queries[i] += sub.queries[j]
+		}
+		if a.obj.success(argmax(row(mean, j)), i) {
+			out.fooled[i] = true
+			st.Fooled++
+			copy(a.adv.Data[i*a.per:(i+1)*a.per], sub.adv.Data[j*a.per:(j+1)*a.per])
+			for k := range sub.advLogits {
+				copy(row(a.advLogits[k], i), row(sub.advLogits[k], j))
+			}
+		}
+		v.show(a, i)
+	}
+	st.Forward, st.Backward, st.Wall = sub.fwd, sub.bwd, time.Since(start)
+	return nil
+}
+
+// reportStage reports a stage's step on the whole batch: the stage's images (rows)
+// as the stage shows them, the others as they stand.
+func (a *attacker) reportStage(v *view, stage string, rows []int, s Step) error {
+	per := a.per
+	for j, i := range rows {
+		copy(v.adv.Data[i*per:(i+1)*per], s.Adv.Data[j*per:(j+1)*per])
+		v.loss[i] = s.Loss[j]
+		for k := range s.Logits {
+			copy(row(v.logits[k], i), row(s.Logits[k], j))
+		}
+	}
+	var queries []int
+	if s.Queries != nil {
+		queries = append([]int(nil), a.queries...)
+		for j, i := range rows {
+			queries[i] += s.Queries[j]
+		}
+	}
+	return a.report(Step{Stage: stage, Restart: s.Restart, Restarts: s.Restarts, Step: s.Step, Steps: s.Steps, Adv: v.adv,
+		Loss: v.loss, Pred: preds(meanLogits(v.logits)), Logits: v.logits, Queries: queries})
+}
