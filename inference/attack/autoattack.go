@@ -3,6 +3,7 @@ package attack
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"gibbon/inference"
@@ -144,5 +145,5 @@ func (a *attacker) reportStage(v *view, stage string, rows []int, s Step) error 
 		}
 	}
 	return a.report(Step{Stage: stage, Restart: s.Restart, Restarts: s.Restarts, Step: s.Step, Steps: s.Steps, Adv: v.adv,
-		Loss: v.loss, Pred: preds(meanLogits(v.logits)), Logits: v.logits, Queries: queries})
+		Loss: slices.Clone(v.loss), Pred: preds(meanLogits(v.logits)), Logits: v.logits, Queries: queries})
 }

@@ -73,11 +73,18 @@ func (a *attacker) fabRun(ctx context.Context, out *outcome, v *view, rows, aim 
 		a.fabRandomStart(r.x, out, rows)
 	}
 	all := make([]int, m)
-	for j := range all {
+	for j := range r.live {
 		r.live[j], all[j] = true, j
 	}
-	if err := a.fabPass(ctx, r, all, true); err != nil {
-		return err
+	if randomStart {
+		if err := a.fabPass(ctx, r, all, false); err != nil {
+			return err
+		}
+	} else {
+		clean := meanLogits(a.cleanLogits)
+		for j, i := range rows {
+			r.margin[j] = float64(row(clean, i)[aim[j]]) - float64(row(clean, i)[a.obj.cls[i]])
+		}
 	}
 	v.setLoss(rows, all, r.margin)
 	if err := a.reportRun(v, run, runs, 0); err != nil {
@@ -85,9 +92,6 @@ func (a *attacker) fabRun(ctx context.Context, out *outcome, v *view, rows, aim 
 	}
 	work := newFabWork(a.per)
 	for it := range a.cfg.Steps {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		var list []int
 		for j, l := range r.live {
 			if l {
@@ -97,24 +101,21 @@ func (a *attacker) fabRun(ctx context.Context, out *outcome, v *view, rows, aim 
 		if len(list) == 0 {
 			break
 		}
+		// As the paper's code does: a gradient pass at the iterate, the step, then a
+		// forward pass to judge the new iterate.
+		if err := a.fabPass(ctx, r, list, true); err != nil {
+			return err
+		}
 		for _, j := range list {
 			lo, hi := j*a.per, (j+1)*a.per
 			a.fabStep(work, r.x.Data[lo:hi], r.x0.Data[lo:hi], r.grad[lo:hi], r.margin[j])
 		}
-		last := it == a.cfg.Steps-1
-		if err := a.fabPass(ctx, r, list, !last); err != nil {
+		if err := a.fabPass(ctx, r, list, false); err != nil {
 			return err
 		}
 		v.setLoss(rows, list, r.margin)
-		back, err := a.fabRecord(ctx, out, v, r, list)
-		if err != nil {
+		if err := a.fabRecord(ctx, out, v, r, list); err != nil {
 			return err
-		}
-		if !last && len(back) > 0 {
-			// The pulled-back points need their own gradients for the next step.
-			if err := a.fabPass(ctx, r, back, true); err != nil {
-				return err
-			}
 		}
 		if err := a.reportRun(v, run, runs, it+1); err != nil {
 			return err
@@ -143,9 +144,8 @@ func (a *attacker) fabRandomStart(x *inference.Tensor, out *outcome, rows []int)
 }
 
 // fabRecord judges the listed iterates: a misclassified one is offered as the image's
-// result when within ε, and pulled back towards x0 by β. It returns the images pulled
-// back that are still attacked.
-func (a *attacker) fabRecord(ctx context.Context, out *outcome, v *view, r *fabRunState, list []int) ([]int, error) {
+// result when within ε, and pulled back towards x0 by β.
+func (a *attacker) fabRecord(ctx context.Context, out *outcome, v *view, r *fabRunState, list []int) error {
 	var adv, within []int
 	for _, j := range list {
 		if !r.wrong[j] {
@@ -164,7 +164,7 @@ func (a *attacker) fabRecord(ctx context.Context, out *outcome, v *view, r *fabR
 		}
 		ok, err := a.confirm(ctx, out, gatherRows(r.x, within), batch)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for c, j := range within {
 			if ok[c] {
@@ -175,16 +175,12 @@ func (a *attacker) fabRecord(ctx context.Context, out *outcome, v *view, r *fabR
 			}
 		}
 	}
-	var back []int
 	for _, j := range adv {
 		for k := j * a.per; k < (j+1)*a.per; k++ {
 			r.x.Data[k] = float32(float64(r.x0.Data[k]) + fabBackward*(float64(r.x.Data[k])-float64(r.x0.Data[k])))
 		}
-		if r.live[j] {
-			back = append(back, j)
-		}
 	}
-	return back, nil
+	return nil
 }
 
 // fabPass takes, at the listed iterates, the margin f_t − f_y of the surrogates' mean

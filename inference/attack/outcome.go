@@ -179,8 +179,10 @@ func (v *view) show(a *attacker, i int) {
 		return
 	}
 	copy(v.adv.Data[i*a.per:(i+1)*a.per], a.adv.Data[i*a.per:(i+1)*a.per])
+	v.loss[i] = 0
 	for k := range a.advLogits {
 		copy(row(v.logits[k], i), row(a.advLogits[k], i))
+		v.loss[i] += a.obj.value(row(a.advLogits[k], i), i) / float32(len(a.advLogits))
 	}
 }
 
@@ -190,7 +192,7 @@ func (a *attacker) reportRun(v *view, run, runs, step int) error {
 		return nil
 	}
 	return a.report(Step{Restart: run, Restarts: runs, Step: step, Steps: a.cfg.Steps, Adv: v.adv,
-		Loss: v.loss, Pred: preds(meanLogits(v.logits)), Logits: v.logits})
+		Loss: slices.Clone(v.loss), Pred: preds(meanLogits(v.logits)), Logits: v.logits})
 }
 
 // reportOutcome reports the result as the final step.

@@ -80,12 +80,14 @@ func (a *attacker) square(ctx context.Context) error {
 			break
 		}
 		s := side(it - 1)
-		saved := make([][]float64, len(active)) // each active image's delta before this query
+		// Only the square changes: each active image's values there (delta before this
+		// query, kept to undo it) are composed again, the rest of cand equals best.
+		wins := make([]squareWindow, len(active))
+		saved := make([][]float64, len(active))
 		for j, i := range active {
-			lo, hi := i*a.per, (i+1)*a.per
-			saved[j] = append([]float64(nil), delta[lo:hi]...)
-			y0 := a.rng.IntN(geo.h - s + 1)
-			x0w := a.rng.IntN(geo.w - s + 1)
+			w := squareWindow{y: a.rng.IntN(geo.h - s + 1), x: a.rng.IntN(geo.w - s + 1), side: s}
+			wins[j] = w
+			w.each(geo, i, func(_, k int) { saved[j] = append(saved[j], delta[k]) })
 			// Draw until the square changes the image (a patch can repeat the current one).
 			for try := 0; try < 10; try++ {
 				for c := range geo.c {
@@ -93,14 +95,18 @@ func (a *attacker) square(ctx context.Context) error {
 					if a.rng.IntN(2) == 0 {
 						v = -eps
 					}
-					for y := y0; y < y0+s; y++ {
-						for xx := x0w; xx < x0w+s; xx++ {
-							delta[geo.at(i, c, y, xx)] = v
+					w.each(geo, i, func(ch, k int) {
+						if ch == c {
+							delta[k] = v
 						}
-					}
+					})
 				}
-				a.compose(cand.Data[lo:hi], delta[lo:hi], &span{lo, hi})
-				if !equalWindow(cand.Data[lo:hi], best.Data[lo:hi]) {
+				changed := false
+				w.each(geo, i, func(_, k int) {
+					cand.Data[k] = a.composeAt(k, delta[k])
+					changed = changed || cand.Data[k] != best.Data[k]
+				})
+				if changed {
 					break
 				}
 			}
@@ -116,14 +122,17 @@ func (a *attacker) square(ctx context.Context) error {
 			loss := a.squareLoss(row(f, j), i)
 			if loss < bestLoss[i] {
 				bestLoss[i] = loss
-				lo, hi := i*a.per, (i+1)*a.per
-				copy(best.Data[lo:hi], cand.Data[lo:hi])
+				wins[j].each(geo, i, func(_, k int) { best.Data[k] = cand.Data[k] })
 				for k := range logits {
 					copy(row(logits[k], i), row(ls[k], j))
 				}
 				done[i] = a.obj.success(argmax(row(f, j)), i)
 			} else {
-				copy(delta[i*a.per:(i+1)*a.per], saved[j])
+				n := 0
+				wins[j].each(geo, i, func(_, k int) {
+					delta[k], cand.Data[k] = saved[j][n], best.Data[k]
+					n++
+				})
 			}
 		}
 		last = it
@@ -154,13 +163,28 @@ func (a *attacker) compose(dst []float32, delta []float64, sp *span) {
 	b.Quantize(dst)
 }
 
-func equalWindow(a, b []float32) bool {
-	for i := range a {
-		if a[i] != b[i] {
-			return false
+// composeAt is value k of x0 + d, put into the ball and quantised.
+func (a *attacker) composeAt(k int, d float64) float32 {
+	v := [1]float32{float32(float64(a.req.Images.Data[k]) + d)}
+	b := *a.ball
+	b.x0, b.lo, b.hi = b.x0[k:k+1], b.lo[k:k+1], b.hi[k:k+1]
+	b.Quantize(v[:])
+	return v[0]
+}
+
+// squareWindow is a square of side pixels at row y, column x.
+type squareWindow struct{ y, x, side int }
+
+// each calls fn with the channel and flat index of every value of image i in the
+// window, channel by channel.
+func (w squareWindow) each(geo geometry, i int, fn func(c, k int)) {
+	for c := range geo.c {
+		for y := w.y; y < w.y+w.side; y++ {
+			for x := w.x; x < w.x+w.side; x++ {
+				fn(c, geo.at(i, c, y, x))
+			}
 		}
 	}
-	return true
 }
 
 // squareLoss is what Square Attack minimises for image i's logits z: the margin
