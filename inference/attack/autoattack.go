@@ -147,3 +147,90 @@ func (a *attacker) reportStage(v *view, stage string, rows []int, s Step) error 
 	return a.report(Step{Stage: stage, Restart: s.Restart, Restarts: s.Restarts, Step: s.Step, Steps: s.Steps, Adv: v.adv,
 		Loss: slices.Clone(v.loss), Pred: preds(meanLogits(v.logits)), Logits: v.logits, Queries: queries})
 }
+
+// AddStages adds the stages of a batch of n images to sum, the stages of the total
+// images before it (nil for none): counts, passes and times add up, and each robust
+// accuracy becomes the share of all total+n images.
+func AddStages(sum []Stage, total int, batch []Stage, n int) []Stage {
+	if sum == nil {
+		sum = make([]Stage, len(batch))
+		for k, s := range batch {
+			sum[k] = Stage{Name: s.Name, Skipped: s.Skipped}
+		}
+	}
+	for k, s := range batch {
+		t := &sum[k]
+		t.Attacked += s.Attacked
+		t.Fooled += s.Fooled
+		t.Forward += s.Forward
+		t.Backward += s.Backward
+		t.Wall += s.Wall
+		t.RobustAccuracy = (t.RobustAccuracy*float64(total) + s.RobustAccuracy*float64(n)) / float64(total+n)
+	}
+	return sum
+}
+
+// Evaluation is AutoAttack's verdict on a data set attacked in batches.
+type Evaluation struct {
+	Config Config `json:"config"` // with defaults filled in
+	Model  string `json:"model"`
+	N      int    `json:"n"`
+	Batch  int    `json:"batch"`
+	// Clean is the share classified correctly; Robust the share that survived every
+	// stage, each stage's share in Stages.
+	Clean    float64       `json:"clean_accuracy"`
+	Robust   float64       `json:"robust_accuracy"`
+	Stages   []Stage       `json:"stages"`
+	Forward  int64         `json:"forward_passes"`
+	Backward int64         `json:"backward_passes"`
+	Wall     time.Duration `json:"wall_ns"`
+	Note     string        `json:"note,omitempty"`
+}
+
+// Evaluate runs AutoAttack with cfg on model m over images [N,...] and their labels,
+// batch images at a time, batch b with seed cfg.Seed + b (as `gibbon attack --dataset`
+// seeds its batches). progress, when non-nil, hears after each batch how many images
+// are done and how many of them survived.
+func Evaluate(ctx context.Context, cfg Config, m Model, images *inference.Tensor, labels []int, batch int, progress func(done, robust int)) (*Evaluation, error) {
+	if cfg.Method != AutoAttack {
+		return nil, fmt.Errorf("evaluate runs autoattack, not %s", cfg.Method)
+	}
+	if images == nil || len(images.Shape) < 2 || int(images.Shape[0]) != len(labels) || len(labels) == 0 {
+		return nil, fmt.Errorf("evaluate needs a batch of images with one label each")
+	}
+	if batch < 1 {
+		return nil, fmt.Errorf("batch size %d must be at least 1", batch)
+	}
+	n := len(labels)
+	ev := &Evaluation{Config: cfg.Defaults(), Model: m.Name, N: n, Batch: batch}
+	var clean, robust int
+	for start, b := 0, int64(0); start < n; start, b = start+batch, b+1 {
+		rows := make([]int, min(batch, n-start))
+		for j := range rows {
+			rows[j] = start + j
+		}
+		c := cfg
+		c.Seed = cfg.Seed + b
+		res, err := Run(ctx, c, Request{Images: gatherRows(images, rows), Labels: labels[start : start+len(rows)], Surrogates: []Model{m}}, nil)
+		if err != nil {
+			return nil, err
+		}
+		r := res.Models[0]
+		for i, p := range r.Adv {
+			if p == res.Labels[i] {
+				robust++
+			}
+			if r.Clean[i] == res.Labels[i] {
+				clean++
+			}
+		}
+		ev.Stages = AddStages(ev.Stages, start, res.Stages, len(rows))
+		ev.Forward, ev.Backward, ev.Wall = ev.Forward+res.Forward, ev.Backward+res.Backward, ev.Wall+res.Wall
+		ev.Config.TargetClasses, ev.Note = res.Config.TargetClasses, res.Note
+		if progress != nil {
+			progress(start+len(rows), robust)
+		}
+	}
+	ev.Clean, ev.Robust = float64(clean)/float64(n), float64(robust)/float64(n)
+	return ev, nil
+}

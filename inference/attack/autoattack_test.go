@@ -2,10 +2,12 @@ package attack_test
 
 import (
 	"context"
+	"math"
 	"slices"
 	"strings"
 	"testing"
 
+	"gibbon/inference"
 	"gibbon/inference/attack"
 )
 
@@ -95,5 +97,91 @@ func TestAutoAttackBlackBoxOnly(t *testing.T) {
 	}
 	if sq := res.Stages[3]; sq.Attacked == 0 || sq.Forward == 0 || res.Models[0].AdvAccuracy != sq.RobustAccuracy {
 		t.Fatalf("square stage %+v, result accuracy %v", sq, res.Models[0].AdvAccuracy)
+	}
+}
+
+// Evaluate attacks a data set in batches and adds their stages up: per batch the
+// same as Run with seed + batch index, in total the shares of all images.
+func TestEvaluateAddsBatches(t *testing.T) {
+	m := builtin(t, "mnist-mlp")
+	x, labels := digits(t, 6)
+	cfg := attack.Config{Method: attack.AutoAttack, Eps: 0.05, Steps: 10, TargetClasses: 2, Queries: 100, Seed: 5}
+	model := attack.Model{Name: m.Name(), Net: m}
+	var seen []int
+	ev, err := attack.Evaluate(context.Background(), cfg, model, x, labels, 4, func(done, robust int) { seen = append(seen, done) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seen, []int{4, 6}) || ev.N != 6 || ev.Batch != 4 || ev.Config.TargetClasses != 2 {
+		t.Fatalf("progress %v, evaluation %+v", seen, ev)
+	}
+	var robust, clean, attacked int
+	var fwd int64
+	for b, rows := range [][]int{{0, 1, 2, 3}, {4, 5}} {
+		c := cfg
+		c.Seed += int64(b)
+		xs := inference.NewTensor(int64(len(rows)), 1, 28, 28)
+		copy(xs.Data, x.Data[rows[0]*784:(rows[len(rows)-1]+1)*784])
+		res, err := attack.Run(context.Background(), c, attack.Request{Images: xs, Labels: labels[rows[0] : rows[len(rows)-1]+1], Surrogates: []attack.Model{model}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		robust += int(math.Round(res.Models[0].AdvAccuracy * float64(len(rows))))
+		clean += int(math.Round(res.Models[0].CleanAccuracy * float64(len(rows))))
+		attacked += res.Stages[0].Attacked
+		fwd += res.Forward
+	}
+	if ev.Robust != float64(robust)/6 || ev.Clean != float64(clean)/6 || ev.Stages[0].Attacked != attacked || ev.Forward != fwd {
+		t.Fatalf("evaluation robust %v clean %v attacked %d fwd %d; batch by batch %d/6, %d/6, %d, %d", ev.Robust, ev.Clean, ev.Stages[0].Attacked, ev.Forward, robust, clean, attacked, fwd)
+	}
+	if last := ev.Stages[len(ev.Stages)-1]; math.Abs(last.RobustAccuracy-ev.Robust) > 1e-12 {
+		t.Fatalf("last stage leaves %v, the evaluation %v", last.RobustAccuracy, ev.Robust)
+	}
+	for _, bad := range []struct {
+		cfg   attack.Config
+		batch int
+	}{{cfg, 0}, {attack.Config{Method: attack.PGD, Eps: 0.1}, 4}} {
+		if _, err := attack.Evaluate(context.Background(), bad.cfg, model, x, labels, bad.batch, nil); err == nil {
+			t.Fatalf("%s with batch %d was accepted", bad.cfg.Method, bad.batch)
+		}
+	}
+}
+
+// Bad settings of the new methods are one-line errors before any pass.
+func TestAPGDFABAutoAttackRejectBadConfigs(t *testing.T) {
+	for name, c := range map[string]attack.Config{
+		"apgd-ce with dlr":      {Method: attack.APGDCE, Eps: 0.1, Loss: attack.LossDLR},
+		"apgd-dlr with margin":  {Method: attack.APGDDLR, Eps: 0.1, Loss: attack.LossMargin},
+		"apgd-t with a target":  {Method: attack.APGDT, Eps: 0.1, Target: attack.TargetClass, TargetClass: 2},
+		"fab-t with a step":     {Method: attack.FABT, Eps: 0.1, Alpha: 0.01},
+		"dlr on pgd":            {Method: attack.PGD, Eps: 0.1, Loss: attack.LossDLR},
+		"autoattack with loss":  {Method: attack.AutoAttack, Eps: 0.1, Loss: attack.LossMargin},
+		"negative targets":      {Method: attack.APGDT, Eps: 0.1, TargetClasses: -1},
+		"autoattack queries":    {Method: attack.AutoAttack, Eps: 0.1, Queries: -5},
+		"autoattack square p":   {Method: attack.AutoAttack, Eps: 0.1, SquareP: 2},
+		"apgd too many steps":   {Method: attack.APGDCE, Eps: 0.1, Steps: 200000},
+		"fab-t least likely":    {Method: attack.FABT, Eps: 0.1, Target: attack.LeastLikely},
+		"autoattack no epsilon": {Method: attack.AutoAttack},
+	} {
+		err := c.Defaults().Validate()
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error spans lines: %q", name, err)
+		}
+	}
+	for _, m := range []attack.Method{attack.APGDCE, attack.APGDDLR, attack.APGDT, attack.FABT, attack.AutoAttack} {
+		if got, err := attack.ParseMethod(strings.ToUpper(string(m))); err != nil || got != m {
+			t.Errorf("ParseMethod(%q) = %q, %v", strings.ToUpper(string(m)), got, err)
+		}
+	}
+	// More target classes than the model has wrong classes is caught once the class
+	// count is known.
+	f := newFixture(t, 2)
+	_, err := attack.Run(context.Background(), attack.Config{Method: attack.APGDT, Eps: 0.1, TargetClasses: 10, Seed: 1}, f.request(), nil)
+	if err == nil || !strings.Contains(err.Error(), "at most 9") {
+		t.Fatalf("apgd-t with 10 target classes on 10 classes: %v", err)
 	}
 }
