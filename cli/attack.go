@@ -26,6 +26,7 @@ import (
 type attackFlags struct {
 	models, fuse, method, eps, alpha, loss, target string
 	steps, restarts, queries, n, batch, threads    int
+	targetClasses                                  int
 	momentum, diProb, diMin, squareP               float64
 	label                                          int
 	seed                                           int64
@@ -43,19 +44,20 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var f attackFlags
 	fs.StringVar(&f.models, "model", "", "model(s) to attack, comma-separated for an ensemble")
 	fs.StringVar(&f.fuse, "fuse", "logits", "dataset ensembles: average `logits` (one merged graph) or losses (an IMAGE run averages losses, as the explorer does)")
-	fs.StringVar(&f.method, "attack", "pgd", "fgsm, bim (i-fgsm), pgd, mi-fgsm, di-fgsm, m-di2-fgsm, square or noise")
+	fs.StringVar(&f.method, "attack", "pgd", "fgsm, bim (i-fgsm), pgd, mi-fgsm, di-fgsm, m-di2-fgsm, square, noise, apgd-ce, apgd-dlr, apgd-t, fab-t or autoattack")
 	fs.StringVar(&f.eps, "eps", "0.3", "L∞ budget on the model's input range: 0.3, or 8/255")
 	fs.StringVar(&f.alpha, "alpha", "", "step size, like --eps (default ε/steps; PGD 2.5ε/steps)")
-	fs.IntVar(&f.steps, "steps", 0, "iterations of gradient attacks (default 10; PGD 40)")
-	fs.IntVar(&f.restarts, "restarts", 0, "PGD random restarts (default 1)")
+	fs.IntVar(&f.steps, "steps", 0, "iterations of gradient attacks (default 10; PGD 40; APGD, FAB-T, AutoAttack 100)")
+	fs.IntVar(&f.restarts, "restarts", 0, "PGD random restarts; APGD and FAB-T runs per target (default 1)")
+	fs.IntVar(&f.targetClasses, "target-classes", 0, "dataset: APGD-T, FAB-T, AutoAttack aim at this many most likely wrong classes in turn (default 9)")
 	fs.BoolVar(&f.noRandomStart, "no-random-start", false, "PGD: start at the clean image")
 	fs.Float64Var(&f.momentum, "momentum", 0, "MI-FGSM/M-DI2-FGSM momentum μ (default 1)")
 	fs.Float64Var(&f.diProb, "di-prob", 0, "DI-FGSM: probability of the resize-and-pad (default 0.5)")
 	fs.Float64Var(&f.diMin, "di-min", 0, "DI-FGSM: smallest resize ratio (default 0.9)")
-	fs.StringVar(&f.loss, "loss", "ce", "gradient attacks' loss: ce or margin (C&W)")
+	fs.StringVar(&f.loss, "loss", "", "gradient attacks' loss: ce (default), margin (C&W), or dlr (apgd-dlr, apgd-t)")
 	fs.StringVar(&f.target, "target", "", "targeted attack: a class index or label, or least-likely")
-	fs.IntVar(&f.queries, "queries", 0, "square: query budget per image (default 1000); noise: draws (default 1)")
-	fs.Float64Var(&f.squareP, "p", 0, "square: initial fraction of pixels per square (default 0.05)")
+	fs.IntVar(&f.queries, "queries", 0, "square: query budget per image (default 1000; AutoAttack 5000); noise: draws (default 1)")
+	fs.Float64Var(&f.squareP, "p", 0, "square: initial fraction of pixels per square (default 0.05; AutoAttack 0.8)")
 	fs.BoolVar(&f.noQuantize, "no-quantize", false, "dataset: keep float values instead of 8-bit levels")
 	fs.Int64Var(&f.seed, "seed", 0, "random seed (default: a new one, printed)")
 	fs.StringVar(&f.modelsDir, "models", "", "folder with manifest.json and models (default: the built-in models)")
@@ -89,6 +91,8 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageError{fmt.Sprintf("unknown dataset %q (the one Gibbon has is mnist-test)", f.dataset)}
 	case !image && (f.out != "" || f.save || f.defences != ""):
 		return usageError{"-o, --save and --defences go with one IMAGE, not with --dataset"}
+	case image && f.targetClasses != 0:
+		return usageError{"--target-classes goes with --dataset: an IMAGE run is the explorer's, with the default 9"}
 	case image && f.noQuantize:
 		return usageError{"--no-quantize goes with --dataset: an IMAGE run keeps 8-bit images, as a PNG holds them"}
 	case image && flagGiven(fs, "fuse") && f.fuse == "logits" && len(splitList(f.models)) > 1:
@@ -211,7 +215,7 @@ func (f *attackFlags) config() (attack.Config, error) {
 	if err != nil {
 		return attack.Config{}, fmt.Errorf("--eps: %w", err)
 	}
-	cfg := attack.Config{Method: m, Eps: float32(eps), Steps: f.steps, Restarts: f.restarts, NoRandomStart: f.noRandomStart,
+	cfg := attack.Config{Method: m, Eps: float32(eps), Steps: f.steps, Restarts: f.restarts, TargetClasses: f.targetClasses, NoRandomStart: f.noRandomStart,
 		Momentum: float32(f.momentum), DiversityProb: float32(f.diProb), DiversityMin: float32(f.diMin),
 		Loss: attack.Loss(strings.ToLower(f.loss)), Queries: f.queries, SquareP: float32(f.squareP),
 		NoQuantize: f.noQuantize, Seed: f.seed}
@@ -222,8 +226,8 @@ func (f *attackFlags) config() (attack.Config, error) {
 		}
 		cfg.Alpha = float32(alpha)
 	}
-	if f.steps < 0 || f.restarts < 0 || f.queries < 0 {
-		return attack.Config{}, errors.New("--steps, --restarts and --queries must not be negative")
+	if f.steps < 0 || f.restarts < 0 || f.queries < 0 || f.targetClasses < 0 {
+		return attack.Config{}, errors.New("--steps, --restarts, --queries and --target-classes must not be negative")
 	}
 	return cfg, nil
 }
@@ -487,12 +491,45 @@ func describeSteps(c attack.Config) string {
 		return fmt.Sprintf("%d queries, p %.3g", c.Queries, c.SquareP)
 	case attack.Noise:
 		return fmt.Sprintf("%d draws", c.Queries)
+	case attack.APGDCE, attack.APGDDLR:
+		return fmt.Sprintf("%d iterations × %d runs, %s loss", c.Steps, c.Restarts, c.Loss)
+	case attack.APGDT, attack.FABT:
+		return fmt.Sprintf("%d iterations × %d runs for each of %s target classes", c.Steps, c.Restarts, targetCount(c))
+	case attack.AutoAttack:
+		return fmt.Sprintf("standard: APGD-CE, APGD-T and FAB-T (%d iterations, %s target classes), Square (%d queries, p %.3g)", c.Steps, targetCount(c), c.Queries, c.SquareP)
 	}
 	s := fmt.Sprintf("%d steps of %s, %s loss", c.Steps, inference.EpsOn(c.Alpha, c.Range).String(), c.Loss)
 	if c.Method == attack.PGD && c.Restarts > 1 {
 		s += fmt.Sprintf(", %d restarts", c.Restarts)
 	}
 	return s
+}
+
+// targetCount is Config.TargetClasses as run (0 stands for the default, 9).
+func targetCount(c attack.Config) string {
+	if c.TargetClasses == 0 {
+		return "9"
+	}
+	return strconv.Itoa(c.TargetClasses)
+}
+
+// printStages writes AutoAttack's stages over n images as a table, then its note.
+func printStages(w io.Writer, stages []attack.Stage, n int, note string) {
+	if len(stages) > 0 {
+		t := newNumberTable("stage", "attacked", "fooled", "robust after", "fwd/img", "bwd/img", "time")
+		for _, s := range stages {
+			if s.Skipped != "" {
+				t.add(s.Name, "—", "—", "—", "—", "—", "skipped: "+s.Skipped)
+				continue
+			}
+			t.addf("%s\t%d\t%d\t%.2f%%\t%.1f\t%.1f\t%.1f s", s.Name, s.Attacked, s.Fooled, 100*s.RobustAccuracy,
+				float64(s.Forward)/float64(n), float64(s.Backward)/float64(n), s.Wall.Seconds())
+		}
+		t.write(w)
+	}
+	if note != "" {
+		fmt.Fprintln(w, note)
+	}
 }
 
 func yesNo(b bool) string {
@@ -522,6 +559,9 @@ type attackReport struct {
 	Queries      float64       `json:"queries_per_image,omitempty"`
 	WallSeconds  float64       `json:"wall_seconds"`
 	ImagesPerSec float64       `json:"images_per_second"`
+	// AutoAttack's stages, summed over batches, and its note.
+	Stages []attack.Stage `json:"stages,omitempty"`
+	Note   string         `json:"note,omitempty"`
 }
 
 type modelReport struct {
@@ -547,6 +587,8 @@ type tally struct {
 	hasQueries       bool
 	wall             time.Duration
 	targets          []int
+	stages           []attack.Stage
+	note             string
 }
 
 func (t *tally) add(res *attack.Result) {
@@ -583,6 +625,10 @@ func (t *tally) add(res *attack.Result) {
 	}
 	t.wall += res.Wall
 	t.targets = append(t.targets, res.Targets...)
+	if res.Stages != nil {
+		t.stages = attack.AddStages(t.stages, t.n-res.N(), res.Stages, res.N())
+	}
+	t.note = res.Note
 }
 
 func (t *tally) report(cfg attack.Config) attackReport {
@@ -594,6 +640,7 @@ func (t *tally) report(cfg attack.Config) attackReport {
 	if t.hasQueries {
 		r.Queries = float64(t.queries) / float64(t.n)
 	}
+	r.Stages, r.Note = t.stages, t.note
 	for k, m := range t.models {
 		m.CleanAccuracy = float64(t.clean[k]) / float64(t.n)
 		m.AdvAccuracy = float64(t.adv[k]) / float64(t.n)
@@ -667,4 +714,5 @@ func printAttackDataset(w io.Writer, rep attackReport, req attack.Request) {
 	}
 	fmt.Fprintf(w, "L∞ ≤ %s after quantisation, mean L2 %.4g; per image %.1f forward + %.1f backward passes%s; %.1f s, %.1f images/s\n",
 		inference.EpsOn(rep.LinfMax, c.Range).String(), rep.MeanL2, rep.Forward, rep.Backward, q, rep.WallSeconds, rep.ImagesPerSec)
+	printStages(w, rep.Stages, rep.N, rep.Note)
 }

@@ -24,7 +24,7 @@ func commands() []command {
 		{"gallery", "back up, restore or check the gallery: export DIR, import DIR, check", cmdGallery},
 		{"models", "ImageNet classifiers: list [--available], pull NAME (download, verify, prepare, register)", cmdModels},
 		{"train", "train a built-in MNIST model: gibbon train [--list] NAME (writes models/NAME.onnx and its manifest entry)", cmdTrain},
-		{"eval", "clean and PGD-40 accuracy of a model on the MNIST test set, recorded in the manifest: gibbon eval NAME", cmdEval},
+		{"eval", "clean and PGD-40 (or --attack autoattack) accuracy of a model on the MNIST test set, recorded in the manifest: gibbon eval NAME", cmdEval},
 		{"train-attack", "train an attack network (one pass, one adversarial image per ε head) against classifiers: --targets A,B or --target my.onnx --images DIR", cmdTrainAttack},
 		{"eval-attack", "score an attack network on the MNIST test set beside noise, PGD-10 and MI-FGSM, with its speed: gibbon eval-attack NAME", cmdEvalAttack},
 		{"sweep", "robust accuracy against ε: --dataset mnist-test --n 1000 --attack pgd --eps 0:0.4:0.025, or one IMAGE (the ε that flips each defence)", cmdSweep},

@@ -178,6 +178,12 @@ func PGDMetric(c PGDConfig, n int) string {
 	return name + "_accuracy" + subsetSuffix(n)
 }
 
+// AutoAttackMetric names the accuracy under AutoAttack (standard version) at budget
+// eps on the first n test images.
+func AutoAttackMetric(eps float64, n int) string {
+	return fmt.Sprintf("autoattack_eps%g_accuracy", eps) + subsetSuffix(n)
+}
+
 func subsetSuffix(n int) string {
 	if n <= 0 || n >= 10000 {
 		return ""
