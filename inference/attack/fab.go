@@ -3,7 +3,6 @@ package attack
 import (
 	"context"
 	"math"
-	"slices"
 
 	"gibbon/inference"
 )
@@ -251,19 +250,19 @@ func (a *attacker) fabStep(w *fabWork, x, x0, grad []float32, f float64) {
 	}
 	n1 := projectLinf(w, w.d1, x, grad, -f, lo, hi)
 	n2 := projectLinf(w, w.d2, x0, grad, -f0, lo, hi)
-	n1, n2 = math.Max(n1, 1e-8), math.Max(n2, 1e-8)
-	alpha := math.Min(math.Max(n1/(n1+n2), 0), fabAlphaMax)
+	n1, n2 = max(n1, 1e-8), max(n2, 1e-8)
+	alpha := min(max(n1/(n1+n2), 0), fabAlphaMax)
 	for k := range x {
 		v := (float64(x[k])+fabOvershoot*w.d1[k])*(1-alpha) + (float64(x0[k])+fabOvershoot*w.d2[k])*alpha
-		x[k] = float32(math.Min(hi, math.Max(lo, v)))
+		x[k] = float32(min(hi, max(lo, v)))
 	}
 }
 
 // projectLinf writes into d the smallest L∞ step from z with w·d = c and z + d in
 // [lo,hi], and returns ‖d‖∞. Along the best direction each coordinate moves
 // sign(c·w_k)·min(δ, cap_k), cap_k the room to its bound, so w·d grows piecewise
-// linearly in δ: δ is found by walking the caps in order. When the range cannot
-// reach the hyperplane, every coordinate goes to its bound (the closest approach).
+// linearly in δ (smallestReach finds δ). When the range cannot reach the
+// hyperplane, every coordinate goes to its bound (the closest approach).
 func projectLinf(w *fabWork, d []float64, z, grad []float32, c, lo, hi float64) float64 {
 	clear(d)
 	if c == 0 {
@@ -274,7 +273,6 @@ func projectLinf(w *fabWork, d []float64, z, grad []float32, c, lo, hi float64) 
 		sgn, c = -1, -c
 	}
 	w.caps = w.caps[:0]
-	var slope float64
 	for k, g := range grad {
 		u := sgn * float64(g)
 		if u == 0 {
@@ -286,28 +284,9 @@ func projectLinf(w *fabWork, d []float64, z, grad []float32, c, lo, hi float64) 
 		}
 		if room > 0 {
 			w.caps = append(w.caps, capWeight{room, math.Abs(u)})
-			slope += math.Abs(u)
 		}
 	}
-	slices.SortFunc(w.caps, func(p, q capWeight) int {
-		switch {
-		case p.cap < q.cap:
-			return -1
-		case p.cap > q.cap:
-			return 1
-		}
-		return 0
-	})
-	delta, reached, prev := math.Inf(1), 0.0, 0.0
-	for _, cw := range w.caps {
-		next := reached + slope*(cw.cap-prev)
-		if next >= c {
-			delta = prev + (c-reached)/slope
-			break
-		}
-		reached, prev = next, cw.cap
-		slope -= cw.weight
-	}
+	delta := smallestReach(w.caps, c)
 	var norm float64
 	for k, g := range grad {
 		u := sgn * float64(g)
@@ -319,9 +298,57 @@ func projectLinf(w *fabWork, d []float64, z, grad []float32, c, lo, hi float64) 
 		if u < 0 {
 			room, dir = float64(z[k])-lo, -1
 		}
-		step := math.Max(math.Min(delta, room), 0)
+		step := max(min(delta, room), 0)
 		d[k] = dir * step
-		norm = math.Max(norm, step)
+		norm = max(norm, step)
 	}
 	return norm
+}
+
+// smallestReach is the smallest δ with h(δ) = Σ weight·min(δ, cap) ≥ c > 0, +Inf when
+// even every cap falls short. It partitions around pivots as quickselect does
+// (expected linear time, where sorting the caps cost FAB most of its own time):
+// caps known to lie below δ add weight·cap, those above add weight to the slope.
+// It reorders caps.
+func smallestReach(caps []capWeight, c float64) float64 {
+	var below, slope float64
+	items := caps
+	for len(items) > 0 {
+		p := items[len(items)/2].cap
+		lt, gt := 0, len(items) // items[:lt] < p, items[gt:] > p
+		for i := 0; i < gt; {
+			switch {
+			case items[i].cap < p:
+				items[lt], items[i] = items[i], items[lt]
+				lt++
+				i++
+			case items[i].cap > p:
+				gt--
+				items[gt], items[i] = items[i], items[gt]
+			default:
+				i++
+			}
+		}
+		var less, atLeast float64
+		for _, it := range items[:lt] {
+			less += it.weight * it.cap
+		}
+		for _, it := range items[lt:] {
+			atLeast += it.weight
+		}
+		if below+less+p*(slope+atLeast) >= c {
+			slope += atLeast // δ ≤ p: these caps are not reached
+			items = items[:lt]
+			continue
+		}
+		below += less // δ > p: these caps are all reached
+		for _, it := range items[lt:gt] {
+			below += it.weight * it.cap
+		}
+		items = items[gt:]
+	}
+	if slope == 0 {
+		return math.Inf(1)
+	}
+	return (c - below) / slope
 }
