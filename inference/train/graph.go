@@ -69,9 +69,15 @@ func newGradGraph(rt *inference.Runtime, fwd *onnx.ModelProto, params []*Param, 
 }
 
 func (g *gradGraph) run(ctx context.Context, x *inference.Tensor, labels []uint8) (map[string]*inference.Tensor, error) {
+	return g.runWeights(ctx, x, oneHot(labels))
+}
+
+// runWeights runs the graph with label weights w [N,10] (one-hot or soft): the loss of
+// image i is −Σ_c w_ic·log softmax(z_i)_c.
+func (g *gradGraph) runWeights(ctx context.Context, x, w *inference.Tensor) (map[string]*inference.Tensor, error) {
 	feed := make(map[string]*inference.Tensor, 2+len(g.params))
 	feed[arch.Input] = x
-	feed[labelInput] = oneHot(labels)
+	feed[labelInput] = w
 	for _, p := range g.params {
 		feed[p.Name] = &inference.Tensor{Shape: p.Shape, Data: p.Data}
 	}

@@ -45,6 +45,9 @@ type AdvConfig struct {
 	PGDConfig
 	// RampEpochs grows eps (and the step with it) linearly from 0 over this many epochs.
 	RampEpochs float64 `json:"ramp_epochs,omitempty"`
+	// Trades > 0 trains on the TRADES-style objective with this β instead of on PGD
+	// examples alone (see tradesBatch).
+	Trades float64 `json:"trades,omitempty"`
 }
 
 func (c Config) validate() error {
@@ -75,6 +78,9 @@ func (c Config) validate() error {
 		}
 		if c.Adversarial.RampEpochs < 0 {
 			return fmt.Errorf("eps ramp %g is negative", c.Adversarial.RampEpochs)
+		}
+		if !(c.Adversarial.Trades >= 0 && c.Adversarial.Trades <= 100) {
+			return fmt.Errorf("TRADES β %g must be in [0,100]", c.Adversarial.Trades)
 		}
 	}
 	return nil
@@ -315,6 +321,8 @@ func (t *Trainer) trainStep(ctx context.Context) (float64, int, error) {
 	B := t.cfg.BatchSize
 	idx := t.order[within*B : (within+1)*B]
 	x, labels := fillBatch(t.data, idx, t.cfg.Shift, rngFor(t.cfg.Seed, streamShift, uint64(t.step)))
+	weights := oneHot(labels)
+	var lossOffset float64 // TRADES: the constant in its summed loss
 	if a := t.cfg.Adversarial; a != nil {
 		cfg := a.PGDConfig
 		if a.RampEpochs > 0 {
@@ -323,17 +331,24 @@ func (t *Trainer) trainStep(ctx context.Context) (float64, int, error) {
 			cfg.Step *= f
 		}
 		rng := rngFor(t.cfg.Seed, streamAttack, uint64(t.step))
-		rngs := make([]*rand.Rand, len(labels))
-		for i := range rngs {
-			rngs[i] = rng
+		if a.Trades > 0 {
+			var err error
+			if x, weights, lossOffset, err = t.tradesBatch(ctx, x, labels, cfg, a.Trades, rng); err != nil {
+				return 0, 0, err
+			}
+		} else {
+			rngs := make([]*rand.Rand, len(labels))
+			for i := range rngs {
+				rngs[i] = rng
+			}
+			adv, _, err := perturb(ctx, t.attack.inputGradFunc(), x, labels, cfg, rngs, false)
+			if err != nil {
+				return 0, 0, err
+			}
+			x = adv
 		}
-		adv, _, err := perturb(ctx, t.attack.inputGradFunc(), x, labels, cfg, rngs, false)
-		if err != nil {
-			return 0, 0, err
-		}
-		x = adv
 	}
-	out, err := t.grad.run(ctx, x, labels)
+	out, err := t.grad.runWeights(ctx, x, weights)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -349,7 +364,7 @@ func (t *Trainer) trainStep(ctx context.Context) (float64, int, error) {
 		}
 		grads[i] = g.Data
 	}
-	var loss float64
+	loss := -lossOffset
 	for _, l := range out[lossOutput].Data {
 		loss += float64(l)
 	}
@@ -357,7 +372,7 @@ func (t *Trainer) trainStep(ctx context.Context) (float64, int, error) {
 		return 0, 0, fmt.Errorf("loss is %v: lower the learning rate", loss)
 	}
 	ok := 0
-	for i, p := range argmax(out[logitOutput]) {
+	for i, p := range argmax(out[logitOutput])[:B] { // TRADES: the clean half
 		if p == int(labels[i]) {
 			ok++
 		}
