@@ -76,7 +76,7 @@ func (a *attacker) apgd(ctx context.Context) error {
 			obj.aim = a.rankedClass(rows, 1+r/a.cfg.Restarts)
 		}
 		run := a.newAPGDRun(rows, obj)
-		if err := a.apgdRun(ctx, out, run, v, r, runs); err != nil {
+		if err := a.runAPGD(ctx, out, run, v, r, runs); err != nil {
 			return err
 		}
 		keep.update(a, run, out)
@@ -201,8 +201,8 @@ func (r *apgdRun) liveRows() []int {
 	return out
 }
 
-// apgdRun runs one run: the start point and cfg.Steps iterations.
-func (a *attacker) apgdRun(ctx context.Context, out *outcome, r *apgdRun, v *view, run, runs int) error {
+// runAPGD runs one run: the start point and cfg.Steps iterations.
+func (a *attacker) runAPGD(ctx context.Context, out *outcome, r *apgdRun, v *view, run, runs int) error {
 	steps := a.cfg.Steps
 	checks := apgdCheckpoints(steps)
 	all := make([]int, len(r.rows))
