@@ -113,7 +113,8 @@ type Trainer struct {
 	History []EpochStats
 }
 
-// EpochStats summarise one epoch (on adversarial examples when training adversarially).
+// EpochStats summarise one epoch (on adversarial examples when training adversarially;
+// TRADES: its objective, and the accuracy on the clean images).
 type EpochStats struct {
 	Epoch    int
 	Loss     float64
@@ -289,7 +290,11 @@ func (t *Trainer) Run(ctx context.Context, opts RunOptions) error {
 					p.End()
 					return err
 				}
-				note = fmt.Sprintf(" (on adversarial examples); PGD-10 check on %d training images %.2f%%", robustCheckImages, 100*st.RobustAccuracy)
+				on := "on adversarial examples"
+				if t.cfg.Adversarial.Trades > 0 {
+					on = "TRADES: loss CE + β·KL, accuracy on the clean images"
+				}
+				note = fmt.Sprintf(" (%s); PGD-10 check on %d training images %.2f%%", on, robustCheckImages, 100*st.RobustAccuracy)
 			}
 			t.History = append(t.History, st)
 			p.Printf("epoch %d/%d: train loss %.4f, train accuracy %.2f%%%s", epoch, t.cfg.Epochs, st.Loss, 100*st.Accuracy, note)
