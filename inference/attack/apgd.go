@@ -40,10 +40,10 @@ func apgdCheckpoints(steps int) []int {
 // halved there and whose best loss has not moved since, halves its step and restarts
 // from its best point. APGD-CE and APGD-DLR attack once per restart; APGD-T once per
 // restart for each of the TargetClasses most likely wrong classes with the targeted
-// DLR loss, counting any misclassification. Each run starts at a random corner-scaled
-// point of the ball and attacks only the images not fooled yet; an image stops once a
-// quantised iterate fools the surrogates. Images never fooled end at the
-// highest-loss point any run reached, quantised.
+// DLR loss, counting any misclassification. Each run starts at x0 + ε·t/‖t‖∞, t
+// uniform in [−1,1]^d, and attacks only the images not fooled yet; an image stops once
+// a quantised iterate fools the surrogates (the paper's code runs on, keeping that
+// point). Images never fooled end at the highest-loss point any run reached, quantised.
 func (a *attacker) apgd(ctx context.Context) error {
 	if err := a.checkDLRClasses(); err != nil {
 		return err
