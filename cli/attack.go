@@ -49,7 +49,7 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&f.alpha, "alpha", "", "step size, like --eps (default ε/steps; PGD 2.5ε/steps)")
 	fs.IntVar(&f.steps, "steps", 0, "iterations of gradient attacks (default 10; PGD 40; APGD, FAB-T, AutoAttack 100)")
 	fs.IntVar(&f.restarts, "restarts", 0, "PGD random restarts; APGD and FAB-T runs per target (default 1)")
-	fs.IntVar(&f.targetClasses, "target-classes", 0, "dataset: APGD-T, FAB-T, AutoAttack aim at this many most likely wrong classes in turn (default 9)")
+	fs.IntVar(&f.targetClasses, "target-classes", 0, "APGD-T, FAB-T, AutoAttack aim at this many most likely wrong classes in turn (default 9)")
 	fs.BoolVar(&f.noRandomStart, "no-random-start", false, "PGD: start at the clean image")
 	fs.Float64Var(&f.momentum, "momentum", 0, "MI-FGSM/M-DI2-FGSM momentum μ (default 1)")
 	fs.Float64Var(&f.diProb, "di-prob", 0, "DI-FGSM: probability of the resize-and-pad (default 0.5)")
@@ -91,8 +91,8 @@ func cmdAttack(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageError{fmt.Sprintf("unknown dataset %q (the one Gibbon has is mnist-test)", f.dataset)}
 	case !image && (f.out != "" || f.save || f.defences != ""):
 		return usageError{"-o, --save and --defences go with one IMAGE, not with --dataset"}
-	case image && f.targetClasses != 0:
-		return usageError{"--target-classes goes with --dataset: an IMAGE run is the explorer's, with the default 9"}
+	case image && flagGiven(fs, "queries") && strings.EqualFold(strings.ReplaceAll(f.method, "-", ""), "autoattack"):
+		return usageError{"an IMAGE AutoAttack runs Square with the standard 5000 queries: --queries goes with --dataset"}
 	case image && f.noQuantize:
 		return usageError{"--no-quantize goes with --dataset: an IMAGE run keeps 8-bit images, as a PNG holds them"}
 	case image && flagGiven(fs, "fuse") && f.fuse == "logits" && len(splitList(f.models)) > 1:
@@ -320,7 +320,7 @@ func attackImage(ctx context.Context, z *zoo.Zoo, cfg attack.Config, surrogates,
 	if f.alpha != "" {
 		alpha, _ = inference.ParseEps(f.alpha)
 	}
-	plan := engine.Plan{Attack: string(cfg.Method), Eps: eps, Alpha: alpha, Restarts: f.restarts,
+	plan := engine.Plan{Attack: string(cfg.Method), Eps: eps, Alpha: alpha, Restarts: f.restarts, TargetClasses: f.targetClasses,
 		Momentum: f.momentum, NoRandomStart: f.noRandomStart, DiversityProb: f.diProb, DiversityMin: f.diMin, SquareP: f.squareP,
 		Target: string(cfg.Target), TargetClass: cfg.TargetClass, Seed: cfg.Seed, Models: surrogates,
 		Image: engine.ImageRef{Source: "file", Name: filepath.Base(path)}}

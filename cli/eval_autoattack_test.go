@@ -80,7 +80,7 @@ func TestAttackAPGDAndAutoAttack(t *testing.T) {
 	dir := attackModels(t)
 	in, _ := grayPNG(t, t.TempDir(), 3)
 	for _, method := range []string{"apgd-ce", "apgd-dlr", "apgd-t", "fab-t"} {
-		stdout, stderr, err := attackCmd("--models", dir, "--model", "lin-a", "--attack", method, "--eps", "0.05", "--steps", "10", "--seed", "1", in)
+		stdout, stderr, err := attackCmd("--models", dir, "--model", "lin-a", "--attack", method, "--eps", "0.05", "--steps", "10", "--seed", "1", "--restarts", "2", in)
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", method, err, stderr)
 		}
@@ -100,7 +100,9 @@ func TestAttackAPGDAndAutoAttack(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"--attack", "apgd-t", "--target", "3", in},
-		{"--attack", "apgd-t", "--target-classes", "2", in},
+		{"--attack", "autoattack", "--queries", "50", in},
+		{"--attack", "apgd-ce", "--target-classes", "2", in},
+		{"--attack", "pgd", "--target-classes", "2", in},
 		{"--attack", "apgd-dlr", "--loss", "ce", in},
 	} {
 		if _, _, err := attackCmd(append([]string{"--models", dir, "--model", "lin-a"}, args...)...); err == nil {

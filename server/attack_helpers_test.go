@@ -265,6 +265,7 @@ type wsMsg struct {
 	Step     int                `json:"step"`
 	Steps    int                `json:"steps"`
 	Final    bool               `json:"final"`
+	Stage    string             `json:"stage"`
 	Linf     int                `json:"linf"`
 	LossFrom int                `json:"loss_from"`
 	Loss     []*float64         `json:"loss"`

@@ -93,6 +93,16 @@ func methodLabel(m attack.Method) (label, note string) {
 		return "Square Attack", "black-box: random squares, predictions only; steps are queries"
 	case attack.Noise:
 		return "Random noise", "baseline: ±ε noise; steps are draws"
+	case attack.APGDCE:
+		return "APGD-CE", "step size set by itself from progress, cross-entropy (Croce and Hein)"
+	case attack.APGDDLR:
+		return "APGD-DLR", "APGD on the scale-free DLR loss"
+	case attack.APGDT:
+		return "APGD-T", "targeted DLR at each of the 9 likeliest wrong classes in turn"
+	case attack.FABT:
+		return "FAB-T", "minimal-perturbation boundary search, targeted in turn"
+	case attack.AutoAttack:
+		return "AutoAttack", "APGD-CE, APGD-T, FAB-T, then Square (5000 queries): the standard robustness test"
 	}
 	return string(m), ""
 }

@@ -345,8 +345,10 @@ type frameMsg struct {
 	Steps int    `json:"steps"`
 	Final bool   `json:"final,omitempty"`
 	// Stopped marks a stopped run's result: its last recorded frame, sent again.
-	Stopped  bool       `json:"stopped,omitempty"`
-	Diverse  bool       `json:"diverse,omitempty"`
+	Stopped bool `json:"stopped,omitempty"`
+	Diverse bool `json:"diverse,omitempty"`
+	// Stage is AutoAttack's attack running ("apgd-ce", "apgd-t", "fab-t", "square").
+	Stage    string     `json:"stage,omitempty"`
 	Queries  int        `json:"queries,omitempty"`
 	LossFrom int        `json:"loss_from"`
 	Loss     []*float64 `json:"loss"`
@@ -453,7 +455,7 @@ func (r *run) renderFrame(snap *snapshot, gain float64) ([]byte, error) {
 	enc := time.Since(start)
 
 	m := frameMsg{Type: "frame", Run: r.id, Seq: f.Seq, Step: f.Step, Steps: f.Steps, Final: f.Final, Stopped: snap.stopped,
-		Diverse: f.Diverse, Queries: f.Queries, Linf: engine.LinfLevels(f.Adv, p.Clean.Levels), L2: g.L2(f.Adv, p.Clean.Levels), Gain: gain}
+		Diverse: f.Diverse, Stage: f.Stage, Queries: f.Queries, Linf: engine.LinfLevels(f.Adv, p.Clean.Levels), L2: g.L2(f.Adv, p.Clean.Levels), Gain: gain}
 	if len(f.Heads) > 0 {
 		m.Chosen = f.Heads[f.Chosen].Label
 	}

@@ -164,6 +164,27 @@ func TestExplorerTargetedAndBlackBox(t *testing.T) {
 	if done.Stopped || frames == 0 {
 		t.Fatalf("square: %d frames, %+v", frames, done)
 	}
+
+	// AutoAttack's frames name the stage running; it starts with APGD-CE.
+	aa := pgd(96, 5)
+	aa["attack"] = "autoattack"
+	c.send(aa)
+	done, msgs = c.until("done", 60*time.Second)
+	var stages []string
+	for _, x := range msgs {
+		if x.Type == "frame" && !x.Final {
+			stages = append(stages, x.Stage)
+		}
+	}
+	if done.Stopped || len(stages) == 0 || stages[0] != "apgd-ce" {
+		t.Fatalf("autoattack: stages %v, %+v", stages, done)
+	}
+	// It sets its own step size and loss: a page sending one is told so.
+	aa["loss"] = "margin"
+	c.send(aa)
+	if e, _ := c.until("error", 10*time.Second); !strings.Contains(e.Message, "autoattack has no loss option") {
+		t.Fatalf("autoattack with a loss: %q", e.Message)
+	}
 }
 
 // TestExplorerGainRedrawsThePerturbation: after a run, a new gain redraws the last
@@ -276,7 +297,7 @@ func TestAttackPage(t *testing.T) {
 	}
 	var attacks []string
 	doc.Find(`#ax-attack option`).Each(func(_ int, s *goquery.Selection) { attacks = append(attacks, s.AttrOr("value", "")) })
-	if strings.Join(attacks, ",") != "fgsm,bim,pgd,mi-fgsm,di-fgsm,m-di2-fgsm,square,noise" {
+	if strings.Join(attacks, ",") != "fgsm,bim,pgd,mi-fgsm,di-fgsm,m-di2-fgsm,square,noise,apgd-ce,apgd-dlr,apgd-t,fab-t,autoattack" {
 		t.Errorf("attacks %v", attacks)
 	}
 	if sel := doc.Find(`#ax-attack option[selected]`).AttrOr("value", ""); sel != "pgd" {

@@ -272,6 +272,19 @@ func TestExplorerOptionsBrowser(t *testing.T) {
 		t.Errorf("MI-FGSM start message %v, want momentum 0.5 and no restarts", sent)
 	}
 
+	// APGD-T sets its own step size and loss and picks its own targets: those
+	// options are off and not sent; its restarts are.
+	x.set("ax-attack", "apgd-t")
+	for _, id := range []string{"ax-alpha", "ax-loss-kind", "ax-targeted", "ax-least-likely"} {
+		if !eval[bool](t, x.ctx, `document.getElementById("`+id+`").disabled`) {
+			t.Errorf("%s is offered for APGD-T", id)
+		}
+	}
+	x.run("done")
+	if sent := x.lastStart(); sent["restarts"] != 2.0 || sent["alpha"] != nil || sent["loss"] != nil || sent["target_mode"] != nil || sent["target"] != nil {
+		t.Errorf("APGD-T start message %v, want restarts 2 and no step size, loss or target", sent)
+	}
+
 	// FGSM: one step, said as one.
 	x.set("ax-attack", "fgsm")
 	x.run("done")

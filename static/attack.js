@@ -259,6 +259,11 @@
   function isNetwork() {
     return attackSel.value.startsWith("net:");
   }
+  // Attacks that set their own step size and loss (Croce and Hein's), those that
+  // restart, and those that pick their own target classes.
+  const selfTuned = ["apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "autoattack"];
+  const restartable = ["pgd", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t"];
+  const ownTargets = ["apgd-t", "fab-t", "autoattack"];
   function heads() {
     const opt = attackSel.selectedOptions[0];
     return opt ? JSON.parse(opt.dataset.heads || "null") || [] : [];
@@ -328,20 +333,22 @@
     updateThrough();
     const m = attackSel.value;
     const net = isNetwork(), blackBox = m === "square" || m === "noise";
-    alphaIn.disabled = net || blackBox;
-    restartsIn.disabled = m !== "pgd";
+    const tuned = selfTuned.includes(m);
+    alphaIn.disabled = net || blackBox || tuned;
+    restartsIn.disabled = !restartable.includes(m);
     momentumIn.disabled = m !== "mi-fgsm" && m !== "m-di2-fgsm";
-    lossSel.disabled = net || blackBox;
-    leastLikely.disabled = net;
+    lossSel.disabled = net || blackBox || tuned;
+    leastLikely.disabled = net || ownTargets.includes(m);
     seedIn.disabled = false;
     const a = defaultAlpha();
     alphaIn.placeholder = "default " + chart.num(a);
-    $("ax-alpha-note").textContent = alphaIn.disabled ? (net ? "An attack network takes no steps." : "Black-box attacks take no step size.")
+    $("ax-alpha-note").textContent = alphaIn.disabled ? (net ? "An attack network takes no steps." : tuned ? "This attack sets its own step size." : "Black-box attacks take no step size.")
       : "Empty: " + (m === "pgd" ? "2.5ε/steps" : m === "fgsm" ? "ε" : "ε/steps") + " = " + chart.num(a) + "/255.";
     const off = [];
-    if (restartsIn.disabled) off.push("restarts (PGD only)");
+    if (restartsIn.disabled) off.push("restarts (PGD, APGD and FAB-T only)");
     if (momentumIn.disabled) off.push("momentum (MI-FGSM and M-DI²-FGSM only)");
-    if (lossSel.disabled) off.push("loss");
+    if (lossSel.disabled) off.push(tuned ? "loss (its own)" : "loss");
+    if (ownTargets.includes(m)) off.push("target class (it aims at the likeliest wrong classes in turn)");
     $("ax-advanced-note").textContent = off.length ? "Not used by " + attackSel.selectedOptions[0].textContent + ": " + off.join(", ") + "." : "";
   }
 
@@ -356,7 +363,7 @@
     $("ax-pace-out").textContent = pace ? pace + " ms per step" : "off";
     $("ax-gain-out").textContent = "×" + gain();
     surrogateBoxes.forEach((b) => (b.disabled = isNetwork()));
-    targeted.disabled = isNetwork() || leastLikely.checked;
+    targeted.disabled = isNetwork() || leastLikely.checked || ownTargets.includes(m);
     // Models attacked together take the same input; a watching model needs the
     // same kind of image (gray or colour) and gets it resized to its own input.
     const first = chosenSurrogates()[0];
@@ -656,7 +663,8 @@
   // stepText says where a frame is: "step 12 of 40", "query 37", "final, step 40 of 40".
   function stepText(f) {
     if (st.started && st.started.attack.startsWith("net:")) return "one forward pass";
-    const what = f.queries ? "query " + f.queries : "step " + f.step + " of " + f.steps;
+    let what = f.queries ? "query " + f.queries : "step " + f.step + " of " + f.steps;
+    if (f.stage) what = f.stage.toUpperCase() + " " + what;
     if (f.stopped) return "stopped at " + what;
     return f.final ? "final, " + what : what;
   }
@@ -673,7 +681,7 @@
       st.points[f.loss_from + i] = { seq: f.loss_seq[i], loss: v === null ? NaN : v, conf: (f.conf || [])[i] || [] };
     });
     const kept = {
-      seq: f.seq, step: f.step, steps: f.steps, queries: f.queries, final: !!f.final, stopped: !!f.stopped,
+      seq: f.seq, step: f.step, steps: f.steps, stage: f.stage, queries: f.queries, final: !!f.final, stopped: !!f.stopped,
       linf: f.linf, l2: f.l2, pred: f.pred, chosen: f.chosen, gain: f.gain, defences: f.defences, heads: f.heads || [],
       adv: images.adv ? images.adv.blob : null, pert: images.perturbation ? images.perturbation.blob : null,
       headImages: Object.keys(images).filter((k) => k.startsWith("head")).map((k) => images[k]),

@@ -142,6 +142,8 @@ func TestReplayIsBitForBitAndVerifyFindsAlterations(t *testing.T) {
 		"square":            {Attack: "square", Eps: 0.3, Steps: 60, Seed: 11, Models: []string{"mnist-mlp"}, Defences: []engine.Defence{{Model: "mnist-mlp", Transform: "resize-pad", Param: 80}}},
 		"di-fgsm margin":    {Attack: "m-di2-fgsm", Eps: 0.25, Steps: 10, Loss: "margin", Seed: 5, Models: []string{"mnist-mlp", "mnist-cnn-small"}, Defences: []engine.Defence{{Model: "mnist-resnet-small"}}},
 		"attack network":    {Attack: "net:mnist-attack-net", Eps: 0.3, Seed: 1, Defences: []engine.Defence{{Model: "mnist-mlp"}, {Model: "mnist-cnn-small", Transform: "median", Param: 2}}},
+		"apgd-dlr with restarts": {Attack: "apgd-dlr", Eps: 0.15, Steps: 12, Restarts: 2, Seed: 4, Models: []string{"mnist-cnn-robust"}, Defences: []engine.Defence{{Model: "mnist-cnn-robust"}, {Model: "mnist-mlp"}}},
+		"autoattack":             {Attack: "autoattack", Eps: 0.3, Steps: 8, TargetClasses: 2, Seed: 6, Models: []string{"mnist-cnn-robust"}, Defences: []engine.Defence{{Model: "mnist-cnn-robust"}}},
 		"through resize-pad (EOT)": {Attack: "pgd", Eps: 0.2, Steps: 8, Seed: 9, Models: []string{"mnist-mlp"}, Through: "mnist-mlp + random resize ≥90% + pad", EOTSamples: 3,
 			Defences: []engine.Defence{{Model: "mnist-mlp"}, {Model: "mnist-mlp", Transform: "resize-pad", Param: 90}}},
 	}
@@ -273,6 +275,44 @@ func TestLongRunsRecordBoundedSteps(t *testing.T) {
 	}
 }
 
+// AutoAttack's frames say which of its attacks is running, in the standard order,
+// and its record stays within the bound however many attacks it chains.
+func TestAutoAttackFramesNameTheirStage(t *testing.T) {
+	ctx := context.Background()
+	plan := engine.Plan{Attack: "autoattack", Eps: 0.1, Steps: 10, TargetClasses: 2, Seed: 3,
+		Models: []string{"mnist-cnn-robust"}, Defences: []engine.Defence{{Model: "mnist-cnn-robust"}}}
+	p, err := engine.Prepare(ctx, builtins(t), plan, sample(t, "digit-7-0.png"), engine.CLILimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stages []string
+	rec, err := p.Run(ctx, func(f *engine.Frame) error {
+		if !f.Final && (len(stages) == 0 || stages[len(stages)-1] != f.Stage) {
+			stages = append(stages, f.Stage)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := map[string]int{"apgd-ce": 0, "apgd-t": 1, "fab-t": 2, "square": 3}
+	if len(stages) == 0 || stages[0] != "apgd-ce" {
+		t.Fatalf("stages %v: AutoAttack starts with APGD-CE", stages)
+	}
+	for i, s := range stages {
+		if _, ok := order[s]; !ok || (i > 0 && order[s] <= order[stages[i-1]]) {
+			t.Fatalf("stages %v out of AutoAttack's order", stages)
+		}
+	}
+	if n := len(rec.Steps); n > engine.MaxRecordedSteps+1 {
+		t.Fatalf("%d recorded steps", n)
+	}
+	// ε 0.1 is well inside what the robust model holds: every stage runs.
+	if len(stages) != 4 {
+		t.Fatalf("stages %v: the robust model should hold ε 0.1 through all four", stages)
+	}
+}
+
 func TestPlansThatCannotRun(t *testing.T) {
 	z := builtins(t)
 	img := sample(t, "digit-7-0.png")
@@ -286,7 +326,12 @@ func TestPlansThatCannotRun(t *testing.T) {
 		{"eps over range", func(p *engine.Plan) { p.Eps = 2 }, "exceeds the models' input range"},
 		{"eps under a level", func(p *engine.Plan) { p.Eps = 0.001 }, "less than one 8-bit level"},
 		{"too many steps", func(p *engine.Plan) { p.Steps = 100001 }, "Steps must be between 1 and 100000"},
-		{"restarts for fgsm", func(p *engine.Plan) { p.Attack, p.Restarts = "fgsm", 3 }, "Only PGD restarts"},
+		{"restarts for fgsm", func(p *engine.Plan) { p.Attack, p.Restarts = "fgsm", 3 }, "Only PGD, APGD and FAB-T restart"},
+		{"dlr for pgd", func(p *engine.Plan) { p.Loss = "dlr" }, "DLR loss is APGD-DLR's and APGD-T's"},
+		{"ce for apgd-dlr", func(p *engine.Plan) { p.Attack, p.Loss = "apgd-dlr", "ce" }, "apgd-dlr climbs the DLR loss"},
+		{"step size for apgd", func(p *engine.Plan) { p.Attack, p.Alpha = "apgd-ce", 0.01 }, "sets its own step size"},
+		{"target for apgd-t", func(p *engine.Plan) { p.Attack, p.Target, p.TargetClass = "apgd-t", "class", 3 }, "picks its own targets"},
+		{"target classes for pgd", func(p *engine.Plan) { p.TargetClasses = 3 }, "Only APGD-T, FAB-T and AutoAttack aim at several"},
 		{"momentum for pgd", func(p *engine.Plan) { p.Momentum = 0.5 }, "Only MI-FGSM and M-DI²-FGSM take a momentum"},
 		{"loss for square", func(p *engine.Plan) { p.Attack, p.Loss = "square", "margin" }, "takes no loss"},
 		{"unknown loss", func(p *engine.Plan) { p.Loss = "hinge" }, `Unknown loss "hinge"`},

@@ -45,8 +45,11 @@ type Plan struct {
 	DiversityMin  float64 `json:"diversity_min,omitempty"`
 	// SquareP is Square Attack's initial fraction of pixels per square.
 	SquareP float64 `json:"square_p,omitempty"`
-	// Loss is "ce" (default) or "margin" (C&W).
+	// Loss is "ce" (default), "margin" (C&W) or "dlr" (APGD's).
 	Loss string `json:"loss,omitempty"`
+	// TargetClasses is how many of the likeliest wrong classes APGD-T, FAB-T and
+	// AutoAttack aim at in turn (default 9).
+	TargetClasses int `json:"target_classes,omitempty"`
 	// Target is "" (untargeted), "class" (TargetClass) or "least-likely".
 	Target      string `json:"target,omitempty"`
 	TargetClass int    `json:"target_class,omitempty"`
@@ -177,8 +180,14 @@ func (p Plan) checkNumbers(m attack.Method, lim Limits) error {
 	if p.Restarts < 0 || p.Restarts > lim.MaxRestarts {
 		return invalid("Restarts must be between 1 and %d, not %d.", lim.MaxRestarts, p.Restarts)
 	}
-	if p.Restarts > 1 && m != attack.PGD {
-		return invalid("Only PGD restarts from random starts; %s runs once.", m)
+	if p.Restarts > 1 && !restarts(m) {
+		return invalid("Only PGD, APGD and FAB-T restart; %s runs once.", m)
+	}
+	if p.TargetClasses < 0 || p.TargetClasses > 1000 {
+		return invalid("Target classes must be between 1 and 1000, not %d.", p.TargetClasses)
+	}
+	if p.TargetClasses > 0 && m != attack.APGDT && m != attack.FABT && m != attack.AutoAttack {
+		return invalid("Only APGD-T, FAB-T and AutoAttack aim at several target classes.")
 	}
 	if math.IsNaN(p.Momentum) || math.IsInf(p.Momentum, 0) || p.Momentum < 0 || p.Momentum > 10 {
 		return invalid("The momentum μ must be between 0 and 10, not %g.", p.Momentum)
@@ -197,8 +206,12 @@ func (p Plan) checkNumbers(m attack.Method, lim Limits) error {
 	}
 	switch attack.Loss(p.Loss) {
 	case "", attack.LossCE, attack.LossMargin:
+	case attack.LossDLR:
+		if m != attack.APGDDLR && m != attack.APGDT {
+			return invalid("The DLR loss is APGD-DLR's and APGD-T's, not %s's.", m)
+		}
 	default:
-		return invalid("Unknown loss %q: choose ce or margin.", clip(p.Loss))
+		return invalid("Unknown loss %q: choose ce, margin or dlr.", clip(p.Loss))
 	}
 	if p.Loss != "" && m.BlackBox() {
 		return invalid("%s uses predictions only: it takes no loss.", m)
@@ -223,6 +236,16 @@ func (p Plan) checkNumbers(m attack.Method, lim Limits) error {
 		return invalid("At most %d models can be attacked together, not %d.", lim.MaxModels, len(p.Models))
 	}
 	return nil
+}
+
+// restarts reports the methods that run again from fresh starts (PGD) or on the
+// images not yet fooled (APGD, FAB-T).
+func restarts(m attack.Method) bool {
+	switch m {
+	case attack.PGD, attack.APGDCE, attack.APGDDLR, attack.APGDT, attack.FABT:
+		return true
+	}
+	return false
 }
 
 // checkDefences checks the watched defences' specs (models come later).

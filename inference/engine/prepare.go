@@ -192,7 +192,7 @@ func (p *Prepared) resolveAttack(ctx context.Context, z *zoo.Zoo) error {
 	cfg := attack.Config{Method: p.method, Eps: float32(plan.Eps), Range: rng, Alpha: float32(plan.Alpha),
 		Restarts: plan.Restarts, Momentum: float32(plan.Momentum), NoRandomStart: plan.NoRandomStart,
 		DiversityProb: float32(plan.DiversityProb), DiversityMin: float32(plan.DiversityMin), SquareP: float32(plan.SquareP),
-		Loss:   attack.Loss(plan.Loss),
+		Loss: attack.Loss(plan.Loss), TargetClasses: plan.TargetClasses,
 		Target: attack.TargetMode(plan.Target), Layout: contract.TensorLayout(), Seed: plan.Seed}
 	if p.method.BlackBox() {
 		cfg.Queries = plan.Steps
@@ -208,7 +208,11 @@ func (p *Prepared) resolveAttack(ctx context.Context, z *zoo.Zoo) error {
 	}
 	p.cfg = cfg.Defaults()
 	if err := p.cfg.Validate(); err != nil {
-		return invalid("%s.", upperFirst(err.Error()))
+		msg := err.Error()
+		if !strings.HasPrefix(msg, string(p.method)) { // an attack's name keeps its case
+			msg = upperFirst(msg)
+		}
+		return invalid("%s.", msg)
 	}
 	return nil
 }

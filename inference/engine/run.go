@@ -25,6 +25,9 @@ type Frame struct {
 	Final bool
 	// Diverse marks a loss taken on DI-FGSM's transformed image.
 	Diverse bool
+	// Stage names the AutoAttack stage running ("apgd-ce", "apgd-t", "fab-t",
+	// "square"); "" for other attacks.
+	Stage string
 	// Queries so far (black-box attacks).
 	Queries int
 	// Loss is the objective the attack climbs (NaN when it has none).
@@ -129,11 +132,7 @@ type runner struct {
 func (r *runner) attack(ctx context.Context) error {
 	p := r.p
 	cfg := p.cfg
-	total := cfg.Steps + 1
-	if cfg.Method.BlackBox() {
-		total = cfg.Queries
-	}
-	total *= max(cfg.Restarts, 1)
+	total := reports(cfg)
 	r.stride = max(1, (total+MaxRecordedSteps-1)/MaxRecordedSteps)
 	req := attack.Request{Images: p.Grid.Tensor(p.Clean.Levels), Labels: []int{p.Label}}
 	for _, m := range p.attacked {
@@ -170,7 +169,7 @@ func (r *runner) step(ctx context.Context, st attack.Step) error {
 		return nil
 	}
 	f := &Frame{Seq: seq, Step: st.Step, Steps: st.Steps, Restart: st.Restart, Restarts: st.Restarts, Final: st.Final,
-		Diverse: st.Diverse, Loss: math.NaN(), Pred: -1, Adv: r.p.Grid.Levels(st.Adv.Data, r.p.Clean.Levels, r.p.EpsLevels)}
+		Diverse: st.Diverse, Stage: st.Stage, Loss: math.NaN(), Pred: -1, Adv: r.p.Grid.Levels(st.Adv.Data, r.p.Clean.Levels, r.p.EpsLevels)}
 	if len(st.Loss) > 0 {
 		f.Loss = float64(st.Loss[0])
 	}
@@ -264,6 +263,26 @@ func (r *runner) emit(ctx context.Context, f *Frame) error {
 		return r.onFrame(f)
 	}
 	return nil
+}
+
+// reports is about how many steps an attack with cfg (its defaults filled in)
+// reports at most: what the record's stride is set from.
+func reports(cfg attack.Config) int {
+	targets := cfg.TargetClasses
+	if targets == 0 {
+		targets = 9
+	}
+	restarts := max(cfg.Restarts, 1)
+	switch cfg.Method {
+	case attack.Square, attack.Noise:
+		return cfg.Queries
+	case attack.APGDT, attack.FABT:
+		return (cfg.Steps + 1) * targets * restarts
+	case attack.AutoAttack:
+		// APGD-CE, then APGD-T and FAB-T over the target classes, then Square.
+		return (cfg.Steps+1)*(1+2*targets) + cfg.Queries
+	}
+	return (cfg.Steps + 1) * restarts
 }
 
 func equalLevels(a, b []uint8) bool {
