@@ -137,11 +137,11 @@ func TestReplayIsBitForBitAndVerifyFindsAlterations(t *testing.T) {
 	ctx := context.Background()
 	z := builtins(t)
 	plans := map[string]engine.Plan{
-		"pgd with restarts": func() engine.Plan { p := pgdPlan(); p.Restarts = 2; p.Steps = 8; return p }(),
-		"mi-fgsm targeted":  {Attack: "mi-fgsm", Eps: 0.3, Steps: 10, Momentum: 0.8, Target: "class", TargetClass: 3, Seed: 3, Models: []string{"mnist-mlp"}, Defences: []engine.Defence{{Model: "mnist-mlp"}, {Model: "mnist-cnn-wide", Transform: "bits", Param: 1}}},
-		"square":            {Attack: "square", Eps: 0.3, Steps: 60, Seed: 11, Models: []string{"mnist-mlp"}, Defences: []engine.Defence{{Model: "mnist-mlp", Transform: "resize-pad", Param: 80}}},
-		"di-fgsm margin":    {Attack: "m-di2-fgsm", Eps: 0.25, Steps: 10, Loss: "margin", Seed: 5, Models: []string{"mnist-mlp", "mnist-cnn-small"}, Defences: []engine.Defence{{Model: "mnist-resnet-small"}}},
-		"attack network":    {Attack: "net:mnist-attack-net", Eps: 0.3, Seed: 1, Defences: []engine.Defence{{Model: "mnist-mlp"}, {Model: "mnist-cnn-small", Transform: "median", Param: 2}}},
+		"pgd with restarts":      func() engine.Plan { p := pgdPlan(); p.Restarts = 2; p.Steps = 8; return p }(),
+		"mi-fgsm targeted":       {Attack: "mi-fgsm", Eps: 0.3, Steps: 10, Momentum: 0.8, Target: "class", TargetClass: 3, Seed: 3, Models: []string{"mnist-mlp"}, Defences: []engine.Defence{{Model: "mnist-mlp"}, {Model: "mnist-cnn-wide", Transform: "bits", Param: 1}}},
+		"square":                 {Attack: "square", Eps: 0.3, Steps: 60, Seed: 11, Models: []string{"mnist-mlp"}, Defences: []engine.Defence{{Model: "mnist-mlp", Transform: "resize-pad", Param: 80}}},
+		"di-fgsm margin":         {Attack: "m-di2-fgsm", Eps: 0.25, Steps: 10, Loss: "margin", Seed: 5, Models: []string{"mnist-mlp", "mnist-cnn-small"}, Defences: []engine.Defence{{Model: "mnist-resnet-small"}}},
+		"attack network":         {Attack: "net:mnist-attack-net", Eps: 0.3, Seed: 1, Defences: []engine.Defence{{Model: "mnist-mlp"}, {Model: "mnist-cnn-small", Transform: "median", Param: 2}}},
 		"apgd-dlr with restarts": {Attack: "apgd-dlr", Eps: 0.15, Steps: 12, Restarts: 2, Seed: 4, Models: []string{"mnist-cnn-robust"}, Defences: []engine.Defence{{Model: "mnist-cnn-robust"}, {Model: "mnist-mlp"}}},
 		"autoattack":             {Attack: "autoattack", Eps: 0.3, Steps: 8, TargetClasses: 2, Seed: 6, Models: []string{"mnist-cnn-robust"}, Defences: []engine.Defence{{Model: "mnist-cnn-robust"}}},
 		"through resize-pad (EOT)": {Attack: "pgd", Eps: 0.2, Steps: 8, Seed: 9, Models: []string{"mnist-mlp"}, Through: "mnist-mlp + random resize ≥90% + pad", EOTSamples: 3,
