@@ -444,6 +444,9 @@ func printAttackImage(w io.Writer, rec *engine.Record, path, outPNG, slug string
 	t.write(w)
 	fmt.Fprintf(w, "* attacked. L∞ %d/255 (%s) after quantisation, L2 %.4g; %d steps in %.0f ms; runs on %s\n", rec.Linf,
 		inference.EpsLevels(float64(rec.Linf), rng).String(), rec.L2, rec.StepsRun, rec.Timings["attack_ms"], providersText(rec.Providers))
+	if rec.Note != "" {
+		fmt.Fprintf(w, "note: %s\n", rec.Note)
+	}
 	if outPNG != "" {
 		fmt.Fprintf(w, "wrote %s\n", outPNG)
 	}

@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -9,6 +12,7 @@ import (
 	"testing"
 
 	"gibbon/inference"
+	"gibbon/inference/onnx"
 	"gibbon/models"
 )
 
@@ -108,5 +112,64 @@ func TestAttackAPGDAndAutoAttack(t *testing.T) {
 		if _, _, err := attackCmd(append([]string{"--models", dir, "--model", "lin-a"}, args...)...); err == nil {
 			t.Errorf("%q was accepted", args)
 		}
+	}
+}
+
+// atanModels is a folder with one imported classifier Gibbon cannot differentiate:
+// a linear layer whose logits go through Atan (same answers, no gradient rule).
+func atanModels(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	b := onnx.NewBuilder("lin-atan")
+	x := b.Input("input", -1, 1, 28, 28)
+	h := b.Op("Flatten", []string{x}, onnx.AttrInt("axis", 1))
+	w := make([]float32, 10*784)
+	for i := range w {
+		w[i] = float32((i*7919)%13-6) / 40
+	}
+	z := b.Op("Gemm", []string{h, b.Init("w", []int64{10, 784}, w), b.Init("b", []int64{10}, make([]float32, 10))}, onnx.AttrInt("transB", 1))
+	b.Output("logits", b.Op("Atan", []string{z}), -1, 10)
+	data := b.Bytes()
+	if err := os.WriteFile(filepath.Join(dir, "lin-atan.onnx"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	labels := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+	man := inference.Manifest{Models: []inference.ModelEntry{{Name: "lin-atan", File: "lin-atan.onnx", SHA256: hex.EncodeToString(sum[:]),
+		Task: inference.TaskClassifier, OutputsLogits: true, Labels: labels,
+		Input: inference.InputContract{Name: "input", Layout: "NCHW", Channels: 1, Height: 28, Width: 28, Color: "gray", Range: [2]float64{0, 1}, Resize: "stretch"}}}}
+	js, err := json.Marshal(man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, inference.ManifestFile), js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// AutoAttack on a graph Gibbon cannot differentiate runs its black-box part only
+// and says so, on an image and on the test set; a gradient attack says why not.
+func TestAutoAttackWithoutGradientsSaysSo(t *testing.T) {
+	dir := atanModels(t)
+	in, _ := grayPNG(t, t.TempDir(), 3)
+	stdout, stderr, err := attackCmd("--models", dir, "--model", "lin-atan", "--attack", "autoattack", "--eps", "0.1", "--steps", "5", "--seed", "1", in)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "note: AutoAttack ran its black-box part only") || !strings.Contains(stdout, "Atan") {
+		t.Errorf("IMAGE run output lacks the note:\n%s", stdout)
+	}
+	stdout, stderr, err = attackCmd("--models", dir, "--model", "lin-atan", "--attack", "autoattack", "--eps", "0.1", "--queries", "50",
+		"--dataset", "mnist-test", "--n", "4", "--seed", "1")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "black-box part only") || !strings.Contains(stdout, "skipped") {
+		t.Errorf("dataset run output lacks the note:\n%s", stdout)
+	}
+	_, _, err = attackCmd("--models", dir, "--model", "lin-atan", "--attack", "pgd", "--steps", "3", in)
+	if err == nil || !strings.Contains(err.Error(), "cannot differentiate") || !strings.Contains(err.Error(), "Atan") {
+		t.Errorf("PGD on the graph: %v", err)
 	}
 }

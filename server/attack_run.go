@@ -573,7 +573,9 @@ type doneMsg struct {
 	StepsAsked int `json:"steps_asked"`
 	Taken      int `json:"taken"`
 	// Early says why a black-box attack ended before its budget ("" if it did not).
-	Early    string             `json:"early,omitempty"`
+	Early string `json:"early,omitempty"`
+	// Note is what to know to read the result (AutoAttack's black-box part only).
+	Note     string             `json:"note,omitempty"`
 	Seed     int64              `json:"seed"`
 	Download string             `json:"download,omitempty"`
 	Timings  map[string]float64 `json:"timings"`
@@ -602,7 +604,7 @@ func (r *run) doneMsg() (int, []byte, error) {
 	if rec != nil && rec.Adv != nil {
 		m.Linf, m.L2, m.Flipped, m.Steps = rec.Linf, rec.L2, rec.Flipped(), rec.StepsRun
 		m.Providers, m.Deterministic = rec.Providers, rec.Deterministic()
-		m.Download = r.downloadName(rec)
+		m.Download, m.Note = r.downloadName(rec), rec.Note
 		m.StepsAsked, m.Taken = 1, 1
 		if cfg := rec.Config; cfg.Method != "" && last != nil {
 			m.StepsAsked, m.Taken = cfg.Steps, last.Step

@@ -904,7 +904,7 @@
     }
     root.dataset.taken = String(m.taken);
     const summary = [m.flipped + " of " + m.watched + " defences fooled", norms, "after " + stepsText(m) + (m.taken !== m.steps_asked && !st.started.attack.startsWith("net:") ? " of " + m.steps_asked : ""), "seed " + m.seed];
-    $("ax-summary").textContent = summary.join(" · ") + (m.early ? ". " + m.early : "");
+    $("ax-summary").textContent = summary.join(" · ") + (m.early ? ". " + m.early : "") + (m.note ? ". " + m.note + "." : "");
     $("ax-finish-title").textContent = m.stopped ? "Result so far (stopped after " + stepsText(m) + ")" : "Result";
     $("ax-speed").textContent = speed.join(" · ");
     const dl = $("ax-download");

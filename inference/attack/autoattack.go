@@ -2,11 +2,13 @@ package attack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"gibbon/inference"
+	"gibbon/inference/autodiff"
 )
 
 // autoAttackStages are the standard version's attacks, in the order it runs them.
@@ -26,11 +28,9 @@ func (a *attacker) autoAttack(ctx context.Context) error {
 		return err
 	}
 	v := a.newView()
-	withoutGrad := ""
-	for _, m := range a.req.Surrogates {
-		if _, ok := m.Net.(Differentiable); !ok && withoutGrad == "" {
-			withoutGrad = m.Name
-		}
+	withoutGrad, why, err := a.withoutGradients()
+	if err != nil {
+		return err
 	}
 	if withoutGrad == "" {
 		if _, err := a.targetCount(); err != nil {
@@ -40,7 +40,7 @@ func (a *attacker) autoAttack(ctx context.Context) error {
 	for _, method := range autoAttackStages {
 		st := Stage{Name: string(method)}
 		if method != Square && withoutGrad != "" {
-			st.Skipped = fmt.Sprintf("model %s gives predictions only", withoutGrad)
+			st.Skipped = fmt.Sprintf("model %s %s", withoutGrad, why)
 		} else if err := a.runStage(ctx, method, out, v, &st); err != nil {
 			return err
 		}
@@ -49,11 +49,33 @@ func (a *attacker) autoAttack(ctx context.Context) error {
 		a.stages = append(a.stages, st)
 	}
 	if withoutGrad != "" {
-		a.note = fmt.Sprintf("AutoAttack ran its black-box part only (Square, %d queries): model %s gives predictions only, so APGD-CE, APGD-T and FAB-T were skipped; gradient attacks may fool more images than this robust accuracy admits", a.cfg.Queries, withoutGrad)
+		a.note = fmt.Sprintf("AutoAttack ran its black-box part only (Square, %d queries): model %s %s, so APGD-CE, APGD-T and FAB-T were skipped; gradient attacks may fool more images than this robust accuracy admits", a.cfg.Queries, withoutGrad, why)
 	}
 	a.offGrid = countOffGrid(a.ball, a.adv.Data)
 	return a.report(Step{Step: a.cfg.Steps, Steps: a.cfg.Steps, Restarts: 1, Final: true, Adv: a.adv,
 		Loss: a.meanObjective(a.advLogits), Pred: preds(meanLogits(a.advLogits)), Logits: a.advLogits, Queries: append([]int(nil), a.queries...)})
+}
+
+// withoutGradients names the first surrogate AutoAttack cannot take gradients of,
+// and why: one that gives predictions only, or an ONNX graph with ops Gibbon
+// cannot differentiate. Other failures to build a gradient graph are errors.
+func (a *attacker) withoutGradients() (name, why string, err error) {
+	for _, m := range a.req.Surrogates {
+		d, ok := m.Net.(Differentiable)
+		if !ok {
+			return m.Name, "gives predictions only", nil
+		}
+		c, ok := d.(interface{ CheckGradient() error })
+		if !ok {
+			continue
+		}
+		if err := c.CheckGradient(); errors.Is(err, autodiff.ErrUnsupported) {
+			return m.Name, "is a graph Gibbon cannot differentiate (" + err.Error() + ")", nil
+		} else if err != nil {
+			return "", "", fmt.Errorf("model %s: %w", m.Name, err)
+		}
+	}
+	return "", "", nil
 }
 
 // stageConfig is the configuration AutoAttack gives one of its attacks.

@@ -2,13 +2,19 @@ package attack_test
 
 import (
 	"context"
+	"errors"
 	"math"
 	"slices"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"gibbon/inference"
 	"gibbon/inference/attack"
+	"gibbon/inference/autodiff"
+	"gibbon/inference/onnx"
+	"gibbon/internal/testrt"
 )
 
 // On the built-in MLP at ε 0.05, where PGD-40 leaves about half the digits, standard
@@ -73,6 +79,45 @@ func TestAutoAttackNotAbovePGD40(t *testing.T) {
 	}
 	if !seen["apgd-ce"] || (aa.Stages[3].Attacked > 0 && !seen["square"]) || steps[len(steps)-1].Stage != "" {
 		t.Fatalf("steps name the stages %v; want each stage that ran, and a final step of the whole", seen)
+	}
+}
+
+// An imported graph Gibbon cannot differentiate (here the MLP with Atan on its
+// logits: the same predictions, an op autodiff has no rule for) gets AutoAttack's
+// black-box part too, with the reason; a plain gradient attack on it is an error
+// that names the op.
+func TestAutoAttackOnAGraphWithoutGradients(t *testing.T) {
+	mlp := builtin(t, "mnist-mlp")
+	g := proto.Clone(mlp.Proto()).(*onnx.ModelProto)
+	out := g.Graph.Output[0]
+	raw := out.GetName() + "_raw"
+	for _, n := range g.Graph.Node {
+		for i, o := range n.Output {
+			if o == out.GetName() {
+				n.Output[i] = raw
+			}
+		}
+	}
+	g.Graph.Node = append(g.Graph.Node, &onnx.NodeProto{OpType: proto.String("Atan"), Input: []string{raw}, Output: []string{out.GetName()}})
+	m, err := attack.NewONNXModel(context.Background(), testrt.Open(t), g, attack.ModelOptions{Name: "mlp-atan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, labels := digits(t, 4)
+	req := attack.Request{Images: x, Labels: labels, Surrogates: []attack.Model{{Name: "mlp-atan", Net: m}}}
+	res, err := attack.Run(context.Background(), attack.Config{Method: attack.AutoAttack, Eps: 0.1, Queries: 100, Seed: 1}, req, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Backward != 0 || !strings.Contains(res.Note, "black-box part only") || !strings.Contains(res.Note, "cannot differentiate") || !strings.Contains(res.Note, "Atan") {
+		t.Fatalf("%d backward passes, note %q", res.Backward, res.Note)
+	}
+	if res.Models[0].CleanAccuracy != 1 || res.Stages[3].Attacked == 0 {
+		t.Fatalf("clean accuracy %v (Atan keeps the MLP's answers), square attacked %d", res.Models[0].CleanAccuracy, res.Stages[3].Attacked)
+	}
+	_, err = attack.Run(context.Background(), attack.Config{Method: attack.APGDCE, Eps: 0.1, Steps: 5}, req, nil)
+	if !errors.Is(err, autodiff.ErrUnsupported) || !strings.Contains(err.Error(), "Atan") {
+		t.Fatalf("APGD-CE on the graph: %v", err)
 	}
 }
 

@@ -174,6 +174,14 @@ func (m *ONNXModel) Gradient(ctx context.Context, x *inference.Tensor, kind Loss
 	return g, nil
 }
 
+// CheckGradient builds the cross-entropy gradient graph (kept for Gradient) and
+// returns why it cannot: an error wrapping autodiff.ErrUnsupported for a graph
+// with ops or settings Gibbon cannot differentiate.
+func (m *ONNXModel) CheckGradient() error {
+	_, err := m.gradSession(CrossEntropy)
+	return err
+}
+
 func (m *ONNXModel) gradSession(kind LossKind) (*inference.Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

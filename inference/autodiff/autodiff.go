@@ -10,6 +10,7 @@
 package autodiff
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -20,6 +21,10 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/onnx"
 )
+
+// ErrUnsupported is wrapped by Build's errors for graphs it cannot differentiate:
+// ops without a rule, or node settings a rule does not handle.
+var ErrUnsupported = errors.New("autodiff: cannot differentiate")
 
 // LossKind picks the scalar-per-sample function whose gradient the built graph computes.
 type LossKind int
@@ -534,7 +539,7 @@ func (c *buildCtx) checkSupported() error {
 	if len(bad) > 0 {
 		parts = append(parts, "unsupported node settings: "+strings.Join(bad, "; "))
 	}
-	return fmt.Errorf("autodiff: %s", strings.Join(parts, "; "))
+	return fmt.Errorf("%w: %s", ErrUnsupported, strings.Join(parts, "; "))
 }
 
 // probeRequests collects the constant-valued inputs the rules need and any extra
@@ -626,7 +631,7 @@ func (c *buildCtx) backward() error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("autodiff: cannot differentiate: %s", strings.Join(errs, "; "))
+		return fmt.Errorf("%w: %s", ErrUnsupported, strings.Join(errs, "; "))
 	}
 
 	// Outputs replace the model's own.

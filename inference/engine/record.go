@@ -39,8 +39,11 @@ type Record struct {
 	L2       float64 // on the input range
 	Stopped  bool
 	Reason   string
-	Timings  map[string]float64
-	Models   []gallery.ModelRef
+	// Note is what a reader must know about the attack's result (AutoAttack on a
+	// model Gibbon cannot differentiate ran its black-box part only).
+	Note    string
+	Timings map[string]float64
+	Models  []gallery.ModelRef
 	// Providers say where each model's passes ran; Runtime and Version what ran them.
 	Providers []PassProvider
 	Runtime   string

@@ -150,6 +150,7 @@ func (r *runner) attack(ctx context.Context) error {
 	if len(res.Targets) > 0 {
 		r.rec.Target = res.Targets[0]
 	}
+	r.rec.Note = res.Note
 	// The result is the attack's final image; a last frame was recorded for it.
 	final := p.Grid.Levels(res.Adv.Data, p.Clean.Levels, p.EpsLevels)
 	if r.last == nil || !equalLevels(r.last.Adv, final) {
