@@ -168,6 +168,9 @@ func TestExplorerTargetedAndBlackBox(t *testing.T) {
 	// AutoAttack's frames name the stage running; it starts with APGD-CE.
 	aa := pgd(96, 5)
 	aa["attack"] = "autoattack"
+	// Paced, so every step's frame is sent: unpaced, a fast machine coalesces the
+	// frames of a run this short into the final one.
+	aa["pace_ms"] = 50
 	c.send(aa)
 	done, msgs = c.until("done", 60*time.Second)
 	var stages []string
