@@ -7,8 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -171,6 +173,10 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		"problems", len(reg.Problems()), "ms", time.Since(start).Milliseconds(), "runtime", rt.LibPath(),
 		"ep", rt.EP(), "runs_on", runsOn(reg.All()), "data", dataDirFor(cfg.DataDir))
 
+	if natsConn == nil { // here the runs are this process's own
+		defer warmGradients(ctx, reg, log)()
+	}
+
 	deps := server.Deps{Config: cfg.Server, Log: log, Models: reg, Samples: samples, Gallery: store,
 		Attack: server.AttackDeps{Config: cfg.Attack, Enabled: true}}
 	if natsConn != nil {
@@ -190,6 +196,27 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		return err
 	}
 	return srv.ListenAndServe(ctx, cfg.Addr)
+}
+
+// warmGradients builds the classifiers' gradient graphs in the background
+// (zoo.WarmGradients), so that the first attack after a start streams its first
+// frame as fast as later ones; the models serve meanwhile. The returned stop
+// cancels the warm-up and waits for it: call it before the zoo closes.
+func warmGradients(ctx context.Context, z *zoo.Zoo, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		start := time.Now()
+		warmed, failed := z.WarmGradients(ctx)
+		for _, name := range slices.Sorted(maps.Keys(failed)) {
+			log.Warn("gradient graph not built ahead", "model", name, "reason", failed[name].Error())
+		}
+		if ctx.Err() == nil {
+			log.Info("gradient graphs ready", "models", len(warmed), "ms", time.Since(start).Milliseconds())
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // newLogger logs to stderr as text or json.

@@ -214,6 +214,17 @@ func TestServeCommandServesAndStops(t *testing.T) {
 	if st, err := os.Stat(data); err != nil || !st.IsDir() {
 		t.Errorf("data directory not created: %v", err)
 	}
+	// The gradient graphs are built in the background after the start; the user's
+	// graph pins its batch in a Reshape, so its graph is not built, and the log says
+	// why.
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), `"msg":"gradient graphs ready"`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no \"gradient graphs ready\" within a minute:\n%s", logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), `"msg":"gradient graph not built ahead","model":"user-linear"`) || !strings.Contains(logs.String(), `"models":5`) {
+		t.Errorf("the warm-up log does not name the user's model or the five built-in ones:\n%s", logs.String())
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("serve: %v", err)
 	}

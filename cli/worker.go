@@ -97,6 +97,7 @@ func runWorker(ctx context.Context, cfg workerConfig, stderr io.Writer) error {
 	}
 	log.Info("models loaded", "models", len(z.All()), "problems", len(z.Problems()), "ms", time.Since(start).Milliseconds(),
 		"ep", rt.EP(), "runs_on", runsOn(z.All()))
+	defer warmGradients(ctx, z, log)()
 	w, err := queue.NewWorker(ctx, conn, z, queue.WorkerConfig{Name: cfg.Name, Concurrency: cfg.Concurrency,
 		AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, Provider: rt.EP(), Version: inference.Version()}, log)
 	if err != nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -78,4 +79,39 @@ func BenchmarkExplorerPGDSmallCNN(b *testing.B) {
 	b.ReportMetric(fps/n, "frames/s")
 	b.ReportMetric(sps/n, "steps/s")
 	b.ReportMetric(enc/n, "encode-ms/frame")
+}
+
+// BenchmarkExplorerFirstRunAfterStart is the first run of a freshly started
+// server: PGD-10 on the small CNN, the time from the start message to the first
+// frame. "cold" attacks at once (the run builds the gradient graph and pays the
+// runtime's first-run set-up); "warmed" lets the zoo build the graphs first, as
+// gibbon serve does in the background after it starts (zoo.WarmGradients).
+func BenchmarkExplorerFirstRunAfterStart(b *testing.B) {
+	cnn := modelFile{inference.ModelEntry{Name: "cnn-small", File: "cnn-small.onnx", Task: inference.TaskClassifier,
+		Architecture: "small CNN", Input: mnistContract, Labels: digitLabels(), OutputsLogits: true}, smallCNN(b)}
+	start := map[string]any{"type": "start", "attack": "pgd", "eps": 77, "steps": 10, "surrogates": []string{"cnn-small"},
+		"watch": []map[string]any{{"model": "cnn-small"}}, "source": "sample", "sample": "digit-7-0.png", "seed": 1}
+	for _, warm := range []bool{false, true} {
+		name := map[bool]string{false: "cold", true: "warmed"}[warm]
+		b.Run(name, func(b *testing.B) {
+			var ms float64
+			runs := 0
+			for b.Loop() {
+				b.StopTimer()
+				f := newExplorerFixture(b, nil, cnn)
+				if warm {
+					if _, failed := f.reg.WarmGradients(context.Background()); len(failed) > 0 {
+						b.Fatal(failed)
+					}
+				}
+				c := dial(b, f)
+				b.StartTimer()
+				c.send(start)
+				done, _ := c.until("done", time.Minute)
+				ms += done.Timings["first_frame_ms"]
+				runs++
+			}
+			b.ReportMetric(ms/float64(runs), "ms-to-first-frame")
+		})
+	}
 }

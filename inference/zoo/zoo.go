@@ -223,6 +223,27 @@ func (z *Zoo) Classifier(name string) (*Model, bool) {
 	return m, true
 }
 
+// WarmGradients builds the gradient graphs of every loaded classifier ahead of the
+// first attack (attack.ONNXModel.Warm), one model at a time, until ctx ends. It
+// returns the models warmed and, for each that cannot be warmed, why: such a model
+// is still served, and an attack on it says the same when it needs a gradient.
+func (z *Zoo) WarmGradients(ctx context.Context) (warmed []string, failed map[string]error) {
+	failed = map[string]error{}
+	for _, m := range z.Classifiers() {
+		if ctx.Err() != nil {
+			return warmed, failed
+		}
+		if err := m.net.Warm(ctx); err != nil {
+			if ctx.Err() == nil {
+				failed[m.Name] = err
+			}
+			continue
+		}
+		warmed = append(warmed, m.Name)
+	}
+	return warmed, failed
+}
+
 // Problems lists the manifests and models that could not be served.
 func (z *Zoo) Problems() []Problem {
 	out := append([]Problem(nil), z.problems...)

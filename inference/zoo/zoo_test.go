@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"image"
 	"math"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"gibbon/inference"
+	"gibbon/inference/autodiff"
 	"gibbon/inference/onnx"
 	"gibbon/inference/zoo"
 	"gibbon/internal/testrt"
@@ -346,4 +348,69 @@ func TestZooLoadsEachModelOnceOnFirstUse(t *testing.T) {
 	if all := z.All(); len(all) != 1 || all[0] != a {
 		t.Fatalf("loaded %v", all)
 	}
+}
+
+// TestWarmGradientsBuildsEveryClassifiersGraphs: after WarmGradients every
+// classifier has its gradient graph (Providers names where it runs) and the
+// warm-up is not counted as an attack's passes; a graph Gibbon cannot
+// differentiate (Atan on the logits) is named with the reason and still served.
+func TestWarmGradientsBuildsEveryClassifiersGraphs(t *testing.T) {
+	rt := testrt.Open(t)
+	dir := t.TempDir()
+	atan := atanModel()
+	writeFile(t, dir, "atan.onnx", atan)
+	writeManifest(t, dir, []inference.ModelEntry{
+		{Name: "atan", File: "atan.onnx", SHA256: sha(atan), Input: mnistInput, OutputsLogits: true},
+	})
+	z, err := zoo.Load(context.Background(), rt,
+		inference.ModelSource{Name: "built-in", FS: models.FS()}, inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	for _, m := range z.Classifiers() {
+		if _, grad := m.Net().Providers(); grad != "" {
+			t.Fatalf("%s has a gradient graph before any attack", m.Name)
+		}
+	}
+	warmed, failed := z.WarmGradients(context.Background())
+	if len(warmed) != len(z.Classifiers())-1 || len(failed) != 1 {
+		t.Fatalf("warmed %v, failed %v", warmed, failed)
+	}
+	if err := failed["atan"]; !errors.Is(err, autodiff.ErrUnsupported) || !strings.Contains(err.Error(), "Atan") {
+		t.Fatalf("atan: %v", err)
+	}
+	for _, name := range warmed {
+		m, _ := z.Classifier(name)
+		if _, grad := m.Net().Providers(); grad == "" {
+			t.Fatalf("%s: no gradient graph after WarmGradients", name)
+		}
+		if f, b := m.Net().Passes(); f != 0 || b != 0 {
+			t.Fatalf("%s: warm-up counted as %d forward, %d backward passes", name, f, b)
+		}
+	}
+	if _, ok := z.Classifier("atan"); !ok {
+		t.Fatal("the graph without gradients is no longer served")
+	}
+	// A cancelled warm-up stops and blames no model.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if warmed, failed := z.WarmGradients(ctx); len(warmed) != 0 || len(failed) != 0 {
+		t.Fatalf("cancelled: warmed %v, failed %v", warmed, failed)
+	}
+}
+
+// atanModel is a linear classifier with Atan on its logits: an op the autodiff
+// transform has no rule for.
+func atanModel() []byte {
+	b := onnx.NewBuilder("atan")
+	x := b.Input("image", 1, 1, 28, 28)
+	flat := b.Op("Flatten", []string{x})
+	w := make([]float32, 784*10)
+	for i := range w {
+		w[i] = 0.01 * float32(i%17-8)
+	}
+	y := b.Op("Atan", []string{b.Op("MatMul", []string{flat, b.Init("W", []int64{784, 10}, w)})})
+	b.Output("scores", y, 1, 10)
+	return b.Bytes()
 }
