@@ -178,6 +178,18 @@ func (c Catalog) Pick(names []string) ([]*Entry, error) {
 	return out, nil
 }
 
+// WithRole lists the names of the entries of a role (inference.RoleDefence or
+// inference.RoleSurrogate), in order.
+func (c Catalog) WithRole(role string) []string {
+	var out []string
+	for _, e := range c {
+		if e.Role == role {
+			out = append(out, e.Name)
+		}
+	}
+	return out
+}
+
 // Names lists the entry names in order.
 func (c Catalog) Names() []string {
 	out := make([]string, len(c))
