@@ -60,6 +60,8 @@ func planHub(ctx context.Context, e Entry, user string, prev *inference.Pin, opt
 		att = &hubAttest{Commit: prev.Commit, SHA256: prev.SHA256, Size: prev.Size}
 	} else if att, err = h.stat(ctx, f, rev); err != nil {
 		return nil, err
+	} else if commitRE.MatchString(rev) && att.Commit != rev {
+		return nil, fmt.Errorf("the hub answered commit %s for commit %s of %s: refusing; check GIBBON_HUB_URL", att.Commit, rev, f.Repo)
 	}
 	short := att.Commit[:12]
 	pin := inference.Pin{Source: inference.PinByHub, Repo: f.Repo, Path: f.Path, Commit: att.Commit, SHA256: att.SHA256, Size: att.Size}

@@ -14,7 +14,9 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/catalog"
+	"gibbon/inference/zoo"
 	"gibbon/internal/hubtest"
+	"gibbon/internal/testrt"
 )
 
 const (
@@ -490,5 +492,40 @@ func TestHubSettingsFromEnv(t *testing.T) {
 	opt := catalog.Options{Dir: t.TempDir(), HubURL: "ftp://nowhere"}
 	if _, err := catalog.Pull(context.Background(), hubEntry("x"), opt); err == nil || !strings.Contains(err.Error(), "GIBBON_HUB_URL") {
 		t.Fatalf("a hub URL that is not http(s): %v", err)
+	}
+}
+
+// The built-in catalog's hub entries, served by the fake hub under their own repository
+// and file names at their input sizes: each is pinned, prepared under its contract and
+// registered with its NIPS'17 role, and the app's registry serves them all.
+func TestHubPullsTheCatalogsHubEntries(t *testing.T) {
+	h := hubtest.New(t)
+	dir := t.TempDir()
+	opt, log := hubOptions(t, h, dir)
+	var names []string
+	for i, e := range catalog.Default() {
+		if !e.HubPinned() {
+			continue
+		}
+		h.Commit(e.Hub.Repo, "main", hubtest.File{Path: e.Hub.Path, Data: hubtest.Classifier(uint64(30+i), int64(e.Input.Height)), LFS: true})
+		if _, err := catalog.Pull(context.Background(), e, opt); err != nil {
+			t.Fatalf("%s: %v", e.Name, err)
+		}
+		names = append(names, e.Name)
+		me := manifestEntry(t, dir, e.Name)
+		if me.Role != e.Role || me.Robust != e.Robust || me.Input.Height != e.Input.Height || me.Pin.Source != inference.PinByHub || me.Pin.Repo != e.Hub.Repo {
+			t.Errorf("%s registered as %+v", e.Name, me)
+		}
+	}
+	if len(names) < 4 || strings.Count(log.String(), "pinned by the hub at commit") != len(names) {
+		t.Fatalf("pulled %v; log:\n%s", names, log)
+	}
+	reg, err := zoo.Load(context.Background(), testrt.Open(t), inference.ModelSource{Name: dir, FS: os.DirFS(dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	if probs := reg.Problems(); len(probs) != 0 || len(reg.Classifiers()) != len(names) {
+		t.Fatalf("registry: %d classifiers of %d, problems %v", len(reg.Classifiers()), len(names), probs)
 	}
 }
