@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,7 +18,7 @@ import (
 )
 
 func cmdModels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := "gibbon models list [--available] | pull NAME... | pull --from FILE [--sha256 HASH] NAME | dir (gibbon models SUBCOMMAND -h for flags)"
+	usage := "gibbon models list [--available] | pull NAME... | pull [--revision REV] [--sha256 HASH] NAME | pull --from FILE [--sha256 HASH] NAME | dir (gibbon models SUBCOMMAND -h for flags)"
 	return runSubcommand(ctx, "models", usage, map[string]runFunc{
 		"list": modelsList, "pull": modelsPull, "dir": modelsDir,
 	}, args, stdout, stderr)
@@ -110,9 +111,14 @@ func printCatalog(w io.Writer, cat catalog.Catalog, man *inference.Manifest, dir
 			status = append(status, "installed")
 		case e.PinRequired():
 			status = append(status, "pin required: see pull")
+		case e.HubPinned():
+			status = append(status, "pinned by the hub on pull")
 		}
 		if e.Robust {
 			status = append(status, "adversarially trained")
+		}
+		if e.Role != "" {
+			status = append(status, "NIPS'17 "+e.Role)
 		}
 		size := "?"
 		if e.Size > 0 {
@@ -124,6 +130,10 @@ func printCatalog(w io.Writer, cat catalog.Catalog, man *inference.Manifest, dir
 		return err
 	}
 	fmt.Fprintf(w, "\nPull one with `gibbon models pull NAME` (into %s).\n", dir)
+	if d, s := cat.WithRole(inference.RoleDefence), cat.WithRole(inference.RoleSurrogate); len(d) > 0 && len(s) > 0 {
+		fmt.Fprintf(w, "The NIPS'17 setting: surrogates %s (attacks are crafted on them), defences %s.\n",
+			strings.Join(s, ", "), strings.Join(d, ", "))
+	}
 	return nil
 }
 
@@ -151,15 +161,19 @@ func printInstalled(w io.Writer, man *inference.Manifest, dir string) error {
 func modelsPull(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("models pull", stderr,
 		"Usage: gibbon models pull [--models DIR] NAME...",
+		"       gibbon models pull [--revision REV] [--sha256 HASH] NAME",
 		"       gibbon models pull --from FILE [--sha256 HASH] NAME",
 		"Downloads a catalog model (resuming an interrupted download), checks its SHA-256,",
 		"prepares it (opset upgrade, dynamic batch, Softmax detection, each checked by running",
 		"it in ONNX Runtime) and registers it in DIR/manifest.json with its preprocessing and",
-		"the ImageNet labels. --from imports a file you already have; models the catalog",
-		"lists as \"pin required\" need --sha256 with a checksum you verified.",
+		"the ImageNet labels. Models \"pinned by the hub on pull\" take the commit and SHA-256",
+		"the hub attests (GIBBON_HUB_URL picks the hub, HF_TOKEN is sent to it and never to",
+		"its CDN); later pulls reuse the recorded commit. --from imports a file you already",
+		"have; a hub file not stored with LFS, or a \"pin required\" model, needs --sha256.",
 		"Names: gibbon models list --available")
 	from := fs.String("from", "", "import this local .onnx file instead of downloading")
 	sum := fs.String("sha256", "", "the file's SHA-256, verified by you (needed for pin-required models)")
+	revision := fs.String("revision", "", "pin a hub model at this commit id, tag or branch instead of the recorded or catalog revision")
 	df := addModelsDirFlags(fs)
 	rf := addRuntimeFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -169,8 +183,12 @@ func modelsPull(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	switch {
 	case len(names) == 0:
 		return usageError{"models pull needs a model NAME (see `gibbon models list --available`)"}
-	case (*from != "" || *sum != "") && len(names) != 1:
-		return usageError{"--from and --sha256 apply to one model NAME"}
+	case (*from != "" || *sum != "" || *revision != "") && len(names) != 1:
+		return usageError{"--from, --sha256 and --revision apply to one model NAME"}
+	case *revision != "" && *from != "":
+		return usageError{"--revision picks a commit to download, --from imports a file: give one of them"}
+	case *revision != "" && !catalog.ValidRevision(*revision):
+		return usageError{fmt.Sprintf("--revision %q is not a commit id, tag or branch", *revision)}
 	}
 	dir, cat, err := df.resolve()
 	if err != nil {
@@ -182,7 +200,9 @@ func modelsPull(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	openRT, closeRT := rf.lazy()
 	defer closeRT()
-	opt := catalog.Options{Dir: dir, From: *from, SHA256: *sum, Labels: imagenet.Labels(), LabelsFile: imagenet.FileName,
+	hubURL, token := catalog.HubSettingsFromEnv(os.Getenv)
+	opt := catalog.Options{Dir: dir, From: *from, SHA256: *sum, Revision: *revision, HubURL: hubURL, HubToken: token,
+		Labels: imagenet.Labels(), LabelsFile: imagenet.FileName,
 		Progress: catalog.NewBar(stderr, progress.IsTerminal(stderr)), Log: stdout, Runtime: openRT}
 	for _, e := range entries {
 		res, err := catalog.Pull(ctx, *e, opt)
@@ -212,6 +232,13 @@ func printPulled(w io.Writer, dir string, res *catalog.Result) {
 	fmt.Fprintf(w, "  file     %s\n", res.Entry.File)
 	fmt.Fprintf(w, "  graph    %s, %s, input %q %v, output %s\n", p.Upgrade, batch, p.InputName, p.InputShape, out)
 	fmt.Fprintf(w, "  input    %s\n", res.Entry.Input.Describe())
+	if pin := res.Pin; pin != nil {
+		at := ""
+		if pin.Commit != "" {
+			at = fmt.Sprintf(" at commit %s of %s (%s)", pin.Commit, pin.Repo, pin.Path)
+		}
+		fmt.Fprintf(w, "  pin      sha256 %s by the %s%s\n", pin.SHA256, pin.Source, at)
+	}
 	for _, n := range p.Notes {
 		fmt.Fprintf(w, "  note     %s\n", n)
 	}

@@ -17,6 +17,7 @@ import (
 	"gibbon/inference"
 	"gibbon/inference/catalog"
 	"gibbon/inference/onnx"
+	"gibbon/internal/hubtest"
 )
 
 func modelsCmd(t *testing.T, args ...string) (string, string, error) {
@@ -33,7 +34,8 @@ func TestModelsListAvailableShowsTheCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"mobilenetv2-12", "resnet50-v1-12", "efficientnet-lite4-11", "224×224 RGB images on [0,255] (NHWC, crop 0.875",
-		"convit_tiny-opset17", "ens_adv_inception_resnet_v2-opset17", "pin required", "adversarially trained", dir} {
+		"convit_tiny-opset17", "ens_adv_inception_resnet_v2-opset17", "pinned by the hub on pull", "adversarially trained",
+		"NIPS'17 defence", "NIPS'17 surrogate", "surrogates resnet50-v1-12, inception_v3-opset17", dir} {
 		if !strings.Contains(out, want) {
 			t.Errorf("list --available lacks %q:\n%s", want, out)
 		}
@@ -51,6 +53,9 @@ func TestModelsListAvailableShowsTheCatalog(t *testing.T) {
 
 func TestModelsPullRefusals(t *testing.T) {
 	dir := t.TempDir()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	t.Setenv("GIBBON_HUB_URL", closed.URL) // no hub: the pull must say so, in one line
 	for _, c := range []struct {
 		args  []string
 		usage bool
@@ -59,13 +64,20 @@ func TestModelsPullRefusals(t *testing.T) {
 		{[]string{"pull"}, true, "needs a model NAME"},
 		{[]string{"pull", "--models", dir, "no-such-model"}, true, "unknown model"},
 		{[]string{"pull", "--models", dir, "--from", "a.onnx", "mobilenetv2-12", "resnet50-v1-12"}, true, "one model NAME"},
-		{[]string{"pull", "--models", dir, "adv_inception_v3-opset17"}, false, "--from FILE --sha256 HASH adv_inception_v3-opset17"},
+		{[]string{"pull", "--models", dir, "adv_inception_v3-opset17"}, false, "cannot connect to " + strings.TrimPrefix(closed.URL, "http://")},
+		{[]string{"pull", "--models", dir, "--revision", "main", "mobilenetv2-12"}, false, "--revision applies to models pulled from the hub"},
+		{[]string{"pull", "--models", dir, "--revision", "main", "adv_inception_v3-opset17", "inception_v3-opset17"}, true, "one model NAME"},
+		{[]string{"pull", "--models", dir, "--revision", "main", "--from", "a.onnx", "adv_inception_v3-opset17"}, true, "give one of them"},
+		{[]string{"pull", "--models", dir, "--revision", "no such", "adv_inception_v3-opset17"}, true, "not a commit id"},
 		{[]string{"pull", "--models", dir, "--sha256", "xyz", "mobilenetv2-12"}, false, "not a SHA-256"},
 		{[]string{"pull", "--models", dir, "--sha256", strings.Repeat("0", 64), "mobilenetv2-12"}, false, "not the checksum Gibbon pins"},
 		{[]string{"frobnicate"}, true, "unknown models subcommand"},
 	} {
 		_, _, err := modelsCmd(t, c.args...)
 		var u usageError
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: error of several lines:\n%v", c.args, err)
+		}
 		if err == nil || !strings.Contains(err.Error(), c.want) || errors.As(err, &u) != c.usage {
 			t.Errorf("%v: %v (usage error: %v)", c.args, err, errors.As(err, &u))
 		}
@@ -127,5 +139,57 @@ func TestModelsPullFromACatalogFile(t *testing.T) {
 	out, _, _ = modelsCmd(t, "list", "--available", "--models", dir, "--catalog", catFile)
 	if !strings.Contains(out, "installed") {
 		t.Errorf("list --available does not mark the pulled model installed:\n%s", out)
+	}
+}
+
+// A catalog entry without a stored hash, pulled through the whole command from a fake
+// hub: pinned by the hub (GIBBON_HUB_URL, HF_TOKEN), the recorded pin reused, --revision re-pins.
+func TestModelsPullPinnedByTheHub(t *testing.T) {
+	h := hubtest.New(t)
+	h.RequireToken("hf_cli_token")
+	data := hubtest.Classifier(21, 224)
+	c1 := h.Commit("zoo/tiny_Opset17", "main", hubtest.File{Path: "tiny_Opset17.onnx", Data: data, LFS: true})
+	t.Setenv("GIBBON_HUB_URL", h.URL)
+	t.Setenv("HF_TOKEN", "hf_cli_token")
+
+	e := catalog.Entry{Name: "tiny-hub", Architecture: "test net", Description: "served by the fake hub",
+		Hub: &catalog.HubFile{Repo: "zoo/tiny_Opset17", Path: "tiny_Opset17.onnx"}, PinSource: "the hub", Classes: 1000,
+		OutputsLogits: true, Role: inference.RoleDefence,
+		Input: inference.InputContract{Layout: "NCHW", Channels: 3, Height: 224, Width: 224, Color: "RGB",
+			Range: [2]float64{0, 1}, Resize: "crop", CropPct: 0.875}}
+	doc, _ := json.Marshal(map[string]any{"models": []catalog.Entry{e}})
+	catFile := filepath.Join(t.TempDir(), "catalog.json")
+	if err := os.WriteFile(catFile, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out, errs, err := modelsCmd(t, "pull", "--models", dir, "--catalog", catFile, "tiny-hub")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errs)
+	}
+	for _, want := range []string{"tiny-hub: pinned by the hub at commit " + c1, "registered tiny-hub",
+		"pin      sha256 " + hubtest.SHA256(data) + " by the hub at commit " + c1 + " of zoo/tiny_Opset17"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("pull output lacks %q:\n%s", want, out)
+		}
+	}
+	m, err := inference.ReadManifest(dir)
+	if err != nil || len(m.Models) != 1 || m.Models[0].Pin == nil || m.Models[0].Pin.Commit != c1 || m.Models[0].Role != inference.RoleDefence {
+		t.Fatalf("manifest %+v, %v", m, err)
+	}
+
+	c2 := h.Commit("zoo/tiny_Opset17", "main", hubtest.File{Path: "tiny_Opset17.onnx", Data: hubtest.Classifier(22, 224), LFS: true})
+	out, _, err = modelsCmd(t, "pull", "--models", dir, "--catalog", catFile, "tiny-hub")
+	if err != nil || !strings.Contains(out, "using the pin recorded at commit "+c1) {
+		t.Fatalf("second pull: %v\n%s", err, out)
+	}
+	out, _, err = modelsCmd(t, "pull", "--models", dir, "--catalog", catFile, "--revision", "main", "tiny-hub")
+	if err != nil || !strings.Contains(out, "re-pinned from commit "+c1+" to "+c2) {
+		t.Fatalf("--revision main: %v\n%s", err, out)
+	}
+	for _, r := range h.Requests() {
+		if r.Server == "hub" && r.Authorization != "Bearer hf_cli_token" {
+			t.Errorf("HF_TOKEN did not reach the hub on %s", r.Path)
+		}
 	}
 }

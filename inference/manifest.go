@@ -41,8 +41,11 @@ type ModelEntry struct {
 	Description  string `json:"description,omitempty"`
 	Architecture string `json:"architecture,omitempty"`
 	// Robust marks adversarially trained models.
-	Robust bool          `json:"robust,omitempty"`
-	Input  InputContract `json:"input"`
+	Robust bool `json:"robust,omitempty"`
+	// Role is the part a pulled model plays in the NIPS'17 setting: RoleDefence or
+	// RoleSurrogate (empty for any other model).
+	Role  string        `json:"role,omitempty"`
+	Input InputContract `json:"input"`
 	// Labels in output order; LabelsFile names a file beside the manifest instead.
 	Labels     []string `json:"labels,omitempty"`
 	LabelsFile string   `json:"labels_file,omitempty"`
@@ -52,6 +55,36 @@ type ModelEntry struct {
 	Metrics  map[string]float64 `json:"metrics,omitempty"`
 	Training *Provenance        `json:"training,omitempty"`
 	Attack   *AttackNetInfo     `json:"attack,omitempty"`
+	// Pin says which published bytes a pulled model was made from; a later pull of
+	// the same name fetches exactly these again.
+	Pin *Pin `json:"pin,omitempty"`
+}
+
+// Roles a pulled model can play in the NIPS'17 competition's setting.
+const (
+	RoleDefence   = "defence"
+	RoleSurrogate = "surrogate"
+)
+
+// Pin sources: who vouched for a pulled file's SHA-256.
+const (
+	PinByHub     = "hub"     // the hub's LFS metadata for a commit
+	PinByCatalog = "catalog" // a checksum stored in Gibbon's catalog
+	PinByUser    = "user"    // --sha256, given by the user
+)
+
+// Pin records the published file a pulled model was prepared from (the registered
+// file's own checksum is ModelEntry.SHA256).
+type Pin struct {
+	Source string `json:"source"`
+	// Repo, Path and Commit locate the file on the hub (empty for other sources).
+	Repo   string `json:"repo,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Commit string `json:"commit,omitempty"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size,omitempty"`
+	// URL is where the verified bytes came from (a file path for --from).
+	URL string `json:"url,omitempty"`
 }
 
 // Provenance records how a built-in model was made.

@@ -24,10 +24,16 @@ type Entry struct {
 	Name         string `json:"name"`
 	Architecture string `json:"architecture"`
 	Description  string `json:"description"`
-	// URLs are mirrors of the same bytes, tried in order.
-	URLs []string `json:"urls"`
-	// SHA256 pins the file; empty means no checksum could be sourced and the entry
-	// is only importable with `pull --from FILE --sha256 HASH`.
+	// URLs are mirrors of the same bytes, tried in order (optional when Hub is set).
+	URLs []string `json:"urls,omitempty"`
+	// Hub names the file in a hub repository. Pull then resolves the revision to a
+	// commit, takes the file's SHA-256 and size from the hub's LFS metadata for that
+	// commit (or checks them against SHA256 when it is stored), downloads from that
+	// commit and records the pin in the manifest.
+	Hub *HubFile `json:"hub,omitempty"`
+	// SHA256 pins the file; empty means no checksum is stored: a Hub entry is then
+	// pinned by the hub at pull time, any other entry is only importable with
+	// `pull --from FILE --sha256 HASH`.
 	SHA256 string `json:"sha256,omitempty"`
 	// Size in bytes; 0 when only the checksum is known.
 	Size  int64 `json:"size,omitempty"`
@@ -36,15 +42,42 @@ type Entry struct {
 	PinSource string `json:"pin_source"`
 	License   string `json:"license,omitempty"`
 	// Robust marks adversarially trained models.
-	Robust bool                    `json:"robust,omitempty"`
-	Input  inference.InputContract `json:"input"`
+	Robust bool `json:"robust,omitempty"`
+	// Role is inference.RoleDefence or inference.RoleSurrogate for the models of the
+	// NIPS'17 competition's setting (gibbon compete: surrogates attacked, defences scored).
+	Role  string                  `json:"role,omitempty"`
+	Input inference.InputContract `json:"input"`
 	// OutputsLogits is what the publisher documents; the graph is checked on pull.
 	OutputsLogits bool `json:"outputs_logits"`
 	Classes       int  `json:"classes"`
 }
 
-// PinRequired reports whether the entry lacks a pinned checksum.
-func (e *Entry) PinRequired() bool { return e.SHA256 == "" }
+// HubFile is a file in a hub repository at a revision.
+type HubFile struct {
+	// Repo is "owner/name".
+	Repo string `json:"repo"`
+	// Path is the file's path in the repository.
+	Path string `json:"path"`
+	// Revision is a branch, tag or commit id; empty means "main".
+	Revision string `json:"revision,omitempty"`
+}
+
+// PinRequired reports whether the entry has no checksum and no hub to attest one.
+func (e *Entry) PinRequired() bool { return e.SHA256 == "" && e.Hub == nil }
+
+// HubPinned reports whether the entry's checksum comes from the hub at pull time.
+func (e *Entry) HubPinned() bool { return e.SHA256 == "" && e.Hub != nil }
+
+// where names the entry's first source for messages.
+func (e *Entry) where() string {
+	if len(e.URLs) > 0 {
+		return e.URLs[0]
+	}
+	if e.Hub != nil {
+		return "the hub repository " + e.Hub.Repo + " (file " + e.Hub.Path + ")"
+	}
+	return "its publisher"
+}
 
 // ErrPinRequired marks a pull refused for want of a checksum.
 var ErrPinRequired = errors.New("pin required")
@@ -71,8 +104,18 @@ func (e *Entry) Validate() error {
 	fail := func(format string, a ...any) error {
 		return fmt.Errorf("catalog entry %s: %s", e.Name, fmt.Sprintf(format, a...))
 	}
-	if len(e.URLs) == 0 {
-		return fail("no URLs")
+	if len(e.URLs) == 0 && e.Hub == nil {
+		return fail("no URLs and no hub file")
+	}
+	if e.Hub != nil {
+		if err := e.Hub.validate(); err != nil {
+			return fail("%v", err)
+		}
+	}
+	switch e.Role {
+	case "", inference.RoleDefence, inference.RoleSurrogate:
+	default:
+		return fail("role %q is neither %q nor %q", e.Role, inference.RoleDefence, inference.RoleSurrogate)
 	}
 	for _, u := range e.URLs {
 		p, err := url.Parse(u)
@@ -133,6 +176,18 @@ func (c Catalog) Pick(names []string) ([]*Entry, error) {
 		out[i] = e
 	}
 	return out, nil
+}
+
+// WithRole lists the names of the entries of a role (inference.RoleDefence or
+// inference.RoleSurrogate), in order.
+func (c Catalog) WithRole(role string) []string {
+	var out []string
+	for _, e := range c {
+		if e.Role == role {
+			out = append(out, e.Name)
+		}
+	}
+	return out
 }
 
 // Names lists the entry names in order.

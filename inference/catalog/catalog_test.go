@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"gibbon/inference"
 	"gibbon/inference/catalog"
 )
 
@@ -25,7 +26,13 @@ func TestDefaultCatalogIsWellFormed(t *testing.T) {
 		if e.Classes != 1000 || e.PinSource == "" || e.Description == "" {
 			t.Errorf("%s: incomplete entry %+v", e.Name, e)
 		}
-		if !e.PinRequired() {
+		if e.PinRequired() {
+			t.Errorf("%s: neither a stored checksum nor a hub to attest one", e.Name)
+		}
+		if e.Hub != nil && (!strings.HasPrefix(e.Hub.Repo, "onnxmodelzoo/") || e.Hub.Path != strings.TrimPrefix(e.Hub.Repo, "onnxmodelzoo/")+".onnx") {
+			t.Errorf("%s: hub file %+v is not a zoo export's own repository", e.Name, e.Hub)
+		}
+		if e.SHA256 != "" {
 			arch[e.Architecture] = true
 			if strings.Contains(e.PinSource, "ONNX_HUB_MANIFEST") && e.Size == 0 {
 				t.Errorf("%s: the hub manifest gives sizes", e.Name)
@@ -51,6 +58,41 @@ func TestDefaultCatalogIsWellFormed(t *testing.T) {
 	c[0].Input.Mean[0] = 42
 	if catalog.Default()[0].Input.Mean[0] == 42 || c[1].Input.Mean[0] == 42 {
 		t.Error("entries share mean slices")
+	}
+}
+
+// The NIPS'17 competition's setting: two adversarially trained defences, Inception v3
+// and a ResNet as surrogates; the hub pins the ones without a stored checksum.
+func TestCatalogKeepsTheNIPS17Pairing(t *testing.T) {
+	c := catalog.Default()
+	defences, surrogates := c.WithRole(inference.RoleDefence), c.WithRole(inference.RoleSurrogate)
+	if strings.Join(defences, ",") != "adv_inception_v3-opset17,ens_adv_inception_resnet_v2-opset17" {
+		t.Errorf("defences %v", defences)
+	}
+	if strings.Join(surrogates, ",") != "resnet50-v1-12,inception_v3-opset17" {
+		t.Errorf("surrogates %v", surrogates)
+	}
+	for _, n := range append(defences, surrogates...) {
+		e, _ := c.Lookup(n)
+		if e.Robust != (e.Role == inference.RoleDefence) {
+			t.Errorf("%s: robust %v but role %s", n, e.Robust, e.Role)
+		}
+		if strings.Contains(e.Architecture, "Inception") && (e.Input.Height != 299 || e.Input.Mean[0] != 0.5 || e.Input.Std[0] != 0.5) {
+			t.Errorf("%s: the Inception family takes 299 px with mean and std 0.5: %+v", n, e.Input)
+		}
+		if !strings.Contains(e.Description, "NIPS'17 "+e.Role) {
+			t.Errorf("%s: the description does not name its NIPS'17 role: %s", n, e.Description)
+		}
+	}
+	for _, n := range []string{"adv_inception_v3-opset17", "ens_adv_inception_resnet_v2-opset17", "inception_v3-opset17", "deit_tiny_patch16_224-opset16"} {
+		if e, _ := c.Lookup(n); e == nil || !e.HubPinned() {
+			t.Errorf("%s is not pinned by the hub at pull time: %+v", n, e)
+		}
+	}
+	bad := c[0]
+	bad.Role = "attacker"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "role") {
+		t.Errorf("role %q accepted: %v", bad.Role, err)
 	}
 }
 
@@ -85,6 +127,27 @@ func TestLoadFileValidates(t *testing.T) {
 		{`"classes": 1000`, `"classes": 1000, "colour": 1`, "unknown field"},
 	} {
 		_, err := catalog.LoadFile(write(strings.Replace(good, bad.from, bad.to, 1)))
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s -> %s: %v", bad.from, bad.to, err)
+		}
+	}
+	// A hub file instead of URLs, no stored hash: pinned by the hub when pulled.
+	hub := strings.Replace(strings.Replace(good, `"urls": ["https://mirror.example/m1.onnx"], "sha256": "`+strings.Repeat("AB", 32)+`", "size": 10,`,
+		`"hub": {"repo": "org/m1", "path": "onnx/m1.onnx", "revision": "v1.0"},`, 1), `"pin_source": "me"`, `"pin_source": "the hub"`, 1)
+	c, err = catalog.LoadFile(write(hub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := c.Lookup("m1"); !e.HubPinned() || e.Hub.Revision != "v1.0" || e.Hub.Path != "onnx/m1.onnx" {
+		t.Fatalf("hub entry loaded as %+v", e)
+	}
+	for _, bad := range []struct{ from, to, want string }{
+		{`"repo": "org/m1"`, `"repo": "m1"`, "owner/name"},
+		{`"path": "onnx/m1.onnx"`, `"path": "../m1.onnx"`, "relative file path"},
+		{`"revision": "v1.0"`, `"revision": "a b"`, "branch, tag or commit"},
+		{`"hub": {"repo": "org/m1", "path": "onnx/m1.onnx", "revision": "v1.0"},`, ``, "no URLs and no hub file"},
+	} {
+		_, err := catalog.LoadFile(write(strings.Replace(hub, bad.from, bad.to, 1)))
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%s -> %s: %v", bad.from, bad.to, err)
 		}

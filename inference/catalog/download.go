@@ -44,6 +44,10 @@ type fetcher struct {
 	retries  int           // extra attempts per URL after a cut connection
 	backoff  time.Duration // before the first retry; doubles
 	stall    time.Duration // a connection silent this long is cut (and resumed)
+	// authorize (may be nil) adds headers to each first request (a hub's token).
+	authorize func(*http.Request)
+	// check (may be nil) vets a response before any byte is written (a hub's headers).
+	check func(*http.Response) error
 }
 
 // fetch brings url into part until it holds size bytes (to the end of the body when
@@ -67,6 +71,13 @@ func (f *fetcher) fetch(ctx context.Context, name, url, part string, size int64)
 		var perm permanentError
 		if errors.As(err, &perm) {
 			return err
+		}
+		var busy throttled
+		if errors.As(err, &busy) && busy.after > 0 && attempt < f.retries {
+			if busy.after > maxRetryAfterWait {
+				return permanentError{fmt.Errorf("%v and asks to wait %s: try again then (HF_TOKEN raises the hub's limits)", busy.err, busy.after.Round(time.Second))}
+			}
+			wait = max(wait, busy.after)
 		}
 	}
 	return err
@@ -102,11 +113,31 @@ func (f *fetcher) fetchOnce(ctx context.Context, name, url, part string, size in
 	if have > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", have))
 	}
+	if f.authorize != nil {
+		f.authorize(req)
+	}
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		host := req.URL.Host
+		if !isTransient(err) {
+			return permanentError{netError(host, err)}
+		}
+		return netError(host, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
+		if isHTML(resp.Header) {
+			return permanentError{fmt.Errorf("%s answered with an HTML page, not the model file: a proxy or login page is in the way; check HTTPS_PROXY or GIBBON_HUB_URL", resp.Request.URL.Host)}
+		}
+		if f.check != nil {
+			if err := f.check(resp); err != nil {
+				return permanentError{err}
+			}
+		}
+	}
 
 	flags := os.O_WRONLY | os.O_CREATE
 	total := size
@@ -143,14 +174,14 @@ func (f *fetcher) fetchOnce(ctx context.Context, name, url, part string, size in
 	default:
 		err := fmt.Errorf("GET %s: HTTP %s", url, resp.Status)
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-			return err
+			return throttled{err: err, after: retryAfter(resp.Header)}
 		}
 		return permanentError{err}
 	}
 
 	out, err := os.OpenFile(part, flags, 0o644)
 	if err != nil {
-		return permanentError{err}
+		return permanentError{diskError(part, err)}
 	}
 	f.progress.Start(name, url, total, have)
 	defer func() {
@@ -170,7 +201,7 @@ func (f *fetcher) fetchOnce(ctx context.Context, name, url, part string, size in
 				return permanentError{fmt.Errorf("%s sent more than the pinned %d bytes", url, size)}
 			}
 			if _, werr := out.Write(buf[:n]); werr != nil {
-				return permanentError{fmt.Errorf("write %s: %w", part, werr)}
+				return permanentError{diskError(part, werr)}
 			}
 			got += int64(n)
 			f.progress.Add(int64(n))
@@ -190,7 +221,7 @@ func (f *fetcher) fetchOnce(ctx context.Context, name, url, part string, size in
 		}
 	}
 	if err := out.Sync(); err != nil {
-		return permanentError{err}
+		return permanentError{diskError(part, err)}
 	}
 	if total > 0 && got < total {
 		return fmt.Errorf("download from %s ended at byte %d of %d", url, got, total)

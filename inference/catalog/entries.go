@@ -30,6 +30,14 @@ func exportURLs(stem, source string) []string {
 
 const hubManifest = "onnx/models ONNX_HUB_MANIFEST.json (model_sha = the Git LFS oid, model_bytes)"
 
+// zooHub names an export's file in its own zoo repository on the hub; with no stored
+// hash, Pull pins it by the hub's LFS metadata at the commit main resolves to.
+func zooHub(stem string) *HubFile {
+	return &HubFile{Repo: "onnxmodelzoo/" + stem, Path: stem + ".onnx"}
+}
+
+const pinnedByHub = "the hub at pull time: the LFS SHA-256 and size of the commit the revision resolves to, recorded in the manifest"
+
 // Input contracts, as each publisher documents its preprocessing.
 var (
 	// torchvision / MXNet Gluon / the zoo's imagenet_preprocess: shorter side 256, centre 224.
@@ -52,8 +60,12 @@ var (
 )
 
 // Default is Gibbon's built-in catalog. Pinned entries carry the checksum and size of
-// the exact file; "pin required" entries name a model the project could not find a
-// trustworthy checksum for, so pull refuses them until the user supplies one.
+// the exact file; hub entries without one are pinned by the hub when pulled (the
+// commit, SHA-256 and size are recorded, and later pulls fetch exactly those bytes).
+//
+// The NIPS'17 competition's setting: adv_inception_v3 and ens_adv_inception_resnet_v2
+// are the defences, inception_v3 and a ResNet the surrogates attacks are crafted on
+// (Role), so `gibbon compete --model SURROGATES --defences DEFENCES` replays it.
 func Default() Catalog {
 	c := builtin()
 	for i := range c { // entries share contract values above: give each its own slices
@@ -75,10 +87,10 @@ func builtin() Catalog {
 		},
 		{
 			Name: "resnet50-v1-12", Architecture: "ResNet-50 v1",
-			Description: "ResNet-50 v1 (MXNet Gluon) from the ONNX Model Zoo (validated), top-1 74.97% as published, logits out",
+			Description: "ResNet-50 v1 (MXNet Gluon) from the ONNX Model Zoo (validated), top-1 74.97% as published, logits out; NIPS'17 surrogate (the ResNet attacks are crafted on)",
 			URLs:        zooURLs("resnet50-v1-12", "resnet/model"),
 			SHA256:      "3f03fdef724b22947eed826f1eef1dc5c34151bb4c37d634f1db89dfa2dd1526", Size: 102576593, Opset: 12,
-			PinSource: hubManifest, License: "Apache-2.0",
+			PinSource: hubManifest, License: "Apache-2.0", Role: inference.RoleSurrogate,
 			Input: imagenetBilinear, OutputsLogits: true, Classes: 1000,
 		},
 		{
@@ -160,26 +172,33 @@ func builtin() Catalog {
 			Input: imagenetBicubic, OutputsLogits: true, Classes: 1000,
 		},
 
-		// Pin required: no stored source gave a checksum for these files.
+		// Pinned by the hub at pull time: no stored source gave a checksum for these files.
 		{
 			Name: "deit_tiny_patch16_224-opset16", Architecture: "DeiT-Ti/16 (vision transformer)",
 			Description: "timm deit_tiny_patch16_224 exported at opset 16 by the ONNX Model Zoo, input x fixed at batch 1, logits out",
-			URLs:        exportURLs("deit_tiny_patch16_224_Opset16", "timm"), Opset: 16,
-			PinSource: "none found: verify the file yourself", License: "Apache-2.0",
+			Hub:         zooHub("deit_tiny_patch16_224_Opset16"), Opset: 16,
+			PinSource: pinnedByHub, License: "Apache-2.0",
 			Input: imagenetBicubic, OutputsLogits: true, Classes: 1000,
+		},
+		{
+			Name: "inception_v3-opset17", Architecture: "Inception v3",
+			Description: "NIPS'17 surrogate: Inception v3 via timm (the competition's baseline attacks were crafted on it), exported at opset 17 by the ONNX Model Zoo, logits out",
+			Hub:         zooHub("inception_v3_Opset17"), Opset: 17,
+			PinSource: pinnedByHub, License: "Apache-2.0", Role: inference.RoleSurrogate,
+			Input: inception299(0.875), OutputsLogits: true, Classes: 1000,
 		},
 		{
 			Name: "adv_inception_v3-opset17", Architecture: "Inception v3, adversarially trained",
 			Description: "NIPS'17 defence: Inception v3 adversarially trained (Kurakin et al.), TensorFlow weights via timm, exported at opset 17 by the ONNX Model Zoo",
-			URLs:        exportURLs("adv_inception_v3_Opset17", "timm"), Opset: 17,
-			PinSource: "none found: verify the file yourself", License: "Apache-2.0", Robust: true,
+			Hub:         zooHub("adv_inception_v3_Opset17"), Opset: 17,
+			PinSource: pinnedByHub, License: "Apache-2.0", Robust: true, Role: inference.RoleDefence,
 			Input: inception299(0.875), OutputsLogits: true, Classes: 1000,
 		},
 		{
 			Name: "ens_adv_inception_resnet_v2-opset17", Architecture: "Inception-ResNet v2, ensemble adversarial training",
 			Description: "NIPS'17 defence: Inception-ResNet v2 with ensemble adversarial training (Tramèr et al.), TensorFlow weights via timm, exported at opset 17 by the ONNX Model Zoo",
-			URLs:        exportURLs("ens_adv_inception_resnet_v2_Opset17", "timm"), Opset: 17,
-			PinSource: "none found: verify the file yourself", License: "Apache-2.0", Robust: true,
+			Hub:         zooHub("ens_adv_inception_resnet_v2_Opset17"), Opset: 17,
+			PinSource: pinnedByHub, License: "Apache-2.0", Robust: true, Role: inference.RoleDefence,
 			Input: inception299(0.8975), OutputsLogits: true, Classes: 1000,
 		},
 	}
