@@ -17,7 +17,7 @@ import (
 // handleModels shows every model: architecture, input contract, measured
 // accuracy and provenance, and the models that failed to load with the reason.
 func (s *Server) handleModels(c echo.Context) error {
-	page := views.ModelsPage{Page: s.page(c, "Models", "/models"), Defences: transformDefences()}
+	page := views.ModelsPage{Page: s.page(c, "Models", "/models"), Defences: transformDefences(), Catalog: s.catalogSection()}
 	for _, m := range s.models.All() {
 		tables, rest := s.netTables(m)
 		row, rest := robustness(m, rest)

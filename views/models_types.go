@@ -38,3 +38,35 @@ func shownMeasures(values []Measure, summary bool) []Measure {
 	}
 	return values
 }
+
+// CatalogSection lists the models Gibbon can pull. With Allowed (gibbon serve
+// --allow-pull) each one not served yet has a Pull button; without, the command.
+type CatalogSection struct {
+	Allowed bool
+	Dir     string // where pulls register
+	Command string // gibbon models pull NAME
+	Entries []CatalogEntry
+}
+
+// CatalogEntry is one pullable model.
+type CatalogEntry struct {
+	Name, Architecture, Description string
+	Purpose                         string // what it is for, in a phrase
+	Size, License                   string
+	Robust                          bool
+	PinRequired                     bool   // no checksum pinned: imported by hand only
+	Served                          bool   // already one of this server's models
+	Pulling                         bool   // a pull is running
+	Failed                          string // why the last pull failed
+	Command                         string // gibbon models pull NAME
+}
+
+// PullPage is one pull's progress; while it runs the page reloads itself.
+type PullPage struct {
+	Page
+	Name, State, Progress string
+	Running               bool
+	Done, Total           int64
+	Error                 string
+	ModelURL              string // the model on /models, once served
+}

@@ -123,6 +123,8 @@ type ModelsPage struct {
 	Robustness []RobustnessRow
 	// Defences are the transform defences any classifier can sit behind.
 	Defences []DefenceNote
+	// Catalog lists the models that can be pulled; nil: none.
+	Catalog *CatalogSection
 }
 
 // ModelInfo describes one model for people.
