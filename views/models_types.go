@@ -24,6 +24,14 @@ type Measure struct {
 	Eps   string // "ε 0.3 (76.5/255)"; empty for clean accuracy
 }
 
+// Detail is the digits and the ε, as one phrase.
+func (m Measure) Detail() string {
+	if m.Eps == "" {
+		return m.N
+	}
+	return m.N + ", " + m.Eps
+}
+
 // DefenceNote is a transform defence as the models page lists it; Caveat is the
 // sentence, with its reference, for one that holds mostly against attacks ignoring it.
 type DefenceNote struct {
