@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -99,7 +100,8 @@ func (j *pullJob) end(err error) {
 	defer j.mu.Unlock()
 	j.took = time.Since(j.started)
 	if err != nil {
-		j.state, j.err = pullFailed, err.Error()
+		// One line: the catalog lists each mirror's failure on a line of its own.
+		j.state, j.err = pullFailed, strings.Join(strings.Fields(err.Error()), " ")
 		return
 	}
 	j.state = pullDone

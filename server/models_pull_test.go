@@ -1,10 +1,12 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"image"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -303,5 +305,52 @@ func TestPullOffByDefault(t *testing.T) {
 	defer f.host.mu.Unlock()
 	if _, ok := f.reg.Entry("tiny-colours"); ok || len(f.host.served) != 0 {
 		t.Errorf("a refused pull downloaded %v", f.host.served)
+	}
+}
+
+// A pull is work the server owns: shutdown cancels it and waits for it, and the
+// cut download registers nothing.
+func TestPullStopsAtShutdown(t *testing.T) {
+	f := newPullFixture(t, true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- f.srv.Serve(ctx, ln) }()
+
+	// A browser's same-origin form post (Sec-Fetch-Site), to the listener Serve owns.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+ln.Addr().String()+"/models/pull", strings.NewReader("name=tiny-colours"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("pull: status %d", resp.StatusCode)
+	}
+	waitUntil(t, "the download to reach its half", func() bool {
+		return pullStatus(t, f, "tiny-colours").State == pullDownloading
+	})
+	stop()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("shutdown did not wait for the pull to stop")
+	}
+	job, _ := f.srv.pulls.job("tiny-colours")
+	if st := job.status(); st.State != pullFailed || !strings.Contains(st.Error, "context canceled") {
+		t.Errorf("pull after shutdown: %+v", st)
+	}
+	if _, ok := f.reg.Entry("tiny-colours"); ok || registered(t, f.dir, "tiny-colours") {
+		t.Error("a pull cut by shutdown registered the model")
 	}
 }
