@@ -1,9 +1,13 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/PuerkitoBio/goquery"
 
 	"gibbon/inference"
 	"gibbon/inference/defense"
@@ -134,5 +138,51 @@ func TestModelsPageRobustness(t *testing.T) {
 	}
 	if c := d.Find(`[data-testid="defence-caveat-bits"]`).Text(); !strings.Contains(c, "Obfuscated Gradients") {
 		t.Errorf("bit-depth caveat without its reference: %q", c)
+	}
+}
+
+// The built-in models' page shows what their manifest holds, whatever it holds
+// now: each classifier's clean accuracy on all the test digits, and AutoAttack
+// either as measured or as "not measured" with the command; never another number.
+func TestModelsPageBuiltinRobustness(t *testing.T) {
+	f := newBuiltinFixture(t)
+	resp, err := http.Get(f.ts.URL + "/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := doc(t, resp)
+	for _, name := range builtinClassifiers {
+		m, ok := f.reg.Classifier(name)
+		if !ok {
+			t.Fatalf("%s not loaded", name)
+		}
+		row := d.Find(`[data-testid="robustness-summary"] [data-testid="robustness-row"][data-model="` + name + `"]`)
+		if row.Length() != 1 {
+			t.Errorf("%s: no summary row", name)
+			continue
+		}
+		clean, ok := m.Metrics[train.CleanMetric(0)]
+		if got := row.Find(`[data-testid="robust-clean"] [data-testid="measure"] strong`).Text(); !ok || got != fmt.Sprintf("%.2f %%", 100*clean) {
+			t.Errorf("%s: clean %q, manifest %v", name, got, clean)
+		}
+		var aa []string
+		for k, v := range m.Metrics {
+			if a, ok := parseAccuracyMetric(k); ok && a.Attack == "autoattack" {
+				aa = append(aa, fmt.Sprintf("%.2f %%", 100*v))
+			}
+		}
+		cell := d.Find(`[data-model="` + name + `"] [data-testid="model-robustness"] [data-testid="robust-autoattack"]`)
+		shown := cell.Find(`[data-testid="measure"] strong`)
+		if shown.Length() != len(aa) || len(aa) == 0 && cell.Find(`[data-testid="not-measured"]`).Length() != 1 {
+			t.Errorf("%s: AutoAttack cell %q, manifest figures %v", name, cell.Text(), aa)
+		}
+		shown.Each(func(_ int, s *goquery.Selection) {
+			if !slices.Contains(aa, s.Text()) {
+				t.Errorf("%s: AutoAttack %q is not in the manifest (%v)", name, s.Text(), aa)
+			}
+		})
+		if !strings.Contains(cell.Find(`[data-testid="robust-command"]`).Text(), "gibbon eval --attack autoattack") {
+			t.Errorf("%s: AutoAttack cell without its command: %q", name, cell.Text())
+		}
 	}
 }
