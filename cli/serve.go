@@ -17,8 +17,10 @@ import (
 
 	"gibbon/gallery"
 	"gibbon/inference"
+	"gibbon/inference/catalog"
 	"gibbon/inference/zoo"
 	"gibbon/models"
+	"gibbon/models/imagenet"
 	"gibbon/queue"
 	"gibbon/server"
 )
@@ -35,6 +37,9 @@ type serveConfig struct {
 	EP        string // execution provider
 	LogFormat string // text or json
 	NATS      string // runs go to workers over this NATS server; empty: in this process
+	// AllowPull lets visitors of /models pull catalog models into ModelsDir (or the
+	// default models directory), served at once; off by default.
+	AllowPull bool
 	Server    server.Config
 	Attack    server.AttackConfig // the live explorer's limits
 }
@@ -68,6 +73,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	fs.DurationVar(&cfg.Server.ShutdownGrace, "shutdown-grace", cfg.Server.ShutdownGrace, "at shutdown, how long running requests may finish before their work is cancelled")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&cfg.NATS, "nats", "", "`URL` of a NATS server with JetStream (nats://user:password@host:4222): runs go to gibbon workers there and the run book is shared, for several web nodes; give --db postgres://… too (default: runs in this process)")
+	fs.BoolVar(&cfg.AllowPull, "allow-pull", false, "let anyone who can open /models pull catalog models (downloads of up to hundreds of MB) into --models DIR, or the default models directory, and serve them without a restart; off: the catalog is listed with the command that pulls each model")
 	a := &cfg.Attack
 	fs.IntVar(&a.MaxRuns, "explorer-runs", a.MaxRuns, "attack explorer: runs at once (each takes a core)")
 	fs.IntVar(&a.MaxQueue, "explorer-queue", a.MaxQueue, "attack explorer: runs that may wait in line beyond those (0: none; more are refused as busy)")
@@ -82,6 +88,9 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	}
 	if cfg.Addr == "" {
 		return cfg, usageError{"the address is empty: give --addr host:port"}
+	}
+	if cfg.AllowPull && cfg.NATS != "" {
+		return cfg, usageError{"--allow-pull works without --nats only: workers load their models when they start, so pull with `gibbon models pull NAME` and restart them"}
 	}
 	if err := cfg.Server.Check(); err != nil {
 		return cfg, usageError{err.Error()}
@@ -153,6 +162,16 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	if sub, ok := subdir(models.FS(), "samples"); ok {
 		samples = append(samples, sub)
 	}
+	pullDir, err := pullDirFor(cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.AllowPull && cfg.ModelsDir == "" {
+		// Models pulled before are served again; new pulls register beside them.
+		if _, err := os.Stat(filepath.Join(pullDir, inference.ManifestFile)); err == nil {
+			sources = append(sources, inference.ModelSource{Name: pullDir, FS: os.DirFS(pullDir)})
+		}
+	}
 
 	rt, err := inference.OpenRuntime(inference.RuntimeConfig{LibPath: cfg.ORTLib, EP: cfg.EP, Logger: log})
 	if err != nil {
@@ -177,8 +196,12 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		defer warmGradients(ctx, reg, log)()
 	}
 
+	hubURL, hubToken := catalog.HubSettingsFromEnv(os.Getenv)
 	deps := server.Deps{Config: cfg.Server, Log: log, Models: reg, Samples: samples, Gallery: store,
-		Attack: server.AttackDeps{Config: cfg.Attack, Enabled: true}}
+		Attack: server.AttackDeps{Config: cfg.Attack, Enabled: true},
+		Pull: server.PullDeps{Allowed: cfg.AllowPull, Catalog: catalog.Default(), Dir: pullDir, Options: catalog.Options{
+			Labels: imagenet.Labels(), LabelsFile: imagenet.FileName, HubURL: hubURL, HubToken: hubToken,
+			Runtime: func() (*inference.Runtime, error) { return rt, nil }}}}
 	if natsConn != nil {
 		runner, err := queue.NewRunner(ctx, natsConn, reg, log)
 		if err != nil {
@@ -217,6 +240,27 @@ func warmGradients(ctx context.Context, z *zoo.Zoo, log *slog.Logger) (stop func
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// pullDirFor is where the models page's pulls register: --models DIR, else the
+// default models directory (created when pulls are allowed).
+func pullDirFor(cfg serveConfig) (string, error) {
+	if cfg.ModelsDir != "" {
+		return cfg.ModelsDir, nil
+	}
+	dir, err := catalog.DefaultModelsDir()
+	if err != nil {
+		if cfg.AllowPull {
+			return "", fmt.Errorf("--allow-pull: %w", err)
+		}
+		return "DIR", nil // only shown in the command the page suggests
+	}
+	if cfg.AllowPull {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", fmt.Errorf("--allow-pull: models directory: %w (pass --models DIR)", err)
+		}
+	}
+	return dir, nil
 }
 
 // newLogger logs to stderr as text or json.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"gibbon/inference"
+	"gibbon/inference/catalog"
 	"gibbon/inference/onnx"
 	"gibbon/server"
 )
@@ -36,6 +37,12 @@ func TestServeConfigFromFlagsEnvironmentAndDefaults(t *testing.T) {
 	}
 	if cfg.Attack != server.DefaultAttackConfig() {
 		t.Fatalf("explorer defaults: %+v", cfg.Attack)
+	}
+	if cfg.AllowPull {
+		t.Fatal("pulls from the models page are on by default")
+	}
+	if cfg, err := parseServeConfig(nil, func(k string) string { return map[string]string{"GIBBON_ALLOW_PULL": "true"}[k] }, io.Discard); err != nil || !cfg.AllowPull {
+		t.Fatalf("GIBBON_ALLOW_PULL=true: %v, allowed %v", err, cfg.AllowPull)
 	}
 
 	env["GIBBON_ADDR"] = ":9000"
@@ -80,6 +87,8 @@ func TestServeConfigFromFlagsEnvironmentAndDefaults(t *testing.T) {
 		{[]string{"--explorer-max-steps", "0"}, nil, "--explorer-max-steps must be at least 1"},
 		{[]string{"--explorer-time-limit", "0s"}, nil, "--explorer-time-limit must be above 0"},
 		{[]string{"--explorer-pages-per-client", "0"}, nil, "--explorer-pages-per-client must be at least 1"},
+		{[]string{"--allow-pull", "--nats", "nats://localhost:4222"}, nil, "--allow-pull works without --nats only"},
+		{nil, map[string]string{"GIBBON_ALLOW_PULL": "maybe"}, `GIBBON_ALLOW_PULL="maybe"`},
 		{nil, map[string]string{"GIBBON_EXPLORER_TIME_LIMIT": "soon"}, `GIBBON_EXPLORER_TIME_LIMIT="soon"`},
 		{nil, map[string]string{"GIBBON_MAX_UPLOAD": "huge"}, `GIBBON_MAX_UPLOAD="huge"`},
 		{nil, map[string]string{"GIBBON_UPLOAD_BURST": "many"}, `GIBBON_UPLOAD_BURST="many"`},
@@ -207,6 +216,11 @@ func TestServeCommandServesAndStops(t *testing.T) {
 	if !strings.Contains(string(page), "user-linear") {
 		t.Fatal("/models does not list the user's model")
 	}
+	// Without --allow-pull the catalog is read-only: the command, no Pull button.
+	if !strings.Contains(string(page), `data-testid="catalog-readonly"`) || strings.Contains(string(page), `data-testid="pull-button"`) ||
+		!strings.Contains(string(page), "gibbon serve --models "+dir) {
+		t.Error("/models without --allow-pull does not list the catalog read-only")
+	}
 	// Where the models run: in the start-up log, and per model on /models.
 	if !strings.Contains(logs.String(), `"runs_on":"cpu"`) || !strings.Contains(string(page), "Runs on") {
 		t.Errorf("neither the log nor /models says where the models run:\n%s", logs.String())
@@ -232,5 +246,38 @@ func TestServeCommandServesAndStops(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %s:\n%s", want, logs.String())
 		}
+	}
+}
+
+// `gibbon serve --allow-pull` without --models pulls into the default models
+// directory, which it creates, and shows a Pull button for each catalog model that
+// has a pinned checksum.
+func TestServeAllowPull(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	want, err := catalog.DefaultModelsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _, stop := startServe(t, "--allow-pull", "--data", filepath.Join(t.TempDir(), "state"))
+	resp, err := http.Get(base + "/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	pinned := 0
+	for _, e := range catalog.Default() {
+		if !e.PinRequired() {
+			pinned++
+		}
+	}
+	if n := strings.Count(string(page), `data-testid="pull-button"`); n != pinned || !strings.Contains(string(page), want) {
+		t.Errorf("/models with --allow-pull: %d Pull buttons for %d pinned models; names %s: %v", n, pinned, want, strings.Contains(string(page), want))
+	}
+	if st, err := os.Stat(want); err != nil || !st.IsDir() {
+		t.Errorf("models directory not created: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"gibbon/gallery"
 	"gibbon/inference"
+	"gibbon/inference/catalog"
 	"gibbon/inference/zoo"
 	"gibbon/internal/testrt"
 	"gibbon/models"
@@ -63,7 +64,10 @@ func newBuiltinFixtureWith(t testing.TB, cfg Config, acfg AttackConfig) *fixture
 	}
 	logs := &syncBuffer{}
 	srv, err := New(Deps{Config: cfg, Log: slog.New(slog.NewTextHandler(logs, nil)), Models: reg,
-		Samples: []fs.FS{samples}, Gallery: store, Attack: AttackDeps{Config: acfg, Enabled: true}})
+		Samples: []fs.FS{samples}, Gallery: store, Attack: AttackDeps{Config: acfg, Enabled: true},
+		// The catalog as gibbon serve --allow-pull lists it, so the page audits see its
+		// table and Pull buttons (nothing is pulled).
+		Pull: PullDeps{Allowed: true, Catalog: catalog.Default(), Dir: t.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,12 +17,17 @@ import (
 // handleModels shows every model: architecture, input contract, measured
 // accuracy and provenance, and the models that failed to load with the reason.
 func (s *Server) handleModels(c echo.Context) error {
-	page := views.ModelsPage{Page: s.page(c, "Models", "/models")}
+	page := views.ModelsPage{Page: s.page(c, "Models", "/models"), Defences: transformDefences(), Catalog: s.catalogSection()}
 	for _, m := range s.models.All() {
 		tables, rest := s.netTables(m)
+		row, rest := robustness(m, rest)
 		info := modelInfo(m, rest)
 		info.Runs = s.runsOn(m)
 		info.NetTables = tables
+		info.Robustness = row
+		if row != nil {
+			page.Robustness = append(page.Robustness, *row)
+		}
 		page.Models = append(page.Models, info)
 	}
 	for _, p := range s.models.Problems() {

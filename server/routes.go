@@ -29,6 +29,10 @@ func (s *Server) routes() {
 
 	// Models (models.go)
 	get("/models", s.handleModels)
+	// Pulls from the catalog (models_pull.go): refused with 403 unless the operator allows them.
+	e.POST("/models/pull", s.handlePull)
+	get("/models/pull/:name", s.handlePullProgress) // reloads itself while the pull runs
+	get("/api/models/pull/:name", s.handlePullStatus)
 
 	// Attack explorer (attack.go page, ws.go websocket)
 	if s.explorer != nil {

@@ -110,6 +110,9 @@ type Deps struct {
 	// SweepRunner executes sweeps and matrices (sweep_runner.go); nil runs them in
 	// this process.
 	SweepRunner SweepRunner
+	// Pull lists the model catalog on /models and, when allowed, pulls from it
+	// into the running zoo (models_pull.go).
+	Pull PullDeps
 }
 
 // Server is the web app. Its handlers are methods, so each resource file can
@@ -152,6 +155,8 @@ type Server struct {
 	runs runBooker
 	// runner executes the explorer's runs (runner.go).
 	runner Runner
+	// pulls runs the models page's pulls from the catalog (models_pull.go).
+	pulls *puller
 }
 
 // New builds the server and its routes; it does not listen.
@@ -179,6 +184,7 @@ func New(d Deps) (*Server, error) {
 		work: work, cancelWork: cancel,
 		slots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 		runs:  newRunBook(),
+		pulls: newPuller(d.Pull),
 	}
 	if d.RunStore != nil {
 		s.runs = sharedRunBook{store: d.RunStore, log: d.Log}

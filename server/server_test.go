@@ -405,7 +405,7 @@ func TestModelsPage(t *testing.T) {
 		"facts-input":        "1×1×28×28 NCHW",
 		"facts-architecture": "cosine to 10 templates",
 		"facts-output":       "10 logits, softmax applied by Gibbon",
-		"facts-metrics":      "42.00 %",
+		"facts-metrics":      "20.00 %",
 		"facts-provenance":   "go test ./server",
 		"facts-file":         "templates.onnx",
 	} {

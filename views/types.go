@@ -119,6 +119,12 @@ type ModelsPage struct {
 	Page
 	Models   []ModelInfo
 	Problems []string
+	// Robustness sums up every classifier's robustness row, in zoo order.
+	Robustness []RobustnessRow
+	// Defences are the transform defences any classifier can sit behind.
+	Defences []DefenceNote
+	// Catalog lists the models that can be pulled; nil: none.
+	Catalog *CatalogSection
 }
 
 // ModelInfo describes one model for people.
@@ -138,6 +144,9 @@ type ModelInfo struct {
 	Runs []Fact
 	// NetTables are an attack network's measured success per classifier and ε.
 	NetTables []NetTable
+	// Robustness is a classifier's clean, PGD-40 and AutoAttack accuracy (nil when
+	// gibbon eval cannot measure it).
+	Robustness *RobustnessRow
 }
 
 // NetTable is an attack network's success against every classifier (rows) at

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 
@@ -48,9 +49,12 @@ func (p Problem) Unwrap() error { return p.Err }
 
 // Zoo holds the models of its sources, in manifest order (sources in the order
 // given). Open reads the manifests; a model's file is loaded on first use (Get), or
-// all at once by LoadAll. It is safe for concurrent use.
+// all at once by LoadAll; Add registers one more while the zoo is in use (a model
+// pulled from the models page). It is safe for concurrent use.
 type Zoo struct {
-	rt       *inference.Runtime
+	rt *inference.Runtime
+	// mu guards the lists below, which only Add changes; a slot's model has its own lock.
+	mu       sync.RWMutex
 	slots    []*slot
 	byName   map[string]*slot
 	problems []Problem // manifests and duplicate names
@@ -90,6 +94,47 @@ func Open(rt *inference.Runtime, sources ...inference.ModelSource) *Zoo {
 	return z
 }
 
+// list is the slots as they are now, for reading without the zoo's lock.
+func (z *Zoo) list() []*slot {
+	z.mu.RLock()
+	defer z.mu.RUnlock()
+	return slices.Clip(z.slots)
+}
+
+// slot finds a name's slot.
+func (z *Zoo) slot(name string) (*slot, bool) {
+	z.mu.RLock()
+	defer z.mu.RUnlock()
+	s, ok := z.byName[name]
+	return s, ok
+}
+
+// Add registers one more model from src while the zoo is in use, loading its file
+// now (once: later Gets share it). A name already in the zoo is refused, and a
+// model that does not load is not registered: the error says why.
+func (z *Zoo) Add(ctx context.Context, src inference.ModelSource, e inference.ModelEntry) (*Model, error) {
+	if _, ok := z.slot(e.Name); ok {
+		return nil, fmt.Errorf("a model called %q is already served: pick another name or restart to replace it", e.Name)
+	}
+	if e.Task == "" {
+		e.Task = inference.TaskClassifier // as in a manifest
+	}
+	m, err := loadModel(ctx, z.rt, src, e)
+	if err != nil {
+		return nil, Problem{Source: src.Name, Model: e.Name, File: e.File, Err: err}
+	}
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if _, ok := z.byName[e.Name]; ok { // added meanwhile by another caller
+		m.close()
+		return nil, fmt.Errorf("a model called %q is already served: pick another name or restart to replace it", e.Name)
+	}
+	s := &slot{src: src, entry: e, m: m}
+	z.slots = append(z.slots, s)
+	z.byName[e.Name] = s
+	return m, nil
+}
+
 // Load opens the sources and loads every model (what a server does at start). The
 // error is non-nil only when ctx ends first.
 func Load(ctx context.Context, rt *inference.Runtime, sources ...inference.ModelSource) (*Zoo, error) {
@@ -104,7 +149,7 @@ func Load(ctx context.Context, rt *inference.Runtime, sources ...inference.Model
 // LoadAll loads every model not loaded yet; failures become Problems. The error is
 // non-nil only when ctx ends first.
 func (z *Zoo) LoadAll(ctx context.Context) error {
-	for _, s := range z.slots {
+	for _, s := range z.list() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -117,7 +162,7 @@ func (z *Zoo) LoadAll(ctx context.Context) error {
 
 // Get returns the model called name, loading it on first use.
 func (z *Zoo) Get(ctx context.Context, name string) (*Model, error) {
-	s, ok := z.byName[name]
+	s, ok := z.slot(name)
 	if !ok {
 		return nil, fmt.Errorf("there is no model called %q (have: %s)", name, strings.Join(z.Names(""), ", "))
 	}
@@ -147,7 +192,7 @@ func (z *Zoo) load(ctx context.Context, s *slot) (*Model, error) {
 
 // Entry is a model's manifest entry, without loading it.
 func (z *Zoo) Entry(name string) (inference.ModelEntry, bool) {
-	s, ok := z.byName[name]
+	s, ok := z.slot(name)
 	if !ok {
 		return inference.ModelEntry{}, false
 	}
@@ -158,7 +203,7 @@ func (z *Zoo) Entry(name string) (inference.ModelEntry, bool) {
 // order, loaded or not.
 func (z *Zoo) Names(task string) []string {
 	var out []string
-	for _, s := range z.slots {
+	for _, s := range z.list() {
 		if task == "" || s.entry.Task == task {
 			out = append(out, s.entry.Name)
 		}
@@ -170,7 +215,7 @@ func (z *Zoo) Names(task string) []string {
 // have not failed to load: loaded ones and ones not tried yet, in order.
 func (z *Zoo) Available(task string) []string {
 	var out []string
-	for _, s := range z.slots {
+	for _, s := range z.list() {
 		s.mu.Lock()
 		failed := s.err != nil
 		s.mu.Unlock()
@@ -192,7 +237,7 @@ func (z *Zoo) AttackNetworks() []*Model { return z.loaded(inference.TaskAttackNe
 
 func (z *Zoo) loaded(task string) []*Model {
 	var out []*Model
-	for _, s := range z.slots {
+	for _, s := range z.list() {
 		s.mu.Lock()
 		m := s.m
 		s.mu.Unlock()
@@ -205,7 +250,7 @@ func (z *Zoo) loaded(task string) []*Model {
 
 // Model finds a loaded model by name (it does not load one).
 func (z *Zoo) Model(name string) (*Model, bool) {
-	s, ok := z.byName[name]
+	s, ok := z.slot(name)
 	if !ok {
 		return nil, false
 	}
@@ -246,8 +291,10 @@ func (z *Zoo) WarmGradients(ctx context.Context) (warmed []string, failed map[st
 
 // Problems lists the manifests and models that could not be served.
 func (z *Zoo) Problems() []Problem {
+	z.mu.RLock()
 	out := append([]Problem(nil), z.problems...)
-	for _, s := range z.slots {
+	z.mu.RUnlock()
+	for _, s := range z.list() {
 		s.mu.Lock()
 		if s.err != nil {
 			out = append(out, Problem{Source: s.src.Name, Model: s.entry.Name, File: s.entry.File, Err: s.err})
@@ -259,7 +306,7 @@ func (z *Zoo) Problems() []Problem {
 
 // Close releases every session.
 func (z *Zoo) Close() {
-	for _, s := range z.slots {
+	for _, s := range z.list() {
 		s.mu.Lock()
 		if s.m != nil {
 			s.m.close()

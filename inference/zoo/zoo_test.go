@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"gibbon/inference"
@@ -413,4 +414,77 @@ func atanModel() []byte {
 	y := b.Op("Atan", []string{b.Op("MatMul", []string{flat, b.Init("W", []int64{784, 10}, w)})})
 	b.Output("scores", y, 1, 10)
 	return b.Bytes()
+}
+
+// Add registers a model while readers use the zoo: it is loaded once, listed and
+// usable at once; a taken name and a file that does not load are refused and leave
+// the zoo as it was.
+func TestZooAddWhileServing(t *testing.T) {
+	rt := testrt.Open(t)
+	dir := t.TempDir()
+	lin := linearModel(false, true, 0.01)
+	writeFile(t, dir, "lin.onnx", lin)
+	writeManifest(t, dir, []inference.ModelEntry{{Name: "first", File: "lin.onnx", SHA256: sha(lin), Input: mnistInput, Labels: digits(), OutputsLogits: true}})
+	src := inference.ModelSource{Name: dir, FS: os.DirFS(dir)}
+	reg, err := zoo.Load(context.Background(), rt, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+
+	// Readers run throughout (the race detector watches the lists).
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = reg.Classifiers()
+				_ = reg.Names("")
+				_ = reg.Problems()
+				_, _ = reg.Model("added")
+				_, _ = reg.Entry("added")
+			}
+		}()
+	}
+	soft := linearModel(true, true, 0.01)
+	writeFile(t, dir, "soft.onnx", soft)
+	added := inference.ModelEntry{Name: "added", File: "soft.onnx", SHA256: sha(soft), Input: mnistInput, Labels: digits()}
+	m, err := reg.Add(context.Background(), src, added)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := reg.Classifier("added"); !ok || got != m {
+		t.Fatalf("added model not served as loaded: %v", ok)
+	}
+	if got, err := reg.Get(context.Background(), "added"); err != nil || got != m {
+		t.Fatalf("Get after Add: %v (same model: %v)", err, got == m)
+	}
+	if names := reg.Names(inference.TaskClassifier); !slices.Equal(names, []string{"first", "added"}) {
+		t.Errorf("names %v", names)
+	}
+	x := inference.NewTensor(1, 1, 28, 28)
+	p, err := m.Probabilities(context.Background(), x)
+	if err != nil || len(p) != 1 || len(p[0]) != 10 {
+		t.Fatalf("added model does not classify: %v %v", p, err)
+	}
+
+	if _, err := reg.Add(context.Background(), src, added); err == nil || !strings.Contains(err.Error(), "already served") {
+		t.Errorf("second Add of a name: %v", err)
+	}
+	bad := inference.ModelEntry{Name: "bad", File: "soft.onnx", SHA256: sha(lin), Input: mnistInput, Labels: digits()}
+	if _, err := reg.Add(context.Background(), src, bad); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Errorf("Add of a file that does not match: %v", err)
+	}
+	if _, ok := reg.Entry("bad"); ok || len(reg.Problems()) != 0 || len(reg.All()) != 2 {
+		t.Errorf("a refused Add left traces: entry %v, problems %v, %d models", ok, reg.Problems(), len(reg.All()))
+	}
 }
