@@ -14,12 +14,12 @@ import (
 // ops: with the plain mask rule, Mul(g, Cast(Greater(y, 0))), every ReLU after a
 // Conv cost a conversion of y and of g to the plain layout and one of the result back,
 // as much again as the mask itself. The masks below are made of what the transformer
-// keeps blocked: depthwise 1×1 Convs, each a per-channel a·x + b with a Relu and a
-// Sum that ONNX Runtime fuses into it (a fused Clip would cost a pass of its own),
-// and the Mul that applies the mask. Every value they make is exact in float32 (a
-// power of two times an integer below 2^24, or a correctly rounded sum whose sign is
-// all that is read), so the mask is the plain rule's bit for bit, at subnormal
-// outputs too (TestBlockedMasks).
+// keeps blocked: depthwise 1×1 Convs, each a per-channel a·x + b with the Relu or
+// HardSigmoid and the Sum that ONNX Runtime fuses into it (a fused Clip costs more),
+// then the Mul by the mask. Every value they make is exact in float32 (a power of two
+// times an integer below 2^24, or +Inf taken to 1), so the mask is the plain rule's
+// bit for bit, at subnormal outputs too (TestBlockedMasks). On MobileNetV2 a ReLU6
+// mask went from eight passes over the tensor (three layout conversions) to four.
 
 // blockedChannels: the forms are used when the channels are a multiple of 16, the
 // NCHWc block on AVX-512 (on AVX2 it is 8, which divides 16).
@@ -77,9 +77,9 @@ func scaleBlocked(c *buildCtx, dy, y, x, k string) (string, bool) {
 	return c.e.opA("Conv", []string{dy, c.e.floats([]int64{ch, 1, 1, 1}, w)}, onnx.AttrInt("group", ch)), true
 }
 
-// affine is [Relu](a·x + b [+ add]) on a [N,C,H,W] tensor: a depthwise 1×1 Conv,
-// with the Add and Relu ONNX Runtime fuses into it.
-func (e *emitter) affine(x string, channels int64, a, b float32, add string, relu bool) string {
+// depthwise1x1 is a·x + b on a [N,C,H,W] tensor as a depthwise 1×1 Conv: one
+// product, exact when a is a power of two, and one correctly rounded sum.
+func (e *emitter) depthwise1x1(x string, channels int64, a, b float32) string {
 	w := make([]float32, channels)
 	for i := range w {
 		w[i] = a
@@ -92,7 +92,29 @@ func (e *emitter) affine(x string, channels int64, a, b float32, add string, rel
 		}
 		in = append(in, e.floats([]int64{channels}, bias))
 	}
-	y := e.opA("Conv", in, onnx.AttrInt("group", channels))
+	return e.opA("Conv", in, onnx.AttrInt("group", channels))
+}
+
+// saturated is HardSigmoid_{alpha,0}(a·x + b) = min(1, max(0, alpha·(a·x + b))) on a
+// [N,C,H,W] tensor: a depthwise 1×1 Conv with the HardSigmoid ONNX Runtime fuses
+// into it (in the blocked kernel it costs about a third of a pass more than a Relu).
+func (e *emitter) saturated(x string, channels int64, a, b, alpha float32) string {
+	y := e.depthwise1x1(x, channels, a, b)
+	return e.opA("HardSigmoid", []string{y}, onnx.AttrFloat("alpha", alpha), onnx.AttrFloat("beta", 0))
+}
+
+// positiveMask is [y > 0] for y ≥ 0 (a ReLU's output) as 0/1 floats:
+// min(1, 2^74·(2^75·y)). Both products are exact (or +Inf, which min takes to 1),
+// and 2^149·y ≥ 1 for every y > 0, the smallest subnormal being 2^-149 (2^149 is
+// not a float32, hence the two factors).
+func (e *emitter) positiveMask(y string, channels int64) string {
+	return e.saturated(y, channels, float32(math.Ldexp(1, 75)), 0, float32(math.Ldexp(1, 74)))
+}
+
+// affine is [Relu](a·x + b [+ add]) on a [N,C,H,W] tensor: a depthwise 1×1 Conv,
+// with the Add and Relu ONNX Runtime fuses into it.
+func (e *emitter) affine(x string, channels int64, a, b float32, add string, relu bool) string {
+	y := e.depthwise1x1(x, channels, a, b)
 	if add != "" {
 		y = e.op("Add", y, add)
 	}
@@ -102,38 +124,19 @@ func (e *emitter) affine(x string, channels int64, a, b float32, add string, rel
 	return y
 }
 
-// zeroIndicator is k·[y = 0] for y ≥ 0, k a power of two up to 2^24: v = 2^75·y
-// is exact and at least 2^-74 for y > 0 (the smallest subnormal is 2^-149), so
-// k - 2^74·k·v is k at y = 0 and at most 0 elsewhere. (One step cannot do it: 2^149
-// is not a float32, and k - 2^a·y rounds to k for tiny y when 2^a·y < 1.)
-func (e *emitter) zeroIndicator(y string, channels int64, k float32) string {
-	v := e.affine(y, channels, float32(math.Ldexp(1, 75)), 0, "", false)
-	return e.affine(v, channels, -float32(math.Ldexp(1, 74))*k, k, "", true)
-}
-
-// positiveMask is [y > 0] for y ≥ 0 (a ReLU's output) as 0/1 floats.
-func (e *emitter) positiveMask(y string, channels int64) string {
-	return e.affine(e.zeroIndicator(y, channels, 1), channels, -1, 1, "", true)
-}
-
 // boxMask is [0 < y < h] for y in [0, h] (a ReLU6's output, h = 6) as 0/1 floats, for
-// a positive normal h. With d = h minus the float32 below it (t = h - d), every y
-// in [h/2, h] is a multiple of d, so (y - t)/d is exact there: 1 at y = h and at most
-// 0 below. X = Relu((y - t)/d + 2^24·[y = 0]) is then 0 for 0 < y < h and at least 1
-// at y = 0 (t/d < 2^24) and y = h, and the mask is Relu(1 - X).
+// a positive normal h: Relu(positiveMask - [y = h]), the Sum fused into the Conv
+// that negates [y = h] = Relu((y - t)/d), where t is the float32 below h and d = h - t.
+// Every y in [h/2, h] is a multiple of d, so (y - t)/d is exact there: 1 at y = h and
+// at most 0 below; t/d is an integer below 2^24.
 func (e *emitter) boxMask(y string, channels int64, h float32) (string, bool) {
 	t := math.Nextafter32(h, 0)
 	d := h - t
-	if !(h >= math.SmallestNonzeroFloat32*(1<<23)*2) || h > math.MaxFloat32/2 || !(d > 0) {
+	if !(h >= math.SmallestNonzeroFloat32*(1<<23)*2) || h > math.MaxFloat32/2 || !(d > 0) || h/d > 1<<24 {
 		return "", false // not a positive normal float32
 	}
-	k := float32(1 << 24)
-	if t/d >= k {
-		return "", false
-	}
-	z := e.zeroIndicator(y, channels, k)
-	x := e.affine(y, channels, 1/d, -(t / d), z, true)
-	return e.affine(x, channels, -1, 1, "", true), true
+	atH := e.affine(y, channels, 1/d, -(t / d), "", true)
+	return e.affine(atH, channels, -1, 0, e.positiveMask(y, channels), true), true
 }
 
 // scalarConst is the value of a one-element float constant (an initializer or a
