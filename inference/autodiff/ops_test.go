@@ -78,6 +78,26 @@ func opCases() []opCase {
 				}
 				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
 			}},
+		{name: "conv_depthwise_strided", input: []int64{4, 8, 7}, lo: -1, hi: 1, params: []string{"w1", "w2", "w3", "w4"},
+			// strided depthwise convolutions, whose input gradient on the CPU is a
+			// correlation over dy with zeros inserted: MobileNet's 3x3 stride 2 pads 1 on
+			// an even (8) and an odd (7) axis, dilation, stride 3 with uneven pads, an
+			// end pad past the last window (a shorter zero tail)
+			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {
+				w1 := weights(b, rng, "w1", 9, 4, 1, 3, 3)
+				c1 := b.Op("Conv", []string{x, w1}, onnx.AttrInts("strides", 2, 2), onnx.AttrInts("pads", 1, 1, 1, 1), onnx.AttrInt("group", 4))
+				w2 := weights(b, rng, "w2", 9, 4, 1, 3, 3)
+				c2 := b.Op("Conv", []string{x, w2}, onnx.AttrInts("strides", 2, 2), onnx.AttrInts("dilations", 2, 1), onnx.AttrInts("pads", 2, 0, 1, 1), onnx.AttrInt("group", 4))
+				w3 := weights(b, rng, "w3", 15, 4, 1, 5, 3)
+				c3 := b.Op("Conv", []string{x, w3}, onnx.AttrInts("strides", 3, 2), onnx.AttrInts("pads", 1, 2, 3, 0), onnx.AttrInt("group", 4))
+				w4 := weights(b, rng, "w4", 4, 4, 1, 2, 2)
+				c4 := b.Op("Conv", []string{x, w4}, onnx.AttrInts("strides", 2, 3), onnx.AttrInts("pads", 0, 1, 1, 1), onnx.AttrInt("group", 4))
+				parts := []string{}
+				for _, p := range []string{c1, c2, c3, c4} {
+					parts = append(parts, b.Op("Flatten", []string{b.Op("Tanh", []string{p})}))
+				}
+				return b.Op("Concat", parts, onnx.AttrInt("axis", 1))
+			}},
 		{name: "conv_one_channel_to_odd", input: []int64{1, 7, 7}, lo: -1, hi: 1, params: []string{"w"},
 			// the GPU forms pad the input gradient's ConvTranspose to 6 channels
 			build: func(b *onnx.Builder, rng *rand.Rand, x string) string {

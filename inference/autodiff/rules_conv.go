@@ -2,6 +2,7 @@ package autodiff
 
 import (
 	"fmt"
+	"slices"
 
 	"gibbon/inference/onnx"
 )
@@ -98,30 +99,26 @@ func gradConv(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]stri
 			stride1 = stride1 && g.s[i] == 1
 			small = small && g.pb[i] <= kd-1 && g.pe[i] <= kd-1
 		}
-		if stride1 && small {
+		var up string
+		var upEnd []int64
+		if !stride1 && !c.gpu && g.group == ws[0] && ws[1] == 1 {
+			up, upEnd = zeroInsert(c, dy, g)
+		}
+		if (stride1 && small) || up != "" {
 			// A "full" correlation with the flipped, in/out-swapped kernel: on CPU this
-			// is much faster than ConvTranspose.
-			m, cg := ws[0], ws[1]
-			wt := w
-			if g.group == 1 {
-				wt = e.transpose(w, append([]int64{1, 0}, seq(2, int64(r+2))...)...)
-			} else {
-				mg := m / g.group
-				wt = e.op("Reshape", w, e.ints(append([]int64{g.group, mg, cg}, g.k...)...))
-				wt = e.transpose(wt, append([]int64{0, 2, 1}, seq(3, int64(r+3))...)...)
-				wt = e.op("Reshape", wt, e.ints(append([]int64{g.group * cg, mg}, g.k...)...))
-			}
-			starts, ends, axes, steps := make([]int64, r), make([]int64, r), make([]int64, r), make([]int64, r)
-			for i := 0; i < r; i++ {
-				starts[i], ends[i], axes[i], steps[i] = -1, -int64Max, int64(i+2), -1
-			}
-			wt = e.op("Slice", wt, e.ints(starts...), e.ints(ends...), e.ints(axes...), e.ints(steps...))
-			pads := make([]int64, 2*r)
+			// is much faster than ConvTranspose. A strided depthwise Conv's gradient is
+			// the same correlation over dy with stride-1 zeros inserted (ConvTranspose
+			// runs one small product per channel there).
+			in, pads := dy, make([]int64, 2*r)
 			for i := 0; i < r; i++ {
 				kd := (g.k[i]-1)*g.d[i] + 1
 				pads[i], pads[i+r] = kd-1-g.pb[i], kd-1-g.pe[i]
 			}
-			out[0] = e.opA("Conv", []string{dy, wt}, onnx.AttrInts("pads", pads...),
+			if up != "" {
+				in = up
+				copy(pads[r:], upEnd)
+			}
+			out[0] = e.opA("Conv", []string{in, flippedWeights(c, w, g)}, onnx.AttrInts("pads", pads...),
 				onnx.AttrInts("dilations", g.d...), onnx.AttrInt("group", g.group))
 		} else {
 			gy, gw := dy, w
@@ -166,6 +163,58 @@ func gradConv(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]stri
 		out[2] = e.reduceSum(dy, append([]int64{0}, seq(2, int64(r+2))...), false)
 	}
 	return out, nil
+}
+
+// flippedWeights is the kernel of a Conv's input gradient as a stride-1 correlation:
+// in and out channels swapped (per group), spatial axes reversed.
+func flippedWeights(c *buildCtx, w string, g convGeom) string {
+	e := c.e
+	r := len(g.k)
+	ws := c.pr.shape2[w]
+	m, cg := ws[0], ws[1]
+	wt := w
+	if g.group == 1 {
+		wt = e.transpose(w, append([]int64{1, 0}, seq(2, int64(r+2))...)...)
+	} else if cg != 1 || m != g.group {
+		mg := m / g.group
+		wt = e.op("Reshape", w, e.ints(append([]int64{g.group, mg, cg}, g.k...)...))
+		wt = e.transpose(wt, append([]int64{0, 2, 1}, seq(3, int64(r+3))...)...)
+		wt = e.op("Reshape", wt, e.ints(append([]int64{g.group * cg, mg}, g.k...)...))
+	}
+	starts, ends, axes, steps := make([]int64, r), make([]int64, r), make([]int64, r), make([]int64, r)
+	for i := 0; i < r; i++ {
+		starts[i], ends[i], axes[i], steps[i] = -1, -int64Max, int64(i+2), -1
+	}
+	return e.op("Slice", wt, e.ints(starts...), e.ints(ends...), e.ints(axes...), e.ints(steps...))
+}
+
+// zeroInsert spreads a strided Conv's output gradient dy over the input grid: s-1
+// zeros after every element along each spatial axis (stride s), the last element's
+// cut to what the correlation needs. It returns the result and the end pads that make
+// a stride-1 correlation of it with the flipped kernel the input's size, or "" when
+// the forward pads reach past the kernel.
+func zeroInsert(c *buildCtx, dy string, g convGeom) (string, []int64) {
+	e := c.e
+	r := len(g.k)
+	end, op := make([]int64, r), make([]int64, r)
+	for i := 0; i < r; i++ {
+		kd := (g.k[i]-1)*g.d[i] + 1
+		tail := kd - 1 - g.pe[i] + g.rem[i] // zeros the correlation needs after the last element
+		if g.pb[i] > kd-1 || tail < 0 {
+			return "", nil
+		}
+		op[i] = min(tail, g.s[i]-1)
+		end[i] = tail - op[i]
+	}
+	// A stride-s ConvTranspose with a 1×1 kernel of ones, per channel: exact (each
+	// output is 0 or 1·dy) and several times cheaper than Pad or Concat of zeros here.
+	ones := make([]float32, g.channels)
+	for i := range ones {
+		ones[i] = 1
+	}
+	k1 := e.floats(append([]int64{g.channels, 1}, slices.Repeat([]int64{1}, r)...), ones)
+	return e.opA("ConvTranspose", []string{dy, k1}, onnx.AttrInts("strides", g.s...),
+		onnx.AttrInts("output_padding", op...), onnx.AttrInt("group", g.channels)), end
 }
 
 // sliceTo trims axes to the given sizes when the computed size (got) is larger.

@@ -102,7 +102,11 @@ func checkDropout(c *buildCtx, n *onnx.NodeProto) error {
 
 func gradRelu(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]string, error) {
 	e := c.e
-	m := e.mask(e.op("Greater", n.Output[0], e.scalar(0)))
+	y := n.Output[0]
+	if ch, ok := blockedMaskOK(c, y); ok {
+		return only0(e.op("Mul", dys[0], e.positiveMask(y, ch)), len(need)), nil
+	}
+	m := e.mask(e.op("Greater", y, e.scalar(0)))
 	return only0(e.op("Mul", dys[0], m), len(need)), nil
 }
 
@@ -124,6 +128,18 @@ func gradClip(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]stri
 	// bounds): then the forward Conv feeding the Clip has no other reader, and ONNX
 	// Runtime still fuses the two (ReLU6 in MobileNets).
 	y := n.Output[0]
+	if ch, ok := blockedMaskOK(c, y); ok {
+		lo, okLo := scalarConst(c, input(n, 1))
+		hi, okHi := scalarConst(c, input(n, 2))
+		switch {
+		case okLo && lo == 0 && input(n, 2) == "":
+			return only0(e.op("Mul", dys[0], e.positiveMask(y, ch)), len(need)), nil
+		case okLo && okHi && lo == 0:
+			if m, ok := e.boxMask(y, ch, hi); ok {
+				return only0(e.op("Mul", dys[0], m), len(need)), nil
+			}
+		}
+	}
 	var cond string
 	if lo := input(n, 1); lo != "" {
 		cond = e.op("Greater", y, lo)
@@ -218,6 +234,10 @@ func gradMul(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]strin
 	out := make([]string, 2)
 	for i := 0; i < 2; i++ {
 		if need[i] {
+			if dx, ok := scaleBlocked(c, dys[0], n.Output[0], n.Input[i], n.Input[1-i]); ok {
+				out[i] = dx
+				continue
+			}
 			out[i] = e.unbroadcast(e.op("Mul", dys[0], n.Input[1-i]), n.Output[0], n.Input[i])
 		}
 	}
