@@ -43,8 +43,14 @@ type Spec struct {
 	// Base is the channel count at full resolution (doubling per level; default 6).
 	Base int
 	// Levels is the number of stride-2 downsamplings (0: as many as keep the smaller
-	// side at 7 or more, at most 4).
+	// side at 7 or more, at most 4), counted after the pixel shuffle.
 	Levels int
+	// Shuffle 2 folds each 2×2 block of pixels into channels before the first layer
+	// (space-to-depth) and unfolds the heads' output the same way (depth-to-space), so
+	// no layer runs at full resolution: the U-Net starts at half the size with 4× the
+	// input channels and its heads emit 4 values per head, channel and block. Odd
+	// sides are padded with zeros and the output cropped. 0 (or 1): no shuffle.
+	Shuffle int `json:",omitempty"`
 }
 
 // DefaultBase is the generator width when Spec.Base is 0.
@@ -76,6 +82,11 @@ func (s Spec) Normalized() (Spec, error) {
 		return s, fmt.Errorf("base width %d: want 1 to 256 channels", s.Base)
 	case s.Levels < 0 || s.Levels > 6:
 		return s, fmt.Errorf("%d levels: want 0 (automatic) to 6", s.Levels)
+	case s.Shuffle < 0 || s.Shuffle > 2:
+		return s, fmt.Errorf("pixel shuffle %d: want 0 (none) or 2", s.Shuffle)
+	}
+	if s.Shuffle == 1 {
+		s.Shuffle = 0
 	}
 	for i, e := range s.Eps {
 		if !(e > 0) || e > s.Range[1]-s.Range[0] || math.IsInf(e, 0) {
@@ -88,17 +99,26 @@ func (s Spec) Normalized() (Spec, error) {
 		}
 	}
 	if s.Levels == 0 {
-		for side := min(s.Height, s.Width); s.Levels < 4 && (side+1)/2 >= 7; side = (side + 1) / 2 {
+		for side := s.top(min(s.Height, s.Width)); s.Levels < 4 && (side+1)/2 >= 7; side = (side + 1) / 2 {
 			s.Levels++
 		}
 		if s.Levels == 0 {
 			s.Levels = 1
 		}
 	}
-	if side := min(s.Height, s.Width); side>>s.Levels < 1 {
+	if side := s.top(min(s.Height, s.Width)); side>>s.Levels < 1 {
 		return s, fmt.Errorf("%d levels halve a %d-pixel side below one pixel", s.Levels, side)
 	}
 	return s, nil
+}
+
+// top is the U-Net's first resolution for an image side: the side itself, or half of
+// it (rounded up) after the pixel shuffle.
+func (s Spec) top(side int) int {
+	if s.Shuffle == 2 {
+		return (side + 1) / 2
+	}
+	return side
 }
 
 // HeadName is the conventional name of a head's budget, e.g. "eps0.3".
@@ -115,7 +135,12 @@ func (s Spec) MACs() int64 {
 	conv := func(cin, cout int, h, w int64) { total += h * w * int64(cin) * int64(cout) * 9 }
 	conv1 := func(cin, cout int, h, w int64) { total += h * w * int64(cin) * int64(cout) }
 	ch := s.levelChannels()
-	conv(s.Channels, ch[0], h, w)
+	in, out := s.Channels, len(s.Eps)*s.Channels
+	if s.Shuffle == 2 {
+		h, w = int64(s.top(s.Height)), int64(s.top(s.Width))
+		in, out = 4*in, 4*out
+	}
+	conv(in, ch[0], h, w)
 	sizes := [][2]int64{{h, w}}
 	for l := 1; l <= s.Levels; l++ {
 		h, w = (h+1)/2, (w+1)/2
@@ -125,13 +150,13 @@ func (s Spec) MACs() int64 {
 	conv(ch[s.Levels], ch[s.Levels], h, w)
 	for l := s.Levels; l >= 1; l-- {
 		conv(ch[l], ch[l-1], sizes[l][0], sizes[l][1]) // transposed conv, counted at the input size
-		if l == 1 {
+		if l == 1 && s.Shuffle == 0 {
 			conv1(2*ch[0], ch[0], sizes[0][0], sizes[0][1])
 		} else {
 			conv(2*ch[l-1], ch[l-1], sizes[l-1][0], sizes[l-1][1])
 		}
 	}
-	conv(ch[0], len(s.Eps)*s.Channels, sizes[0][0], sizes[0][1])
+	conv(ch[0], out, sizes[0][0], sizes[0][1])
 	return total
 }
 
@@ -215,7 +240,11 @@ func (g *gen) relu(x string) string { return g.b.Op("Relu", []string{x}) }
 // transposed convolution up, concatenated with the encoder's map of that size (the
 // skip connection) and mixed by a 3×3 convolution (1×1 at full resolution, where the
 // cost is); last a 3×3 convolution to K·C
-// channels, one image-sized map h_k per head. Head k's output is x + eps_k·tanh(h_k)
+// channels, one image-sized map h_k per head. With Shuffle 2 the U-Net works on the
+// image folded to half size (space-to-depth), mixes with 3×3 at its top level too,
+// and its last convolution emits 4·K·C channels unfolded back to K·C image-sized maps
+// (depth-to-space): equivalent in what it can express per pixel, at about a quarter
+// of the cost per layer. Head k's output is x + eps_k·tanh(h_k)
 // where that stays inside the pixel range [lo, hi]; near the range's edge tanh is
 // rescaled onto [max(lo, x−eps_k), min(hi, x+eps_k)] instead of clipped. Either way
 // |adv − x| ≤ eps_k and lo ≤ adv ≤ hi hold by construction (up to float32 rounding,
@@ -243,7 +272,22 @@ func BuildGenerator(spec Spec, seed uint64) (*onnx.ModelProto, []string, error) 
 
 	ch := s.levelChannels()
 	sizes := [][2]int{{s.Height, s.Width}}
-	skips := []string{g.relu(g.conv(u, s.Channels, ch[0], 1, 1))}
+	cin, cout := s.Channels, int(K*C)
+	Hs, Ws := H, W
+	if s.Shuffle == 2 {
+		// Space-to-depth: [N,C,H,W] → (zero-padded to even sides) [N,C,H/2,2,W/2,2] →
+		// [N,C,2,2,H/2,W/2] → [N,4C,H/2,W/2], channel (c, dy, dx).
+		Hs, Ws = int64(s.top(s.Height)), int64(s.top(s.Width))
+		if 2*Hs != H || 2*Ws != W {
+			u = b.Op("Pad", []string{u, b.Ints(0, 0, 0, 0, 0, 0, 2*Hs-H, 2*Ws-W)})
+		}
+		u = b.Op("Reshape", []string{u, b.Ints(-1, C, Hs, 2, Ws, 2)})
+		u = b.Op("Transpose", []string{u}, onnx.AttrInts("perm", 0, 1, 3, 5, 2, 4))
+		u = b.Op("Reshape", []string{u, b.Ints(-1, 4*C, Hs, Ws)})
+		sizes = [][2]int{{int(Hs), int(Ws)}}
+		cin, cout = 4*cin, 4*cout
+	}
+	skips := []string{g.relu(g.conv(u, cin, ch[0], 1, 1))}
 	h := skips[0]
 	for l := 1; l <= s.Levels; l++ {
 		prev := sizes[l-1]
@@ -256,7 +300,7 @@ func BuildGenerator(spec Spec, seed uint64) (*onnx.ModelProto, []string, error) 
 		in, out := sizes[l], sizes[l-1]
 		up := g.relu(g.up(h, ch[l], ch[l-1], in[0], in[1], out[0], out[1]))
 		cat := b.Op("Concat", []string{up, skips[l-1]}, onnx.AttrInt("axis", 1))
-		if l == 1 {
+		if l == 1 && s.Shuffle == 0 {
 			// At full resolution a 1×1 mix is enough (the 3×3 heads follow) and
 			// costs a ninth: this is where a pass spends most of its time.
 			h = g.relu(g.conv1(cat, 2*ch[l-1], ch[l-1]))
@@ -265,7 +309,17 @@ func BuildGenerator(spec Spec, seed uint64) (*onnx.ModelProto, []string, error) 
 		}
 	}
 	// Small last-layer weights: every head starts near tanh's linear part, adv ≈ x.
-	heads := g.conv(h, ch[0], int(K*C), 1, 0.1)
+	heads := g.conv(h, ch[0], cout, 1, 0.1)
+	if s.Shuffle == 2 {
+		// Depth-to-space, the inverse of the input's fold: channel (k, c, dy, dx) at
+		// (y, x) is head k's pixel (2y+dy, 2x+dx), cropped to H×W.
+		heads = b.Op("Reshape", []string{heads, b.Ints(-1, K*C, 2, 2, Hs, Ws)})
+		heads = b.Op("Transpose", []string{heads}, onnx.AttrInts("perm", 0, 1, 4, 2, 5, 3))
+		heads = b.Op("Reshape", []string{heads, b.Ints(-1, K, C, 2*Hs, 2*Ws)})
+		if 2*Hs != H || 2*Ws != W {
+			heads = b.Op("Slice", []string{heads, b.Ints(0, 0), b.Ints(H, W), b.Ints(3, 4)})
+		}
+	}
 
 	t := b.Op("Tanh", []string{b.Op("Reshape", []string{heads, b.Ints(-1, K, C, H, W)})})
 	eps := make([]float32, K)

@@ -2,13 +2,16 @@ package attacknet
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"gibbon/inference"
+	"gibbon/inference/attack"
 	"gibbon/inference/autodiff"
+	"gibbon/inference/mnist"
 	"gibbon/inference/onnx"
 	"gibbon/inference/train"
 	"gibbon/internal/testrt"
@@ -56,6 +59,8 @@ func TestGeneratorBoundHoldsOnEveryOutput(t *testing.T) {
 		{Channels: 1, Height: 28, Width: 28, Eps: []float64{0.1, 0.2, 0.3}, Base: 4},
 		{Channels: 3, Height: 13, Width: 17, Layout: "NHWC", Range: [2]float64{0, 255}, Eps: []float64{8, 16}, Base: 4},
 		{Channels: 3, Height: 9, Width: 8, Range: [2]float64{-1, 1}, Eps: []float64{0.5}, Base: 2, Levels: 3},
+		{Channels: 1, Height: 28, Width: 28, Eps: []float64{0.1, 0.2, 0.3}, Base: 4, Shuffle: 2},
+		{Channels: 3, Height: 13, Width: 17, Layout: "NHWC", Range: [2]float64{0, 255}, Eps: []float64{8, 16}, Base: 4, Shuffle: 2},
 	} {
 		m, params, err := BuildGenerator(s, 7)
 		if err != nil {
@@ -144,7 +149,15 @@ func TestTrainingGradientMatchesFiniteDifferences(t *testing.T) {
 	rt := testrt.Open(t)
 	ctx := context.Background()
 	zoo, _, test := smallZoo(t)
-	spec := Spec{Channels: 1, Height: 28, Width: 28, Eps: []float64{0.1, 0.3}, Base: 4}
+	for _, shuffle := range []int{0, 2} {
+		t.Run(fmt.Sprintf("shuffle%d", shuffle), func(t *testing.T) {
+			spec := Spec{Channels: 1, Height: 28, Width: 28, Eps: []float64{0.1, 0.3}, Base: 4, Shuffle: shuffle}
+			checkTrainingGradient(t, ctx, rt, spec, zoo, test)
+		})
+	}
+}
+
+func checkTrainingGradient(t *testing.T, ctx context.Context, rt *inference.Runtime, spec Spec, zoo map[string]*attack.ONNXModel, test *mnist.Set) {
 	gm, names, err := BuildGenerator(spec, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -219,5 +232,95 @@ func TestTrainingGradientMatchesFiniteDifferences(t *testing.T) {
 		if math.Abs(fd-norm) > 0.03*norm {
 			t.Errorf("column %d: directional derivative %g by finite differences, gradient norm %g", col, fd, norm)
 		}
+	}
+}
+
+// With the pixel shuffle, input pixel (c, 2y+dy, 2x+dx) is channel (c, dy, dx) of the
+// folded image at (y, x), and head channel (k, c, dy, dx) at (y, x) comes back as head
+// k's pixel (c, 2y+dy, 2x+dx), odd sides padded and cropped: weights that route one
+// folded input channel straight to one head channel (through the skip connection)
+// must give that head, on that pixel phase, the input pixel of the other phase.
+func TestShuffleFoldsAndUnfoldsPixels(t *testing.T) {
+	rt := testrt.Open(t)
+	ctx := context.Background()
+	const C, H, W, eps = 2, 5, 7, 0.25
+	spec := Spec{Channels: C, Height: H, Width: W, Eps: []float64{0.1, eps}, Base: 2, Levels: 1, Shuffle: 2}
+	m, names, err := BuildGenerator(spec, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := train.ParamsOf(m, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Layers: 1 first conv, 2 down, 3 bottom, 4 up, 5 mix, 6 heads.
+	const c, dy, dx = 1, 1, 0          // the input phase routed
+	const k, c2, dy2, dx2 = 1, 0, 0, 1 // the head channel it lands in
+	set := map[string]func(p *train.Param){
+		"gen/l1.w": func(p *train.Param) { p.Data[((0*4*C)+(c*2+dy)*2+dx)*9+4] = 1 },    // [2, 4C, 3, 3]
+		"gen/l5.w": func(p *train.Param) { p.Data[((0*4)+2+0)*9+4] = 1 },                // [2, up 2 + skip 2, 3, 3]
+		"gen/l6.w": func(p *train.Param) { p.Data[(((k*C+c2)*2+dy2)*2+dx2)*2*9+4] = 1 }, // [4·K·C, 2, 3, 3]
+	}
+	for _, p := range ps {
+		clear(p.Data)
+		if f := set[p.Name]; f != nil {
+			f(p)
+			delete(set, p.Name)
+		}
+	}
+	if len(set) != 0 {
+		t.Fatalf("the generator has no parameters %v: the layer numbering changed", set)
+	}
+	m, _ = train.Bake(m, ps)
+	data, _ := onnx.Encode(m)
+	sess, err := rt.NewSession(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	x := inference.NewTensor(3, C, H, W)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range x.Data {
+		x.Data[i] = rng.Float32()
+	}
+	out, err := sess.Run(ctx, map[string]*inference.Tensor{Input: x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adv := out[Output]
+	if !sameInts(adv.Shape, []int64{3, 2, C, H, W}) {
+		t.Fatalf("output shape %v", adv.Shape)
+	}
+	px := func(n, ch, y, xx int) float64 { return float64(x.Data[((n*C+ch)*H+y)*W+xx]) }
+	var moved int
+	for n := range 3 {
+		for kk := range 2 {
+			e := spec.Eps[kk]
+			for ch := range C {
+				for y := range H {
+					for xx := range W {
+						h := 0.0
+						if kk == k && ch == c2 && y%2 == dy2 && xx%2 == dx2 {
+							if sy, sx := y-dy2+dy, xx-dx2+dx; sy < H && sx < W {
+								h = px(n, c, sy, sx) // relu of a pixel in [0,1] is the pixel
+							}
+						}
+						v := px(n, ch, y, xx)
+						a, b := math.Max(v-e, 0), math.Min(v+e, 1)
+						want := (a+b)/2 + (b-a)/2*math.Tanh(h)
+						got := float64(adv.Data[(((n*2+kk)*C+ch)*H+y)*W+xx])
+						if math.Abs(got-want) > 1e-6 {
+							t.Fatalf("image %d head %d pixel (%d,%d,%d): %g, want %g (h %g)", n, kk, ch, y, xx, got, want, h)
+						}
+						if h != 0 {
+							moved++
+						}
+					}
+				}
+			}
+		}
+	}
+	if moved < 3*4 {
+		t.Errorf("only %d pixels were routed: the test checks too little", moved)
 	}
 }
