@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -34,6 +35,8 @@ func TestSpecRejectsBadSettings(t *testing.T) {
 		{func(s *Spec) { s.Eps = []float64{0.1, 0.1} }, "twice"},
 		{func(s *Spec) { s.Base = 1000 }, "base width"},
 		{func(s *Spec) { s.Levels = 6; s.Height = 16 }, "below one pixel"},
+		{func(s *Spec) { s.Shuffle = 3 }, "pixel shuffle"},
+		{func(s *Spec) { s.Levels = 4; s.Height = 16; s.Shuffle = 2 }, "below one pixel"},
 	} {
 		s := ok
 		s.Eps = append([]float64(nil), ok.Eps...)
@@ -162,7 +165,7 @@ func checkTrainingGradient(t *testing.T, ctx context.Context, rt *inference.Runt
 	if err != nil {
 		t.Fatal(err)
 	}
-	comp, err := composeTraining(gm, spec, []Target{targetOf("cnn", zoo["mnist-cnn-small"]), targetOf("mlp", zoo["mnist-mlp"])}, 2)
+	comp, err := composeTraining(gm, spec, []Target{targetOf("cnn", zoo["mnist-cnn-small"]), targetOf("mlp", zoo["mnist-mlp"])}, 2, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,5 +325,111 @@ func TestShuffleFoldsAndUnfoldsPixels(t *testing.T) {
 	}
 	if moved < 3*4 {
 		t.Errorf("only %d pixels were routed: the test checks too little", moved)
+	}
+}
+
+// Input diversity: the resampling matrices zoom and shift as documented, and a
+// training graph with diversity fed the identity gives the plain graph's objective
+// (and another one when fed a shift).
+func TestInputDiversityResamples(t *testing.T) {
+	id := resampleMatrix(5, 1, 0, false)
+	for i, v := range identity(5) {
+		if id[i] != v {
+			t.Fatalf("zoom 1 shift 0 is not the identity: %v", id)
+		}
+	}
+	in := []float32{1, 2, 3, 4, 5}
+	apply := func(m []float32, transpose bool) []float32 {
+		out := make([]float32, 5)
+		for i := range 5 {
+			for j := range 5 {
+				if transpose {
+					out[i] += m[j*5+i] * in[j]
+				} else {
+					out[i] += m[i*5+j] * in[j]
+				}
+			}
+		}
+		return out
+	}
+	for _, tr := range []bool{false, true} {
+		if got := apply(resampleMatrix(5, 1, 1, tr), tr); fmt.Sprint(got) != "[0 1 2 3 4]" {
+			t.Errorf("shift by 1 (transposed %v): %v", tr, got)
+		}
+		if got := apply(resampleMatrix(5, 1, -0.5, tr), tr); fmt.Sprint(got) != "[1.5 2.5 3.5 4.5 2.5]" {
+			t.Errorf("shift by −0.5 (transposed %v): %v", tr, got)
+		}
+		if got := apply(resampleMatrix(5, 2, 0, tr), tr); fmt.Sprint(got) != "[2 2.5 3 3.5 4]" {
+			t.Errorf("zoom 2 (transposed %v): %v", tr, got)
+		}
+	}
+
+	rt := testrt.Open(t)
+	ctx := context.Background()
+	zoo, _, test := smallZoo(t)
+	spec := Spec{Channels: 1, Height: 28, Width: 28, Eps: []float64{0.1, 0.3}, Base: 4, Shuffle: 2}
+	gm, names, err := BuildGenerator(spec, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := []Target{targetOf("cnn", zoo["mnist-cnn-small"]), targetOf("mlp", zoo["mnist-mlp"])}
+	params, _ := train.ParamsOf(gm, names)
+	const N, cols = 16, 10
+	x, _ := batchOf(test, 0, N)
+	seed := inference.NewTensor(N, cols)
+	for i := range seed.Data {
+		seed.Data[i] = 1
+	}
+	objective := func(diverse bool, rows, colsM []float32) []float32 {
+		comp, err := composeTraining(gm, spec, targets, 2, diverse)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fed := slices.Clone(names)
+		if diverse {
+			fed = append(fed, DiversityRows(0), DiversityCols(0), DiversityRows(1), DiversityCols(1))
+		}
+		gg, err := autodiff.Build(rt, comp, autodiff.Options{Input: Input, Loss: autodiff.LogitSeed, Params: fed, NoInputGrad: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := onnx.Encode(gg)
+		sess, err := rt.NewSession(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sess.Close()
+		feed := map[string]*inference.Tensor{Input: x, autodiff.InputLogitSeed: seed}
+		for _, p := range params {
+			feed[p.Name] = &inference.Tensor{Shape: p.Shape, Data: p.Data}
+		}
+		if diverse {
+			for i := range 2 {
+				feed[DiversityRows(i)] = &inference.Tensor{Shape: []int64{28, 28}, Data: rows}
+				feed[DiversityCols(i)] = &inference.Tensor{Shape: []int64{28, 28}, Data: colsM}
+			}
+		}
+		out, err := sess.Run(ctx, feed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := out[autodiff.GradPrefix+names[0]]; g == nil || !finite(g.Data) {
+			t.Fatal("no finite generator gradient")
+		}
+		return out[autodiff.OutputLogits].Data
+	}
+	plain := objective(false, nil, nil)
+	same := objective(true, identity(28), identity(28))
+	moved := objective(true, resampleMatrix(28, 1.1, 2, false), resampleMatrix(28, 0.9, -1.5, true))
+	var maxSame, maxMoved float64
+	for i := range plain {
+		maxSame = math.Max(maxSame, math.Abs(float64(same[i]-plain[i])))
+		maxMoved = math.Max(maxMoved, math.Abs(float64(moved[i]-plain[i])))
+	}
+	if maxSame > 1e-4 {
+		t.Errorf("identity resampling changes the objective by up to %g", maxSame)
+	}
+	if maxMoved < 1e-2 {
+		t.Errorf("a zoom and shift change the objective by only %g: the targets do not see the resampled images", maxMoved)
 	}
 }
