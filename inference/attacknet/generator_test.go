@@ -248,10 +248,17 @@ func TestShuffleFoldsAndUnfoldsPixels(t *testing.T) {
 	ctx := context.Background()
 	const C, H, W, eps = 2, 5, 7, 0.25
 	spec := Spec{Channels: C, Height: H, Width: W, Eps: []float64{0.1, eps}, Base: 2, Levels: 1, Shuffle: 2}
-	m, names, err := BuildGenerator(spec, 5)
-	if err != nil {
-		t.Fatal(err)
+	for _, build := range []func(Spec, uint64) (*onnx.ModelProto, []string, error){BuildGenerator, BuildInferenceGenerator} {
+		m, names, err := build(spec, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkRouting(t, ctx, rt, spec, m, names)
 	}
+}
+
+func checkRouting(t *testing.T, ctx context.Context, rt *inference.Runtime, spec Spec, m *onnx.ModelProto, names []string) {
+	const C, H, W = 2, 5, 7
 	ps, err := train.ParamsOf(m, names)
 	if err != nil {
 		t.Fatal(err)
@@ -431,5 +438,93 @@ func TestInputDiversityResamples(t *testing.T) {
 	}
 	if maxMoved < 1e-2 {
 		t.Errorf("a zoom and shift change the objective by only %g: the targets do not see the resampled images", maxMoved)
+	}
+}
+
+// The saved form of a shuffling generator (SpaceToDepth/DepthToSpace) has the training
+// form's parameters and gives its outputs, for one and three channels, odd sides and
+// both layouts; without the shuffle the two forms are the same graph.
+func TestInferenceFormMatchesTrainingForm(t *testing.T) {
+	rt := testrt.Open(t)
+	ctx := context.Background()
+	for _, s := range []Spec{
+		{Channels: 1, Height: 28, Width: 28, Eps: []float64{0.1, 0.2, 0.3}, Base: 12, Shuffle: 2},
+		{Channels: 3, Height: 13, Width: 17, Layout: "NHWC", Range: [2]float64{0, 255}, Eps: []float64{8, 16}, Base: 4, Shuffle: 2},
+		{Channels: 1, Height: 15, Width: 12, Eps: []float64{0.3}, Base: 4, Shuffle: 2},
+		{Channels: 1, Height: 28, Width: 28, Eps: []float64{0.3}, Base: 4},
+	} {
+		ns, _ := s.Normalized()
+		tm, tnames, err := BuildGenerator(s, 9)
+		if err != nil {
+			t.Fatal(err)
+		}
+		im, inames, err := BuildInferenceGenerator(s, 9)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(tnames) != fmt.Sprint(inames) {
+			t.Fatalf("%+v: parameters %v and %v", s, tnames, inames)
+		}
+		ops := func(m *onnx.ModelProto) map[string]int {
+			c := map[string]int{}
+			for _, n := range m.Graph.Node {
+				c[n.GetOpType()]++
+			}
+			return c
+		}
+		switch to, io := ops(tm), ops(im); {
+		case ns.Shuffle == 0 && fmt.Sprint(to) != fmt.Sprint(io):
+			t.Errorf("%+v: no shuffle, yet the forms differ: %v and %v", s, to, io)
+		case ns.Shuffle == 2 && (io["DepthToSpace"] != 1 || to["DepthToSpace"] != 0 || (ns.Channels == 1) != (io["SpaceToDepth"] == 1)):
+			t.Errorf("%+v: ops %v (training) and %v (inference)", s, to, io)
+		}
+		// Trained-looking weights: scaled so heads use the whole ball, not just its centre.
+		ps, _ := train.ParamsOf(tm, tnames)
+		for _, p := range ps {
+			for i := range p.Data {
+				p.Data[i] *= 3
+			}
+		}
+		shape := []int64{4, int64(ns.Channels), int64(ns.Height), int64(ns.Width)}
+		if ns.Layout == "NHWC" {
+			shape = []int64{4, int64(ns.Height), int64(ns.Width), int64(ns.Channels)}
+		}
+		x := inference.NewTensor(shape...)
+		rng := rand.New(rand.NewPCG(8, 9))
+		for i := range x.Data {
+			x.Data[i] = float32(ns.Range[0] + rng.Float64()*(ns.Range[1]-ns.Range[0]))
+		}
+		run := func(m *onnx.ModelProto) []float32 {
+			m, err := train.Bake(m, ps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, _ := onnx.Encode(m)
+			sess, err := rt.NewSession(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.Close()
+			out, err := sess.Run(ctx, map[string]*inference.Tensor{Input: x})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out[Output].Data
+		}
+		a, b := run(tm), run(im)
+		tol := 1e-6 * (ns.Range[1] - ns.Range[0])
+		var moved int
+		per, K := len(x.Data)/4, len(ns.Eps)
+		for i := range a {
+			if math.Abs(float64(a[i]-b[i])) > tol {
+				t.Fatalf("%+v: value %d: %g (training form), %g (inference form)", s, i, a[i], b[i])
+			}
+			if math.Abs(float64(a[i]-x.Data[i/(K*per)*per+i%per])) > 0.1*ns.Eps[0] {
+				moved++
+			}
+		}
+		if moved < len(a)/2 {
+			t.Errorf("%+v: only %d of %d outputs moved: the comparison checks too little", s, moved, len(a))
+		}
 	}
 }

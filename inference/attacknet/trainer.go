@@ -231,8 +231,15 @@ func (t *Trainer) WallSeconds() float64 { return t.wall }
 // Spec is the generator's spec with defaults filled in.
 func (t *Trainer) Spec() Spec { return t.spec }
 
-// Model is the generator with the current weights.
-func (t *Trainer) Model() (*onnx.ModelProto, error) { return train.Bake(t.gen, t.params) }
+// Model is the generator with the current weights, in the form for inference
+// (BuildInferenceGenerator's).
+func (t *Trainer) Model() (*onnx.ModelProto, error) {
+	m, _, err := BuildInferenceGenerator(t.spec, t.cfg.Seed)
+	if err != nil {
+		return nil, err
+	}
+	return train.Bake(m, t.params)
+}
 
 // RunOptions control one call of Run.
 type RunOptions struct {
