@@ -65,72 +65,82 @@ func TestGeneratorBoundHoldsOnEveryOutput(t *testing.T) {
 		{Channels: 1, Height: 28, Width: 28, Eps: []float64{0.1, 0.2, 0.3}, Base: 4, Shuffle: 2},
 		{Channels: 3, Height: 13, Width: 17, Layout: "NHWC", Range: [2]float64{0, 255}, Eps: []float64{8, 16}, Base: 4, Shuffle: 2},
 	} {
-		m, params, err := BuildGenerator(s, 7)
-		if err != nil {
-			t.Fatal(err)
+		for _, inferenceForm := range []bool{false, true} {
+			checkBound(t, ctx, rt, s, inferenceForm)
 		}
-		ns, _ := s.Normalized()
-		// Blow the weights up so most heads saturate at ±1 (the bound's edge).
-		ps, _ := train.ParamsOf(m, params)
-		for _, p := range ps {
-			for i := range p.Data {
-				p.Data[i] *= 30
-			}
+	}
+}
+
+func checkBound(t *testing.T, ctx context.Context, rt *inference.Runtime, s Spec, inferenceForm bool) {
+	m, params, err := BuildGenerator(s, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, _ := s.Normalized()
+	// Blow the weights up so most heads saturate at ±1 (the bound's edge).
+	ps, _ := train.ParamsOf(m, params)
+	for _, p := range ps {
+		for i := range p.Data {
+			p.Data[i] *= 30
 		}
-		m, _ = train.Bake(m, ps)
-		data, _ := onnx.Encode(m)
-		sess, err := rt.NewSession(data)
-		if err != nil {
-			t.Fatal(err)
+	}
+	if inferenceForm {
+		m, _, _ = BuildInferenceGenerator(s, 7)
+		ps = inferenceParams(ps)
+	}
+	m, _ = train.Bake(m, ps)
+	data, _ := onnx.Encode(m)
+	sess, err := rt.NewSession(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shape := []int64{5, int64(ns.Channels), int64(ns.Height), int64(ns.Width)}
+	if ns.Layout == "NHWC" {
+		shape = []int64{5, int64(ns.Height), int64(ns.Width), int64(ns.Channels)}
+	}
+	x := inference.NewTensor(shape...)
+	rng := rand.New(rand.NewPCG(1, 2))
+	lo, hi := float32(ns.Range[0]), float32(ns.Range[1])
+	for i := range x.Data {
+		switch rng.IntN(4) {
+		case 0:
+			x.Data[i] = lo
+		case 1:
+			x.Data[i] = hi
+		default:
+			x.Data[i] = lo + rng.Float32()*(hi-lo)
 		}
-		shape := []int64{5, int64(ns.Channels), int64(ns.Height), int64(ns.Width)}
-		if ns.Layout == "NHWC" {
-			shape = []int64{5, int64(ns.Height), int64(ns.Width), int64(ns.Channels)}
-		}
-		x := inference.NewTensor(shape...)
-		rng := rand.New(rand.NewPCG(1, 2))
-		lo, hi := float32(ns.Range[0]), float32(ns.Range[1])
-		for i := range x.Data {
-			switch rng.IntN(4) {
-			case 0:
-				x.Data[i] = lo
-			case 1:
-				x.Data[i] = hi
-			default:
-				x.Data[i] = lo + rng.Float32()*(hi-lo)
-			}
-		}
-		out, err := sess.Run(ctx, map[string]*inference.Tensor{Input: x})
-		sess.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		adv := out[Output]
-		K := len(ns.Eps)
-		want := append([]int64{5, int64(K)}, shape[1:]...)
-		if adv == nil || len(adv.Shape) != 5 || !sameInts(adv.Shape, want) {
-			t.Fatalf("%+v: output shape %v, want %v", ns, adv.Shape, want)
-		}
-		per := len(x.Data) / 5
-		var atEdge, total int
-		for i := range 5 {
-			for k, e := range ns.Eps {
-				tol := 1e-6 * (float64(hi) - float64(lo))
-				for j := range per {
-					a, c := float64(adv.Data[(i*K+k)*per+j]), float64(x.Data[i*per+j])
-					if math.Abs(a-c) > e+tol || a < float64(lo) || a > float64(hi) {
-						t.Fatalf("%+v: head ε %g image %d value %d: %g from %g", ns, e, i, j, a, c)
-					}
-					if math.Abs(math.Abs(a-c)-e) < 1e-3*e || a == float64(lo) || a == float64(hi) {
-						atEdge++
-					}
-					total++
+	}
+	out, err := sess.Run(ctx, map[string]*inference.Tensor{Input: x})
+	sess.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	adv := out[Output]
+	K := len(ns.Eps)
+	want := append([]int64{5, int64(K)}, shape[1:]...)
+	if adv == nil || len(adv.Shape) != 5 || !sameInts(adv.Shape, want) {
+		t.Fatalf("%+v: output shape %v, want %v", ns, adv.Shape, want)
+	}
+	per := len(x.Data) / 5
+	var atEdge, total int
+	for i := range 5 {
+		for k, e := range ns.Eps {
+			tol := 1e-6 * (float64(hi) - float64(lo))
+			for j := range per {
+				a, c := float64(adv.Data[(i*K+k)*per+j]), float64(x.Data[i*per+j])
+				if math.Abs(a-c) > e+tol || a < float64(lo) || a > float64(hi) {
+					t.Fatalf("%+v: head ε %g image %d value %d: %g from %g", ns, e, i, j, a, c)
 				}
+				if math.Abs(math.Abs(a-c)-e) < 1e-3*e || a == float64(lo) || a == float64(hi) {
+					atEdge++
+				}
+				total++
 			}
 		}
-		if atEdge < total/2 {
-			t.Errorf("%+v: only %d of %d values at the ball's edge: the saturation check is not testing the edge", ns, atEdge, total)
-		}
+	}
+	if atEdge < total/2 {
+		t.Errorf("%+v: only %d of %d values at the ball's edge: the saturation check is not testing the edge", ns, atEdge, total)
 	}
 }
 
@@ -248,16 +258,20 @@ func TestShuffleFoldsAndUnfoldsPixels(t *testing.T) {
 	ctx := context.Background()
 	const C, H, W, eps = 2, 5, 7, 0.25
 	spec := Spec{Channels: C, Height: H, Width: W, Eps: []float64{0.1, eps}, Base: 2, Levels: 1, Shuffle: 2}
-	for _, build := range []func(Spec, uint64) (*onnx.ModelProto, []string, error){BuildGenerator, BuildInferenceGenerator} {
+	for _, inferenceForm := range []bool{false, true} {
+		build := BuildGenerator
+		if inferenceForm {
+			build = BuildInferenceGenerator
+		}
 		m, names, err := build(spec, 5)
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkRouting(t, ctx, rt, spec, m, names)
+		checkRouting(t, ctx, rt, spec, m, names, inferenceForm)
 	}
 }
 
-func checkRouting(t *testing.T, ctx context.Context, rt *inference.Runtime, spec Spec, m *onnx.ModelProto, names []string) {
+func checkRouting(t *testing.T, ctx context.Context, rt *inference.Runtime, spec Spec, m *onnx.ModelProto, names []string, inferenceForm bool) {
 	const C, H, W = 2, 5, 7
 	ps, err := train.ParamsOf(m, names)
 	if err != nil {
@@ -280,6 +294,9 @@ func checkRouting(t *testing.T, ctx context.Context, rt *inference.Runtime, spec
 	}
 	if len(set) != 0 {
 		t.Fatalf("the generator has no parameters %v: the layer numbering changed", set)
+	}
+	if inferenceForm {
+		ps = inferenceParams(ps)
 	}
 	m, _ = train.Bake(m, ps)
 	data, _ := onnx.Encode(m)
@@ -472,10 +489,16 @@ func TestInferenceFormMatchesTrainingForm(t *testing.T) {
 			}
 			return c
 		}
-		switch to, io := ops(tm), ops(im); {
-		case ns.Shuffle == 0 && fmt.Sprint(to) != fmt.Sprint(io):
-			t.Errorf("%+v: no shuffle, yet the forms differ: %v and %v", s, to, io)
-		case ns.Shuffle == 2 && (io["DepthToSpace"] != 1 || to["DepthToSpace"] != 0 || (ns.Channels == 1) != (io["SpaceToDepth"] == 1)):
+		to, io := ops(tm), ops(im)
+		d2s, s2d := 0, 0
+		if ns.Shuffle == 2 {
+			d2s = 1
+			if ns.Channels == 1 {
+				s2d = 1
+			}
+		}
+		if to["Tanh"] != 1 || io["Tanh"] != 0 || io["Sigmoid"] != 1 || to["Add"]-io["Add"] != 1 || to["Mul"]-io["Mul"] != 2 ||
+			io["DepthToSpace"] != d2s || to["DepthToSpace"] != 0 || io["SpaceToDepth"] != s2d {
 			t.Errorf("%+v: ops %v (training) and %v (inference)", s, to, io)
 		}
 		// Trained-looking weights: scaled so heads use the whole ball, not just its centre.
@@ -494,7 +517,7 @@ func TestInferenceFormMatchesTrainingForm(t *testing.T) {
 		for i := range x.Data {
 			x.Data[i] = float32(ns.Range[0] + rng.Float64()*(ns.Range[1]-ns.Range[0]))
 		}
-		run := func(m *onnx.ModelProto) []float32 {
+		run := func(m *onnx.ModelProto, ps []*train.Param) []float32 {
 			m, err := train.Bake(m, ps)
 			if err != nil {
 				t.Fatal(err)
@@ -511,7 +534,11 @@ func TestInferenceFormMatchesTrainingForm(t *testing.T) {
 			}
 			return out[Output].Data
 		}
-		a, b := run(tm), run(im)
+		a, b := run(tm, ps), run(im, inferenceParams(ps))
+		// Unbaked, the inference form's own initial weights are the training form's.
+		if c := run(im, nil); fmt.Sprint(c[:50]) != fmt.Sprint(run(im, inferenceParams(func() []*train.Param { p, _ := train.ParamsOf(tm, tnames); return p }()))[:50]) {
+			t.Errorf("%+v: the inference form's initial head is not twice the training form's", s)
+		}
 		tol := 1e-6 * (ns.Range[1] - ns.Range[0])
 		var moved int
 		per, K := len(x.Data)/4, len(ns.Eps)

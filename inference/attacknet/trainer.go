@@ -238,7 +238,7 @@ func (t *Trainer) Model() (*onnx.ModelProto, error) {
 	if err != nil {
 		return nil, err
 	}
-	return train.Bake(m, t.params)
+	return train.Bake(m, inferenceParams(t.params))
 }
 
 // RunOptions control one call of Run.
