@@ -104,6 +104,8 @@ func cmdTrainAttack(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Float64Var(&cfg.Calm, "calm", cfg.Calm, "weight of the heads' mean squared tanh input in the loss (keeps heads from saturating into a fixed pattern)")
 	fs.IntVar(&cfg.Spec.Base, "base", attacknet.DefaultBase, "generator channels at full resolution (doubling per level)")
 	fs.IntVar(&cfg.Spec.Levels, "levels", 0, "generator downsamplings (0: automatic, 2 for 28×28, 4 for 224×224)")
+	fs.IntVar(&cfg.Spec.Shuffle, "shuffle", 0, "2: fold 2×2 pixel blocks into channels so the generator runs at half resolution (pixel shuffle; faster); 0: none")
+	fs.Float64Var(&cfg.Diversity, "diversity", 0, "input diversity: the chance per target and step that it sees the adversarial batch randomly zoomed (±10%) and shifted (±2 px); helps transfer (0: off)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed (weights, batch order)")
 	fs.IntVar(&job.Threads, "threads", 1, "ONNX Runtime intra-op threads")
 	rf := addRuntimeFlags(fs)

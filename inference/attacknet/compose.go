@@ -35,7 +35,12 @@ const bigLogit = 1e4
 // to the Objective. The targets' weights are copied in as initializers (constants to
 // autodiff); their clean forward pass is a separate copy of their nodes that shares
 // those weights, so no gradient work is spent on it.
-func composeTraining(gen *onnx.ModelProto, spec Spec, targets []Target, kappa float64) (*onnx.ModelProto, error) {
+//
+// With diverse, each target sees the adversarial images resampled first (input
+// diversity, after Xie et al.'s DI-FGSM): rows and columns are mixed by matrices
+// DiversityRows(i) [H,H] and DiversityCols(i) [W,W] (NCHW only), initializers set to
+// the identity that the trainer feeds a fresh random zoom and shift every step.
+func composeTraining(gen *onnx.ModelProto, spec Spec, targets []Target, kappa float64, diverse bool) (*onnx.ModelProto, error) {
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("no target classifiers to train against")
 	}
@@ -75,7 +80,17 @@ func composeTraining(gen *onnx.ModelProto, spec Spec, targets []Target, kappa fl
 		if err != nil {
 			return nil, fmt.Errorf("target %s: %w", t.Name, err)
 		}
-		z, err := graft(b, t.Model.Graph, flat, prefix+"adv/", prefix+"w/", false)
+		seen := flat
+		if diverse {
+			if s.Layout != "NCHW" {
+				return nil, fmt.Errorf("input diversity needs NCHW images")
+			}
+			rows, cols := DiversityRows(i), DiversityCols(i)
+			b.Init(rows, []int64{per[1], per[1]}, identity(int(per[1])))
+			b.Init(cols, []int64{per[2], per[2]}, identity(int(per[2])))
+			seen = b.Op("MatMul", []string{rows, b.Op("MatMul", []string{flat, cols})})
+		}
+		z, err := graft(b, t.Model.Graph, seen, prefix+"adv/", prefix+"w/", false)
 		if err != nil {
 			return nil, fmt.Errorf("target %s: %w", t.Name, err)
 		}
@@ -115,6 +130,48 @@ func composeTraining(gen *onnx.ModelProto, spec Spec, targets []Target, kappa fl
 	all := b.Op("Concat", append(append(slices.Clone(hinges), fooled...), sat), onnx.AttrInt("axis", 0)) // [2MK+K, N]
 	b.Output(Objective, b.Op("Transpose", []string{all}, onnx.AttrInts("perm", 1, 0)), -1, 2*int64(len(targets))*K+K)
 	return m, nil
+}
+
+// DiversityRows and DiversityCols name target i's resampling matrices in a training
+// graph with input diversity: the target sees rows·x·cols per image and channel.
+func DiversityRows(i int) string { return fmt.Sprintf("diversity/t%d/rows", i) }
+
+// DiversityCols: see DiversityRows.
+func DiversityCols(i int) string { return fmt.Sprintf("diversity/t%d/cols", i) }
+
+func identity(n int) []float32 {
+	m := make([]float32, n*n)
+	for i := range n {
+		m[i*n+i] = 1
+	}
+	return m
+}
+
+// resampleMatrix is bilinear resampling along one axis of n pixels, zoomed by s about
+// the centre and shifted by d pixels, zero outside: out[i] = Σ_j A[i][j]·in[j].
+// transpose gives Aᵀ (for x·Aᵀ on the last axis).
+func resampleMatrix(n int, s, d float64, transpose bool) []float32 {
+	m := make([]float32, n*n)
+	c := float64(n-1) / 2
+	for i := range n {
+		p := (float64(i)-c-d)/s + c
+		j := int(math.Floor(p))
+		f := p - float64(j)
+		for _, t := range []struct {
+			j int
+			w float64
+		}{{j, 1 - f}, {j + 1, f}} {
+			if t.j < 0 || t.j >= n || t.w == 0 {
+				continue
+			}
+			if transpose {
+				m[t.j*n+i] += float32(t.w)
+			} else {
+				m[i*n+t.j] += float32(t.w)
+			}
+		}
+	}
+	return m
 }
 
 // checkDomains refuses ops outside the default ONNX domain: the gradient rules cover

@@ -18,6 +18,11 @@ func (s Spec) Architecture() string {
 	for _, c := range ch[1:] {
 		down = append(down, fmt.Sprint(c))
 	}
+	if s.Shuffle == 2 {
+		return fmt.Sprintf("U-Net generator on the image folded 2×2 into channels (space-to-depth, %d×%d×%d): conv3x3 (%d) - %d× conv3x3/2 (%s) - conv3x3 (%d) - %d× [convT3x3/2, concat skip, conv3x3] - conv3x3 to 4 × %d head(s) × %d channel(s) unfolded to full size (depth-to-space), ReLU; "+
+			"head k: adv = x + eps_k·tanh(h_k) inside the eps ball and the pixel range; %.2fM multiply-adds per image",
+			4*s.Channels, s.top(s.Height), s.top(s.Width), ch[0], s.Levels, strings.Join(down, ", "), ch[s.Levels], s.Levels, len(s.Eps), s.Channels, float64(s.MACs())/1e6)
+	}
 	return fmt.Sprintf("U-Net generator: conv3x3 (%d) - %d× conv3x3/2 (%s) - conv3x3 (%d) - %d× [convT3x3/2, concat skip, conv3x3 (1x1 at full size)] - conv3x3 to %d head(s) × %d channel(s), ReLU; "+
 		"head k: adv = x + eps_k·tanh(h_k) inside the eps ball and the pixel range; %.1fM multiply-adds per image",
 		ch[0], s.Levels, strings.Join(down, ", "), ch[s.Levels], s.Levels, len(s.Eps), s.Channels, float64(s.MACs())/1e6)

@@ -17,6 +17,7 @@ import (
 
 	"gibbon/inference"
 	"gibbon/inference/onnx"
+	"gibbon/inference/train"
 )
 
 // Graph names of an exported attack network.
@@ -43,8 +44,14 @@ type Spec struct {
 	// Base is the channel count at full resolution (doubling per level; default 6).
 	Base int
 	// Levels is the number of stride-2 downsamplings (0: as many as keep the smaller
-	// side at 7 or more, at most 4).
+	// side at 7 or more, at most 4), counted after the pixel shuffle.
 	Levels int
+	// Shuffle 2 folds each 2×2 block of pixels into channels before the first layer
+	// (space-to-depth) and unfolds the heads' output the same way (depth-to-space), so
+	// no layer runs at full resolution: the U-Net starts at half the size with 4× the
+	// input channels and its heads emit 4 values per head, channel and block. Odd
+	// sides are padded with zeros and the output cropped. 0 (or 1): no shuffle.
+	Shuffle int `json:",omitempty"`
 }
 
 // DefaultBase is the generator width when Spec.Base is 0.
@@ -76,6 +83,11 @@ func (s Spec) Normalized() (Spec, error) {
 		return s, fmt.Errorf("base width %d: want 1 to 256 channels", s.Base)
 	case s.Levels < 0 || s.Levels > 6:
 		return s, fmt.Errorf("%d levels: want 0 (automatic) to 6", s.Levels)
+	case s.Shuffle < 0 || s.Shuffle > 2:
+		return s, fmt.Errorf("pixel shuffle %d: want 0 (none) or 2", s.Shuffle)
+	}
+	if s.Shuffle == 1 {
+		s.Shuffle = 0
 	}
 	for i, e := range s.Eps {
 		if !(e > 0) || e > s.Range[1]-s.Range[0] || math.IsInf(e, 0) {
@@ -88,17 +100,45 @@ func (s Spec) Normalized() (Spec, error) {
 		}
 	}
 	if s.Levels == 0 {
-		for side := min(s.Height, s.Width); s.Levels < 4 && (side+1)/2 >= 7; side = (side + 1) / 2 {
+		for side := s.top(min(s.Height, s.Width)); s.Levels < 4 && (side+1)/2 >= 7; side = (side + 1) / 2 {
 			s.Levels++
 		}
 		if s.Levels == 0 {
 			s.Levels = 1
 		}
 	}
-	if side := min(s.Height, s.Width); side>>s.Levels < 1 {
+	if side := s.top(min(s.Height, s.Width)); side>>s.Levels < 1 {
 		return s, fmt.Errorf("%d levels halve a %d-pixel side below one pixel", s.Levels, side)
 	}
 	return s, nil
+}
+
+// inferenceParams are trained weights (BuildGenerator's parameters, in its order) for
+// BuildInferenceGenerator's form: the head layer's, the last two, doubled (exact in
+// floating point).
+func inferenceParams(params []*train.Param) []*train.Param {
+	out := make([]*train.Param, len(params))
+	for i, p := range params {
+		out[i] = p
+		if i >= len(params)-2 {
+			q := *p
+			q.Data = make([]float32, len(p.Data))
+			for j, v := range p.Data {
+				q.Data[j] = 2 * v
+			}
+			out[i] = &q
+		}
+	}
+	return out
+}
+
+// top is the U-Net's first resolution for an image side: the side itself, or half of
+// it (rounded up) after the pixel shuffle.
+func (s Spec) top(side int) int {
+	if s.Shuffle == 2 {
+		return (side + 1) / 2
+	}
+	return side
 }
 
 // HeadName is the conventional name of a head's budget, e.g. "eps0.3".
@@ -115,7 +155,12 @@ func (s Spec) MACs() int64 {
 	conv := func(cin, cout int, h, w int64) { total += h * w * int64(cin) * int64(cout) * 9 }
 	conv1 := func(cin, cout int, h, w int64) { total += h * w * int64(cin) * int64(cout) }
 	ch := s.levelChannels()
-	conv(s.Channels, ch[0], h, w)
+	in, out := s.Channels, len(s.Eps)*s.Channels
+	if s.Shuffle == 2 {
+		h, w = int64(s.top(s.Height)), int64(s.top(s.Width))
+		in, out = 4*in, 4*out
+	}
+	conv(in, ch[0], h, w)
 	sizes := [][2]int64{{h, w}}
 	for l := 1; l <= s.Levels; l++ {
 		h, w = (h+1)/2, (w+1)/2
@@ -125,13 +170,13 @@ func (s Spec) MACs() int64 {
 	conv(ch[s.Levels], ch[s.Levels], h, w)
 	for l := s.Levels; l >= 1; l-- {
 		conv(ch[l], ch[l-1], sizes[l][0], sizes[l][1]) // transposed conv, counted at the input size
-		if l == 1 {
+		if l == 1 && s.Shuffle == 0 {
 			conv1(2*ch[0], ch[0], sizes[0][0], sizes[0][1])
 		} else {
 			conv(2*ch[l-1], ch[l-1], sizes[l-1][0], sizes[l-1][1])
 		}
 	}
-	conv(ch[0], len(s.Eps)*s.Channels, sizes[0][0], sizes[0][1])
+	conv(ch[0], out, sizes[0][0], sizes[0][1])
 	return total
 }
 
@@ -215,12 +260,40 @@ func (g *gen) relu(x string) string { return g.b.Op("Relu", []string{x}) }
 // transposed convolution up, concatenated with the encoder's map of that size (the
 // skip connection) and mixed by a 3×3 convolution (1×1 at full resolution, where the
 // cost is); last a 3×3 convolution to K·C
-// channels, one image-sized map h_k per head. Head k's output is x + eps_k·tanh(h_k)
+// channels, one image-sized map h_k per head. With Shuffle 2 the U-Net works on the
+// image folded to half size (space-to-depth), mixes with 3×3 at its top level too,
+// and its last convolution emits 4·K·C channels unfolded back to K·C image-sized maps
+// (depth-to-space): equivalent in what it can express per pixel, at about a quarter
+// of the cost per layer. Head k's output is x + eps_k·tanh(h_k)
 // where that stays inside the pixel range [lo, hi]; near the range's edge tanh is
 // rescaled onto [max(lo, x−eps_k), min(hi, x+eps_k)] instead of clipped. Either way
 // |adv − x| ≤ eps_k and lo ≤ adv ≤ hi hold by construction (up to float32 rounding,
 // below 1e-7 on [0,1]).
+//
+// This is the form training differentiates; BuildInferenceGenerator is the same
+// network in the form a trained generator is saved in.
 func BuildGenerator(spec Spec, seed uint64) (*onnx.ModelProto, []string, error) {
+	return buildGenerator(spec, seed, false)
+}
+
+// BuildInferenceGenerator is the network BuildGenerator builds (same initializers,
+// same outputs up to float rounding) in the form a trained generator is saved in,
+// which ONNX Runtime runs faster:
+//   - the pixel shuffle's folds are single DepthToSpace nodes (and SpaceToDepth for
+//     one-channel images, where its channel order is the same) instead of Reshape,
+//     6-d Transpose, Reshape: pure data movement either way, but ORT's generic 6-d
+//     Transpose took about a seventh of a pass and its DepthToSpace a third of that;
+//   - the tail is a + (b−a)·sigmoid(2h) instead of mid + half·tanh(h) (three fewer
+//     elementwise passes), so the head layer's weights and bias are doubled: bake
+//     trained weights in with inferenceParams.
+//
+// The autodiff rules do not cover DepthToSpace, so training uses BuildGenerator's form
+// and Trainer.Model bakes its weights into this one.
+func BuildInferenceGenerator(spec Spec, seed uint64) (*onnx.ModelProto, []string, error) {
+	return buildGenerator(spec, seed, true)
+}
+
+func buildGenerator(spec Spec, seed uint64, inference bool) (*onnx.ModelProto, []string, error) {
 	s, err := spec.Normalized()
 	if err != nil {
 		return nil, nil, err
@@ -243,7 +316,26 @@ func BuildGenerator(spec Spec, seed uint64) (*onnx.ModelProto, []string, error) 
 
 	ch := s.levelChannels()
 	sizes := [][2]int{{s.Height, s.Width}}
-	skips := []string{g.relu(g.conv(u, s.Channels, ch[0], 1, 1))}
+	cin, cout := s.Channels, int(K*C)
+	Hs, Ws := H, W
+	if s.Shuffle == 2 {
+		// Space-to-depth: [N,C,H,W] → (zero-padded to even sides) [N,C,H/2,2,W/2,2] →
+		// [N,C,2,2,H/2,W/2] → [N,4C,H/2,W/2], channel (c, dy, dx).
+		Hs, Ws = int64(s.top(s.Height)), int64(s.top(s.Width))
+		if 2*Hs != H || 2*Ws != W {
+			u = b.Op("Pad", []string{u, b.Ints(0, 0, 0, 0, 0, 0, 2*Hs-H, 2*Ws-W)})
+		}
+		if inference && C == 1 {
+			u = b.Op("SpaceToDepth", []string{u}, onnx.AttrInt("blocksize", 2))
+		} else {
+			u = b.Op("Reshape", []string{u, b.Ints(-1, C, Hs, 2, Ws, 2)})
+			u = b.Op("Transpose", []string{u}, onnx.AttrInts("perm", 0, 1, 3, 5, 2, 4))
+			u = b.Op("Reshape", []string{u, b.Ints(-1, 4*C, Hs, Ws)})
+		}
+		sizes = [][2]int{{int(Hs), int(Ws)}}
+		cin, cout = 4*cin, 4*cout
+	}
+	skips := []string{g.relu(g.conv(u, cin, ch[0], 1, 1))}
 	h := skips[0]
 	for l := 1; l <= s.Levels; l++ {
 		prev := sizes[l-1]
@@ -256,7 +348,7 @@ func BuildGenerator(spec Spec, seed uint64) (*onnx.ModelProto, []string, error) 
 		in, out := sizes[l], sizes[l-1]
 		up := g.relu(g.up(h, ch[l], ch[l-1], in[0], in[1], out[0], out[1]))
 		cat := b.Op("Concat", []string{up, skips[l-1]}, onnx.AttrInt("axis", 1))
-		if l == 1 {
+		if l == 1 && s.Shuffle == 0 {
 			// At full resolution a 1×1 mix is enough (the 3×3 heads follow) and
 			// costs a ninth: this is where a pass spends most of its time.
 			h = g.relu(g.conv1(cat, 2*ch[l-1], ch[l-1]))
@@ -265,9 +357,38 @@ func BuildGenerator(spec Spec, seed uint64) (*onnx.ModelProto, []string, error) 
 		}
 	}
 	// Small last-layer weights: every head starts near tanh's linear part, adv ≈ x.
-	heads := g.conv(h, ch[0], int(K*C), 1, 0.1)
+	heads := g.conv(h, ch[0], cout, 1, 0.1)
+	if inference {
+		// The saved form's tail takes sigmoid(2h): its head layer holds twice the
+		// weights (see inferenceParams).
+		for _, name := range g.params[len(g.params)-2:] {
+			w := onnx.Initializer(b.Graph(), name)
+			v, err := onnx.FloatData(w)
+			if err != nil {
+				return nil, nil, err
+			}
+			for i := range v {
+				v[i] *= 2
+			}
+			onnx.SetFloatData(w, v)
+		}
+	}
+	if s.Shuffle == 2 {
+		// Depth-to-space, the inverse of the input's fold: channel (k, c, dy, dx) at
+		// (y, x) is head k's pixel (2y+dy, 2x+dx), cropped to H×W.
+		if inference {
+			heads = b.Op("DepthToSpace", []string{heads}, onnx.AttrInt("blocksize", 2), onnx.AttrString("mode", "CRD"))
+		} else {
+			heads = b.Op("Reshape", []string{heads, b.Ints(-1, K*C, 2, 2, Hs, Ws)})
+			heads = b.Op("Transpose", []string{heads}, onnx.AttrInts("perm", 0, 1, 4, 2, 5, 3))
+		}
+		heads = b.Op("Reshape", []string{heads, b.Ints(-1, K, C, 2*Hs, 2*Ws)})
+		if 2*Hs != H || 2*Ws != W {
+			heads = b.Op("Slice", []string{heads, b.Ints(0, 0), b.Ints(H, W), b.Ints(3, 4)})
+		}
+	}
 
-	t := b.Op("Tanh", []string{b.Op("Reshape", []string{heads, b.Ints(-1, K, C, H, W)})})
+	heads = b.Op("Reshape", []string{heads, b.Ints(-1, K, C, H, W)})
 	eps := make([]float32, K)
 	for i, e := range s.Eps {
 		eps[i] = float32(e)
@@ -281,9 +402,19 @@ func BuildGenerator(spec Spec, seed uint64) (*onnx.ModelProto, []string, error) 
 	x5 := b.Op("Unsqueeze", []string{x, b.Ints(1)})
 	a := b.Op("Max", []string{b.Op("Sub", []string{x5, epsT}), b.Scalar(lo)})
 	c := b.Op("Min", []string{b.Op("Add", []string{x5, epsT}), b.Scalar(hi)})
-	mid := b.Op("Mul", []string{b.Op("Add", []string{a, c}), b.Scalar(0.5)})
-	half := b.Op("Mul", []string{b.Op("Sub", []string{c, a}), b.Scalar(0.5)})
-	adv := b.Op("Clip", []string{b.Op("Add", []string{mid, b.Op("Mul", []string{half, t})}), b.Scalar(lo), b.Scalar(hi)})
+	var adv string
+	if inference {
+		// The same map in three fewer passes over [N,K,C,H,W]: mid + half·tanh(h) =
+		// a + (b−a)·sigmoid(2h), the 2 folded into the head layer's weights.
+		sig := b.Op("Sigmoid", []string{heads})
+		adv = b.Op("Add", []string{a, b.Op("Mul", []string{b.Op("Sub", []string{c, a}), sig})})
+	} else {
+		t := b.Op("Tanh", []string{heads})
+		mid := b.Op("Mul", []string{b.Op("Add", []string{a, c}), b.Scalar(0.5)})
+		half := b.Op("Mul", []string{b.Op("Sub", []string{c, a}), b.Scalar(0.5)})
+		adv = b.Op("Add", []string{mid, b.Op("Mul", []string{half, t})})
+	}
+	adv = b.Op("Clip", []string{adv, b.Scalar(lo), b.Scalar(hi)})
 	if nhwc {
 		b.Output(Output, b.Op("Transpose", []string{adv}, onnx.AttrInts("perm", 0, 1, 3, 4, 2)), -1, K, H, W, C)
 	} else {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,7 +38,19 @@ type Config struct {
 	// LR is Adam's peak learning rate (cosine decay after a 3% warm-up).
 	LR   float64 `json:"lr"`
 	Seed uint64  `json:"seed"`
+	// Diversity is the chance, per target and step, that the target sees the
+	// adversarial batch zoomed by a factor in [1−DiversityZoom, 1+DiversityZoom] and
+	// shifted by up to DiversityShift pixels each way (bilinear, zero outside) instead
+	// of as is: input diversity, for perturbations that transfer to other classifiers.
+	// 0: off.
+	Diversity float64 `json:"diversity,omitempty"`
 }
+
+// Input diversity's range of random zooms and shifts (see Config.Diversity).
+const (
+	DiversityZoom  = 0.1
+	DiversityShift = 2.0
+)
 
 // Defaults are the settings `gibbon train-attack` starts from.
 var Defaults = Config{Kappa: 2, Calm: 0.01, Steps: 2000, BatchSize: 64, LR: 3e-3, Seed: 1}
@@ -59,6 +72,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("batch size %d must be between 1 and 4096", c.BatchSize)
 	case !(c.LR > 0) || c.LR > 1:
 		return fmt.Errorf("learning rate %g must be in (0,1]", c.LR)
+	case !(c.Diversity >= 0) || c.Diversity > 1:
+		return fmt.Errorf("input diversity %g must be a probability in [0,1]", c.Diversity)
 	}
 	return nil
 }
@@ -162,11 +177,19 @@ func New(rt *inference.Runtime, cfg Config, targets []Target, data *Images) (*Tr
 	if err != nil {
 		return nil, err
 	}
-	comp, err := composeTraining(gen, spec, targets, cfg.Kappa)
+	comp, err := composeTraining(gen, spec, targets, cfg.Kappa, cfg.Diversity > 0)
 	if err != nil {
 		return nil, err
 	}
-	gg, err := autodiff.Build(rt, comp, autodiff.Options{Input: Input, Loss: autodiff.LogitSeed, Params: names, NoInputGrad: true})
+	// The resampling matrices are fed like parameters every step (their gradients are
+	// computed and ignored: two small matrix products).
+	fed := slices.Clone(names)
+	if cfg.Diversity > 0 {
+		for i := range targets {
+			fed = append(fed, DiversityRows(i), DiversityCols(i))
+		}
+	}
+	gg, err := autodiff.Build(rt, comp, autodiff.Options{Input: Input, Loss: autodiff.LogitSeed, Params: fed, NoInputGrad: true})
 	if err != nil {
 		return nil, fmt.Errorf("training graph: %w", err)
 	}
@@ -208,8 +231,15 @@ func (t *Trainer) WallSeconds() float64 { return t.wall }
 // Spec is the generator's spec with defaults filled in.
 func (t *Trainer) Spec() Spec { return t.spec }
 
-// Model is the generator with the current weights.
-func (t *Trainer) Model() (*onnx.ModelProto, error) { return train.Bake(t.gen, t.params) }
+// Model is the generator with the current weights, in the form for inference
+// (BuildInferenceGenerator's).
+func (t *Trainer) Model() (*onnx.ModelProto, error) {
+	m, _, err := BuildInferenceGenerator(t.spec, t.cfg.Seed)
+	if err != nil {
+		return nil, err
+	}
+	return train.Bake(m, inferenceParams(t.params))
+}
 
 // RunOptions control one call of Run.
 type RunOptions struct {
@@ -310,6 +340,9 @@ func (t *Trainer) trainStep(ctx context.Context) error {
 	for _, p := range t.params {
 		feed[p.Name] = &inference.Tensor{Shape: p.Shape, Data: p.Data}
 	}
+	if t.cfg.Diversity > 0 {
+		t.feedDiversity(feed)
+	}
 	out, err := t.sess.Run(ctx, feed)
 	if err != nil {
 		return err
@@ -353,6 +386,24 @@ func (t *Trainer) trainStep(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// feedDiversity draws this step's resampling for each target: with probability
+// cfg.Diversity a random zoom and shift, else the identity. The draws depend only on
+// the seed and the step, so resumed runs see the same ones.
+func (t *Trainer) feedDiversity(feed map[string]*inference.Tensor) {
+	rng := rand.New(rand.NewPCG(t.cfg.Seed^0xd1e55, uint64(t.step)))
+	H, W := t.spec.Height, t.spec.Width
+	for i := range t.nt {
+		rows, cols := identity(H), identity(W)
+		if rng.Float64() < t.cfg.Diversity {
+			zoom := 1 + DiversityZoom*(2*rng.Float64()-1)
+			rows = resampleMatrix(H, zoom, DiversityShift*(2*rng.Float64()-1), false)
+			cols = resampleMatrix(W, zoom, DiversityShift*(2*rng.Float64()-1), true)
+		}
+		feed[DiversityRows(i)] = &inference.Tensor{Shape: []int64{int64(H), int64(H)}, Data: rows}
+		feed[DiversityCols(i)] = &inference.Tensor{Shape: []int64{int64(W), int64(W)}, Data: cols}
+	}
 }
 
 // Checkpoints.

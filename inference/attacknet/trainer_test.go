@@ -97,33 +97,41 @@ func TestResumeMatchesAnUnbrokenRun(t *testing.T) {
 	cfg := Config{Spec: Spec{Channels: 1, Height: 28, Width: 28, Eps: []float64{0.3}, Base: 2}, Targets: []string{"mnist-mlp"},
 		Kappa: 1, Calm: 0.01, Steps: 6, BatchSize: 8, LR: 1e-2, Seed: 4}
 	data := mnistImages(trainSet, 40) // 5 batches: the run crosses an epoch
-	whole, err := New(rt, cfg, tg, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer whole.Close()
-	if err := whole.Run(ctx, RunOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	ckpt := filepath.Join(t.TempDir(), "a.ckpt")
-	first, _ := New(rt, cfg, tg, data)
-	if err := first.Run(ctx, RunOptions{StopAt: 3, Checkpoint: ckpt}); err != nil {
-		t.Fatal(err)
-	}
-	first.Close()
-	second, _ := New(rt, cfg, tg, data)
-	defer second.Close()
-	if ok, err := second.Resume(ckpt); !ok || err != nil || second.Step() != 3 {
-		t.Fatalf("resume: %v %v at step %d", ok, err, second.Step())
-	}
-	if err := second.Run(ctx, RunOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for i, p := range whole.params {
-		q := second.params[i]
-		for j := range p.Data {
-			if p.Data[j] != q.Data[j] {
-				t.Fatalf("%s[%d]: %g unbroken, %g resumed", p.Name, j, p.Data[j], q.Data[j])
+	// Also with the pixel shuffle and input diversity (its random resampling
+	// depends on the step only).
+	shuffled := cfg
+	shuffled.Spec.Shuffle, shuffled.Diversity = 2, 1
+	var second *Trainer
+	var ckpt string
+	for _, cfg := range []Config{shuffled, cfg} {
+		whole, err := New(rt, cfg, tg, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer whole.Close()
+		if err := whole.Run(ctx, RunOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ckpt = filepath.Join(t.TempDir(), "a.ckpt")
+		first, _ := New(rt, cfg, tg, data)
+		if err := first.Run(ctx, RunOptions{StopAt: 3, Checkpoint: ckpt}); err != nil {
+			t.Fatal(err)
+		}
+		first.Close()
+		second, _ = New(rt, cfg, tg, data)
+		defer second.Close()
+		if ok, err := second.Resume(ckpt); !ok || err != nil || second.Step() != 3 {
+			t.Fatalf("resume: %v %v at step %d", ok, err, second.Step())
+		}
+		if err := second.Run(ctx, RunOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range whole.params {
+			q := second.params[i]
+			for j := range p.Data {
+				if p.Data[j] != q.Data[j] {
+					t.Fatalf("%+v: %s[%d]: %g unbroken, %g resumed", cfg.Spec, p.Name, j, p.Data[j], q.Data[j])
+				}
 			}
 		}
 	}
@@ -167,6 +175,11 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"lr", func(c Config) Config { c.LR = -1; return c }, tg, data, "learning rate"},
 		{"kappa", func(c Config) Config { c.Kappa = -1; return c }, tg, data, "kappa"},
 		{"calm", func(c Config) Config { c.Calm = math.NaN(); return c }, tg, data, "saturation penalty"},
+		{"diversity", func(c Config) Config { c.Diversity = 1.5; return c }, tg, data, "input diversity"},
+		{"diversity layout", func(c Config) Config {
+			c.Diversity, c.Spec.Layout = 0.5, "NHWC"
+			return c
+		}, tg, &Images{Data: data.Data, Shape: []int64{28, 28, 1}}, "needs NCHW"},
 		{"too few", func(c Config) Config { c.BatchSize = 100; return c }, tg, data, "fewer than one batch"},
 		{"shape", func(c Config) Config { return c }, tg, &Images{Data: data.Data, Shape: []int64{28, 28, 1}}, "shape"},
 		{"range", func(c Config) Config { return c }, tg, bright, "outside the pixel range"},
