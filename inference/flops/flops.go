@@ -3,7 +3,10 @@
 // tensors on one run. Everything else (activations, pooling, normalisation,
 // element-wise gradient products) is left out: in the networks Gibbon attacks it is
 // a few per cent of the work and bound by memory, not by the FPU, so the count is
-// what a machine's FLOP limit applies to. A FLOP is half a multiply-add.
+// what a machine's FLOP limit applies to. A convolution with one product per output
+// value (a depthwise 1×1 kernel, as the gradient graphs use for ReLU masks and to
+// spread a strided gradient) is such an element-wise op in another form, and is
+// left out too. A FLOP is half a multiply-add.
 package flops
 
 import (
@@ -111,6 +114,9 @@ func Count(ctx context.Context, rt *inference.Runtime, m *onnx.ModelProto, batch
 		y, err := shapeOf(n.Output[0])
 		if err != nil {
 			return nil, err
+		}
+		if (n.GetOpType() == "Conv" || n.GetOpType() == "ConvTranspose") && len(w) >= 3 && numel(w[1:]) == 1 {
+			continue // element-wise (see the package doc)
 		}
 		macs, err := nodeMACs(n, x, w, y)
 		if err != nil {
