@@ -3,81 +3,26 @@ package server
 import (
 	"cmp"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	"gibbon/inference"
 	"gibbon/inference/defense"
+	"gibbon/inference/train"
 	"gibbon/inference/zoo"
 	"gibbon/views"
 )
 
 // A classifier's manifest records what `gibbon eval` measured on MNIST's test
-// digits under keys that hold the attack, its ε and how many digits were scored
-// (inference/train: CleanMetric, PGDMetric, AutoAttackMetric): clean_accuracy,
-// pgd40_eps0.3_accuracy, autoattack_eps0.3_accuracy, each with _firstN when only
-// the first N digits were scored (none: all 10,000).
-
-// evalTestDigits is the size of the MNIST test set `gibbon eval` scores by default.
-const evalTestDigits = 10000
-
-// robustSteps is the PGD the page's column shows: `gibbon eval`'s default attack.
-const robustSteps = 40
-
-// defaultEvalEps is `gibbon eval`'s default budget (on [0,1] pixels).
-const defaultEvalEps = 0.3
+// digits under keys that name the attack, its ε and how many digits were scored
+// (train.CleanMetric, PGDMetric, AutoAttackMetric; read back by
+// train.ParseAccuracyMetric). The page's columns are clean, `gibbon eval`'s
+// default PGD (train.DefaultPGD) and AutoAttack.
 
 // suggestedAutoAttackN is the number of digits the page suggests for an AutoAttack
 // not measured yet: AutoAttack on all 10,000 takes hours on a laptop.
 const suggestedAutoAttackN = 1000
-
-// accuracyMetric is one parsed accuracy key.
-type accuracyMetric struct {
-	Attack string  // "clean", "pgd" or "autoattack"
-	Steps  int     // PGD's iterations
-	Eps    float64 // 0 for clean
-	N      int     // test digits scored: the first N
-}
-
-var accuracyKey = regexp.MustCompile(`^(?:clean|pgd([0-9]+)_eps([0-9.]+(?:e[-+]?[0-9]+)?)|autoattack_eps([0-9.]+(?:e[-+]?[0-9]+)?))_accuracy(?:_first([0-9]+))?$`)
-
-// parseAccuracyMetric reads an accuracy key; false for any other metric (and for
-// PGD variants with their own step size or no random start, which stay facts).
-func parseAccuracyMetric(key string) (accuracyMetric, bool) {
-	p := accuracyKey.FindStringSubmatch(key)
-	if p == nil {
-		return accuracyMetric{}, false
-	}
-	m := accuracyMetric{Attack: "clean", N: evalTestDigits}
-	if p[4] != "" {
-		n, err := strconv.Atoi(p[4])
-		if err != nil || n < 1 || n >= evalTestDigits {
-			return accuracyMetric{}, false
-		}
-		m.N = n
-	}
-	eps := ""
-	switch {
-	case p[1] != "":
-		steps, err := strconv.Atoi(p[1])
-		if err != nil || steps < 1 {
-			return accuracyMetric{}, false
-		}
-		m.Attack, m.Steps, eps = "pgd", steps, p[2]
-	case p[3] != "":
-		m.Attack, eps = "autoattack", p[3]
-	}
-	if eps != "" {
-		v, err := strconv.ParseFloat(eps, 64)
-		if err != nil || v <= 0 {
-			return accuracyMetric{}, false
-		}
-		m.Eps = v
-	}
-	return m, true
-}
 
 // robustnessColumns are the table's columns, in order: key and heading.
 var robustnessColumns = [3][2]string{{"clean", "clean"}, {"pgd40", "PGD-40"}, {"autoattack", "AutoAttack"}}
@@ -88,14 +33,14 @@ var robustnessColumns = [3][2]string{{"clean", "clean"}, {"pgd40", "PGD-40"}, {"
 func robustness(m *zoo.Model, metrics map[string]float64) (*views.RobustnessRow, map[string]float64) {
 	rest := map[string]float64{}
 	type found struct {
-		accuracyMetric
+		train.AccuracyMetric
 		value float64
 	}
 	var cols [3][]found
 	for k, v := range metrics {
-		a, ok := parseAccuracyMetric(k)
+		a, ok := train.ParseAccuracyMetric(k)
 		switch {
-		case !ok || a.Attack == "pgd" && a.Steps != robustSteps:
+		case !ok || a.Attack == "pgd" && a.Steps != train.DefaultPGD.Steps:
 			rest[k] = v
 		case a.Attack == "clean":
 			cols[0] = append(cols[0], found{a, v})
@@ -124,7 +69,7 @@ func robustness(m *zoo.Model, metrics map[string]float64) (*views.RobustnessRow,
 			})
 		}
 		if len(col) > 0 {
-			cell.Command = evalCommand(m, col[0].accuracyMetric)
+			cell.Command = evalCommand(m, col[0].AccuracyMetric)
 		} else {
 			cell.Command = evalCommand(m, suggestedMeasurement(i))
 		}
@@ -134,18 +79,18 @@ func robustness(m *zoo.Model, metrics map[string]float64) (*views.RobustnessRow,
 }
 
 // suggestedMeasurement is what the page asks for when a column has no figure.
-func suggestedMeasurement(column int) accuracyMetric {
+func suggestedMeasurement(column int) train.AccuracyMetric {
 	switch column {
 	case 0:
-		return accuracyMetric{Attack: "clean", N: evalTestDigits}
+		return train.AccuracyMetric{Attack: "clean", N: train.TestDigits}
 	case 1:
-		return accuracyMetric{Attack: "pgd", Steps: robustSteps, Eps: defaultEvalEps, N: evalTestDigits}
+		return train.AccuracyMetric{Attack: "pgd", Steps: train.DefaultPGD.Steps, Eps: train.DefaultPGD.Eps, N: train.TestDigits}
 	}
-	return accuracyMetric{Attack: "autoattack", Eps: defaultEvalEps, N: suggestedAutoAttackN}
+	return train.AccuracyMetric{Attack: "autoattack", Eps: train.DefaultPGD.Eps, N: suggestedAutoAttackN}
 }
 
 // evalCommand is the command that measures a (a model of another folder needs --dir).
-func evalCommand(m *zoo.Model, a accuracyMetric) string {
+func evalCommand(m *zoo.Model, a train.AccuracyMetric) string {
 	args := []string{"gibbon", "eval"}
 	if m.Source != builtinSource {
 		args = append(args, "--dir", shellQuote(m.Source))
@@ -153,10 +98,10 @@ func evalCommand(m *zoo.Model, a accuracyMetric) string {
 	if a.Attack == "autoattack" {
 		args = append(args, "--attack", "autoattack")
 	}
-	if a.N != evalTestDigits || a.Attack == "autoattack" {
+	if a.N != train.TestDigits || a.Attack == "autoattack" {
 		args = append(args, "--n", strconv.Itoa(a.N))
 	}
-	if a.Attack == "autoattack" || a.Attack == "pgd" && a.Eps != defaultEvalEps {
+	if a.Attack == "autoattack" || a.Attack == "pgd" && a.Eps != train.DefaultPGD.Eps {
 		args = append(args, "--eps", strconv.FormatFloat(a.Eps, 'g', -1, 64))
 	}
 	return strings.Join(append(args, m.Name), " ")
@@ -174,7 +119,7 @@ func shellQuote(s string) string {
 }
 
 func digitsText(n int) string {
-	if n >= evalTestDigits {
+	if n >= train.TestDigits {
 		return "all 10,000 test digits"
 	}
 	return fmt.Sprintf("first %d test digits", n)

@@ -15,36 +15,6 @@ import (
 	"gibbon/inference/zoo"
 )
 
-// The keys gibbon eval writes (inference/train names them) parse back to what was
-// measured; other metrics, and PGD variants the column does not show, do not.
-func TestParseAccuracyMetric(t *testing.T) {
-	for _, tc := range []struct {
-		key  string
-		want accuracyMetric
-		ok   bool
-	}{
-		{train.CleanMetric(0), accuracyMetric{Attack: "clean", N: 10000}, true},
-		{train.CleanMetric(500), accuracyMetric{Attack: "clean", N: 500}, true},
-		{train.PGDMetric(train.DefaultPGD, 0), accuracyMetric{Attack: "pgd", Steps: 40, Eps: 0.3, N: 10000}, true},
-		{train.PGDMetric(train.DefaultPGD, 100), accuracyMetric{Attack: "pgd", Steps: 40, Eps: 0.3, N: 100}, true},
-		{train.PGDMetric(train.PGDConfig{Eps: 0.1, Step: 0.01, Steps: 100, RandomStart: true}, 0), accuracyMetric{Attack: "pgd", Steps: 100, Eps: 0.1, N: 10000}, true},
-		{train.AutoAttackMetric(0.3, 1000), accuracyMetric{Attack: "autoattack", Eps: 0.3, N: 1000}, true},
-		{train.AutoAttackMetric(8.0/255, 0), accuracyMetric{Attack: "autoattack", Eps: 8.0 / 255, N: 10000}, true},
-		{train.AutoAttackMetric(1e-5, 0), accuracyMetric{Attack: "autoattack", Eps: 1e-5, N: 10000}, true},
-		{train.PGDMetric(train.PGDConfig{Eps: 0.3, Step: 0.02, Steps: 40, RandomStart: true}, 0), accuracyMetric{}, false},
-		{train.PGDMetric(train.PGDConfig{Eps: 0.3, Step: 0.01, Steps: 40}, 0), accuracyMetric{}, false},
-		{"success_eps0.3_mnist-mlp", accuracyMetric{}, false},
-		{"clean_accuracy_first0", accuracyMetric{}, false},
-		{"autoattack_eps0_accuracy", accuracyMetric{}, false},
-		{"clean_accuracy_extra", accuracyMetric{}, false},
-	} {
-		got, ok := parseAccuracyMetric(tc.key)
-		if ok != tc.ok || got != tc.want {
-			t.Errorf("%s: got %+v %v, want %+v %v", tc.key, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
 // Every column's command measures that column: for a built-in model as the
 // repository's README runs it, for another folder's with --dir.
 func TestEvalCommand(t *testing.T) {
@@ -52,13 +22,13 @@ func TestEvalCommand(t *testing.T) {
 	mine := &zoo.Model{ModelEntry: inference.ModelEntry{Name: "mine"}, Source: "/home/me/my models"}
 	for _, tc := range []struct {
 		m    *zoo.Model
-		a    accuracyMetric
+		a    train.AccuracyMetric
 		want string
 	}{
 		{builtin, suggestedMeasurement(0), "gibbon eval mnist-mlp"},
 		{builtin, suggestedMeasurement(1), "gibbon eval mnist-mlp"},
 		{builtin, suggestedMeasurement(2), "gibbon eval --attack autoattack --n 1000 --eps 0.3 mnist-mlp"},
-		{builtin, accuracyMetric{Attack: "pgd", Steps: 40, Eps: 0.1, N: 500}, "gibbon eval --n 500 --eps 0.1 mnist-mlp"},
+		{builtin, train.AccuracyMetric{Attack: "pgd", Steps: 40, Eps: 0.1, N: 500}, "gibbon eval --n 500 --eps 0.1 mnist-mlp"},
 		{mine, suggestedMeasurement(2), "gibbon eval --dir '/home/me/my models' --attack autoattack --n 1000 --eps 0.3 mine"},
 	} {
 		if got := evalCommand(tc.m, tc.a); got != tc.want {
@@ -167,7 +137,7 @@ func TestModelsPageBuiltinRobustness(t *testing.T) {
 		}
 		var aa []string
 		for k, v := range m.Metrics {
-			if a, ok := parseAccuracyMetric(k); ok && a.Attack == "autoattack" {
+			if a, ok := train.ParseAccuracyMetric(k); ok && a.Attack == "autoattack" {
 				aa = append(aa, fmt.Sprintf("%.2f %%", 100*v))
 			}
 		}

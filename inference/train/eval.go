@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
+	"strconv"
 
 	"gibbon/inference"
 	"gibbon/inference/mnist"
@@ -184,11 +186,62 @@ func AutoAttackMetric(eps float64, n int) string {
 	return fmt.Sprintf("autoattack_eps%g_accuracy", eps) + subsetSuffix(n)
 }
 
+// TestDigits is the size of the MNIST test set: a metric without a subset suffix
+// was measured on all of it.
+const TestDigits = 10000
+
 func subsetSuffix(n int) string {
-	if n <= 0 || n >= 10000 {
+	if n <= 0 || n >= TestDigits {
 		return ""
 	}
 	return fmt.Sprintf("_first%d", n)
+}
+
+// AccuracyMetric is an accuracy key of CleanMetric, PGDMetric (DefaultPGD's step
+// size, random start) or AutoAttackMetric, read back.
+type AccuracyMetric struct {
+	Attack string  // "clean", "pgd" or "autoattack"
+	Steps  int     // PGD's iterations
+	Eps    float64 // 0 for clean
+	N      int     // test digits scored: the first N (TestDigits: all)
+}
+
+var accuracyKey = regexp.MustCompile(`^(?:clean|pgd([0-9]+)_eps([0-9.]+(?:e[-+]?[0-9]+)?)|autoattack_eps([0-9.]+(?:e[-+]?[0-9]+)?))_accuracy(?:_first([0-9]+))?$`)
+
+// ParseAccuracyMetric reads an accuracy key; false for any other metric (and for
+// PGD variants with their own step size or no random start).
+func ParseAccuracyMetric(key string) (AccuracyMetric, bool) {
+	p := accuracyKey.FindStringSubmatch(key)
+	if p == nil {
+		return AccuracyMetric{}, false
+	}
+	m := AccuracyMetric{Attack: "clean", N: TestDigits}
+	if p[4] != "" {
+		n, err := strconv.Atoi(p[4])
+		if err != nil || n < 1 || n >= TestDigits {
+			return AccuracyMetric{}, false
+		}
+		m.N = n
+	}
+	eps := ""
+	switch {
+	case p[1] != "":
+		steps, err := strconv.Atoi(p[1])
+		if err != nil || steps < 1 {
+			return AccuracyMetric{}, false
+		}
+		m.Attack, m.Steps, eps = "pgd", steps, p[2]
+	case p[3] != "":
+		m.Attack, eps = "autoattack", p[3]
+	}
+	if eps != "" {
+		v, err := strconv.ParseFloat(eps, 64)
+		if err != nil || v <= 0 {
+			return AccuracyMetric{}, false
+		}
+		m.Eps = v
+	}
+	return m, true
 }
 
 // EvalOptions say how Evaluate scores a model.
