@@ -184,22 +184,22 @@ func (m *ONNXModel) CheckGradient() error {
 
 // Warm builds the gradient graphs of both loss kinds and runs each once on a blank
 // image, so that the first attack pays neither the autodiff transform nor the
-// runtime's first-run set-up. It returns why the graphs cannot be built (wrapping
-// autodiff.ErrUnsupported for a graph Gibbon cannot differentiate).
+// runtime's first-run set-up; the passes are not counted as an attack's. It returns
+// why the graphs cannot be built (wrapping autodiff.ErrUnsupported for a graph
+// Gibbon cannot differentiate).
 func (m *ONNXModel) Warm(ctx context.Context) error {
 	x := inference.NewTensor(append([]int64{1}, m.shape[1:]...)...)
 	w := inference.NewTensor(1, int64(m.classes))
 	w.Data[0] = 1
 	for _, kind := range []LossKind{CrossEntropy, LogitSeed} {
-		if err := ctx.Err(); err != nil {
+		s, err := m.gradSession(kind)
+		if err != nil {
 			return err
 		}
-		if _, err := m.Gradient(ctx, x, kind, w); err != nil {
+		if _, err := s.Run(ctx, map[string]*inference.Tensor{m.input: x, weightsInput(kind): w}); err != nil {
 			return err
 		}
 	}
-	m.forwards.Add(-2) // the warm-up passes are not an attack's
-	m.backwards.Add(-2)
 	return nil
 }
 
