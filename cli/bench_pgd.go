@@ -113,6 +113,7 @@ func benchPGD(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	reps := fs.Int("reps", 3, "timed runs per model and batch (after one warm-up run)")
 	peak := fs.Float64("peak", 0, "the machine's fp32 FLOP limit in GFLOP/s, for the ratio (e.g. cores × GHz × FLOPs per cycle)")
 	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads")
+	runBatches := fs.String("run-batch", "auto", "comma-separated: the most images per ONNX Runtime run, each timed in turn: auto (as attacks run: on the CPU, batches sliced to about 256 KiB of input), whole, or a number")
 	seed := fs.Uint64("seed", 1, "weight seed for --arch")
 	rf := addRuntimeFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -126,7 +127,22 @@ func benchPGD(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		bs = append(bs, n)
 	}
+	var runs []int // attack.ModelOptions.RunBatch values
+	for _, s := range splitList(*runBatches) {
+		switch n, err := strconv.Atoi(s); {
+		case s == "auto":
+			runs = append(runs, 0)
+		case s == "whole":
+			runs = append(runs, -1)
+		case err == nil && n >= 1 && n <= 256:
+			runs = append(runs, n)
+		default:
+			return usageError{fmt.Sprintf("--run-batch: %q is not auto, whole or a number from 1 to 256", s)}
+		}
+	}
 	switch {
+	case len(runs) == 0:
+		return usageError{"--run-batch names nothing"}
 	case len(bs) == 0:
 		return usageError{"--batch names no batch size"}
 	case *reps < 1:
@@ -150,8 +166,12 @@ func benchPGD(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rows := make([][]gradbench.PGDRow, len(picked))
 	for i, b := range picked {
 		fmt.Fprintf(stderr, "%s: counting and building...\n", b.name)
-		if rows[i], err = gradbench.PGD(ctx, rt, b.name, b.proto, bs, *reps); err != nil {
-			return err
+		for _, run := range runs {
+			r, err := gradbench.PGD(ctx, rt, b.name, b.proto, bs, *reps, run)
+			if err != nil {
+				return err
+			}
+			rows[i] = append(rows[i], r...)
 		}
 	}
 	return printPGDBench(stdout, picked, rows, *peak)
@@ -161,7 +181,7 @@ func benchPGD(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // by CPU time where it is read, and as a share of peak when one is given. rows[i]
 // are models[i]'s.
 func printPGDBench(w io.Writer, models []benchModel, rows [][]gradbench.PGDRow, peak float64) error {
-	t := newNumberTable("model", "batch", "runs on", "GFLOP/image", "images/s", "GFLOP/s")
+	t := newNumberTable("model", "batch", "images per run", "runs on", "GFLOP/image", "images/s", "GFLOP/s")
 	cpu := gradbench.CPUTimeRead()
 	if cpu {
 		t.rows[0] = append(t.rows[0], "images/s (CPU time)", "GFLOP/s (CPU time)")
@@ -171,7 +191,11 @@ func printPGDBench(w io.Writer, models []benchModel, rows [][]gradbench.PGDRow, 
 	}
 	for i, b := range models {
 		for _, row := range rows[i] {
-			line := fmt.Sprintf("%s\t%d\t%s\t%.2f\t%.2f\t%.1f", b.name, row.Batch, row.EP, row.FLOPs/1e9, row.WallRate, row.WallRate*row.FLOPs/1e9)
+			perRun := row.Batch
+			if row.RunBatch > 0 {
+				perRun = row.RunBatch
+			}
+			line := fmt.Sprintf("%s\t%d\t%d\t%s\t%.2f\t%.2f\t%.1f", b.name, row.Batch, perRun, row.EP, row.FLOPs/1e9, row.WallRate, row.WallRate*row.FLOPs/1e9)
 			best := row.WallRate
 			if cpu {
 				line += fmt.Sprintf("\t%.2f\t%.1f", row.CPURate, row.CPURate*row.FLOPs/1e9)

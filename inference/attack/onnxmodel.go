@@ -26,6 +26,32 @@ type ModelOptions struct {
 	// Shape is one image's shape [C,H,W] (or [H,W,C]), for graphs whose image
 	// dimensions are dynamic; nil takes the graph's fixed dimensions.
 	Shape []int64
+	// RunBatch is the most images one ONNX Runtime run takes; larger batches are run
+	// in consecutive slices of it. 0 picks it (see autoRunBatch); -1 runs every batch
+	// whole.
+	RunBatch int
+}
+
+// runBatchBudget is the input bytes per run autoRunBatch aims for on the CPU. A
+// batch larger than the caches makes every pass of the gradient graph (masks,
+// layout conversions, backward convolutions) stream its activations from memory:
+// PGD-10 on MobileNetV2 at 224×224 runs slower per image at batch 16 than at batch 1
+// (README, "Speed"). 256 KiB of input keeps 28×28 digits in batches of up to 83 and
+// runs 224×224 colour images one at a time.
+const runBatchBudget = 256 << 10
+
+// autoRunBatch is the run batch for images of the given per-image shape on
+// provider: on the CPU, as many as fit runBatchBudget bytes of input (at least one);
+// elsewhere (a GPU), every batch whole.
+func autoRunBatch(shape []int64, provider string) int {
+	if provider != "cpu" {
+		return 0
+	}
+	per := int64(4)
+	for _, d := range shape[1:] {
+		per *= max(d, 1)
+	}
+	return int(max(1, runBatchBudget/per))
 }
 
 // ONNXModel runs an ONNX classifier on ONNX Runtime: a forward session for Predict and,
@@ -41,6 +67,9 @@ type ONNXModel struct {
 	classes int
 	// cutSoftmax is set when the graph ended in a Softmax that was cut off.
 	cutSoftmax bool
+	// runBatch is the most images per session run (0: no limit); see
+	// ModelOptions.RunBatch.
+	runBatch int
 
 	fwd *inference.Session
 
@@ -77,6 +106,12 @@ func NewONNXModel(ctx context.Context, rt *inference.Runtime, m *onnx.ModelProto
 		return nil, err
 	}
 	om.cutSoftmax = cut
+	switch {
+	case opts.RunBatch > 0:
+		om.runBatch = opts.RunBatch
+	case opts.RunBatch == 0:
+		om.runBatch = autoRunBatch(shape, om.fwd.Provider())
+	}
 	return om, nil
 }
 
@@ -130,7 +165,7 @@ func (m *ONNXModel) Predict(ctx context.Context, x *inference.Tensor) (*inferenc
 	if err := m.checkImages(x); err != nil {
 		return nil, err
 	}
-	out, err := m.fwd.Run(ctx, map[string]*inference.Tensor{m.input: x})
+	out, err := m.run(ctx, m.fwd, map[string]*inference.Tensor{m.input: x})
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +193,7 @@ func (m *ONNXModel) Gradient(ctx context.Context, x *inference.Tensor, kind Loss
 	if err != nil {
 		return nil, err
 	}
-	out, err := s.Run(ctx, map[string]*inference.Tensor{m.input: x, weightsInput(kind): w})
+	out, err := m.run(ctx, s, map[string]*inference.Tensor{m.input: x, weightsInput(kind): w})
 	if err != nil {
 		return nil, err
 	}
@@ -223,6 +258,62 @@ func (m *ONNXModel) gradSession(kind LossKind) (*inference.Session, error) {
 	}
 	m.grads[kind] = s
 	return s, nil
+}
+
+// RunBatch is the most images one session run takes (0: no limit).
+func (m *ONNXModel) RunBatch() int { return m.runBatch }
+
+// run runs s on feeds whose first axis is the batch, in slices of at most
+// m.runBatch images, and joins the outputs (every one batch-first) along that axis.
+// The graphs treat each image on its own, so the result is the whole batch's.
+func (m *ONNXModel) run(ctx context.Context, s *inference.Session, feeds map[string]*inference.Tensor) (map[string]*inference.Tensor, error) {
+	n := int(feeds[m.input].Shape[0])
+	if m.runBatch <= 0 || n <= m.runBatch {
+		return s.Run(ctx, feeds)
+	}
+	parts := (n + m.runBatch - 1) / m.runBatch
+	size := (n + parts - 1) / parts // even slices: 100 at 83 runs 50 + 50, not 83 + 17
+	var joined map[string]*inference.Tensor
+	for lo := 0; lo < n; lo += size {
+		hi := min(lo+size, n)
+		part := make(map[string]*inference.Tensor, len(feeds))
+		for k, t := range feeds {
+			part[k] = batchSlice(t, lo, hi)
+		}
+		out, err := s.Run(ctx, part)
+		if err != nil {
+			return nil, err
+		}
+		if joined == nil {
+			joined = make(map[string]*inference.Tensor, len(out))
+			for k, t := range out {
+				if len(t.Shape) == 0 || t.Shape[0] != int64(hi-lo) {
+					return nil, fmt.Errorf("output %q has shape %v for a run of %d images, want the batch first", k, t.Shape, hi-lo)
+				}
+				shape := append([]int64{int64(n)}, t.Shape[1:]...)
+				joined[k] = &inference.Tensor{Shape: shape, Data: make([]float32, 0, n*(len(t.Data)/(hi-lo)))}
+			}
+		}
+		for k, t := range out {
+			j := joined[k]
+			if j == nil || len(t.Shape) == 0 || t.Shape[0] != int64(hi-lo) {
+				return nil, fmt.Errorf("output %q has shape %v for a run of %d images", k, t.Shape, hi-lo)
+			}
+			j.Data = append(j.Data, t.Data...)
+		}
+	}
+	for k, t := range joined {
+		if t.Validate() != nil {
+			return nil, fmt.Errorf("output %q: slices do not add up to shape %v", k, t.Shape)
+		}
+	}
+	return joined, nil
+}
+
+// batchSlice is images lo..hi of t (batch first), sharing t's data.
+func batchSlice(t *inference.Tensor, lo, hi int) *inference.Tensor {
+	per := len(t.Data) / int(t.Shape[0])
+	return &inference.Tensor{Shape: append([]int64{int64(hi - lo)}, t.Shape[1:]...), Data: t.Data[lo*per : hi*per]}
 }
 
 // Providers says where the model runs: the forward session's execution provider

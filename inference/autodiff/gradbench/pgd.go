@@ -14,7 +14,10 @@ import (
 // PGDRow is PGD-10's speed on one model at one batch size.
 type PGDRow struct {
 	Batch int
-	EP    string // where the gradient graph runs
+	// RunBatch is the most images one ONNX Runtime run took (0: the whole batch);
+	// see attack.ModelOptions.RunBatch.
+	RunBatch int
+	EP       string // where the gradient graph runs
 	// FLOPs per image, as run: 10 gradient passes and one forward pass.
 	FLOPs float64
 	// WallRate and CPURate are images per second, medians over the timed runs;
@@ -23,11 +26,12 @@ type PGDRow struct {
 }
 
 // PGD times PGD-10 (ε 8/255) on model, adapted as attacks adapt it (a terminal
-// Softmax cut off), at each batch size: one warm-up run that builds the gradient
-// graph, then reps timed ones on random images. CPU time leaves out the clean forward
-// pass attack.Run adds for its evaluation.
-func PGD(ctx context.Context, rt *inference.Runtime, name string, model *onnx.ModelProto, batches []int, reps int) ([]PGDRow, error) {
-	net, err := attack.NewONNXModel(ctx, rt, model, attack.ModelOptions{Name: name})
+// Softmax cut off, runs of at most runBatch images as attack.ModelOptions.RunBatch
+// says), at each batch size: one warm-up run that builds the gradient graph, then reps
+// timed ones on random images. CPU time leaves out the clean forward pass attack.Run
+// adds for its evaluation.
+func PGD(ctx context.Context, rt *inference.Runtime, name string, model *onnx.ModelProto, batches []int, reps, runBatch int) ([]PGDRow, error) {
+	net, err := attack.NewONNXModel(ctx, rt, model, attack.ModelOptions{Name: name, RunBatch: runBatch})
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +85,7 @@ func timePGD(ctx context.Context, net *attack.ONNXModel, count *flops.Attack, ba
 		return PGDRow{}, err
 	}
 	fwdPasses, bwdPasses := res.PassesPerImage()
-	row := PGDRow{Batch: batch, FLOPs: bwdPasses*count.Gradient.PerImage() + (fwdPasses-bwdPasses)*count.Forward.PerImage()}
+	row := PGDRow{Batch: batch, RunBatch: min(net.RunBatch(), batch), FLOPs: bwdPasses*count.Gradient.PerImage() + (fwdPasses-bwdPasses)*count.Forward.PerImage()}
 	_, row.EP = net.Providers()
 	var walls, cpus []float64
 	for range reps {
