@@ -22,6 +22,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	n := fs.Int("n", 10000, "test images to score (the first N)")
 	method := fs.String("attack", "pgd", "pgd, or autoattack (standard version: APGD-CE, APGD-T, FAB-T, Square)")
 	batch := fs.Int("batch", train.EvalBatch, "autoattack: digits per batch (batch b is seeded seed + b)")
+	workers := fs.Int("workers", 1, "autoattack: batches attacked at once, each on one thread (the verdict is the same for any number; use the cores you can spare)")
 	eps := fs.Float64("eps", train.DefaultPGD.Eps, "attack budget (L∞, pixels in [0,1])")
 	step := fs.Float64("step", train.DefaultPGD.Step, "PGD step size")
 	steps := fs.Int("steps", train.DefaultPGD.Steps, "PGD iterations (0: clean accuracy only)")
@@ -42,6 +43,9 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if flagGiven(fs, "step") || flagGiven(fs, "steps") || *batch < 1 {
 			return usageError{"autoattack is parameter-free (no --step or --steps) and needs --batch of at least 1"}
 		}
+		if *workers < 1 || *workers > attack.MaxEvalWorkers {
+			return usageError{fmt.Sprintf("--workers must be from 1 to %d", attack.MaxEvalWorkers)}
+		}
 	default:
 		return usageError{fmt.Sprintf("--attack %q: choose pgd or autoattack", *method)}
 	}
@@ -51,7 +55,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer rt.Close()
 	if *method == "autoattack" {
-		return evalAutoAttack(ctx, rt, *dir, name, attack.MNISTOptions{N: *n, Batch: *batch, Eps: *eps, Seed: int64(*seed)}, *write, stdout, stderr)
+		return evalAutoAttack(ctx, rt, *dir, name, attack.MNISTOptions{N: *n, Batch: *batch, Eps: *eps, Seed: int64(*seed), Workers: *workers}, *write, stdout, stderr)
 	}
 	ev, err := train.Evaluate(ctx, rt, *dir, name, train.EvalOptions{N: *n, Seed: *seed, Progress: progress.New(stderr),
 		PGD: train.PGDConfig{Eps: *eps, Step: *step, Steps: *steps, RandomStart: true}})
@@ -101,8 +105,8 @@ func evalAutoAttack(ctx context.Context, rt *inference.Runtime, dir, name string
 		return err
 	}
 	c := ev.Config
-	fmt.Fprintf(stdout, "%s under AutoAttack (%s), ε %s, first %d test digits, seed %d, batches of %d\n", name,
-		describeSteps(c), inference.EpsOn(c.Eps, c.Range).String(), ev.N, opts.Seed, ev.Batch)
+	fmt.Fprintf(stdout, "%s under AutoAttack (%s), ε %s, first %d test digits, seed %d, batches of %d, %d at once\n", name,
+		describeSteps(c), inference.EpsOn(c.Eps, c.Range).String(), ev.N, opts.Seed, ev.Batch, ev.Workers)
 	fmt.Fprintf(stdout, "clean %.2f%%, robust %.2f%%; %.1f s (%.3f s per digit), %.0f forward + %.0f backward passes per digit\n",
 		100*ev.Clean, 100*ev.Robust, ev.Wall.Seconds(), ev.Wall.Seconds()/float64(ev.N), float64(ev.Forward)/float64(ev.N), float64(ev.Backward)/float64(ev.N))
 	printStages(stdout, ev.Stages, ev.N, ev.Note)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"gibbon/inference"
@@ -198,6 +199,8 @@ type Evaluation struct {
 	Model  string `json:"model"`
 	N      int    `json:"n"`
 	Batch  int    `json:"batch"`
+	// Workers is how many batches ran at once (the verdict does not depend on it).
+	Workers int `json:"workers"`
 	// Clean is the share classified correctly; Robust the share that survived every
 	// stage, each stage's share in Stages.
 	Clean    float64       `json:"clean_accuracy"`
@@ -205,15 +208,17 @@ type Evaluation struct {
 	Stages   []Stage       `json:"stages"`
 	Forward  int64         `json:"forward_passes"`
 	Backward int64         `json:"backward_passes"`
-	Wall     time.Duration `json:"wall_ns"`
+	Wall     time.Duration `json:"wall_ns"` // from start to verdict (the stages' Wall add up each batch's own)
 	Note     string        `json:"note,omitempty"`
 }
 
 // Evaluate runs AutoAttack with cfg on model m over images [N,...] and their labels,
 // batch images at a time, batch b with seed cfg.Seed + b (as `gibbon attack --dataset`
-// seeds its batches). progress, when non-nil, hears after each batch how many images
-// are done and how many of them survived.
-func Evaluate(ctx context.Context, cfg Config, m Model, images *inference.Tensor, labels []int, batch int, progress func(done, robust int)) (*Evaluation, error) {
+// seeds its batches), up to workers batches at once (each batch is its own Run, so the
+// verdict is the same for any number of workers; m must be safe for concurrent use, as
+// ONNXModel is). progress, when non-nil, hears after each batch how many images are
+// done and how many of them survived.
+func Evaluate(ctx context.Context, cfg Config, m Model, images *inference.Tensor, labels []int, batch, workers int, progress func(done, robust int)) (*Evaluation, error) {
 	if cfg.Method != AutoAttack {
 		return nil, fmt.Errorf("evaluate runs autoattack, not %s", cfg.Method)
 	}
@@ -223,20 +228,74 @@ func Evaluate(ctx context.Context, cfg Config, m Model, images *inference.Tensor
 	if batch < 1 {
 		return nil, fmt.Errorf("batch size %d must be at least 1", batch)
 	}
+	if workers < 1 || workers > MaxEvalWorkers {
+		return nil, fmt.Errorf("%d workers: choose 1 to %d", workers, MaxEvalWorkers)
+	}
+	start := time.Now()
 	n := len(labels)
-	ev := &Evaluation{Config: cfg.Defaults(), Model: m.Name, N: n, Batch: batch}
+	batches := (n + batch - 1) / batch
+	results := make([]*Result, batches)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu                sync.Mutex
+		next, done, alive int
+		firstErr          error
+		wg                sync.WaitGroup
+	)
+	for range min(workers, batches) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				b := next
+				next++
+				mu.Unlock()
+				if b >= batches || ctx.Err() != nil {
+					return
+				}
+				lo, hi := b*batch, min((b+1)*batch, n)
+				rows := make([]int, hi-lo)
+				for j := range rows {
+					rows[j] = lo + j
+				}
+				c := cfg
+				c.Seed = cfg.Seed + int64(b)
+				res, err := Run(ctx, c, Request{Images: gatherRows(images, rows), Labels: labels[lo:hi], Surrogates: []Model{m}}, nil)
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+					mu.Unlock()
+					return
+				}
+				results[b] = res
+				done += len(rows)
+				for i, p := range res.Models[0].Adv {
+					if p == res.Labels[i] {
+						alive++
+					}
+				}
+				if progress != nil {
+					progress(done, alive)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ev := &Evaluation{Config: cfg.Defaults(), Model: m.Name, N: n, Batch: batch, Workers: workers}
 	var clean, robust int
-	for start, b := 0, int64(0); start < n; start, b = start+batch, b+1 {
-		rows := make([]int, min(batch, n-start))
-		for j := range rows {
-			rows[j] = start + j
-		}
-		c := cfg
-		c.Seed = cfg.Seed + b
-		res, err := Run(ctx, c, Request{Images: gatherRows(images, rows), Labels: labels[start : start+len(rows)], Surrogates: []Model{m}}, nil)
-		if err != nil {
-			return nil, err
-		}
+	for b, res := range results {
 		r := res.Models[0]
 		for i, p := range r.Adv {
 			if p == res.Labels[i] {
@@ -246,13 +305,15 @@ func Evaluate(ctx context.Context, cfg Config, m Model, images *inference.Tensor
 				clean++
 			}
 		}
-		ev.Stages = AddStages(ev.Stages, start, res.Stages, len(rows))
-		ev.Forward, ev.Backward, ev.Wall = ev.Forward+res.Forward, ev.Backward+res.Backward, ev.Wall+res.Wall
+		ev.Stages = AddStages(ev.Stages, b*batch, res.Stages, len(res.Labels))
+		ev.Forward, ev.Backward = ev.Forward+res.Forward, ev.Backward+res.Backward
 		ev.Config.TargetClasses, ev.Note = res.Config.TargetClasses, res.Note
-		if progress != nil {
-			progress(start+len(rows), robust)
-		}
 	}
 	ev.Clean, ev.Robust = float64(clean)/float64(n), float64(robust)/float64(n)
+	ev.Wall = time.Since(start)
 	return ev, nil
 }
+
+// MaxEvalWorkers bounds Evaluate's concurrent batches: each holds a batch's
+// activations and its attack state, and more workers than cores only queue.
+const MaxEvalWorkers = 64

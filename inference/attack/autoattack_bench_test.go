@@ -43,7 +43,7 @@ func BenchmarkAutoAttack(b *testing.B) {
 			// Warm up: build both gradient graphs (cross-entropy, logit seed) outside the clock.
 			warm := cfg
 			warm.Steps, warm.Queries = 2, 2
-			if _, err := attack.Evaluate(context.Background(), warm, model, x, labels, n, nil); err != nil {
+			if _, err := attack.Evaluate(context.Background(), warm, model, x, labels, n, 1, nil); err != nil {
 				b.Fatal(err)
 			}
 			pgd, err := pgd40Accuracy(m, x, labels)
@@ -55,7 +55,7 @@ func BenchmarkAutoAttack(b *testing.B) {
 			for b.Loop() {
 				c0 := cpuTime()
 				var err error
-				if ev, err = attack.Evaluate(context.Background(), cfg, model, x, labels, 500, nil); err != nil {
+				if ev, err = attack.Evaluate(context.Background(), cfg, model, x, labels, 500, 1, nil); err != nil {
 					b.Fatal(err)
 				}
 				cpu = cpuTime() - c0

@@ -14,6 +14,9 @@ type MNISTOptions struct {
 	Batch int     // digits per Run
 	Eps   float64 // budget as a fraction of the model's input range (0.3 on [0,1])
 	Seed  int64   // batch b runs with Seed + b
+	// Workers is how many batches run at once (0 means 1); the verdict is the same
+	// for any number.
+	Workers int
 	// Progress, when non-nil, hears after each batch how many digits are done and how
 	// many of them survived.
 	Progress func(done, robust int)
@@ -35,5 +38,5 @@ func EvaluateMNIST(ctx context.Context, m Model, c inference.InputContract, opts
 	}
 	rng := c.PixelRange()
 	cfg := Config{Method: AutoAttack, Eps: float32(opts.Eps) * (rng[1] - rng[0]), Range: rng, Layout: c.TensorLayout(), Seed: opts.Seed}
-	return Evaluate(ctx, cfg, m, x, labels, opts.Batch, opts.Progress)
+	return Evaluate(ctx, cfg, m, x, labels, opts.Batch, max(opts.Workers, 1), opts.Progress)
 }

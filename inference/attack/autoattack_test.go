@@ -153,7 +153,7 @@ func TestEvaluateAddsBatches(t *testing.T) {
 	cfg := attack.Config{Method: attack.AutoAttack, Eps: 0.05, Steps: 10, TargetClasses: 2, Queries: 100, Seed: 5}
 	model := attack.Model{Name: m.Name(), Net: m}
 	var seen []int
-	ev, err := attack.Evaluate(context.Background(), cfg, model, x, labels, 4, func(done, robust int) { seen = append(seen, done) })
+	ev, err := attack.Evaluate(context.Background(), cfg, model, x, labels, 4, 1, func(done, robust int) { seen = append(seen, done) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,11 +182,37 @@ func TestEvaluateAddsBatches(t *testing.T) {
 	if last := ev.Stages[len(ev.Stages)-1]; math.Abs(last.RobustAccuracy-ev.Robust) > 1e-12 {
 		t.Fatalf("last stage leaves %v, the evaluation %v", last.RobustAccuracy, ev.Robust)
 	}
+	// Batches attacked at once give the same verdict, stage by stage.
+	var seen2 []int
+	ev2, err := attack.Evaluate(context.Background(), cfg, model, x, labels, 2, 3, func(done, robust int) { seen2 = append(seen2, done) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev1, err := attack.Evaluate(context.Background(), cfg, model, x, labels, 2, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSorted(seen2) || len(seen2) != 3 || seen2[2] != 6 || ev2.Workers != 3 {
+		t.Fatalf("3 workers: progress %v, workers %d", seen2, ev2.Workers)
+	}
+	for i := range ev1.Stages {
+		s1, s2 := ev1.Stages[i], ev2.Stages[i]
+		s1.Wall, s2.Wall = 0, 0
+		if s1 != s2 {
+			t.Fatalf("stage %d: 1 worker %+v, 3 workers %+v", i, s1, s2)
+		}
+	}
+	if ev1.Robust != ev2.Robust || ev1.Clean != ev2.Clean || ev1.Forward != ev2.Forward || ev1.Backward != ev2.Backward {
+		t.Fatalf("1 worker %+v, 3 workers %+v", ev1, ev2)
+	}
+	if _, err := attack.Evaluate(context.Background(), cfg, model, x, labels, 2, 0, nil); err == nil {
+		t.Fatal("0 workers accepted")
+	}
 	for _, bad := range []struct {
 		cfg   attack.Config
 		batch int
 	}{{cfg, 0}, {attack.Config{Method: attack.PGD, Eps: 0.1}, 4}} {
-		if _, err := attack.Evaluate(context.Background(), bad.cfg, model, x, labels, bad.batch, nil); err == nil {
+		if _, err := attack.Evaluate(context.Background(), bad.cfg, model, x, labels, bad.batch, 1, nil); err == nil {
 			t.Fatalf("%s with batch %d was accepted", bad.cfg.Method, bad.batch)
 		}
 	}
