@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -195,8 +196,15 @@ func TestModelsPageBrowser(t *testing.T) {
 		if len(rows) != len(builtinClassifiers) {
 			t.Fatalf("%s: %d rows in the attack network's table, want one per classifier: %v", sc.name, len(rows), rows)
 		}
-		for _, want := range []string{"mnist-mlp: trained against | network 47.3 % PGD-10 90.9 % MI-FGSM-10 81.7 % noise ±ε 3.5 % |",
-			"mnist-cnn-robust: adversarially trained, held out |"} {
+		// the mlp's ε 0.1 cell, as the manifest records it
+		entry, ok := f.reg.Entry("mnist-attack-net")
+		if !ok {
+			t.Fatal("no mnist-attack-net entry")
+		}
+		cell := func(prefix string) float64 { return 100 * entry.Metrics[prefix+"success_eps0.1_mnist-mlp"] }
+		mlp := fmt.Sprintf("mnist-mlp: trained against | network %.1f %% PGD-10 %.1f %% MI-FGSM-10 %.1f %% noise ±ε %.1f %% |",
+			cell(""), cell("pgd10_"), cell("mi_fgsm10_"), cell("noise_"))
+		for _, want := range []string{mlp, "mnist-cnn-robust: adversarially trained, held out |"} {
 			if !containsPrefix(rows, want) {
 				t.Errorf("%s: no row starting %q in %q", sc.name, want, rows)
 			}
