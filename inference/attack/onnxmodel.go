@@ -273,7 +273,7 @@ func (m *ONNXModel) run(ctx context.Context, s *inference.Session, feeds map[str
 	}
 	parts := (n + m.runBatch - 1) / m.runBatch
 	size := (n + parts - 1) / parts // even slices: 100 at 83 runs 50 + 50, not 83 + 17
-	var joined map[string]*inference.Tensor
+	joined := map[string]*inference.Tensor{}
 	for lo := 0; lo < n; lo += size {
 		hi := min(lo+size, n)
 		part := make(map[string]*inference.Tensor, len(feeds))
@@ -284,20 +284,18 @@ func (m *ONNXModel) run(ctx context.Context, s *inference.Session, feeds map[str
 		if err != nil {
 			return nil, err
 		}
-		if joined == nil {
-			joined = make(map[string]*inference.Tensor, len(out))
-			for k, t := range out {
-				if len(t.Shape) == 0 || t.Shape[0] != int64(hi-lo) {
-					return nil, fmt.Errorf("output %q has shape %v for a run of %d images, want the batch first", k, t.Shape, hi-lo)
+		for k, t := range out {
+			if len(t.Shape) == 0 || t.Shape[0] != int64(hi-lo) {
+				return nil, fmt.Errorf("output %q has shape %v for a run of %d images, want the batch first", k, t.Shape, hi-lo)
+			}
+			j := joined[k]
+			if j == nil {
+				if lo > 0 {
+					return nil, fmt.Errorf("output %q came only from a later run", k)
 				}
 				shape := append([]int64{int64(n)}, t.Shape[1:]...)
-				joined[k] = &inference.Tensor{Shape: shape, Data: make([]float32, 0, n*(len(t.Data)/(hi-lo)))}
-			}
-		}
-		for k, t := range out {
-			j := joined[k]
-			if j == nil || len(t.Shape) == 0 || t.Shape[0] != int64(hi-lo) {
-				return nil, fmt.Errorf("output %q has shape %v for a run of %d images", k, t.Shape, hi-lo)
+				j = &inference.Tensor{Shape: shape, Data: make([]float32, 0, n*(len(t.Data)/(hi-lo)))}
+				joined[k] = j
 			}
 			j.Data = append(j.Data, t.Data...)
 		}
