@@ -294,14 +294,10 @@ func Evaluate(ctx context.Context, cfg Config, m Model, images *inference.Tensor
 		return nil, err
 	}
 	ev := &Evaluation{Config: cfg.Defaults(), Model: m.Name, N: n, Batch: batch, Workers: workers}
-	var clean, robust int
+	var clean int // the robust ones are alive, counted as batches finished
 	for b, res := range results {
-		r := res.Models[0]
-		for i, p := range r.Adv {
+		for i, p := range res.Models[0].Clean {
 			if p == res.Labels[i] {
-				robust++
-			}
-			if r.Clean[i] == res.Labels[i] {
 				clean++
 			}
 		}
@@ -309,7 +305,7 @@ func Evaluate(ctx context.Context, cfg Config, m Model, images *inference.Tensor
 		ev.Forward, ev.Backward = ev.Forward+res.Forward, ev.Backward+res.Backward
 		ev.Config.TargetClasses, ev.Note = res.Config.TargetClasses, res.Note
 	}
-	ev.Clean, ev.Robust = float64(clean)/float64(n), float64(robust)/float64(n)
+	ev.Clean, ev.Robust = float64(clean)/float64(n), float64(alive)/float64(n)
 	ev.Wall = time.Since(start)
 	return ev, nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 
@@ -179,12 +178,7 @@ func checkTrainingGradient(t *testing.T, ctx context.Context, rt *inference.Runt
 	if err != nil {
 		t.Fatal(err)
 	}
-	gg, err := autodiff.Build(rt, comp, autodiff.Options{Input: Input, Loss: autodiff.LogitSeed, Params: names, NoInputGrad: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := onnx.Encode(gg)
-	sess, err := rt.NewSession(data)
+	sess, err := trainingSession(rt, comp, names, 2, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,16 +403,7 @@ func TestInputDiversityResamples(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fed := slices.Clone(names)
-		if diverse {
-			fed = append(fed, DiversityRows(0), DiversityCols(0), DiversityRows(1), DiversityCols(1))
-		}
-		gg, err := autodiff.Build(rt, comp, autodiff.Options{Input: Input, Loss: autodiff.LogitSeed, Params: fed, NoInputGrad: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, _ := onnx.Encode(gg)
-		sess, err := rt.NewSession(data)
+		sess, err := trainingSession(rt, comp, names, len(targets), diverse)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -181,25 +181,9 @@ func New(rt *inference.Runtime, cfg Config, targets []Target, data *Images) (*Tr
 	if err != nil {
 		return nil, err
 	}
-	// The resampling matrices are fed like parameters every step (their gradients are
-	// computed and ignored: two small matrix products).
-	fed := slices.Clone(names)
-	if cfg.Diversity > 0 {
-		for i := range targets {
-			fed = append(fed, DiversityRows(i), DiversityCols(i))
-		}
-	}
-	gg, err := autodiff.Build(rt, comp, autodiff.Options{Input: Input, Loss: autodiff.LogitSeed, Params: fed, NoInputGrad: true})
-	if err != nil {
-		return nil, fmt.Errorf("training graph: %w", err)
-	}
-	enc, err := onnx.Encode(gg)
+	sess, err := trainingSession(rt, comp, names, len(targets), cfg.Diversity > 0)
 	if err != nil {
 		return nil, err
-	}
-	sess, err := rt.NewSession(enc)
-	if err != nil {
-		return nil, fmt.Errorf("training graph: %w", err)
 	}
 	t := &Trainer{cfg: cfg, spec: spec, gen: gen, params: params, opt: opt, sess: sess, data: data, nt: len(targets),
 		perEpoch: data.Len() / cfg.BatchSize, orderEpoch: -1}
@@ -476,4 +460,31 @@ func (t *Trainer) fooledMean() float64 {
 		s += f
 	}
 	return s / math.Max(1, float64(len(t.Recent.Fooled)))
+}
+
+// trainingSession loads the gradient graph of the composed training graph comp: the
+// gradients of the generator's parameters (names) under a logit seed, no input
+// gradient. With diversity the resampling matrices of each of the nTargets targets
+// are fed like parameters every step (their gradients are computed and ignored: two
+// small matrix products).
+func trainingSession(rt *inference.Runtime, comp *onnx.ModelProto, names []string, nTargets int, diverse bool) (*inference.Session, error) {
+	fed := slices.Clone(names)
+	if diverse {
+		for i := range nTargets {
+			fed = append(fed, DiversityRows(i), DiversityCols(i))
+		}
+	}
+	gg, err := autodiff.Build(rt, comp, autodiff.Options{Input: Input, Loss: autodiff.LogitSeed, Params: fed, NoInputGrad: true})
+	if err != nil {
+		return nil, fmt.Errorf("training graph: %w", err)
+	}
+	enc, err := onnx.Encode(gg)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := rt.NewSession(enc)
+	if err != nil {
+		return nil, fmt.Errorf("training graph: %w", err)
+	}
+	return sess, nil
 }
