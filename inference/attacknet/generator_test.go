@@ -87,12 +87,7 @@ func checkBound(t *testing.T, ctx context.Context, rt *inference.Runtime, s Spec
 		m, _, _ = BuildInferenceGenerator(s, 7)
 		ps = inferenceParams(ps)
 	}
-	m, _ = train.Bake(m, ps)
-	data, _ := onnx.Encode(m)
-	sess, err := rt.NewSession(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sess := bakedSession(t, rt, m, ps)
 	shape := []int64{5, int64(ns.Channels), int64(ns.Height), int64(ns.Width)}
 	if ns.Layout == "NHWC" {
 		shape = []int64{5, int64(ns.Height), int64(ns.Width), int64(ns.Channels)}
@@ -292,12 +287,7 @@ func checkRouting(t *testing.T, ctx context.Context, rt *inference.Runtime, spec
 	if inferenceForm {
 		ps = inferenceParams(ps)
 	}
-	m, _ = train.Bake(m, ps)
-	data, _ := onnx.Encode(m)
-	sess, err := rt.NewSession(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sess := bakedSession(t, rt, m, ps)
 	defer sess.Close()
 	x := inference.NewTensor(3, C, H, W)
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -503,15 +493,7 @@ func TestInferenceFormMatchesTrainingForm(t *testing.T) {
 			x.Data[i] = float32(ns.Range[0] + rng.Float64()*(ns.Range[1]-ns.Range[0]))
 		}
 		run := func(m *onnx.ModelProto, ps []*train.Param) []float32 {
-			m, err := train.Bake(m, ps)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, _ := onnx.Encode(m)
-			sess, err := rt.NewSession(data)
-			if err != nil {
-				t.Fatal(err)
-			}
+			sess := bakedSession(t, rt, m, ps)
 			defer sess.Close()
 			out, err := sess.Run(ctx, map[string]*inference.Tensor{Input: x})
 			if err != nil {
@@ -539,4 +521,22 @@ func TestInferenceFormMatchesTrainingForm(t *testing.T) {
 			t.Errorf("%+v: only %d of %d outputs moved: the comparison checks too little", s, moved, len(a))
 		}
 	}
+}
+
+// bakedSession loads generator m with the values of ps baked in as initializers.
+func bakedSession(t *testing.T, rt *inference.Runtime, m *onnx.ModelProto, ps []*train.Param) *inference.Session {
+	t.Helper()
+	baked, err := train.Bake(m, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := onnx.Encode(baked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := rt.NewSession(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sess
 }
