@@ -78,40 +78,88 @@ func (b *Ball) Project(x []float32) {
 // Quantize puts x on the 256-level grid inside the ball, in place, choosing the level
 // nearest x among those inside. A value whose interval holds no level keeps its clean
 // value; Quantize returns how many did. Without quantisation it projects.
+//
+// Most values take a fast path. Clamped into its interval first (outside it, the
+// nearest level inside is the one nearest the interval's end), a value's nearest level
+// is the answer when it lies inside and is nearer than every other level by a margin
+// far above float32 rounding; when it lies just outside, the next level inwards is,
+// if that one is inside. Those are the choices the careful scan (quantizeOne) makes;
+// ties, empty intervals, NaN and ±Inf take the scan.
 func (b *Ball) Quantize(x []float32) (offGrid int) {
 	if b.step == 0 {
 		b.Project(x)
 		return 0
 	}
+	inv := 1 / b.step
+	// Level values carry float32 rounding of at most half an ulp of the range's
+	// largest magnitude; a margin of 1e-6 of it and of the range width is over 8 ulps.
+	margin := 1e-6 * math.Max(math.Max(math.Abs(b.rlo), math.Abs(b.rlo+255*b.step)), 255*b.step)
+	half := b.step/2 - margin
 	for i, v := range x {
-		lo, hi := b.lo[i], b.hi[i]
-		// Levels whose exact value lies just outside may round, as float32, to inside
-		// (and the reverse): bracket loosely, then check each candidate's float32 value.
-		kLo := math.Floor((lo - b.rlo) / b.step)
-		kHi := math.Ceil((hi - b.rlo) / b.step)
-		if v != v { // NaN
-			v = b.x0[i]
-		}
-		kc := math.Round((float64(v) - b.rlo) / b.step)
-		kc = math.Min(math.Max(kc, kLo), kHi)
-		best, bestD := float32(0), math.Inf(1)
-		for k := kc - 2; k <= kc+2; k++ {
-			q := float32(b.rlo + k*b.step)
-			if float64(q) < lo || float64(q) > hi {
-				continue
+		f, lo, hi := float64(v), b.lo[i], b.hi[i]
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			if !b.quantizeOne(x, i) {
+				offGrid++
 			}
-			if d := math.Abs(float64(q) - float64(v)); d < bestD {
-				best, bestD = q, d
-			}
-		}
-		if math.IsInf(bestD, 1) {
-			x[i] = b.x0[i]
-			offGrid++
 			continue
 		}
-		x[i] = best
+		if f > hi {
+			f = hi
+		} else if f < lo {
+			f = lo
+		}
+		kc := math.Floor((f-b.rlo)*inv + 0.5) // ties go to the scan either way
+		fq := float64(float32(b.rlo + kc*b.step))
+		switch {
+		case fq > hi:
+			fq = float64(float32(b.rlo + (kc-1)*b.step))
+		case fq < lo:
+			fq = float64(float32(b.rlo + (kc+1)*b.step))
+		case math.Abs(fq-f) >= half:
+			fq = math.NaN()
+		}
+		if fq >= lo && fq <= hi {
+			x[i] = float32(fq)
+			continue
+		}
+		if !b.quantizeOne(x, i) {
+			offGrid++
+		}
 	}
 	return offGrid
+}
+
+// quantizeOne puts x[i] on the level nearest it inside its interval, scanning the
+// candidate levels around it, each by its float32 value; when the interval holds no
+// level x[i] takes its clean value and quantizeOne returns false.
+func (b *Ball) quantizeOne(x []float32, i int) bool {
+	v := x[i]
+	lo, hi := b.lo[i], b.hi[i]
+	// Levels whose exact value lies just outside may round, as float32, to inside
+	// (and the reverse): bracket loosely, then check each candidate's float32 value.
+	kLo := math.Floor((lo - b.rlo) / b.step)
+	kHi := math.Ceil((hi - b.rlo) / b.step)
+	if v != v { // NaN
+		v = b.x0[i]
+	}
+	kc := math.Round((float64(v) - b.rlo) / b.step)
+	kc = math.Min(math.Max(kc, kLo), kHi)
+	best, bestD := float32(0), math.Inf(1)
+	for k := kc - 2; k <= kc+2; k++ {
+		q := float32(b.rlo + k*b.step)
+		if float64(q) < lo || float64(q) > hi {
+			continue
+		}
+		if d := math.Abs(float64(q) - float64(v)); d < bestD {
+			best, bestD = q, d
+		}
+	}
+	if math.IsInf(bestD, 1) {
+		x[i] = b.x0[i]
+		return false
+	}
+	x[i] = best
+	return true
 }
 
 // norms returns per-image L∞ and L2 distances to the clean images (float64 sums).

@@ -109,6 +109,69 @@ func TestQuantizeChoosesNearestLevelInside(t *testing.T) {
 	}
 }
 
+// Quantize's fast path chooses what the careful scan chooses, value for value: on
+// several ranges and budgets, for values anywhere, at level midpoints (ties) and a few
+// ulps either side of them, at the interval's edges, and NaN and ±Inf.
+func TestQuantizeFastPathMatchesScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, c := range []struct {
+		rng [2]float32
+		eps float32
+	}{{[2]float32{0, 1}, 0.3}, {[2]float32{0, 1}, 0.4 / 255}, {[2]float32{0, 1}, 2.5 / 255}, {[2]float32{0, 255}, 8}, {[2]float32{-2.1179, 2.64}, 0.07}} {
+		const n = 60000
+		x0 := make([]float32, n)
+		for i := range x0 {
+			x0[i] = c.rng[0] + rng.Float32()*(c.rng[1]-c.rng[0])
+			if i%3 == 0 { // on the grid
+				x0[i] = float32(float64(c.rng[0]) + float64(rng.IntN(256))*(float64(c.rng[1])-float64(c.rng[0]))/255)
+			}
+		}
+		b, err := newBall(x0, c.eps, c.rng, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := make([]float32, n)
+		for i := range x {
+			switch i % 6 {
+			case 0, 1:
+				x[i] = x0[i] + (2*rng.Float32()-1)*2*c.eps
+			case 2: // a level midpoint, nudged by a few ulps
+				k := float64(rng.IntN(255)) + 0.5
+				v, dir := float32(b.rlo+k*b.step), float32(math.Inf(2*rng.IntN(2)-1))
+				for range rng.IntN(4) {
+					v = math.Nextafter32(v, dir)
+				}
+				x[i] = v
+			case 3: // the interval's edges
+				x[i] = float32(b.lo[i])
+				if rng.IntN(2) == 0 {
+					x[i] = float32(b.hi[i])
+				}
+			case 4:
+				x[i] = []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))}[rng.IntN(3)]
+			default:
+				x[i] = c.rng[0] + rng.Float32()*(c.rng[1]-c.rng[0])
+			}
+		}
+		want := append([]float32(nil), x...)
+		wantOff := 0
+		for i := range want {
+			if !b.quantizeOne(want, i) {
+				wantOff++
+			}
+		}
+		got := append([]float32(nil), x...)
+		if off := b.Quantize(got); off != wantOff {
+			t.Fatalf("range %v eps %v: %d values off the grid, the scan says %d", c.rng, c.eps, off, wantOff)
+		}
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("range %v eps %v: value %v (clean %v) quantised to %v, the scan gives %v", c.rng, c.eps, x[i], x0[i], got[i], want[i])
+			}
+		}
+	}
+}
+
 func TestProjectFloatEdges(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for trial := range 20000 {
