@@ -161,10 +161,8 @@ func (n *Network) Generate(ctx context.Context, x *inference.Tensor) ([]*inferen
 		}
 		return nil, fmt.Errorf("attack network %s returned shape %v for images %v; want %d heads per image", n.name, shape, x.Shape, K)
 	}
-	for _, v := range y.Data {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return nil, fmt.Errorf("attack network %s returned a non-finite value", n.name)
-		}
+	if !inference.AllFinite(y.Data) {
+		return nil, fmt.Errorf("attack network %s returned a non-finite value", n.name)
 	}
 	N, per := int(x.Shape[0]), len(x.Data)/int(x.Shape[0])
 	heads := make([]*inference.Tensor, K)

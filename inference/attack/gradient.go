@@ -64,10 +64,8 @@ func (a *attacker) callGradient(ctx context.Context, name string, net Differenti
 	if err := checkLogits(name, g.Logits, n, a.classes); err != nil {
 		return nil, err
 	}
-	for _, v := range g.Input.Data {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return nil, fmt.Errorf("model %s returned a non-finite gradient", name)
-		}
+	if !inference.AllFinite(g.Input.Data) {
+		return nil, fmt.Errorf("model %s returned a non-finite gradient", name)
 	}
 	return g, nil
 }

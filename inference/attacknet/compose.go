@@ -255,13 +255,3 @@ func graft(b *onnx.Builder, src *onnx.GraphProto, feed, valuePrefix, initPrefix 
 	}
 	return rename(out), nil
 }
-
-// finite reports whether every value is a number.
-func finite(v []float32) bool {
-	for _, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return false
-		}
-	}
-	return true
-}

@@ -412,7 +412,7 @@ func TestInputDiversityResamples(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if g := out[autodiff.GradPrefix+names[0]]; g == nil || !finite(g.Data) {
+		if g := out[autodiff.GradPrefix+names[0]]; g == nil || !inference.AllFinite(g.Data) {
 			t.Fatal("no finite generator gradient")
 		}
 		return out[autodiff.OutputLogits].Data

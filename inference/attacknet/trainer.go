@@ -335,7 +335,7 @@ func (t *Trainer) trainStep(ctx context.Context) error {
 	if obj == nil || len(obj.Data) != B*cols {
 		return fmt.Errorf("training graph returned no objective of shape [%d %d]", B, cols)
 	}
-	if !finite(obj.Data) {
+	if !inference.AllFinite(obj.Data) {
 		return errors.New("the loss is not finite: lower the learning rate")
 	}
 	grads := make([][]float32, len(t.params))
@@ -344,7 +344,7 @@ func (t *Trainer) trainStep(ctx context.Context) error {
 		if g == nil || len(g.Data) != len(p.Data) {
 			return fmt.Errorf("training graph gives no gradient of %q's size", p.Name)
 		}
-		if !finite(g.Data) {
+		if !inference.AllFinite(g.Data) {
 			return fmt.Errorf("the gradient of %s is not finite: lower the learning rate", p.Name)
 		}
 		grads[i] = g.Data

@@ -250,10 +250,8 @@ func checkOutput(t *inference.Tensor, classes int) error {
 	if classes > 0 && t.Shape[1] != int64(classes) {
 		return fmt.Errorf("the model outputs %d classes, the labels have %d", t.Shape[1], classes)
 	}
-	for _, v := range t.Data {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return fmt.Errorf("the model's output holds NaN or Inf on a test image")
-		}
+	if !inference.AllFinite(t.Data) {
+		return fmt.Errorf("the model's output holds NaN or Inf on a test image")
 	}
 	return nil
 }
