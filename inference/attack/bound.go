@@ -108,7 +108,9 @@ func (b *Ball) Quantize(x []float32) (offGrid int) {
 		} else if f < lo {
 			f = lo
 		}
-		kc := math.Floor((f-b.rlo)*inv + 0.5) // ties go to the scan either way
+		// f ≥ lo ≥ the range start, so truncating rounds to the nearest level (ties
+		// go to the scan either way)
+		kc := float64(int64((f-b.rlo)*inv + 0.5))
 		fq := float64(float32(b.rlo + kc*b.step))
 		switch {
 		case fq > hi:
