@@ -15,14 +15,16 @@ import (
 )
 
 // cmdBench runs Gibbon's benchmarks: the gradient graphs' cost against a forward
-// pass, the FLOPs of attacking a model, and PGD-10's speed against the FLOP limit.
+// pass, the FLOPs of attacking a model, PGD-10's speed against the FLOP limit, and an
+// attack network's pass.
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := "gibbon bench grad|flops|pgd (gibbon bench SUBCOMMAND -h for flags)\n" +
+	usage := "gibbon bench grad|flops|pgd|attack-net (gibbon bench SUBCOMMAND -h for flags)\n" +
 		"  grad   gradient graph vs forward pass: gibbon bench grad [--arch NAMES] [--batch N] [--reps N] [--profile]\n" +
 		"  flops  FLOPs per image of a forward pass, the gradient graph and PGD-10: gibbon bench flops [--arch NAMES] [MODEL...]\n" +
-		"  pgd    PGD-10 images/s, GFLOP/s and share of --peak: gibbon bench pgd [--arch mobilenetv2] [--batch 1,32] [--peak GFLOPS]"
+		"  pgd    PGD-10 images/s, GFLOP/s and share of --peak: gibbon bench pgd [--arch mobilenetv2] [--batch 1,32] [--peak GFLOPS]\n" +
+		"  attack-net  an attack network's pass, side by side and by op type: gibbon bench attack-net [--batch 10,100] [--profile] [MODEL...]"
 	return runSubcommand(ctx, "bench", usage, map[string]runFunc{
-		"grad": benchGrad, "flops": benchFlops, "pgd": benchPGD,
+		"grad": benchGrad, "flops": benchFlops, "pgd": benchPGD, "attack-net": benchAttackNet,
 	}, args, stdout, stderr)
 }
 

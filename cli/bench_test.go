@@ -132,3 +132,61 @@ func TestBenchFlopsAndPGDRun(t *testing.T) {
 		}
 	}
 }
+
+func TestBenchAttackNetUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "attack-net", "--batch", "0"}, "not a batch size"},
+		{[]string{"bench", "attack-net", "--batch", ","}, "names no batch size"},
+		{[]string{"bench", "attack-net", "--reps", "0"}, "--reps"},
+		{[]string{"bench", "attack-net", "--top", "0"}, "--top"},
+	} {
+		var out, errw bytes.Buffer
+		err := run(context.Background(), c.args, &out, &errw)
+		var u usageError
+		if !errors.As(err, &u) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want a usage error mentioning %q", c.args, err, c.want)
+		}
+	}
+	// A graph with two inputs is refused with why.
+	b := onnx.NewBuilder("two")
+	b.Output("y", b.Op("Add", []string{b.Input("a", -1, 3), b.Input("b", -1, 3)}), -1, 3)
+	file := filepath.Join(t.TempDir(), "two.onnx")
+	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ arg, want string }{{"no-such-net.onnx", "no such file or built-in model"}, {file, "takes 2 inputs"}} {
+		var out, errw bytes.Buffer
+		if err := run(context.Background(), []string{"bench", "attack-net", "--reps", "1", c.arg}, &out, &errw); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one mentioning %q", c.arg, err, c.want)
+		}
+	}
+}
+
+// bench attack-net times the built-in network beside a classifier, one row per graph
+// and batch size, and profiles the largest batch: the network's convolutions show.
+func TestBenchAttackNetRuns(t *testing.T) {
+	var out, errw bytes.Buffer
+	if err := run(context.Background(), []string{"bench", "attack-net", "--batch", "2,5", "--reps", "2", "--profile", "--top", "3", "mnist-attack-net", "mnist-mlp"}, &out, &errw); err != nil {
+		t.Fatalf("%v\n%s", err, errw.String())
+	}
+	s := out.String()
+	for _, re := range []string{`mnist-attack-net\s+2\s+\d+\.\d{4}`, `mnist-attack-net\s+5\s+\d+\.\d{4}`, `mnist-mlp\s+2\s+\d+\.\d{4}`, `mnist-mlp\s+5\s+\d+\.\d{4}`,
+		`mnist-attack-net: kernel time per pass of 5 images`, `mnist-mlp: kernel time per pass of 5 images`, `\nConv\s+\d+\.\d{3}\s+\d+%\s+\d+\n`} {
+		if !regexp.MustCompile(re).MatchString(s) {
+			t.Errorf("output lacks %s:\n%s", re, s)
+		}
+	}
+	// --top 3: three op rows and the total under each profile's title
+	for _, name := range []string{"mnist-attack-net", "mnist-mlp"} {
+		prof := s[strings.Index(s, name+": kernel time"):]
+		if i := strings.Index(prof[1:], "\n\n"); i >= 0 {
+			prof = prof[:i+1]
+		}
+		if rows := strings.Count(strings.TrimSpace(prof), "\n"); rows != 5 {
+			t.Errorf("%s's profile has %d lines after its title, want a header, 3 ops and the total:\n%s", name, rows, prof)
+		}
+	}
+}
