@@ -2,9 +2,10 @@
 // the forward pass it extends: both run on the same runtime, alternately, so that load
 // from other processes touches both alike, and the per-pair ratios' median is
 // reported. With profiling on, ONNX Runtime's profiler says which op types take the
-// time. PGD times the attack that runs those graphs, PGD-10, in images per second.
-// Used by `gibbon bench grad` and `gibbon bench pgd`, and the autodiff package's Go
-// benchmark.
+// time. PGD times the attack that runs those graphs, PGD-10, in images per second;
+// Passes and ProfilePass time and profile plain forward passes, such as an attack
+// network's. Used by `gibbon bench grad`, `gibbon bench pgd` and `gibbon bench
+// attack-net`, and the autodiff package's Go benchmark.
 package gradbench
 
 import (
