@@ -34,8 +34,8 @@ func benchAttackNet(ctx context.Context, args []string, stdout, stderr io.Writer
 	largest := 0
 	for _, s := range splitList(*batches) {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			return usageError{fmt.Sprintf("--batch: %q is not a batch size from 1 to 1000", s)}
+		if err != nil || n < 1 || n > 256 { // as bench pgd: a batch of 256 ImageNet-sized images is about 150 MB of input
+			return usageError{fmt.Sprintf("--batch: %q is not a batch size from 1 to 256", s)}
 		}
 		bs = append(bs, n)
 		largest = max(largest, n)
