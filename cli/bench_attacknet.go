@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
+	"slices"
 
 	"gibbon/inference/autodiff/gradbench"
 )
@@ -30,19 +30,12 @@ func benchAttackNet(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var bs []int
-	largest := 0
-	for _, s := range splitList(*batches) {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 256 { // as bench pgd: a batch of 256 ImageNet-sized images is about 150 MB of input
-			return usageError{fmt.Sprintf("--batch: %q is not a batch size from 1 to 256", s)}
-		}
-		bs = append(bs, n)
-		largest = max(largest, n)
+	bs, err := parseBatches(*batches)
+	if err != nil {
+		return err
 	}
+	largest := slices.Max(bs)
 	switch {
-	case len(bs) == 0:
-		return usageError{"--batch names no batch size"}
 	case *reps < 1 || *reps > 10000:
 		return usageError{"--reps must be from 1 to 10000"}
 	case *threads < 1:

@@ -89,6 +89,23 @@ func benchFlops(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
+// parseBatches reads a --batch list: batch sizes from 1 to 256 (a batch of 256
+// ImageNet-sized images is about 150 MB of input), at least one.
+func parseBatches(list string) ([]int, error) {
+	var bs []int
+	for _, s := range splitList(list) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 256 {
+			return nil, usageError{fmt.Sprintf("--batch: %q is not a batch size from 1 to 256", s)}
+		}
+		bs = append(bs, n)
+	}
+	if len(bs) == 0 {
+		return nil, usageError{"--batch names no batch size"}
+	}
+	return bs, nil
+}
+
 // archList names the architectures built in Go.
 func archList() []string {
 	var names []string
@@ -119,13 +136,9 @@ func benchPGD(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var bs []int
-	for _, s := range splitList(*batches) {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 256 {
-			return usageError{fmt.Sprintf("--batch: %q is not a batch size from 1 to 256", s)}
-		}
-		bs = append(bs, n)
+	bs, err := parseBatches(*batches)
+	if err != nil {
+		return err
 	}
 	var runs []int // attack.ModelOptions.RunBatch values
 	for _, s := range splitList(*runBatches) {
@@ -143,8 +156,6 @@ func benchPGD(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch {
 	case len(runs) == 0:
 		return usageError{"--run-batch names nothing"}
-	case len(bs) == 0:
-		return usageError{"--batch names no batch size"}
 	case *reps < 1:
 		return usageError{"--reps must be at least 1"}
 	case *threads < 1:
