@@ -157,7 +157,7 @@ func TestBenchAttackNetUsage(t *testing.T) {
 	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct{ arg, want string }{{"no-such-net.onnx", "no such file or built-in model"}, {file, "takes 2 inputs"}} {
+	for _, c := range []struct{ arg, want string }{{"no-such-net.onnx", "no such file or built-in model"}, {file, "want exactly one image input, the graph has 2"}} {
 		var out, errw bytes.Buffer
 		if err := run(context.Background(), []string{"bench", "attack-net", "--reps", "1", c.arg}, &out, &errw); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one mentioning %q", c.arg, err, c.want)

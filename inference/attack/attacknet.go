@@ -69,7 +69,7 @@ func NewNetwork(ctx context.Context, rt *inference.Runtime, m *onnx.ModelProto, 
 		n.heads = append(n.heads, e)
 	}
 	var err error
-	if n.input, n.shape, err = imageInput(m.Graph, "", nil); err != nil {
+	if n.input, n.shape, err = ImageInput(m.Graph, "", nil); err != nil {
 		return nil, fmt.Errorf("attack network %s: %w", opts.Name, err)
 	}
 	if len(m.Graph.Output) != 1 {

@@ -88,7 +88,7 @@ func NewONNXModel(ctx context.Context, rt *inference.Runtime, m *onnx.ModelProto
 		return nil, fmt.Errorf("model %s: not an ONNX model (no graph)", opts.Name)
 	}
 	work := proto.Clone(m).(*onnx.ModelProto)
-	input, shape, err := imageInput(work.Graph, opts.Input, opts.Shape)
+	input, shape, err := ImageInput(work.Graph, opts.Input, opts.Shape)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", opts.Name, err)
 	}
@@ -353,9 +353,9 @@ func (m *ONNXModel) checkImages(x *inference.Tensor) error {
 	return nil
 }
 
-// imageInput finds the image input and its fixed shape (batch −1); a dynamic
+// ImageInput finds a graph's image input and its fixed shape (batch −1); a dynamic
 // image dimension takes the one in fallback (one image's shape), if given.
-func imageInput(g *onnx.GraphProto, want string, fallback []int64) (string, []int64, error) {
+func ImageInput(g *onnx.GraphProto, want string, fallback []int64) (string, []int64, error) {
 	inits := map[string]bool{}
 	for _, t := range g.Initializer {
 		inits[t.GetName()] = true

@@ -7,9 +7,9 @@ import (
 	"runtime"
 	"time"
 
-	ort "github.com/yalue/onnxruntime_go"
-
 	"gibbon/inference"
+	"gibbon/inference/attack"
+	"gibbon/inference/onnx"
 )
 
 // PassRow is one graph's forward pass at one batch size.
@@ -118,28 +118,12 @@ func ProfilePass(ctx context.Context, model []byte, batch, runs, threads int) ([
 	return profile(ctx, model, map[string]*inference.Tensor{input: x}, Options{Threads: threads, ProfileRuns: runs})
 }
 
-// imageInputOf is a graph's one input: its name and shape (the batch first; every
-// other dimension fixed).
+// imageInputOf is a graph's one input, as attacks find it: its name and shape (the
+// batch −1, every other dimension fixed).
 func imageInputOf(model []byte) (string, []int64, error) {
-	ins, _, err := ort.GetInputOutputInfoWithONNXData(model)
+	m, err := onnx.Decode(model)
 	if err != nil {
 		return "", nil, err
 	}
-	if len(ins) != 1 {
-		return "", nil, fmt.Errorf("the graph takes %d inputs; a pass is timed on graphs with one (the images)", len(ins))
-	}
-	in := ins[0]
-	if in.DataType != ort.TensorElementDataTypeFloat {
-		return "", nil, fmt.Errorf("input %q holds %v, not float32 images", in.Name, in.DataType)
-	}
-	shape := []int64(in.Dimensions)
-	if len(shape) < 2 {
-		return "", nil, fmt.Errorf("input %q has shape %v: want a batch of images", in.Name, shape)
-	}
-	for _, d := range shape[1:] {
-		if d < 1 {
-			return "", nil, fmt.Errorf("input %q has shape %v: every dimension but the batch must be fixed", in.Name, shape)
-		}
-	}
-	return in.Name, shape, nil
+	return attack.ImageInput(m.GetGraph(), "", nil)
 }
