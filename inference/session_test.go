@@ -2,7 +2,9 @@ package inference_test
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"gibbon/inference"
 	"gibbon/inference/onnx"
@@ -35,5 +37,53 @@ func TestSessionRunsBuiltGraph(t *testing.T) {
 	}
 	if _, err := s.Run(context.Background(), map[string]*inference.Tensor{"x": {Shape: []int64{2, 4}, Data: make([]float32, 8)}}); err == nil {
 		t.Fatal("wrong input shape was accepted")
+	}
+}
+
+// A context that ends during a run stops it inside ONNX Runtime (the run returns the
+// context's error, not outputs), and the same session then runs on normally; a
+// context already ended is refused before the run.
+func TestSessionRunStopsWhenTheContextEnds(t *testing.T) {
+	rt := testrt.Open(t)
+	// 150 chained 1024×1024 MatMuls on 256 rows: about 40 G multiply-adds, half a
+	// second or more even on two fast threads, so the cancellation lands mid-run.
+	b := onnx.NewBuilder("slow")
+	x := b.Input("x", -1, 1024)
+	w := make([]float32, 1024*1024)
+	for i := range w {
+		w[i] = float32(i%7-3) / 4096
+	}
+	wn := b.Init("w", []int64{1024, 1024}, w)
+	h := x
+	for range 150 {
+		h = b.Op("MatMul", []string{h, wn})
+	}
+	b.Output("y", h, -1, 1024)
+	s, err := rt.NewSession(b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	big := map[string]*inference.Tensor{"x": inference.NewTensor(256, 1024)}
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := make(chan struct{})
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		cancel()
+		close(stop)
+	}()
+	out, err := s.Run(ctx, big)
+	<-stop
+	if !errors.Is(err, context.Canceled) || out != nil {
+		t.Fatalf("run cancelled mid-way: outputs %v, error %v; want context.Canceled and no outputs", out != nil, err)
+	}
+	if _, err := s.Run(ctx, big); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a run with an ended context: %v, want context.Canceled", err)
+	}
+	small := map[string]*inference.Tensor{"x": inference.NewTensor(1, 1024)}
+	for range 20 { // runs that finish: no callback left behind to terminate a later one
+		if _, err := s.Run(context.Background(), small); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
