@@ -59,12 +59,7 @@ func Passes(ctx context.Context, rt *inference.Runtime, names []string, models [
 	rng := rand.New(rand.NewPCG(1, 12))
 	for i, g := range graphs {
 		for _, b := range batches {
-			shape := append([]int64{int64(b)}, g.shape[1:]...)
-			x := inference.NewTensor(shape...)
-			for j := range x.Data {
-				x.Data[j] = float32(rng.IntN(256)) / 255
-			}
-			feeds[i] = append(feeds[i], x)
+			feeds[i] = append(feeds[i], gridImages(b, g.shape, rng))
 		}
 	}
 	walls := make([][][]time.Duration, len(graphs))
@@ -110,11 +105,7 @@ func ProfilePass(ctx context.Context, model []byte, batch, runs, threads int) ([
 	if err != nil {
 		return nil, err
 	}
-	x := inference.NewTensor(append([]int64{int64(batch)}, shape[1:]...)...)
-	rng := rand.New(rand.NewPCG(2, 12))
-	for j := range x.Data {
-		x.Data[j] = float32(rng.IntN(256)) / 255
-	}
+	x := gridImages(batch, shape, rand.New(rand.NewPCG(2, 12)))
 	return profile(ctx, model, map[string]*inference.Tensor{input: x}, Options{Threads: threads, ProfileRuns: runs})
 }
 
@@ -126,4 +117,15 @@ func imageInputOf(model []byte) (string, []int64, error) {
 		return "", nil, err
 	}
 	return attack.ImageInput(m.GetGraph(), "", nil)
+}
+
+// gridImages is a batch of images shaped like shape (its batch dimension set to
+// batch), each value drawn from rng on the 8-bit grid of [0,1]: what the timed
+// graphs and attacks are fed.
+func gridImages(batch int, shape []int64, rng *rand.Rand) *inference.Tensor {
+	x := inference.NewTensor(append([]int64{int64(batch)}, shape[1:]...)...)
+	for i := range x.Data {
+		x.Data[i] = float32(rng.IntN(256)) / 255
+	}
+	return x
 }

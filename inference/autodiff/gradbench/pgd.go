@@ -67,13 +67,7 @@ func CountAttack(ctx context.Context, rt *inference.Runtime, name string, model 
 }
 
 func timePGD(ctx context.Context, net *attack.ONNXModel, count *flops.Attack, batch, reps int) (PGDRow, error) {
-	shape := net.InputShape()
-	shape[0] = int64(batch)
-	x := inference.NewTensor(shape...)
-	rng := rand.New(rand.NewPCG(uint64(batch), 11))
-	for i := range x.Data {
-		x.Data[i] = float32(rng.IntN(256)) / 255
-	}
+	x := gridImages(batch, net.InputShape(), rand.New(rand.NewPCG(uint64(batch), 11)))
 	labels := make([]int, batch)
 	for i := range labels {
 		labels[i] = i % net.Classes()
