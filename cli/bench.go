@@ -19,7 +19,7 @@ import (
 // attack network's pass.
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	usage := "gibbon bench grad|flops|pgd|attack-net (gibbon bench SUBCOMMAND -h for flags)\n" +
-		"  grad   gradient graph vs forward pass: gibbon bench grad [--arch NAMES] [--batch N] [--reps N] [--profile]\n" +
+		"  grad   gradient graph vs forward pass: gibbon bench grad [--arch NAMES] [--batch N] [--reps N] [--profile] [MODEL...]\n" +
 		"  flops  FLOPs per image of a forward pass, the gradient graph and PGD-10: gibbon bench flops [--arch NAMES] [MODEL...]\n" +
 		"  pgd    PGD-10 images/s, GFLOP/s and share of --peak: gibbon bench pgd [--arch mobilenetv2] [--batch 1,32] [--peak GFLOPS]\n" +
 		"  attack-net  an attack network's pass, side by side and by op type: gibbon bench attack-net [--batch 10,100] [--profile] [MODEL...]"
@@ -29,16 +29,17 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := []string{"Usage: gibbon bench grad [flags]",
+	usage := []string{"Usage: gibbon bench grad [flags] [MODEL.onnx|BUILTIN...]",
 		"Times each model's gradient graph (cross-entropy loss, input gradient: one attack",
 		"step) against its forward pass, alternating runs so that load from other processes",
-		"touches both alike; prints medians and the median per-pair ratio. Models (random",
-		"weights, built in Go):"}
+		"touches both alike; prints medians and the median per-pair ratio. MODEL arguments",
+		"(ONNX files or built-in models) are timed after the --arch shapes (random weights,",
+		"built in Go):"}
 	for _, a := range benchnets.All() {
 		usage = append(usage, fmt.Sprintf("  %-12s %s", a.Name, a.Description))
 	}
 	fs := newFlagSet("bench grad", stderr, usage...)
-	arch := fs.String("arch", strings.Join(archList(), ","), "comma-separated models to time")
+	arch := fs.String("arch", strings.Join(archList(), ","), "comma-separated shapes to time (empty: only MODEL arguments)")
 	batch := fs.Int("batch", 1, "images per run")
 	reps := fs.Int("reps", 5, "timed forward/gradient pairs per model")
 	profile := fs.Bool("profile", false, "also run ONNX Runtime's profiler and list the op types that take the time")
@@ -47,7 +48,7 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	seed := fs.Uint64("seed", 1, "weight seed")
 	target := fs.String("target", "auto", "gradient graph forms, comma-separated to time several: cpu (MaxPool by its Indices), gpu (by a mask, as GPU providers run it whole), auto (those of the provider --ep starts)")
 	rf := addRuntimeFlags(fs)
-	if err := parseNoArgs(fs, args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	switch {
@@ -60,12 +61,9 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *top < 1:
 		return usageError{"--top must be at least 1"}
 	}
-	picked, err := pickNets(*arch)
+	models, err := benchModels(*arch, fs.Args(), *seed)
 	if err != nil {
 		return err
-	}
-	if len(picked) == 0 {
-		return usageError{"--arch names no model"}
 	}
 	var targets []autodiff.Target
 	for _, n := range strings.Split(*target, ",") {
@@ -83,10 +81,10 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stderr, "ONNX Runtime %s, %s requested, %d intra-op thread(s), batch %d, %d timed pairs per model\n", rt.Version(), rt.EP(), *threads, *batch, *reps)
 	opts := gradbench.Options{Batch: *batch, Reps: *reps, Profile: *profile, Threads: *threads}
 	var results []*gradbench.Result
-	for _, a := range picked {
+	for _, m := range models {
 		for _, t := range targets {
 			opts.Target = t
-			r, err := measureGrad(ctx, rt, a, *seed, opts, stderr)
+			r, err := measureGrad(ctx, rt, m, opts, stderr)
 			if err != nil {
 				return err
 			}
@@ -109,14 +107,14 @@ func pickNets(list string) ([]benchnets.Net, error) {
 	return picked, nil
 }
 
-// measureGrad times architecture a's gradient graph in opts.Target's forms.
-func measureGrad(ctx context.Context, rt *inference.Runtime, a benchnets.Net, seed uint64, opts gradbench.Options, log io.Writer) (*gradbench.Result, error) {
-	name := a.Name
+// measureGrad times m's gradient graph in opts.Target's forms.
+func measureGrad(ctx context.Context, rt *inference.Runtime, m benchModel, opts gradbench.Options, log io.Writer) (*gradbench.Result, error) {
+	name := m.name
 	if opts.Target != autodiff.TargetAuto {
 		name += " (" + opts.Target.String() + " forms)"
 	}
 	fmt.Fprintf(log, "%s: building and timing...\n", name)
-	return gradbench.Measure(ctx, rt, name, a.Build(seed), opts)
+	return gradbench.Measure(ctx, rt, name, m.proto, opts)
 }
 
 // printGradBench writes the summary table, then with profiles one table per model of
