@@ -21,7 +21,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	usage := "gibbon bench grad|flops|pgd|attack-net (gibbon bench SUBCOMMAND -h for flags)\n" +
 		"  grad   gradient graph vs forward pass: gibbon bench grad [--arch NAMES] [--batch N] [--reps N] [--profile] [MODEL...]\n" +
 		"  flops  FLOPs per image of a forward pass, the gradient graph and PGD-10: gibbon bench flops [--arch NAMES] [MODEL...]\n" +
-		"  pgd    PGD-10 images/s, GFLOP/s and share of --peak: gibbon bench pgd [--arch mobilenetv2] [--batch 1,32] [--peak GFLOPS]\n" +
+		"  pgd    PGD-10 images/s, GFLOP/s and share of --peak: gibbon bench pgd [--arch mobilenetv2] [--batch 1,32] [--peak GFLOPS] [MODEL...]\n" +
 		"  attack-net  an attack network's pass, side by side and by op type: gibbon bench attack-net [--batch 10,100] [--profile] [MODEL...]"
 	return runSubcommand(ctx, "bench", usage, map[string]runFunc{
 		"grad": benchGrad, "flops": benchFlops, "pgd": benchPGD, "attack-net": benchAttackNet,
@@ -33,8 +33,8 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		"Times each model's gradient graph (cross-entropy loss, input gradient: one attack",
 		"step) against its forward pass, alternating runs so that load from other processes",
 		"touches both alike; prints medians and the median per-pair ratio. MODEL arguments",
-		"(ONNX files or built-in models) are timed after the --arch shapes (random weights,",
-		"built in Go):"}
+		"(ONNX files or built-in models) are timed after the --arch shapes, which are built",
+		"in Go with random weights:"}
 	for _, a := range benchnets.All() {
 		usage = append(usage, fmt.Sprintf("  %-12s %s", a.Name, a.Description))
 	}
