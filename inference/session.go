@@ -260,13 +260,16 @@ func (s *Session) RunValues(ctx context.Context, inputs map[string]any) (map[str
 		}
 		return nil, fmt.Errorf("run: %w", err)
 	}
+	// The binding returns each output that the runtime allocated as a Go copy of its
+	// values (out[i] was nil), which the deferred Destroy does not free: the results
+	// keep those slices rather than copy them again.
 	res := make(map[string]any, len(out))
 	for i, v := range out {
 		switch t := v.(type) {
 		case *ort.Tensor[float32]:
-			res[s.outputs[i].Name] = &Tensor{Shape: append([]int64(nil), t.GetShape()...), Data: append([]float32(nil), t.GetData()...)}
+			res[s.outputs[i].Name] = &Tensor{Shape: append([]int64(nil), t.GetShape()...), Data: t.GetData()}
 		case *ort.Tensor[int64]:
-			res[s.outputs[i].Name] = &Int64Tensor{Shape: append([]int64(nil), t.GetShape()...), Data: append([]int64(nil), t.GetData()...)}
+			res[s.outputs[i].Name] = &Int64Tensor{Shape: append([]int64(nil), t.GetShape()...), Data: t.GetData()}
 		case *ort.Tensor[bool]:
 			b := t.GetData()
 			f := make([]float32, len(b))

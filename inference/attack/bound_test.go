@@ -3,6 +3,7 @@ package attack
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -196,6 +197,166 @@ func TestProjectFloatEdges(t *testing.T) {
 	}
 }
 
+// TestProjectAndSignStepMatchFit: the float32 clamp of Project and the one-pass step
+// of SignStep give, bit for bit, what the definition (nearestInside) gives after a
+// branchy sign step, on values
+// inside, outside and at the ends of the intervals, at zeros of either sign, NaN and
+// infinities, in gradients and images alike.
+func TestProjectAndSignStepMatchFit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	negZero := float32(math.Copysign(0, -1))
+	inf := float32(math.Inf(1))
+	nan := float32(math.NaN())
+	for _, c := range []struct {
+		name string
+		rng  [2]float32
+		eps  float32
+	}{
+		{"[0,1] eps 0.3", [2]float32{0, 1}, 0.3},
+		{"[0,1] eps 8/255", [2]float32{0, 1}, 8.0 / 255},
+		{"[-1,1] eps 0.1", [2]float32{-1, 1}, 0.1},
+		{"[0,255] eps 8", [2]float32{0, 255}, 8},
+		{"eps 0", [2]float32{-1, 1}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			const n = 4096
+			x0 := make([]float32, n)
+			for i := range x0 {
+				switch i % 5 {
+				case 0:
+					x0[i] = c.rng[0]
+				case 1:
+					x0[i] = c.rng[1]
+				default:
+					x0[i] = c.rng[0] + rng.Float32()*(c.rng[1]-c.rng[0])
+				}
+				if x0[i] == 0 && i%2 == 0 {
+					x0[i] = negZero
+				}
+			}
+			b, err := newBall(x0, c.eps, c.rng, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// values to project: near and at both ends, beyond them, specials
+			x := make([]float32, n)
+			d := make([]float32, n)
+			for i := range x {
+				lo, hi := b.flo[i], b.fhi[i]
+				switch i % 11 {
+				case 0:
+					x[i] = lo
+				case 1:
+					x[i] = hi
+				case 2:
+					x[i] = math.Nextafter32(lo, -inf)
+				case 3:
+					x[i] = math.Nextafter32(hi, inf)
+				case 4:
+					x[i] = negZero
+				case 5:
+					x[i] = 0
+				case 6:
+					x[i] = nan
+				case 7:
+					x[i] = -inf
+				case 8:
+					x[i] = inf
+				default:
+					x[i] = x0[i] + (2*rng.Float32()-1)*2*(c.eps+1e-3)
+				}
+				switch i % 7 {
+				case 0:
+					d[i] = 0
+				case 1:
+					d[i] = negZero
+				case 2:
+					d[i] = nan
+				case 3:
+					d[i] = -inf
+				case 4:
+					d[i] = float32(math.SmallestNonzeroFloat32)
+				default:
+					d[i] = float32(rng.NormFloat64())
+				}
+			}
+			want := make([]float32, n)
+			for i, v := range x {
+				want[i] = b.nearestInside(i, float64(v))
+			}
+			got := slices.Clone(x)
+			b.Project(got)
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("Project(%v) at %d (interval [%v, %v]) = %v, fit gives %v", x[i], i, b.lo[i], b.hi[i], got[i], want[i])
+				}
+			}
+			for _, alpha := range []float32{c.eps / 4, 2.5 * c.eps, 1e-3} {
+				for i, v := range x {
+					switch g := d[i]; {
+					case g > 0:
+						v += alpha
+					case g < 0:
+						v -= alpha
+					}
+					want[i] = b.nearestInside(i, float64(v))
+				}
+				// the whole (vector form where there is one), a length with a tail of
+				// odd values, and the plain loop alone
+				whole, tail, plain := slices.Clone(x), slices.Clone(x), slices.Clone(x)
+				b.SignStep(whole, d, alpha)
+				b.SignStep(tail[:n-5], d, alpha)
+				signStep(plain, d, b.flo, b.fhi, alpha)
+				for form, got := range map[string][]float32{"SignStep": whole, "SignStep with a tail": tail[:n-5], "signStep": plain} {
+					for i := range got {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("%s(%v, grad %v, alpha %v) at %d = %v, step and fit give %v", form, x[i], d[i], alpha, i, got[i], want[i])
+						}
+					}
+				}
+				if !slices.Equal(tail[n-5:], x[n-5:]) {
+					t.Fatal("SignStep changed values past the slice it was given")
+				}
+			}
+		})
+	}
+}
+
+// TestFitMatchesNearestInside: fit's clamp of the float32 gives the definition's
+// answer for float64 values (APGD's steps are float64) inside, outside, at and
+// within an ulp of either end, between an end and its float32, and for NaN and
+// infinities.
+func TestFitMatchesNearestInside(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, c := range []struct {
+		rng [2]float32
+		eps float32
+	}{{[2]float32{0, 1}, 0.3}, {[2]float32{0, 1}, 8.0 / 255}, {[2]float32{-2.1179, 2.64}, 0.0313}, {[2]float32{0, 255}, 8}} {
+		const n = 2000
+		x0 := make([]float32, n)
+		for i := range x0 {
+			x0[i] = c.rng[0] + rng.Float32()*(c.rng[1]-c.rng[0])
+		}
+		x0[0], x0[1] = c.rng[0], c.rng[1]
+		b, err := newBall(x0, c.eps, c.rng, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range x0 {
+			lo, hi := b.lo[i], b.hi[i]
+			ulp := math.Abs(float64(math.Nextafter32(float32(hi), 1e9)) - float64(float32(hi)))
+			for _, v := range []float64{lo, hi, math.Nextafter(lo, -1e9), math.Nextafter(hi, 1e9),
+				lo - ulp/3, hi + ulp/3, lo + ulp/3, hi - ulp/3, lo - 1, hi + 1, (lo + hi) / 2,
+				lo + rng.Float64()*(hi-lo), float64(b.flo[i]), float64(b.fhi[i]),
+				math.NaN(), math.Inf(1), math.Inf(-1), 0, math.Copysign(0, -1)} {
+				if got, want := b.fit(i, v), b.nearestInside(i, v); math.Float32bits(got) != math.Float32bits(want) {
+					t.Fatalf("value %d, interval [%v, %v]: fit(%v) = %v, the definition gives %v", i, lo, hi, v, got, want)
+				}
+			}
+		}
+	}
+}
+
 func TestNewBallRejectsOutOfRangeImages(t *testing.T) {
 	for _, v := range []float32{-0.01, 1.5, float32(math.NaN())} {
 		if _, err := newBall([]float32{0.5, v}, 0.1, [2]float32{0, 1}, true); err == nil {
@@ -268,4 +429,71 @@ func BenchmarkQuantize(b *testing.B) {
 		copy(x, adv)
 		ball.Quantize(x)
 	}
+}
+
+// BenchmarkSignStep times one PGD step's update of a 224×224 colour image (sign
+// step and projection) with gradients of random sign, in the vector form where the
+// processor has one and in the plain loop:
+//
+//	go test -run '^$' -bench SignStep ./inference/attack/
+func BenchmarkSignStep(b *testing.B) {
+	const n = 3 * 224 * 224
+	rng := rand.New(rand.NewPCG(7, 8))
+	x0, d := make([]float32, n), make([]float32, n)
+	for i := range x0 {
+		x0[i], d[i] = rng.Float32(), float32(rng.NormFloat64())
+	}
+	ball, err := newBall(x0, 8.0/255, [2]float32{0, 1}, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := slices.Clone(x0)
+	b.Run("SignStep", func(b *testing.B) {
+		for b.Loop() {
+			ball.SignStep(x, d, 2.0/255)
+		}
+	})
+	b.Run("plain", func(b *testing.B) {
+		for b.Loop() {
+			signStep(x, d, ball.flo, ball.fhi, 2.0/255)
+		}
+	})
+}
+
+// TestCountOffGrid: countOffGrid's product-and-Floor form counts what the plain
+// definition (a quotient, Round, and the level's float32) counts, on every level,
+// on values one ulp off, halfway between levels and just beside halfway.
+func TestCountOffGrid(t *testing.T) {
+	for _, rng := range [][2]float32{{0, 1}, {-1, 1}, {0, 255}, {-2.1179, 2.64}} {
+		b, err := newBall([]float32{rng[0]}, 0, rng, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var x []float32
+		for k := range 256 {
+			level := float32(b.rlo + float64(k)*b.step)
+			half := b.rlo + (float64(k)+0.5)*b.step
+			x = append(x, level, math.Nextafter32(level, 10), math.Nextafter32(level, -10),
+				float32(half), math.Nextafter32(float32(half), 10), math.Nextafter32(float32(half), -10))
+		}
+		want := 0
+		for i, v := range x {
+			w := countOffGridPlain(b, v)
+			if got := countOffGrid(b, x[i:i+1]); got != w {
+				t.Fatalf("range %v: countOffGrid(%v) = %d, the plain definition %d", rng, v, got, w)
+			}
+			want += w
+		}
+		if got := countOffGrid(b, x); got != want || want < 256 {
+			t.Fatalf("range %v: %d off the grid, want %d (at least the 256 halfway values)", rng, got, want)
+		}
+	}
+}
+
+func countOffGridPlain(b *Ball, v float32) int {
+	k := math.Round((float64(v) - b.rlo) / b.step)
+	if float32(b.rlo+k*b.step) != v {
+		return 1
+	}
+	return 0
 }

@@ -48,10 +48,7 @@ func (a *attacker) startOutcome(ctx context.Context) (*outcome, error) {
 
 // imageBall is the ball of image i alone.
 func (a *attacker) imageBall(i int) Ball {
-	b := *a.ball
-	lo, hi := i*a.per, (i+1)*a.per
-	b.x0, b.lo, b.hi = b.x0[lo:hi], b.lo[lo:hi], b.hi[lo:hi]
-	return b
+	return a.ball.span(i*a.per, (i+1)*a.per)
 }
 
 // confirm quantises the candidate points pts (one per listed image, inside its ball),
