@@ -51,9 +51,9 @@ func NewBall(x0 []float32, per int, eps []float32, rng [2]float32, quantize bool
 	return b, nil
 }
 
-// span is the ball of values lo..hi alone (one image's, or one value's), sharing b's
+// Span is the ball of values lo..hi alone (one image's, or one value's), sharing b's
 // arrays: its value 0 is b's value lo.
-func (b *Ball) span(lo, hi int) Ball {
+func (b *Ball) Span(lo, hi int) Ball {
 	s := *b
 	s.x0, s.lo, s.hi, s.flo, s.fhi = b.x0[lo:hi], b.lo[lo:hi], b.hi[lo:hi], b.flo[lo:hi], b.fhi[lo:hi]
 	return s

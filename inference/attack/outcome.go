@@ -48,7 +48,7 @@ func (a *attacker) startOutcome(ctx context.Context) (*outcome, error) {
 
 // imageBall is the ball of image i alone.
 func (a *attacker) imageBall(i int) Ball {
-	return a.ball.span(i*a.per, (i+1)*a.per)
+	return a.ball.Span(i*a.per, (i+1)*a.per)
 }
 
 // confirm quantises the candidate points pts (one per listed image, inside its ball),

@@ -158,7 +158,7 @@ func (a *attacker) compose(dst []float32, delta []float64, sp *span) {
 	}
 	b := *a.ball
 	if sp != nil {
-		b = a.ball.span(sp.lo, sp.hi)
+		b = a.ball.Span(sp.lo, sp.hi)
 	}
 	b.Quantize(dst)
 }
@@ -166,7 +166,7 @@ func (a *attacker) compose(dst []float32, delta []float64, sp *span) {
 // composeAt is value k of x0 + d, put into the ball and quantised.
 func (a *attacker) composeAt(k int, d float64) float32 {
 	v := [1]float32{float32(float64(a.req.Images.Data[k]) + d)}
-	b := a.ball.span(k, k+1)
+	b := a.ball.Span(k, k+1)
 	b.Quantize(v[:])
 	return v[0]
 }

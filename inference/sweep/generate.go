@@ -254,17 +254,10 @@ func (a *Attack) signRows(ctx context.Context, x0 *inference.Tensor, labels []in
 			dir = mom
 		}
 		for r := range n {
-			al := alpha[r]
-			for j := r * per; j < (r+1)*per; j++ {
-				switch v := dir[j]; {
-				case v > 0:
-					x.Data[j] += al
-				case v < 0:
-					x.Data[j] -= al
-				}
-			}
+			lo, hi := r*per, (r+1)*per
+			b := ball.Span(lo, hi)
+			b.SignStep(x.Data[lo:hi], dir[lo:hi], alpha[r])
 		}
-		ball.Project(x.Data)
 	}
 	ball.Quantize(x.Data)
 	return x, nil
