@@ -12,8 +12,9 @@ import (
 type Ball struct {
 	x0     []float32
 	lo, hi []float64 // per value bounds
-	// flo, fhi: per value, the least and the greatest float32 inside [lo, hi] (fit's
-	// answers at the ends), so that projecting a float32 is a clamp in float32
+	// flo, fhi: per value, the least and the greatest float32 inside [lo, hi]
+	// (nearestInside's answers at the ends), so that projecting a float32 is a clamp
+	// in float32
 	flo, fhi []float32
 	rlo      float64 // range start
 	step     float64 // quantisation level spacing; 0 disables quantisation
@@ -110,10 +111,11 @@ func (b *Ball) Project(x []float32) {
 	}
 }
 
-// SignStep moves x by alpha along the sign of d (no move where d is zero or NaN), value by
-// value, and projects the result into the ball, in place: what x[i] += ±alpha and
-// Project do, in one pass without a branch on the data, which on an image's worth of
-// values with unpredictable signs took five times as long.
+// SignStep moves x by alpha along the sign of d (no move where d is zero or NaN),
+// value by value, and projects the result into the ball, in place: what x[i] += ±alpha
+// and Project do, in one pass without a branch on the data. On a 224×224×3 image with
+// gradients of random sign the two branchy passes took 3.2 ms, this loop in plain Go
+// 0.4 ms and the vector form 0.03 ms (BenchmarkSignStep).
 func (b *Ball) SignStep(x, d []float32, alpha float32) {
 	flo, fhi, d := b.flo[:len(x)], b.fhi[:len(x)], d[:len(x)]
 	n := signStepVector(x, d, flo, fhi, alpha)
@@ -145,8 +147,8 @@ const (
 // clamp is v where lo ≤ v ≤ hi, the nearer end outside, lo for NaN: for a float32 v
 // and the least and greatest float32 of value i's interval, fit's answer.
 // Where v equals an end it keeps v's own bits (the sign of a zero), as the
-// comparisons in fit do; min and max alone would not. The forms are ones the
-// compiler makes without branches.
+// comparisons in nearestInside do; min and max alone would not. The forms are ones
+// the compiler makes without branches.
 func clamp[F float32 | float64](v, lo, hi F) F {
 	if v != v {
 		v = lo
