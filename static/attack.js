@@ -590,6 +590,9 @@
   function onStarted(m, images) {
     st.run = m.run;
     st.frames = 0;
+    // the new run has shown no frame and taken no step yet: the last run's counts go
+    root.dataset.frames = "0";
+    delete root.dataset.taken;
     st.points = [];
     st.started = m;
     st.kept = [];
