@@ -46,39 +46,52 @@ func convGeometry(c *buildCtx, n *onnx.NodeProto) (convGeom, error) {
 	g := convGeom{k: ws[2:], in: xs[2:], out: ys[2:], group: attrInt(n, "group", 1), channels: xs[1]}
 	g.s = defaults(attrInts(n, "strides"), r, 1)
 	g.d = defaults(attrInts(n, "dilations"), r, 1)
-	pads := defaults(attrInts(n, "pads"), 2*r, 0)
-	g.pb, g.pe = append([]int64(nil), pads[:r]...), append([]int64(nil), pads[r:]...)
-	switch ap := attrString(n, "auto_pad", "NOTSET"); ap {
-	case "NOTSET":
-	case "VALID":
-		for i := range g.pb {
-			g.pb[i], g.pe[i] = 0, 0
-		}
-	case "SAME_UPPER", "SAME_LOWER":
-		for i := 0; i < r; i++ {
-			kd := (g.k[i]-1)*g.d[i] + 1
-			target := (g.in[i] + g.s[i] - 1) / g.s[i]
-			need := max(0, (target-1)*g.s[i]+kd-g.in[i])
-			if ap == "SAME_LOWER" {
-				g.pb[i] = (need + 1) / 2
-			} else {
-				g.pb[i] = need / 2
-			}
-			g.pe[i] = need - g.pb[i]
-		}
-	default:
-		return convGeom{}, fmt.Errorf("unknown auto_pad %q", ap)
+	extent := make([]int64, r)
+	for i := range extent {
+		extent[i] = (g.k[i]-1)*g.d[i] + 1
+	}
+	var err error
+	if g.pb, g.pe, err = resolvePads(n, g.in, g.s, extent); err != nil {
+		return convGeom{}, err
 	}
 	g.rem = make([]int64, r)
 	for i := 0; i < r; i++ {
-		kd := (g.k[i]-1)*g.d[i] + 1
-		span := g.in[i] + g.pb[i] + g.pe[i] - kd
+		span := g.in[i] + g.pb[i] + g.pe[i] - extent[i]
 		if g.pb[i] < 0 || g.pe[i] < 0 || span < 0 || span/g.s[i]+1 != g.out[i] {
 			return convGeom{}, fmt.Errorf("cannot reconcile padding %v/%v with shapes X %v Y %v", g.pb, g.pe, xs, ys)
 		}
 		g.rem[i] = span % g.s[i]
 	}
 	return g, nil
+}
+
+// resolvePads gives a Conv's or pool's begin and end pads per spatial axis, resolving
+// auto_pad the way ONNX Runtime does: extent is each axis's window span ((k−1)·d + 1).
+func resolvePads(n *onnx.NodeProto, in, strides, extent []int64) (pb, pe []int64, err error) {
+	r := len(in)
+	pads := defaults(attrInts(n, "pads"), 2*r, 0)
+	pb, pe = append([]int64(nil), pads[:r]...), append([]int64(nil), pads[r:]...)
+	switch ap := attrString(n, "auto_pad", "NOTSET"); ap {
+	case "NOTSET":
+	case "VALID":
+		for i := range pb {
+			pb[i], pe[i] = 0, 0
+		}
+	case "SAME_UPPER", "SAME_LOWER":
+		for i := range r {
+			target := (in[i] + strides[i] - 1) / strides[i]
+			need := max(0, (target-1)*strides[i]+extent[i]-in[i])
+			if ap == "SAME_LOWER" {
+				pb[i] = (need + 1) / 2
+			} else {
+				pb[i] = need / 2
+			}
+			pe[i] = need - pb[i]
+		}
+	default:
+		return nil, nil, fmt.Errorf("unknown auto_pad %q", ap)
+	}
+	return pb, pe, nil
 }
 
 func gradConv(c *buildCtx, n *onnx.NodeProto, dys []string, need []bool) ([]string, error) {

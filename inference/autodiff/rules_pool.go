@@ -99,27 +99,9 @@ func poolGeometry(c *buildCtx, n *onnx.NodeProto) (poolGeom, error) {
 		return poolGeom{}, fmt.Errorf("unexpected kernel %v for shapes X %v Y %v", k, xs, ys)
 	}
 	g := poolGeom{k: k, s: defaults(attrInts(n, "strides"), r, 1), in: xs[2:], out: ys[2:]}
-	pads := defaults(attrInts(n, "pads"), 2*r, 0)
-	g.pb, g.pe = append([]int64(nil), pads[:r]...), append([]int64(nil), pads[r:]...)
-	switch ap := attrString(n, "auto_pad", "NOTSET"); ap {
-	case "NOTSET":
-	case "VALID":
-		for i := range g.pb {
-			g.pb[i], g.pe[i] = 0, 0
-		}
-	case "SAME_UPPER", "SAME_LOWER":
-		for i := 0; i < r; i++ {
-			target := (g.in[i] + g.s[i] - 1) / g.s[i]
-			need := max(0, (target-1)*g.s[i]+g.k[i]-g.in[i])
-			if ap == "SAME_LOWER" {
-				g.pb[i] = (need + 1) / 2
-			} else {
-				g.pb[i] = need / 2
-			}
-			g.pe[i] = need - g.pb[i]
-		}
-	default:
-		return poolGeom{}, fmt.Errorf("unknown auto_pad %q", ap)
+	var err error
+	if g.pb, g.pe, err = resolvePads(n, g.in, g.s, g.k); err != nil {
+		return poolGeom{}, err
 	}
 	return g, nil
 }
