@@ -44,6 +44,7 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	reps := fs.Int("reps", 5, "timed forward/gradient pairs per model")
 	profile := fs.Bool("profile", false, "also run ONNX Runtime's profiler and list the op types that take the time")
 	top := fs.Int("top", 8, "op types listed per graph with --profile")
+	kernels := fs.Int("kernels", 0, "with --profile, also list the gradient graph's N slowest kernels (node, op type, output shape)")
 	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads")
 	seed := fs.Uint64("seed", 1, "weight seed")
 	target := fs.String("target", "auto", "gradient graph forms, comma-separated to time several: cpu (MaxPool by its Indices), gpu (by a mask, as GPU providers run it whole), auto (those of the provider --ep starts)")
@@ -60,6 +61,10 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageError{"--threads must be at least 1"}
 	case *top < 1:
 		return usageError{"--top must be at least 1"}
+	case *kernels < 0:
+		return usageError{"--kernels must be at least 0"}
+	case *kernels > 0 && !*profile:
+		return usageError{"--kernels lists the profiler's kernels: add --profile"}
 	}
 	models, err := benchModels(*arch, fs.Args(), *seed)
 	if err != nil {
@@ -91,7 +96,7 @@ func benchGrad(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			results = append(results, r)
 		}
 	}
-	return printGradBench(stdout, results, *profile, *top)
+	return printGradBench(stdout, results, *profile, *top, *kernels)
 }
 
 // pickNets reads --arch: shapes built in Go with random weights, by name.
@@ -118,8 +123,9 @@ func measureGrad(ctx context.Context, rt *inference.Runtime, m benchModel, opts 
 }
 
 // printGradBench writes the summary table, then with profiles one table per model of
-// the op types that take the gradient graph's time.
-func printGradBench(w io.Writer, results []*gradbench.Result, profile bool, top int) error {
+// the op types that take the gradient graph's time and, with kernels > 0, one of its
+// slowest kernels.
+func printGradBench(w io.Writer, results []*gradbench.Result, profile bool, top, kernels int) error {
 	t := newNumberTable("model", "batch", "fwd ms", "fwd+bwd ms", "ratio", "ratio (wall)")
 	if profile {
 		t.rows[0] = append(t.rows[0], "ratio (kernels)")
@@ -163,8 +169,33 @@ func printGradBench(w io.Writer, results []*gradbench.Result, profile bool, top 
 		if err := t.write(w); err != nil {
 			return err
 		}
+		if kernels > 0 {
+			if err := printKernels(w, r, kernels); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// printKernels lists the gradient graph's n slowest kernels with their share of its
+// kernel time.
+func printKernels(w io.Writer, r *gradbench.Result, n int) error {
+	total := kernelTime(r.GradOps)
+	fmt.Fprintf(w, "\n%s: the gradient graph's %d slowest kernels (of %d; nodes as ONNX Runtime names them after fusing)\n", r.Name, min(n, len(r.GradKernels)), len(r.GradKernels))
+	t := newNumberTable("ms", "share", "op", "node", "output")
+	for _, k := range r.GradKernels[:min(n, len(r.GradKernels))] {
+		shape := "?"
+		if k.Shape != nil {
+			shape = fmt.Sprint(k.Shape)
+		}
+		share := 0.0
+		if total > 0 {
+			share = k.Time.Seconds() / total
+		}
+		t.addf("%.3f\t%.1f%%\t%s\t%s\t%s", ms(k.Time), 100*share, k.Op, k.Node, shape)
+	}
+	return t.write(w)
 }
 
 // kernelTime sums a profile, in seconds.

@@ -28,6 +28,8 @@ func TestBenchGradUsage(t *testing.T) {
 		{[]string{"bench", "grad", "--threads", "0"}, "--threads"},
 		{[]string{"bench", "grad", "--nope"}, "not defined"},
 		{[]string{"bench", "grad", "--target", "cpu,tpu"}, "--target"},
+		{[]string{"bench", "grad", "--kernels", "5"}, "add --profile"},
+		{[]string{"bench", "grad", "--profile", "--kernels", "-1"}, "--kernels"},
 	} {
 		var out, errw bytes.Buffer
 		err := run(context.Background(), c.args, &out, &errw)
@@ -40,7 +42,7 @@ func TestBenchGradUsage(t *testing.T) {
 
 func TestBenchGradRuns(t *testing.T) {
 	var out, errw bytes.Buffer
-	if err := run(context.Background(), []string{"bench", "grad", "--arch", "mnist-cnn", "--reps", "2", "--profile", "--top", "3"}, &out, &errw); err != nil {
+	if err := run(context.Background(), []string{"bench", "grad", "--arch", "mnist-cnn", "--reps", "2", "--profile", "--top", "3", "--kernels", "4"}, &out, &errw); err != nil {
 		t.Fatalf("%v\n%s", err, errw.String())
 	}
 	s := out.String()
@@ -53,9 +55,19 @@ func TestBenchGradRuns(t *testing.T) {
 		t.Errorf("want one profile table:\n%s", s)
 	}
 	// --top 3: three op rows and the total under the profile's header
-	prof := s[strings.Index(s, "kernel time per run"):]
+	prof, kernels, ok := strings.Cut(s[strings.Index(s, "kernel time per run"):], "\n\n")
 	if rows := strings.Count(strings.TrimSpace(prof), "\n"); rows != 5 {
 		t.Errorf("profile table has %d lines after its title, want a header, 3 ops and the total:\n%s", rows, prof)
+	}
+	// --kernels 4: the four slowest kernels, each with its op type and output shape
+	lines := strings.Split(strings.TrimSpace(kernels), "\n")
+	if !ok || len(lines) != 6 || !strings.Contains(lines[0], "4 slowest kernels") || !strings.Contains(lines[1], "output") {
+		t.Fatalf("want a kernel table with a title, a header and 4 rows after the profile:\n%s", kernels)
+	}
+	for _, l := range lines[2:] {
+		if !strings.Contains(l, "%") || !strings.Contains(l, "[1 ") {
+			t.Errorf("kernel row %q lacks a share or a batch-1 output shape", l)
+		}
 	}
 }
 

@@ -56,6 +56,7 @@ type Result struct {
 	Ratio               float64 // median over pairs of GradCPU/ForwardCPU, else RatioWall
 	Reps                int
 	ForwardOps, GradOps []OpTime // from the profiler, by time, most first
+	GradKernels         []Kernel // the gradient graph's kernels, slowest first
 }
 
 // OpTime is the kernel time of one op type in one run (each node at its fastest).
@@ -149,16 +150,17 @@ func (p *Pair) Run(ctx context.Context) (Times, error) {
 	return t, nil
 }
 
-// Profile runs both graphs under the profiler (see Options.Profile).
-func (p *Pair) Profile(ctx context.Context, opts Options) (fwdOps, gradOps []OpTime, err error) {
+// Profile runs both graphs under the profiler (see Options.Profile): the time per op
+// type of each, and the gradient graph's kernels.
+func (p *Pair) Profile(ctx context.Context, opts Options) (fwdOps, gradOps []OpTime, gradKernels []Kernel, err error) {
 	opts = opts.withDefaults()
-	if fwdOps, err = profile(ctx, p.fwdData, p.fwdFeeds, opts); err != nil {
-		return nil, nil, fmt.Errorf("%s: profile forward graph: %w", p.Name, err)
+	if fwdOps, _, err = profile(ctx, p.fwdData, p.fwdFeeds, opts); err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: profile forward graph: %w", p.Name, err)
 	}
-	if gradOps, err = profile(ctx, p.gradData, p.gradFeeds, opts); err != nil {
-		return nil, nil, fmt.Errorf("%s: profile gradient graph: %w", p.Name, err)
+	if gradOps, gradKernels, err = profile(ctx, p.gradData, p.gradFeeds, opts); err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: profile gradient graph: %w", p.Name, err)
 	}
-	return fwdOps, gradOps, nil
+	return fwdOps, gradOps, gradKernels, nil
 }
 
 func (o Options) withDefaults() Options {
@@ -216,7 +218,7 @@ func Measure(ctx context.Context, rt *inference.Runtime, name string, m *onnx.Mo
 		res.ForwardCPU, res.GradCPU, res.Ratio = median(fwdC), median(gradC), median(cpuRatios)
 	}
 	if opts.Profile {
-		if res.ForwardOps, res.GradOps, err = p.Profile(ctx, opts); err != nil {
+		if res.ForwardOps, res.GradOps, res.GradKernels, err = p.Profile(ctx, opts); err != nil {
 			return nil, err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,15 +24,27 @@ const twoRuns = `[
 {"cat":"Node","name":"b_kernel_time","ts":220,"dur":10,"args":{"op_name":"Mul"}},
 {"cat":"Node","name":"c_kernel_time","ts":230,"dur":12,"args":{"op_name":"Mul"}},
 {"cat":"Session","name":"model_run","ts":300,"dur":50},
-{"cat":"Node","name":"a_kernel_time","ts":310,"dur":30,"args":{"op_name":"Conv"}},
+{"cat":"Node","name":"a_kernel_time","ts":310,"dur":30,"args":{"op_name":"Conv","output_type_shape":[{"float":[1,16,8,8]}]}},
 {"cat":"Node","name":"b_kernel_time","ts":320,"dur":11,"args":{"op_name":"Mul"}},
 {"cat":"Node","name":"c_kernel_time","ts":330,"dur":10,"args":{"op_name":"Mul"}}
 ]`
 
 func TestParseProfile(t *testing.T) {
-	ops, err := parseProfile([]byte(twoRuns), 2)
+	ops, kernels, err := parseProfile([]byte(twoRuns), 2)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// kernels slowest first, each at its fastest run, with the output shape the
+	// profile gives (b and c tie at 10 µs: by name)
+	wantK := []Kernel{{"a", "Conv", 30 * time.Microsecond, []int64{1, 16, 8, 8}}, {"b", "Mul", 10 * time.Microsecond, nil}, {"c", "Mul", 10 * time.Microsecond, nil}}
+	if len(kernels) != len(wantK) {
+		t.Fatalf("kernels %+v, want %+v", kernels, wantK)
+	}
+	for i, w := range wantK {
+		k := kernels[i]
+		if k.Node != w.Node || k.Op != w.Op || k.Time != w.Time || !slices.Equal(k.Shape, w.Shape) {
+			t.Errorf("kernel %d: %+v, want %+v", i, k, w)
+		}
 	}
 	// the warm-up's 900 µs is left out; each node counts at its fastest run
 	want := []OpTime{{Op: "Conv", Time: 30 * time.Microsecond, Nodes: 1}, {Op: "Mul", Time: 20 * time.Microsecond, Nodes: 2}}
@@ -51,7 +64,7 @@ func TestParseProfile(t *testing.T) {
 		{`[{"cat":"Session","name":"model_run","ts":1}]`, "1 runs, want at least 2"},
 		{`[{"cat":"Session","name":"model_run","ts":1},{"cat":"Session","name":"model_run","ts":2}]`, "no kernel times"},
 	} {
-		if _, err := parseProfile([]byte(bad.data), 2); err == nil || !strings.Contains(err.Error(), bad.want) {
+		if _, _, err := parseProfile([]byte(bad.data), 2); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("parseProfile(%q): error %v, want one mentioning %q", bad.data, err, bad.want)
 		}
 	}
@@ -96,5 +109,24 @@ func TestMeasure(t *testing.T) {
 	}
 	if !has["MaxUnpool"] || !has["Greater"] {
 		t.Errorf("gradient graph profile lacks the backward ops: %+v", r.GradOps)
+	}
+	// the kernels add up to the op types' times, and each Conv's output is a batch
+	// of feature maps
+	var sum time.Duration
+	for i, k := range r.GradKernels {
+		sum += k.Time
+		if i > 0 && k.Time > r.GradKernels[i-1].Time {
+			t.Errorf("kernel %d (%+v) is slower than the one before it", i, k)
+		}
+		if k.Op == "Conv" && (len(k.Shape) != 4 || k.Shape[0] != 2) {
+			t.Errorf("Conv kernel %+v: want a [2,C,H,W] output shape", k)
+		}
+	}
+	var opSum time.Duration
+	for _, o := range r.GradOps {
+		opSum += o.Time
+	}
+	if len(r.GradKernels) == 0 || sum != opSum {
+		t.Errorf("%d kernels summing to %v, op types to %v", len(r.GradKernels), sum, opSum)
 	}
 }

@@ -106,7 +106,8 @@ func ProfilePass(ctx context.Context, model []byte, batch, runs, threads int) ([
 		return nil, err
 	}
 	x := gridImages(batch, shape, rand.New(rand.NewPCG(2, 12)))
-	return profile(ctx, model, map[string]*inference.Tensor{input: x}, Options{Threads: threads, ProfileRuns: runs})
+	ops, _, err := profile(ctx, model, map[string]*inference.Tensor{input: x}, Options{Threads: threads, ProfileRuns: runs})
+	return ops, err
 }
 
 // imageInputOf is a graph's one input, as attacks find it: its name and shape (the

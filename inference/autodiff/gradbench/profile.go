@@ -20,10 +20,10 @@ import (
 // run left out. The session is made here rather than through inference.Runtime,
 // which does not expose the profiler; the process-wide environment is the one the
 // runtime opened.
-func profile(ctx context.Context, model []byte, feeds map[string]*inference.Tensor, opts Options) ([]OpTime, error) {
+func profile(ctx context.Context, model []byte, feeds map[string]*inference.Tensor, opts Options) ([]OpTime, []Kernel, error) {
 	data, runs, err := profileRaw(ctx, model, feeds, opts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return parseProfile(data, runs)
 }
@@ -117,14 +117,27 @@ type event struct {
 	TS   int64  `json:"ts"`
 	Dur  int64  `json:"dur"`
 	Args struct {
-		OpName string `json:"op_name"`
+		OpName string                     `json:"op_name"`
+		Output []map[string][]json.Number `json:"output_type_shape"`
 	} `json:"args"`
 }
 
 // nodeTime is one kernel's fastest time over the profiled runs.
 type nodeTime struct {
-	op  string
-	min int64 // microseconds
+	op    string
+	min   int64   // microseconds
+	shape []int64 // the first output's, where the profile gives it
+}
+
+// Kernel is one node's kernel time in one run (at its fastest): the node as ONNX
+// Runtime names it after its graph optimisations (a fused Conv is named after the
+// op fused into it, a blocked-layout one ends in _nchwc), its op type, and the shape
+// of its first output.
+type Kernel struct {
+	Node  string
+	Op    string
+	Time  time.Duration
+	Shape []int64
 }
 
 // nodeTimes reads the kernel times ("Node" events named <node>_kernel_time) of the
@@ -163,6 +176,9 @@ func nodeTimes(data []byte, runs int) (map[string]*nodeTime, error) {
 			nodes[name] = n
 		}
 		n.min = min(n.min, e.Dur)
+		if n.shape == nil {
+			n.shape = firstShape(e.Args.Output)
+		}
 	}
 	if len(nodes) == 0 {
 		return nil, fmt.Errorf("the profile lists no kernel times")
@@ -170,12 +186,43 @@ func nodeTimes(data []byte, runs int) (map[string]*nodeTime, error) {
 	return nodes, nil
 }
 
-// parseProfile sums nodeTimes by op type, most time first.
-func parseProfile(data []byte, runs int) ([]OpTime, error) {
+// firstShape reads the first output's dimensions from a profile event's
+// output_type_shape ([{"float":[1,96,112,112]}]); nil when it is not there.
+func firstShape(outs []map[string][]json.Number) []int64 {
+	if len(outs) == 0 {
+		return nil
+	}
+	for _, dims := range outs[0] {
+		shape := make([]int64, 0, len(dims))
+		for _, d := range dims {
+			v, err := d.Int64()
+			if err != nil {
+				return nil
+			}
+			shape = append(shape, v)
+		}
+		return shape
+	}
+	return nil
+}
+
+// parseProfile sums nodeTimes by op type, most time first, and lists the kernels,
+// slowest first (ties by name).
+func parseProfile(data []byte, runs int) ([]OpTime, []Kernel, error) {
 	nodes, err := nodeTimes(data, runs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	kernels := make([]Kernel, 0, len(nodes))
+	for name, n := range nodes {
+		kernels = append(kernels, Kernel{Node: name, Op: n.op, Time: time.Duration(n.min) * time.Microsecond, Shape: n.shape})
+	}
+	sort.Slice(kernels, func(i, j int) bool {
+		if kernels[i].Time != kernels[j].Time {
+			return kernels[i].Time > kernels[j].Time
+		}
+		return kernels[i].Node < kernels[j].Node
+	})
 	type acc struct {
 		us    int64
 		nodes int
@@ -206,5 +253,5 @@ func parseProfile(data []byte, runs int) ([]OpTime, error) {
 		}
 		return out[i].Op < out[j].Op
 	})
-	return out, nil
+	return out, kernels, nil
 }
