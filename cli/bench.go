@@ -143,7 +143,11 @@ func printGradBench(w io.Writer, results []*gradbench.Result, profile bool, top,
 		return err
 	}
 	if len(results) > 0 && results[0].HasCPU {
-		fmt.Fprintln(w, "times: medians of wall time; ratio: median per-pair ratio of CPU time (steadier than wall time on a loaded machine)")
+		whose := "of the process"
+		if results[0].ThreadCPU {
+			whose = "of the thread that ran the graphs (all of ONNX Runtime's work on one intra-op thread)"
+		}
+		fmt.Fprintf(w, "times: medians of wall time; ratio: median per-pair ratio of CPU time %s, steadier than wall time on a loaded machine\n", whose)
 	}
 	if !profile {
 		return nil

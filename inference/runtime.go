@@ -182,6 +182,10 @@ func (r *Runtime) Version() string { return ort.GetVersion() }
 // Library is what the loaded library says about itself (version, providers).
 func (r *Runtime) Library() LibraryInfo { return r.lib }
 
+// IntraOpThreads is each session's intra-op thread count (at least 1). With one,
+// ONNX Runtime runs a CPU session's kernels on the thread that calls Run.
+func (r *Runtime) IntraOpThreads() int { return r.cfg.IntraOpThreads }
+
 // EP is the requested execution provider (after GIBBON_EP); each Session.Provider
 // says where that session actually runs.
 func (r *Runtime) EP() string { return r.cfg.EP }

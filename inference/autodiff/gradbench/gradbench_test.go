@@ -91,6 +91,11 @@ func TestMeasure(t *testing.T) {
 	if runtime.GOOS == "linux" && (!r.HasCPU || r.ForwardCPU <= 0 || r.GradCPU <= 0) {
 		t.Errorf("no CPU times on Linux: %+v", r)
 	}
+	// the test runtime runs one intra-op thread on the CPU: the times are the calling
+	// thread's, which does all of ONNX Runtime's work
+	if runtime.GOOS == "linux" && !r.ThreadCPU {
+		t.Errorf("CPU times of the process, want the thread's with one intra-op thread on the CPU: %+v", r)
+	}
 	for _, ops := range [][]OpTime{r.ForwardOps, r.GradOps} {
 		share := 0.0
 		has := map[string]bool{}
