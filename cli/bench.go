@@ -186,9 +186,10 @@ func printGradBench(w io.Writer, results []*gradbench.Result, profile bool, top,
 // kernel time.
 func printKernels(w io.Writer, r *gradbench.Result, n int) error {
 	total := kernelTime(r.GradOps)
-	fmt.Fprintf(w, "\n%s: the gradient graph's %d slowest kernels (of %d; nodes as ONNX Runtime names them after fusing)\n", r.Name, min(n, len(r.GradKernels)), len(r.GradKernels))
+	slowest := r.GradKernels[:min(n, len(r.GradKernels))]
+	fmt.Fprintf(w, "\n%s: the gradient graph's %d slowest kernels (of %d; nodes as ONNX Runtime names them after fusing)\n", r.Name, len(slowest), len(r.GradKernels))
 	t := newNumberTable("ms", "share", "op", "node", "output")
-	for _, k := range r.GradKernels[:min(n, len(r.GradKernels))] {
+	for _, k := range slowest {
 		shape := "?"
 		if k.Shape != nil {
 			shape = fmt.Sprint(k.Shape)
